@@ -1,0 +1,177 @@
+"""Audio in: decode any file, downmix to mono, resample, convert raw PCM.
+
+Place in the pipeline: the first stage. Whatever the source (a WAV on disk,
+an MP3 upload, PCM frames from a browser microphone), it leaves this module
+as a 1-D float32 NumPy array at ``AudioParams.sample_rate`` with samples in
+[-1, 1]. Nothing downstream ever sees another rate or channel layout.
+
+Decoding: libsndfile (through ``soundfile``) reads WAV, FLAC, OGG/Vorbis,
+Opus and MP3 itself. Anything else (AAC/M4A, WMA, ...) goes through pydub,
+which runs ffmpeg. Resampling uses soxr, a band-limited polyphase resampler:
+naive interpolation would fold energy above the new Nyquist back into the
+audible band and change exactly the spectral detail we match on.
+
+Every failure becomes one ``BadAudio`` subclass naming the file.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .config import AudioParams
+from .errors import AudioTooShort, BadAudio, UnsupportedFormat
+
+log = logging.getLogger(__name__)
+
+_DEFAULT = AudioParams()
+#: Internal sample rate in Hz, window and hop lengths (see ``AudioParams``).
+SAMPLE_RATE = _DEFAULT.sample_rate
+WINDOW_SECONDS = _DEFAULT.window_seconds
+HOP_SECONDS = _DEFAULT.hop_seconds
+WINDOW_SAMPLES = _DEFAULT.window_samples
+HOP_SAMPLES = _DEFAULT.hop_samples
+
+#: Extensions we try to decode. libsndfile handles the first group natively;
+#: the second needs ffmpeg through pydub.
+SNDFILE_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif"})
+FFMPEG_EXTENSIONS = frozenset({".m4a", ".aac", ".mp4", ".wma", ".webm", ".mka"})
+AUDIO_EXTENSIONS = SNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS
+
+#: PCM sample formats accepted from streaming clients.
+PCM_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
+
+
+def is_audio_file(path: str | os.PathLike) -> bool:
+    """True when ``path`` has an extension that ``load_audio`` can decode."""
+    return Path(path).suffix.lower() in AUDIO_EXTENSIONS
+
+
+def to_mono(samples: np.ndarray) -> np.ndarray:
+    """Average channels: (n,) or (n, channels) -> (n,) float32."""
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1)
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Band-limited resampling of a mono signal.
+
+    samples: (n,) float32 at ``rate_in`` Hz. Returns (round(n*rate_out/rate_in),)
+    float32 at ``rate_out`` Hz. A no-op when the rates match.
+    """
+    samples = np.asarray(samples, dtype=np.float32)
+    if rate_in == rate_out or samples.size == 0:
+        return samples
+    import soxr  # imported lazily: only decoding paths need it
+
+    return soxr.resample(samples, rate_in, rate_out, quality="HQ").astype(np.float32, copy=False)
+
+
+def _decode_sndfile(path: Path) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    return data, rate
+
+
+def _decode_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
+    try:
+        from pydub import AudioSegment
+    except ImportError as exc:  # pragma: no cover - pydub is a hard dependency
+        raise UnsupportedFormat(path, "pydub is not installed; cannot decode this format") from exc
+    try:
+        seg = AudioSegment.from_file(str(path))
+    except FileNotFoundError as exc:
+        raise UnsupportedFormat(path, "ffmpeg is not installed (apt-get install ffmpeg)") from exc
+    except Exception as exc:  # pydub raises CouldntDecodeError and friends
+        raise BadAudio(path, f"ffmpeg could not decode it ({type(exc).__name__})") from exc
+    samples = np.array(seg.get_array_of_samples(), dtype=np.float32)
+    samples /= float(1 << (8 * seg.sample_width - 1))
+    return samples.reshape(-1, seg.channels), seg.frame_rate
+
+
+def load_audio(
+    path: str | os.PathLike,
+    *,
+    params: AudioParams = _DEFAULT,
+    min_seconds: float | None = None,
+) -> np.ndarray:
+    """Decode a file to mono float32 at ``params.sample_rate``.
+
+    path: any file with an extension in ``AUDIO_EXTENSIONS``.
+    min_seconds: refuse audio shorter than this (default: one window,
+        ``params.window_seconds``); pass 0 to accept any length.
+    Returns (n,) float32 in [-1, 1].
+    Raises ``UnsupportedFormat``, ``BadAudio`` (missing, empty, corrupt or
+    truncated file) or ``AudioTooShort``.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in AUDIO_EXTENSIONS:
+        raise UnsupportedFormat(path, f"unsupported file type {suffix or '(none)'!r}; "
+                                      f"expected one of {', '.join(sorted(AUDIO_EXTENSIONS))}")
+    if not path.is_file():
+        raise BadAudio(path, "no such file")
+    if path.stat().st_size == 0:
+        raise BadAudio(path, "file is empty")
+    try:
+        if suffix in SNDFILE_EXTENSIONS:
+            try:
+                data, rate = _decode_sndfile(path)
+            except Exception as exc:
+                # libsndfile can be built without MP3/Opus; ffmpeg is the fallback,
+                # and its own failure is what we report.
+                log.debug("libsndfile failed on %s (%s); trying ffmpeg", path, exc)
+                data, rate = _decode_ffmpeg(path)
+        else:
+            data, rate = _decode_ffmpeg(path)
+    except BadAudio:
+        raise
+    except Exception as exc:
+        raise BadAudio(path, f"could not decode ({exc})") from exc
+    samples = to_mono(data)
+    if samples.size == 0:
+        raise BadAudio(path, "contains no audio samples (truncated or empty stream)")
+    if not np.all(np.isfinite(samples)):
+        raise BadAudio(path, "contains NaN or infinite samples")
+    samples = resample(samples, rate, params.sample_rate)
+    need = params.window_seconds if min_seconds is None else min_seconds
+    seconds = samples.size / params.sample_rate
+    if seconds + 1e-9 < need:
+        raise AudioTooShort(path, f"only {seconds:.2f} s of audio; at least {need:.2f} s is needed")
+    return samples
+
+
+def pcm_to_float(data: bytes, fmt: str, channels: int = 1) -> np.ndarray:
+    """Raw interleaved PCM bytes -> mono float32 in [-1, 1].
+
+    fmt: "s16le" (16-bit signed little-endian) or "f32le" (32-bit float).
+    Raises ``BadAudio`` for an unknown format or a byte count that is not a
+    whole number of frames.
+    """
+    if fmt not in PCM_FORMATS:
+        raise BadAudio("pcm", f"unsupported sample format {fmt!r}; use one of {sorted(PCM_FORMATS)}")
+    dtype = PCM_FORMATS[fmt]
+    frame_bytes = dtype.itemsize * channels
+    if len(data) % frame_bytes:
+        raise BadAudio("pcm", f"{len(data)} bytes is not a whole number of {channels}-channel {fmt} frames")
+    samples = np.frombuffer(data, dtype=dtype).astype(np.float32)
+    if fmt == "s16le":
+        samples /= 32768.0
+    else:
+        samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
+    return to_mono(samples.reshape(-1, channels))
+
+
+def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> None:
+    """Write mono float samples as 16-bit PCM WAV, atomically (tmp + rename)."""
+    import soundfile as sf
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    sf.write(str(tmp), np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+    os.replace(tmp, path)

@@ -1,0 +1,170 @@
+"""Frozen configuration records, built once at the edge and passed down.
+
+Place in the pipeline: this module sits at the very bottom. It imports nothing
+from the package, and every other layer receives the parameters it needs as
+one of these immutable records instead of reading globals. A saved model keeps
+the records it was trained with (``as_dict``), and a loader compares them with
+the records of the running code (``check_compatible``) so that a model trained
+on one feature layout is never silently fed another.
+
+Units are in the field names: ``*_seconds``, ``*_hz``, ``*_samples``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AudioParams:
+    """How raw audio becomes fixed-length analysis windows.
+
+    sample_rate: internal rate in Hz. 16 kHz keeps everything up to 8 kHz,
+        which holds the melody, the bass line and the attack of drums; what a
+        phone microphone or an FM broadcast passes fits well inside it, and it
+        makes each FFT 2.7x cheaper than the corpus' 44.1 kHz.
+    window_seconds: length of one recognition query (the product promise).
+    hop_seconds: step between successive windows in a longer stream.
+    """
+
+    sample_rate: int = 16000
+    window_seconds: float = 2.5
+    hop_seconds: float = 0.5
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_seconds * self.sample_rate))
+
+    @property
+    def hop_samples(self) -> int:
+        return int(round(self.hop_seconds * self.sample_rate))
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    """The log-frequency spectrogram that every engine sees.
+
+    n_fft / hop_length: STFT frame and step in samples (128 ms / 32 ms at
+        16 kHz). A long frame resolves neighbouring semitones in the bass.
+    fmin_hz, bins_per_octave, n_bins: geometric (log-spaced) band centres.
+        On a log-frequency axis a pitch shift or a speed change moves the
+        whole picture up or down by a constant number of bins instead of
+        stretching it, which is what lets a convolutional network with
+        pooling treat it as a translation. 12 bins per octave = one semitone.
+    floor_db: dynamic range kept below each window's loudest cell.
+    """
+
+    n_fft: int = 2048
+    hop_length: int = 512
+    fmin_hz: float = 110.0
+    bins_per_octave: int = 12
+    n_bins: int = 72
+    floor_db: float = 80.0
+
+    def n_frames(self, window_samples: int) -> int:
+        """Number of STFT frames in one window of ``window_samples`` samples."""
+        return 1 + (window_samples - self.n_fft) // self.hop_length
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """Ranges of the training distortions (see ``augment``).
+
+    Each training window draws one value from every range; the ranges are a
+    little wider than what the benchmark asks for (speed ±10 %, pitch ±2
+    semitones, tempo ±10 %) so that the edges of the target range are not the
+    edges of what the network has seen.
+    """
+
+    speed_range: tuple[float, float] = (0.87, 1.13)
+    pitch_semitones: tuple[float, float] = (-2.5, 2.5)
+    stretch_range: tuple[float, float] = (0.87, 1.13)
+    snr_db_range: tuple[float, float] = (-2.0, 25.0)
+    p_speed: float = 0.35
+    p_pitch: float = 0.3
+    p_stretch: float = 0.25
+    p_noise: float = 0.6
+    p_music: float = 0.2
+    p_phone: float = 0.25
+    p_reverb: float = 0.2
+    p_codec: float = 0.15
+
+
+@dataclass(frozen=True)
+class CnnParams:
+    """Shape of one per-track binary CNN (``models.build_track_cnn``).
+
+    widths: output channels of each 3x3 convolution block; every block but the
+        last halves both axes with a 2x2 max-pool. The last block feeds global
+        max and mean pooling, so the decision does not depend on where in the
+        window (time) or at which pitch (log-frequency) a pattern appears.
+    """
+
+    widths: tuple[int, ...] = (8, 16, 24, 32)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """How one track's classifier is fitted and calibrated.
+
+    target_fpr: false-positive rate per window that the threshold is set for,
+        measured on held-out negative tracks that were never trained on.
+    """
+
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    negatives_per_positive: int = 3
+    validation_fraction: float = 0.15
+    target_fpr: float = 0.002
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DatasetParams:
+    """How many augmented windows the dataset builder draws per source track.
+
+    positives_per_track: augmented windows of each licensed track.
+    windows_per_wrong: augmented windows of each "wrong" (negative) track.
+    shard_windows: windows per on-disk shard (bounded RAM while building).
+    """
+
+    positives_per_track: int = 400
+    windows_per_wrong: int = 24
+    clean_fraction: float = 0.15
+    shard_windows: int = 2048
+    seed: int = 0
+
+
+def as_dict(record: Any) -> dict:
+    """A JSON-ready dict of a config record (tuples become lists)."""
+    return dataclasses.asdict(record)
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+    """Rebuild a record of type ``cls`` from ``as_dict`` output.
+
+    Unknown keys are rejected, because they mean the file was written by a
+    different version of the code.
+    """
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+    kwargs = {}
+    for key, value in data.items():
+        kwargs[key] = tuple(value) if isinstance(value, list) else value
+    return cls(**kwargs)
+
+
+def check_compatible(saved: Any, current: Any, what: str) -> list[str]:
+    """Names of fields whose values differ between two records of one type."""
+    diffs = []
+    for f in dataclasses.fields(current):
+        a, b = getattr(saved, f.name), getattr(current, f.name)
+        if a != b:
+            diffs.append(f"{what}.{f.name}: saved {a!r}, running {b!r}")
+    return diffs

@@ -1,0 +1,118 @@
+"""FFT features: a batch of 2.5 s windows -> log-frequency spectrograms.
+
+Place in the pipeline: after ``audio``/``stream`` have cut windows, before
+any engine. Every engine (the per-track CNNs and the fingerprint encoder)
+consumes exactly what ``log_spectrogram`` returns, so the training path, the
+CLI and the live server cannot drift apart.
+
+Why these choices:
+
+* **Short-time FFT** (Hann window, 128 ms frames, 32 ms hop): music is a
+  sequence of notes and beats; a spectrogram shows both what sounds (rows)
+  and when (columns), and it is cheap: one real FFT per frame.
+* **Log-frequency bands** (12 per octave from 110 Hz): musical pitch is
+  geometric, so on this axis a transposition or a sped-up record is a
+  vertical *shift* of the image, not a stretch. Convolutions and pooling in
+  the networks are shift-tolerant by construction, which is what makes
+  pitch and speed robustness learnable by small models. Low bands narrower
+  than an FFT bin are widened to one bin so none of them is empty.
+* **Decibels with a floor** and **per-window standardisation**: loudness
+  depends on the microphone and the volume knob, not on the track, so each
+  window is scaled to zero mean and unit variance; the 80 dB floor stops
+  digital silence (log 0) from dominating that statistic.
+
+All functions are pure, take keyword parameters and an ``xp`` module
+(NumPy or CuPy, see ``xp.get_xp``), and return arrays of the same module.
+"""
+from __future__ import annotations
+
+import functools
+from types import ModuleType
+
+import numpy as np
+
+from .config import AudioParams, FeatureParams
+
+
+def band_centres_hz(params: FeatureParams) -> np.ndarray:
+    """Centre frequency of each log band: (n_bins,) float64, in Hz."""
+    k = np.arange(params.n_bins, dtype=np.float64)
+    return params.fmin_hz * 2.0 ** (k / params.bins_per_octave)
+
+
+@functools.lru_cache(maxsize=8)
+def _filterbank_cached(params: FeatureParams, sample_rate: int) -> np.ndarray:
+    fft_hz = np.fft.rfftfreq(params.n_fft, d=1.0 / sample_rate)
+    bin_hz = sample_rate / params.n_fft
+    centres = band_centres_hz(params)
+    if centres[-1] * 2 ** (1 / params.bins_per_octave) > sample_rate / 2:
+        raise ValueError(f"{params.n_bins} bands from {params.fmin_hz} Hz exceed Nyquist at {sample_rate} Hz")
+    step = 2.0 ** (1.0 / params.bins_per_octave)
+    lower = np.maximum(centres - centres / step, bin_hz)  # half-width below, >= 1 FFT bin
+    upper = np.maximum(centres * step - centres, bin_hz)
+    d = fft_hz[:, None] - centres[None, :]
+    weights = np.where(d < 0, 1.0 + d / lower, 1.0 - d / upper)
+    weights = np.clip(weights, 0.0, None)
+    weights /= weights.sum(axis=0, keepdims=True)  # each band = mean power under it
+    return weights.astype(np.float32)
+
+
+def log_filterbank(*, params: FeatureParams, sample_rate: int) -> np.ndarray:
+    """Triangular log-frequency filterbank.
+
+    Returns (n_fft // 2 + 1, n_bins) float32; column k averages the FFT power
+    around band centre k with a triangle reaching the neighbouring centres.
+    """
+    return _filterbank_cached(params, sample_rate)
+
+
+def frame_count(*, audio: AudioParams, params: FeatureParams) -> int:
+    """Frames per window, i.e. the time axis length of ``log_spectrogram``."""
+    return params.n_frames(audio.window_samples)
+
+
+def feature_shape(*, audio: AudioParams, params: FeatureParams) -> tuple[int, int]:
+    """(frames, bands) of one window's features."""
+    return frame_count(audio=audio, params=params), params.n_bins
+
+
+def power_spectrogram(windows, *, params: FeatureParams, xp: ModuleType = np):
+    """Short-time power spectrum of each window.
+
+    windows: (batch, samples) float32 array of module ``xp``.
+    Returns (batch, frames, n_fft // 2 + 1) float32 power.
+    """
+    windows = xp.asarray(windows, dtype=xp.float32)
+    if windows.ndim != 2:
+        raise ValueError(f"windows must be (batch, samples), got shape {windows.shape}")
+    n_frames = params.n_frames(windows.shape[1])
+    if n_frames < 1:
+        raise ValueError(f"windows of {windows.shape[1]} samples are shorter than one FFT frame")
+    starts = xp.arange(n_frames) * params.hop_length
+    index = starts[:, None] + xp.arange(params.n_fft)[None, :]
+    hann = xp.asarray(np.hanning(params.n_fft + 1)[:-1].astype(np.float32))  # periodic Hann
+    frames = windows[:, index] * hann  # (batch, frames, n_fft)
+    spectrum = xp.fft.rfft(frames, axis=-1)
+    return (spectrum.real**2 + spectrum.imag**2).astype(xp.float32)
+
+
+def log_spectrogram(windows, *, audio: AudioParams, params: FeatureParams, xp: ModuleType = np):
+    """The features every engine consumes.
+
+    windows: (batch, audio.window_samples) float32 at ``audio.sample_rate``,
+        of module ``xp`` or NumPy (copied to ``xp``).
+    Returns (batch, frames, n_bins) float32 of module ``xp``: decibels
+    floored ``params.floor_db`` below each window's peak, then standardised
+    per window to zero mean and unit variance. An all-silent window maps to
+    all zeros.
+    """
+    power = power_spectrogram(windows, params=params, xp=xp)
+    fb = xp.asarray(log_filterbank(params=params, sample_rate=audio.sample_rate))
+    bands = power @ fb  # (batch, frames, n_bins)
+    db = 10.0 * xp.log10(bands + 1e-12)
+    peak = db.max(axis=(1, 2), keepdims=True)
+    db = xp.maximum(db, peak - params.floor_db)
+    mean = db.mean(axis=(1, 2), keepdims=True)
+    std = db.std(axis=(1, 2), keepdims=True)
+    # A silent or constant window has std 0: return zeros rather than NaN.
+    return ((db - mean) / xp.maximum(std, 1e-3)).astype(xp.float32)
