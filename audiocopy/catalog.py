@@ -1,0 +1,167 @@
+"""The recognizer database on disk: what engine, which parameters, which tracks.
+
+Place in the pipeline: the storage layer under the engines. A database
+(``--db DB``) is a directory::
+
+    DB/db.json                 engine name, format version, audio and
+                               feature parameters (the contract every
+                               artifact inside was built against)
+    DB/tracks/<file>.json      one record per enrolled track (engine-specific
+    DB/tracks/<file>.keras     payload beside it, e.g. the cnnbin model)
+
+Track ids are file stems chosen by users, so they are never used as file
+names directly: ``track_filename`` derives a safe, unique name from them.
+Every write goes to a temporary file first and is renamed into place, so a
+crash or Ctrl-C never leaves a half-written artifact that looks finished.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .config import AudioParams, FeatureParams, as_dict, check_compatible, from_dict
+from .errors import ModelError, ParamsMismatch
+
+DB_FILE = "db.json"
+TRACKS_DIR = "tracks"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DbInfo:
+    """Contents of ``db.json``."""
+
+    engine: str
+    audio: AudioParams
+    features: FeatureParams
+    format_version: int = FORMAT_VERSION
+    #: Engine-owned, catalogue-wide calibration (e.g. cnnbin's score offset).
+    calibration: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "format_version": self.format_version,
+            "engine": self.engine,
+            "audio": as_dict(self.audio),
+            "features": as_dict(self.features),
+            "calibration": self.calibration,
+        }
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """JSON-serialise ``obj`` to ``path`` atomically (pretty, UTF-8)."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def read_json(path: Path, what: str) -> Any:
+    """Read a JSON file, turning absence or corruption into ``ModelError``."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{what} is unreadable: {path} ({exc})") from None
+
+
+def track_filename(track_id: str) -> str:
+    """A file-system-safe, collision-free base name for a track id."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", track_id).strip("._")[:60] or "track"
+    digest = hashlib.sha1(track_id.encode("utf-8")).hexdigest()[:8]
+    return f"{slug}-{digest}"
+
+
+def create_db(db: Path, info: DbInfo) -> None:
+    """Create an empty database, or check an existing one is compatible.
+
+    Raises ``ParamsMismatch`` when ``db`` already holds a database built for
+    another engine or other parameters: mixing them would silently corrupt
+    every score.
+    """
+    db = Path(db)
+    if (db / DB_FILE).exists():
+        existing = open_db(db)
+        diffs = []
+        if existing.engine != info.engine:
+            diffs.append(f"engine: saved {existing.engine!r}, requested {info.engine!r}")
+        diffs += check_compatible(existing.audio, info.audio, "audio")
+        diffs += check_compatible(existing.features, info.features, "features")
+        if diffs:
+            raise ParamsMismatch(f"{db} was built with other settings: " + "; ".join(diffs))
+        return
+    (db / TRACKS_DIR).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(db / DB_FILE, info.to_json())
+
+
+def open_db(db: Path) -> DbInfo:
+    """Read and validate ``db.json``; ``ModelError`` if absent or malformed."""
+    db = Path(db)
+    if not db.is_dir():
+        raise ModelError(f"recognizer database not found: {db} (build one with `audiocopy enroll`)")
+    raw = read_json(db / DB_FILE, "recognizer database")
+    try:
+        version = int(raw["format_version"])
+        if version != FORMAT_VERSION:
+            raise ModelError(f"{db}: database format {version} is not supported (expected {FORMAT_VERSION})")
+        return DbInfo(
+            engine=str(raw["engine"]),
+            audio=from_dict(AudioParams, raw["audio"]),
+            features=from_dict(FeatureParams, raw["features"]),
+            format_version=version,
+            calibration=dict(raw.get("calibration") or {}),
+        )
+    except ModelError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{db / DB_FILE} is malformed ({exc})") from None
+
+
+def set_calibration(db: Path, calibration: dict) -> DbInfo:
+    """Replace the catalogue-wide calibration in ``db.json`` (atomically)."""
+    info = replace(open_db(db), calibration=calibration)
+    atomic_write_json(Path(db) / DB_FILE, info.to_json())
+    return info
+
+
+def track_records(db: Path) -> list[dict]:
+    """All track records (the ``tracks/*.json`` files), sorted by track id."""
+    records = []
+    for path in sorted((Path(db) / TRACKS_DIR).glob("*.json")):
+        rec = read_json(path, "track record")
+        if not isinstance(rec, dict) or "track_id" not in rec:
+            raise ModelError(f"track record {path} is malformed (no track_id)")
+        rec["_path"] = str(path)
+        records.append(rec)
+    return sorted(records, key=lambda r: r["track_id"])
+
+
+def remove_track(db: Path, track_id: str) -> bool:
+    """Delete every file of one track; True if it was enrolled."""
+    base = Path(db) / TRACKS_DIR / track_filename(track_id)
+    found = False
+    # The record goes first: without it the payload is ignored by loaders.
+    for path in [base.with_suffix(".json"), *sorted(base.parent.glob(base.name + ".*"))]:
+        if path.exists():
+            path.unlink()
+            found = True
+    return found

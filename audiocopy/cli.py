@@ -1,0 +1,237 @@
+"""The ``audiocopy`` command: a thin shell over the library.
+
+Place in the pipeline: the top, beside the server. Each sub-command parses
+its arguments, builds the frozen config records, calls one library function
+and prints the result. Errors a user can cause (``AudiocopyError``) are
+shown as one ``error: ...`` line with exit status 1 (2 for bad usage); no
+traceback. Progress bars go to stderr, results to stdout, so
+``identify --json`` output stays machine-readable.
+
+Sub-commands: convert, dataset, train, enroll, remove, identify, evaluate.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .config import TrainParams
+from .errors import AudiocopyError
+
+log = logging.getLogger("audiocopy")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def cmd_convert(args) -> int:
+    from .convert import convert_folder
+
+    report = convert_folder(Path(args.src), Path(args.dst), sample_rate=args.rate, progress=not args.quiet)
+    print(f"converted {len(report.converted)}, skipped {len(report.skipped)} (already done), "
+          f"failed {len(report.failed)}")
+    for path, message in report.failed:
+        print(f"  failed: {message}", file=sys.stderr)
+    return 1 if report.failed and not report.converted and not report.skipped else 0
+
+
+def _plan(args):
+    from .config import AudioParams, AugmentParams, DatasetParams, FeatureParams
+    from .training.dataset import BuildPlan
+
+    return BuildPlan(AudioParams(), FeatureParams(), AugmentParams(),
+                     DatasetParams(positives_per_track=args.positives, windows_per_wrong=args.wrong_windows))
+
+
+def cmd_dataset(args) -> int:
+    from .training.dataset import build_dataset
+
+    manifest = build_dataset(Path(args.licensed), Path(args.wrong) if args.wrong else None, Path(args.out),
+                             _plan(args), jobs=args.jobs, progress=not args.quiet)
+    roles = [s["role"] for s in manifest["sources"]]
+    print(f"dataset {args.out}: {roles.count('licensed')} licensed, {roles.count('wrong')} wrong tracks, "
+          f"{len(manifest['failed'])} failed")
+    return 0
+
+
+def _train_params(args):
+    from .config import TrainParams
+
+    return TrainParams(epochs=args.epochs)
+
+
+def cmd_train(args) -> int:
+    from .training.enroll import train_catalog
+
+    report = train_catalog(Path(args.dataset), Path(args.db), train=_train_params(args),
+                           tracks=args.track or None, progress=not args.quiet)
+    print(f"trained {len(report.trained)} tracks ({report.seconds_per_track:.1f} s each), "
+          f"{len(report.skipped)} already trained; catalogue offset {report.score_offset:.3f}")
+    return 0
+
+
+def cmd_enroll(args) -> int:
+    if args.engine != "cnnbin":
+        raise AudiocopyError(f"engine {args.engine!r} is not available yet; use --engine cnnbin")
+    from .config import DatasetParams
+    from .training.enroll import enroll
+
+    report = enroll(Path(args.catalog_dir), Path(args.db),
+                    negatives_dir=Path(args.negatives) if args.negatives else None,
+                    work_dir=Path(args.work) if args.work else None,
+                    dataset=DatasetParams(positives_per_track=args.positives, windows_per_wrong=args.wrong_windows),
+                    train=_train_params(args), jobs=args.jobs, progress=not args.quiet)
+    print(f"enrolled {len(report.trained)} tracks into {args.db} ({report.seconds_per_track:.1f} s each), "
+          f"{len(report.skipped)} were already enrolled")
+    return 0
+
+
+def cmd_remove(args) -> int:
+    from . import catalog
+    from .config import TrainParams
+    from .training.enroll import calibrate_catalog
+
+    info = catalog.open_db(Path(args.db))
+    missing = [t for t in args.track if not catalog.remove_track(Path(args.db), t)]
+    calibrate_catalog(Path(args.db), catalog_fpr=info.calibration.get("catalog_fpr", TrainParams().catalog_fpr))
+    for t in missing:
+        print(f"not enrolled: {t}", file=sys.stderr)
+    return 1 if missing else 0
+
+
+def cmd_identify(args) -> int:
+    from .audio import load_audio
+    from .recognizer import Recognizer
+
+    recognizer = Recognizer.open(Path(args.db))
+    for name in args.files:
+        try:
+            signal = load_audio(name, params=recognizer.audio)
+            det = recognizer.identify(signal)
+            line = {"file": name, **det.to_json()}
+        except AudiocopyError as exc:
+            line = {"file": name, "match": None, "score": None, "offset_s": None, "error": str(exc)}
+        if args.json:
+            print(json.dumps(line, ensure_ascii=False), flush=True)
+        elif "error" in line:
+            print(f"{name}: error: {line['error']}", flush=True)
+        else:
+            print(f"{name}: {line['match'] or '(no match)'}  score {line['score']:+.3f}  at {line['offset_s']} s",
+                  flush=True)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluation import evaluate_queries, read_truth
+
+    truth = read_truth(Path(args.truth))
+    summary = evaluate_queries(Path(args.db), truth, max_fpr=args.max_fpr, progress=not args.quiet)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="audiocopy", description="Recognise licensed music in audio from 2.5 s fragments.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("convert", help="convert a folder of audio (mp3, ...) to mono WAV",
+                       description="Convert every audio file in SRC_DIR to a mono 16-bit WAV in DST_DIR "
+                                   "(skips files already converted, reports failures and carries on).")
+    c.add_argument("src")
+    c.add_argument("dst")
+    c.add_argument("--rate", type=_positive_int, default=22050, help="output sample rate in Hz (default 22050)")
+    c.set_defaults(func=cmd_convert)
+
+    def dataset_args(q):
+        q.add_argument("--positives", type=_positive_int, default=400,
+                       help="augmented windows per licensed track (default 400)")
+        q.add_argument("--wrong-windows", type=_positive_int, default=24,
+                       help="augmented windows per wrong track (default 24)")
+        q.add_argument("--jobs", type=_positive_int, default=None, help="worker processes (default: all cores)")
+
+    d = sub.add_parser("dataset", help="build the training dataset (positives + wrong tracks)",
+                       description="Draw distorted 2.5 s windows from licensed and wrong tracks and store their "
+                                   "features as on-disk shards with a manifest. Resumes when interrupted.")
+    d.add_argument("--licensed", default="data/audio/wav_licensed", help="folder of licensed tracks")
+    d.add_argument("--wrong", default="data/audio/wav_wrong", help="folder of wrong (negative) tracks, >= 100")
+    d.add_argument("--out", default="data/datasets", help="dataset folder")
+    dataset_args(d)
+    d.set_defaults(func=cmd_dataset)
+
+    t = sub.add_parser("train", help="train one CNN per licensed track from a dataset",
+                       description="Train and calibrate the per-track CNNs of a dataset into a recognizer "
+                                   "database. Tracks already trained are skipped, so it resumes.")
+    t.add_argument("--dataset", default="data/datasets")
+    t.add_argument("--db", default="data/model")
+    t.add_argument("--track", action="append", help="train only this track id (repeatable)")
+    t.add_argument("--epochs", type=_positive_int, default=TrainParams().epochs,
+                   help="maximum training epochs per track (early stopping picks the best)")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("enroll", help="build a recognizer database from a folder of tracks",
+                       description="Enrol every audio file of CATALOG_DIR (track id = file stem): build the "
+                                   "dataset and train/calibrate the engine. Resumes when interrupted.")
+    e.add_argument("catalog_dir")
+    e.add_argument("--db", required=True)
+    e.add_argument("--negatives", help="folder of wrong tracks to train against (>= 100 recommended)")
+    e.add_argument("--engine", default="cnnbin", choices=["cnnbin", "fingerprint"])
+    e.add_argument("--work", help="where to keep the dataset (default DB/dataset)")
+    e.add_argument("--epochs", type=_positive_int, default=TrainParams().epochs,
+                   help="maximum training epochs per track (early stopping picks the best)")
+    dataset_args(e)
+    e.set_defaults(func=cmd_enroll)
+
+    r = sub.add_parser("remove", help="remove tracks from a database",
+                       description="Delete enrolled tracks and recalibrate the catalogue offset.")
+    r.add_argument("--db", required=True)
+    r.add_argument("track", nargs="+")
+    r.set_defaults(func=cmd_remove)
+
+    i = sub.add_parser("identify", help="identify audio files",
+                       description="Identify each FILE. With --json, print one JSON line per file: "
+                                   '{"file", "match" (track id or null), "score" (higher = more confident; '
+                                   '> 0 exactly when there is a match), "offset_s"} and "error" for a bad file.')
+    i.add_argument("--db", required=True)
+    i.add_argument("--json", action="store_true", help="JSON lines output")
+    i.add_argument("files", nargs="+", metavar="FILE")
+    i.set_defaults(func=cmd_identify)
+
+    v = sub.add_parser("evaluate", help="measure accuracy on labelled queries",
+                       description="Identify the files listed in a TSV (file<TAB>expected track id, empty for "
+                                   "music that is not in the catalogue) and report hit, wrong-track and "
+                                   "false-positive rates, at the calibrated decision and at the threshold that "
+                                   "keeps false positives <= --max-fpr.")
+    v.add_argument("--db", required=True)
+    v.add_argument("--truth", required=True, help="TSV: file path, expected track id (may be empty)")
+    v.add_argument("--max-fpr", type=float, default=0.01)
+    v.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter is not for users
+    try:
+        return args.func(args)
+    except AudiocopyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Enrolment for the cnnbin engine: dataset -> trained, calibrated database.
+
+Place in the pipeline: the top of the offline side, called by the CLI
+(``audiocopy dataset``, ``train``, ``enroll``) and by ``tools/utility.py``.
+
+``train_catalog`` trains every licensed track of a dataset that the database
+does not hold yet (so an interrupted run resumes by skipping finished
+tracks), then stores the calibration windows in the database and sets the
+catalogue offset (see ``engines.cnnbin``). Keeping the calibration windows
+in ``DB/calibration.npy`` lets a later ``remove`` or ``add`` recalibrate
+without the dataset.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import catalog
+from ..config import AugmentParams, AudioParams, CnnParams, DatasetParams, FeatureParams, TrainParams
+from ..engines import cnnbin
+from ..errors import DatasetError
+from .dataset import BuildPlan, Dataset, build_dataset
+from .fit_cnnbin import calibration_windows, fit_track, quantile_threshold
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_FILE = "calibration.npy"
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    trained: list[str]
+    skipped: list[str]
+    seconds_per_track: float
+    score_offset: float
+
+
+def train_catalog(dataset_dir: Path, db: Path, *, cnn: CnnParams = CnnParams(), train: TrainParams = TrainParams(),
+                  tracks: list[str] | None = None, progress: bool = True) -> TrainReport:
+    """Train (or resume training) every licensed track of a dataset into ``db``.
+
+    tracks: restrict to these track ids (default: all licensed tracks).
+    """
+    from tqdm import tqdm
+
+    dataset = Dataset(dataset_dir)
+    catalog.create_db(db, catalog.DbInfo(cnnbin.NAME, dataset.audio, dataset.features))
+    wanted = dataset.licensed_ids() if tracks is None else list(tracks)
+    unknown = sorted(set(wanted) - set(dataset.licensed_ids()))
+    if unknown:
+        raise DatasetError(f"not in dataset {dataset_dir}: {unknown}")
+    done = cnnbin.enrolled_track_ids(db)
+    todo = [t for t in wanted if t not in done]
+    calibration = calibration_windows(dataset)
+    trained, seconds = [], []
+    for i, track_id in enumerate(tqdm(todo, desc="train", unit="track", disable=not progress)):
+        t0 = time.perf_counter()
+        fit = fit_track(dataset, track_id, cnn=cnn, train=train, calibration=calibration,
+                        seed=train.seed + 1000 * (dataset.licensed_ids().index(track_id) + 1))
+        cnnbin.save_track(db, cnnbin.TrackModel(track_id, fit.model, fit.threshold_logit, cnn, fit.metrics,
+                                                {"source": dataset.source(track_id).path,
+                                                 "train": {"epochs": train.epochs, "seed": train.seed}}),
+                          audio=dataset.audio, features=dataset.features)
+        seconds.append(time.perf_counter() - t0)
+        trained.append(track_id)
+        log.info("trained %s in %.1f s: %s", track_id, seconds[-1], fit.metrics)
+    if len(calibration):
+        catalog.atomic_write_bytes(Path(db) / CALIBRATION_FILE, _npy_bytes(calibration.astype(np.float16)))
+    offset = calibrate_catalog(db, catalog_fpr=train.catalog_fpr)
+    return TrainReport(trained, [t for t in wanted if t in done],
+                       float(np.mean(seconds)) if seconds else 0.0, offset)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def calibrate_catalog(db: Path, *, catalog_fpr: float) -> float:
+    """Set the catalogue-wide score offset from the stored calibration windows.
+
+    The offset is the ``catalog_fpr`` quantile of the best track's margin
+    over the held-out windows, so a query of unrelated music is called a
+    match with about that probability. Returns the offset (0 when the
+    database has no calibration windows or no tracks).
+    """
+    path = Path(db) / CALIBRATION_FILE
+    catalog.set_calibration(db, {})
+    if not path.exists():
+        log.warning("%s has no calibration windows; catalogue offset left at 0", db)
+        return 0.0
+    engine = cnnbin.load(Path(db))
+    if not engine.track_ids:
+        return 0.0
+    windows = np.load(path).astype(np.float32)
+    best = np.concatenate([engine.score(windows[i:i + 256]).margins.max(axis=1)
+                           for i in range(0, len(windows), 256)])
+    offset = max(0.0, quantile_threshold(best, catalog_fpr))
+    catalog.set_calibration(db, {"score_offset": offset, "catalog_fpr": catalog_fpr,
+                                 "calibration_windows": int(len(windows)), "tracks": len(engine.track_ids)})
+    log.info("catalogue offset %.3f for %d tracks at %.3g false positives per window",
+             offset, len(engine.track_ids), catalog_fpr)
+    return offset
+
+
+def enroll(catalog_dir: Path, db: Path, *, negatives_dir: Path | None, work_dir: Path | None = None,
+           audio: AudioParams = AudioParams(), features: FeatureParams = FeatureParams(),
+           augment: AugmentParams = AugmentParams(), dataset: DatasetParams = DatasetParams(),
+           cnn: CnnParams = CnnParams(), train: TrainParams = TrainParams(), jobs: int | None = None,
+           progress: bool = True) -> TrainReport:
+    """Build the dataset for a catalogue folder and train it into ``db``.
+
+    work_dir: where the dataset is kept (default ``DB/dataset``); both steps
+    resume after an interruption.
+    """
+    work_dir = Path(work_dir) if work_dir is not None else Path(db) / "dataset"
+    build_dataset(Path(catalog_dir), negatives_dir, work_dir, BuildPlan(audio, features, augment, dataset),
+                  jobs=jobs, progress=progress)
+    return train_catalog(work_dir, Path(db), cnn=cnn, train=train, progress=progress)

@@ -1,0 +1,224 @@
+"""Fitting and calibrating the per-track CNNs.
+
+Place in the pipeline: offline, between the dataset (``training.dataset``)
+and the ``cnnbin`` engine's artifacts. For one licensed track it
+
+1. takes the track's augmented windows as positives, holding out a random
+   ``validation_fraction`` of them (unseen distortion draws at unseen
+   offsets) to pick the best epoch;
+2. draws fresh negatives every epoch: half from the other licensed tracks
+   (the confusions that matter most in a catalogue) and half from the
+   training "wrong" tracks, one random source then one random window, so a
+   long licensed track does not drown out a hundred short wrong ones;
+3. jitters features on the fly (a shift of up to two log-frequency bins and
+   a few frames in time) so 400 windows act like many more;
+4. sets the track's threshold at the ``track_fpr`` quantile of its logits on
+   the calibration tracks: music no model has trained on.
+
+Why not hold out whole time regions of the positive track for validation?
+A recognizer must know *every* part of a licensed track; a region held out
+of training would be a region we cannot recognise. The positive validation
+windows are therefore unseen draws of distortions and offsets, and the
+honest generalisation test is the benchmark's independent distortions.
+
+``calibrate_catalog`` then sets one offset for the whole catalogue so that
+the best-scoring track's margin exceeds 0 on only ``catalog_fpr`` of the
+calibration windows.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import CnnParams, TrainParams
+from ..errors import DatasetError
+from .dataset import Dataset, Source
+
+log = logging.getLogger(__name__)
+
+#: Largest feature jitter used in training: log-frequency bins and frames.
+MAX_BIN_SHIFT = 2
+MAX_FRAME_SHIFT = 6
+
+
+def _take(data: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Rows of a memory-mapped float16 array as float32 (sorted reads are faster)."""
+    order = np.argsort(index)
+    rows = np.asarray(data[index[order]], dtype=np.float32)
+    out = np.empty_like(rows)
+    out[order] = rows
+    return out
+
+
+def shift_features(x: np.ndarray, bins: int, frames: int) -> np.ndarray:
+    """Shift one (frames, bands) feature image, filling with its minimum.
+
+    Positive ``bins`` moves content up in pitch, positive ``frames`` later in
+    time; what falls off the edge is lost, like a real transposition or crop.
+    """
+    out = np.full_like(x, x.min())
+    f, b = x.shape
+    src_t = slice(max(0, -frames), f - max(0, frames))
+    dst_t = slice(max(0, frames), f - max(0, -frames))
+    src_b = slice(max(0, -bins), b - max(0, bins))
+    dst_b = slice(max(0, bins), b - max(0, -bins))
+    out[dst_t, dst_b] = x[src_t, src_b]
+    return out
+
+
+def jitter(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random small pitch/time shifts of half the windows in (n, frames, bands)."""
+    out = batch.copy()
+    for i in np.flatnonzero(rng.random(len(batch)) < 0.5):
+        out[i] = shift_features(batch[i], int(rng.integers(-MAX_BIN_SHIFT, MAX_BIN_SHIFT + 1)),
+                                int(rng.integers(-MAX_FRAME_SHIFT, MAX_FRAME_SHIFT + 1)))
+    return out
+
+
+class NegativeSampler:
+    """Draws negative windows for one track from the training split."""
+
+    def __init__(self, dataset: Dataset, track_id: str):
+        self.dataset = dataset
+        self.licensed = [s for s in dataset.sources if s.role == "licensed" and s.track_id != track_id]
+        self.wrong = [s for s in dataset.sources if s.role == "wrong" and s.split == "train"]
+        if not self.licensed and not self.wrong:
+            raise DatasetError("no negative windows: add wrong tracks or more licensed tracks")
+
+    def _from(self, sources: list[Source], n: int, rng: np.random.Generator) -> list[np.ndarray]:
+        picks = rng.integers(len(sources), size=n)
+        rows = []
+        for s_idx in np.unique(picks):
+            data = self.dataset.windows(sources[s_idx])
+            count = int((picks == s_idx).sum())
+            rows.append(_take(data, rng.integers(len(data), size=count)))
+        return rows
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """(n, frames, bands) float32 negatives, half licensed and half wrong when both exist."""
+        n_lic = n // 2 if self.wrong else n
+        if not self.licensed:
+            n_lic = 0
+        rows = (self._from(self.licensed, n_lic, rng) if n_lic else []) + \
+               (self._from(self.wrong, n - n_lic, rng) if n - n_lic else [])
+        return np.concatenate(rows)
+
+
+def calibration_windows(dataset: Dataset) -> np.ndarray:
+    """All windows of the calibration split, (n, frames, bands) float32.
+
+    Empty (0 rows) when the dataset has no calibration tracks; training then
+    falls back to the training negatives and logs that the thresholds are
+    optimistic.
+    """
+    parts = [np.asarray(dataset.windows(s), dtype=np.float32)
+             for s in dataset.sources if s.role == "wrong" and s.split == "calibration"]
+    if not parts:
+        return np.zeros((0, *dataset.windows(dataset.sources[0]).shape[1:]), dtype=np.float32)
+    return np.concatenate(parts)
+
+
+def quantile_threshold(negative_logits: np.ndarray, fpr: float) -> float:
+    """Smallest threshold with at most ``fpr`` of negatives strictly above it.
+
+    negative_logits: (n,) scores of negatives. With k = floor(fpr * n), the
+    threshold is the (k+1)-th largest score, so exactly k negatives exceed it
+    (ties aside).
+    """
+    if negative_logits.size == 0:
+        raise ValueError("no negatives to calibrate on")
+    k = int(np.floor(fpr * negative_logits.size))
+    return float(np.sort(negative_logits)[::-1][min(k, negative_logits.size - 1)])
+
+
+@dataclass(frozen=True)
+class FitResult:
+    model: object
+    threshold_logit: float
+    metrics: dict
+
+
+def fit_track(dataset: Dataset, track_id: str, *, cnn: CnnParams, train: TrainParams,
+              calibration: np.ndarray, seed: int | None = None) -> FitResult:
+    """Train and calibrate the classifier of one licensed track.
+
+    calibration: (n, frames, bands) float32 held-out negatives (see
+    ``calibration_windows``); reused across tracks by the caller.
+    Returns the Keras model, its threshold (a logit) and metrics:
+    best epoch, validation recall at the threshold, calibration false-positive
+    rate, seconds spent.
+    """
+    import keras
+
+    from ..features import feature_shape
+    from ..models import build_track_cnn
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(train.seed if seed is None else seed)
+    keras.utils.set_random_seed(int(rng.integers(2**31)))
+    source = dataset.source(track_id)
+    pos = np.asarray(dataset.windows(source), dtype=np.float32)
+    if len(pos) < 10:
+        raise DatasetError(f"track {track_id!r} has only {len(pos)} windows in the dataset")
+    perm = rng.permutation(len(pos))
+    n_val = max(2, int(len(pos) * train.validation_fraction))
+    pos_val, pos_train = pos[perm[:n_val]], pos[perm[n_val:]]
+    sampler = NegativeSampler(dataset, track_id)
+    neg_val = sampler.sample(n_val * train.negatives_per_positive, rng)
+    x_val = np.concatenate([pos_val, neg_val])
+    y_val = np.concatenate([np.ones(len(pos_val)), np.zeros(len(neg_val))]).astype(np.float32)
+
+    model = build_track_cnn(feature_shape(audio=dataset.audio, params=dataset.features), cnn, name="track_cnn")
+    model.compile(optimizer=keras.optimizers.Adam(train.learning_rate),
+                  loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    # Positives are outnumbered; weighting keeps the loss balanced between classes.
+    class_weight = {0: 1.0, 1: float(train.negatives_per_positive)}
+    best_loss, best_weights, best_epoch, waited = np.inf, None, 0, 0
+    for epoch in range(train.epochs):
+        neg = sampler.sample(len(pos_train) * train.negatives_per_positive, rng)
+        x = jitter(np.concatenate([pos_train, neg]), rng)
+        y = np.concatenate([np.ones(len(pos_train)), np.zeros(len(neg))]).astype(np.float32)
+        order = rng.permutation(len(x))
+        model.fit(x[order], y[order], batch_size=train.batch_size, epochs=1, verbose=0,
+                  class_weight=class_weight, shuffle=False)
+        val_logits = _logits(model, x_val)
+        val_loss = _balanced_bce(val_logits, y_val)
+        if val_loss < best_loss - 1e-4:
+            best_loss, best_weights, best_epoch, waited = val_loss, model.get_weights(), epoch + 1, 0
+        else:
+            waited += 1
+            if waited >= train.patience:
+                break
+    model.set_weights(best_weights)
+
+    cal = calibration if len(calibration) else neg_val
+    if not len(calibration):
+        log.warning("no calibration tracks: threshold of %r set on training negatives (optimistic)", track_id)
+    cal_logits = _logits(model, cal)
+    threshold = quantile_threshold(cal_logits, train.track_fpr)
+    val_logits = _logits(model, x_val)
+    metrics = {
+        "best_epoch": best_epoch,
+        "val_loss": round(float(best_loss), 4),
+        "val_recall": round(float((val_logits[y_val == 1] > threshold).mean()), 4),
+        "val_negative_fpr": round(float((val_logits[y_val == 0] > threshold).mean()), 4),
+        "calibration_windows": int(len(cal)),
+        "train_seconds": round(time.perf_counter() - t0, 2),
+        "positives": int(len(pos)),
+    }
+    return FitResult(model, threshold, metrics)
+
+
+def _logits(model, x: np.ndarray, batch: int = 512) -> np.ndarray:
+    """(n,) logits of a Keras model, called directly (``predict`` retraces on every new size)."""
+    return np.concatenate([np.asarray(model(x[i:i + batch], training=False))[:, 0]
+                           for i in range(0, len(x), batch)])
+
+
+def _balanced_bce(logits: np.ndarray, y: np.ndarray) -> float:
+    """Class-balanced binary cross-entropy of logits (for epoch selection)."""
+    loss = np.logaddexp(0, -logits) * y + np.logaddexp(0, logits) * (1 - y)
+    return float(0.5 * loss[y == 1].mean() + 0.5 * loss[y == 0].mean())

@@ -1,0 +1,38 @@
+"""Seeded synthetic music for tests: answers are known by construction.
+
+A "track" is a random melody: notes drawn from a seeded scale, each a few
+harmonics with an attack/decay envelope, over a seeded bass line. Different
+seeds give tracks that share nothing but their instrument, so a recognizer
+must tell them apart by melody, like real songs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def tone(freq_hz: float, seconds: float, sample_rate: int, amplitude: float = 0.5) -> np.ndarray:
+    """A pure sine tone, (n,) float32."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    return (amplitude * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
+
+
+def melody(seed: int, seconds: float, sample_rate: int) -> np.ndarray:
+    """A seeded random melody with harmonics and a bass line, (n,) float32 in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sample_rate)
+    out = np.zeros(n, dtype=np.float64)
+    t_note = rng.uniform(0.12, 0.3)  # seconds per note: the track's own tempo
+    pos = 0
+    while pos < n:
+        dur = int(t_note * sample_rate * rng.choice([1, 1, 2]))
+        midi = rng.integers(55, 84)
+        f0 = 440.0 * 2 ** ((midi - 69) / 12)
+        t = np.arange(min(dur, n - pos)) / sample_rate
+        env = np.exp(-t * rng.uniform(3, 9)) * (1 - np.exp(-t * 200))
+        note = sum((0.6 ** h) * np.sin(2 * np.pi * f0 * (h + 1) * t) for h in range(4))
+        out[pos:pos + t.size] += env * note
+        bass_f = f0 / 4
+        out[pos:pos + t.size] += 0.4 * env * np.sin(2 * np.pi * bass_f * t)
+        pos += dur
+    out /= np.max(np.abs(out)) + 1e-9
+    return (0.8 * out).astype(np.float32)
