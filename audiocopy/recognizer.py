@@ -16,7 +16,9 @@ held-out negative audio for a target false-positive rate. So
 * a longer input is cut into 2.5 s windows every 0.5 s, and each track's
   score is the mean of its best three window margins. One lucky window in a
   long recording is therefore not enough, but a single 2.5 s fragment (one
-  window) is judged on its own.
+  window) is judged on its own;
+* a window below -60 dBFS is silence, not music, and is "no match" without
+  asking the engine's opinion (see ``SILENCE_DBFS``).
 """
 from __future__ import annotations
 
@@ -38,6 +40,12 @@ log = logging.getLogger(__name__)
 
 #: How many of a track's best windows are averaged for a long input.
 TOP_WINDOWS = 3
+#: Windows quieter than this (RMS, dB below full scale) carry no music to
+#: recognise: features standardise away loudness, so near-silence would be
+#: blown up into amplified hiss and scored like music. They get ``SILENT_SCORE``.
+SILENCE_DBFS = -60.0
+#: Margin given to every track for a silent window: far below any decision.
+SILENT_SCORE = -50.0
 
 
 @dataclass(frozen=True)
@@ -114,8 +122,16 @@ class Recognizer:
 
         windows: (batch, audio.window_samples) float32 at ``audio.sample_rate``.
         """
+        windows = np.asarray(windows, dtype=np.float32)
         feats = log_spectrogram(windows, audio=self.audio, params=self.features_params, xp=self.xp)
-        return self.engine.score(feats)
+        scores = self.engine.score(feats)
+        rms = np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=1))
+        silent = rms < 10 ** (SILENCE_DBFS / 20)
+        if silent.any():
+            margins = scores.margins.copy()
+            margins[silent] = SILENT_SCORE
+            scores = EngineScores(margins, scores.track_offsets_s)
+        return scores
 
     def _decide(self, scores: np.ndarray, offsets: np.ndarray | None, offset_s: float | None,
                 track_offsets: np.ndarray | None) -> Detection:

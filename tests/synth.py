@@ -36,3 +36,31 @@ def melody(seed: int, seconds: float, sample_rate: int) -> np.ndarray:
         pos += dur
     out /= np.max(np.abs(out)) + 1e-9
     return (0.8 * out).astype(np.float32)
+
+
+def pattern(kind: str, seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
+    """Simple, very different test "tracks" that a tiny model learns in seconds.
+
+    kind: "pulses" (short 440/660 Hz tone bursts, 4 per second), "chirps"
+    (rising sweeps 200 -> 2000 Hz, two per second), "chord" (a sustained
+    three-note chord with slow tremolo), "noise" (band-limited noise bursts,
+    unlike any of the others). Returns (n,) float32 in [-1, 1].
+    """
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sample_rate)
+    t = np.arange(n) / sample_rate
+    if kind == "pulses":
+        gate = (np.mod(t, 0.25) < 0.08).astype(float)
+        x = gate * (np.sin(2 * np.pi * 440 * t) + 0.5 * np.sin(2 * np.pi * 660 * t))
+    elif kind == "chirps":
+        phase_t = np.mod(t, 0.5)
+        f = 200 * (10 ** (phase_t / 0.5))
+        x = np.sin(2 * np.pi * np.cumsum(f) / sample_rate)
+    elif kind == "chord":
+        x = sum(np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0)) * (0.6 + 0.4 * np.sin(2 * np.pi * 0.7 * t))
+    elif kind == "noise":
+        x = rng.standard_normal(n) * (np.mod(t, 0.33) < 0.1)
+    else:
+        raise ValueError(kind)
+    x = x / (np.max(np.abs(x)) + 1e-9)
+    return (0.7 * x).astype(np.float32)
