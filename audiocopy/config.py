@@ -91,6 +91,9 @@ class AugmentParams:
     p_phone: float = 0.25
     p_reverb: float = 0.2
     p_codec: float = 0.15
+    # At 16 kHz mono, MP3 above ~48 kbit/s barely changes the features; the
+    # damage worth learning is at low rates, where the encoder cuts treble.
+    codec_kbps_range: tuple[int, int] = (16, 96)
 
 
 @dataclass(frozen=True)
