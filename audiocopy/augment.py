@@ -65,13 +65,6 @@ MAX_SEMITONES = 24.0
 #: samples: 1024 at 16 kHz). 64 ms resolves partials a semitone apart above
 #: ~500 Hz, while a transient is smeared over at most two 32 ms feature hops.
 PV_FRAME_SECONDS = 0.064
-#: Bitrates the training chain draws its MP3 round trip from, in kbps, used
-#: unless ``AugmentParams`` grows a ``codec_kbps_range`` field. At 16 kHz mono
-#: LAME barely touches the features from 32 kbps up (mean absolute change of
-#: the standardised log spectrogram 0.085 at 32 kbps, 0.005 at 128 kbps,
-#: 0.36 at 24 kbps and 0.65 at 16 kbps, where it low-passes), because each
-#: kbps covers 8 kHz of bandwidth instead of a 44.1 kHz file's 22 kHz.
-CODEC_KBPS_RANGE = (32, 128)
 #: Output peak level of ``random_distortion``, in dB re full scale. The
 #: features standardise every window, so this only teaches invariance to the
 #: numeric scale and keeps every sample inside [-1, 1].
@@ -761,7 +754,7 @@ def _checked(params: AugmentParams) -> AugmentParams:
 @functools.lru_cache(maxsize=16)
 def _codec_bitrates(params: AugmentParams, sample_rate: int) -> tuple[int, ...]:
     """Standard MP3 bitrates at ``sample_rate`` inside the codec range."""
-    lo, hi = getattr(params, "codec_kbps_range", CODEC_KBPS_RANGE)
+    lo, hi = params.codec_kbps_range
     rates = tuple(r for r in _mp3_bitrates(sample_rate) if lo <= r <= hi)
     if not rates:
         raise AugmentValueError(f"no MP3 bitrate at {sample_rate} Hz lies within {lo}-{hi} kbps; "
@@ -816,7 +809,7 @@ def random_distortion(
 
     Chain: at most one of speed / pitch / stretch, then a random crop to
     ``length``, then interfering music, reverb, phone, MP3 (a standard
-    bitrate within ``CODEC_KBPS_RANGE``, 32-128 kbps),
+    bitrate within ``params.codec_kbps_range``),
     additive white or pink noise, each with its own probability; finally a
     random peak level (``PEAK_DB_RANGE``).
     Average cost ~6-8 ms at 16 kHz for a 40000-sample window with the

@@ -91,8 +91,10 @@ class AugmentParams:
     p_phone: float = 0.25
     p_reverb: float = 0.2
     p_codec: float = 0.15
-    # At 16 kHz mono, MP3 above ~48 kbit/s barely changes the features; the
-    # damage worth learning is at low rates, where the encoder cuts treble.
+    # At 16 kHz mono, LAME barely changes the features from 32 kbit/s up
+    # (mean change of the standardised spectrogram 0.085 at 32, 0.005 at 128)
+    # but low-passes hard at 16-24 (0.36-0.65): each kbit/s covers 8 kHz of
+    # bandwidth here, not 22 kHz. The damage worth learning is at low rates.
     codec_kbps_range: tuple[int, int] = (16, 96)
 
 

@@ -381,16 +381,11 @@ def test_random_distortion_handles_short_and_silent_sources():
     np.testing.assert_array_equal(z, np.zeros(LENGTH, np.float32))
 
 
-def test_codec_bitrates_follow_the_range_and_an_optional_params_field():
-    assert A._codec_bitrates(AugmentParams(), SR) == (32, 40, 48, 56, 64, 80, 96, 112, 128)
-
-    @dataclasses.dataclass(frozen=True)
-    class WithCodecRange(AugmentParams):  # what a future config field would look like
-        codec_kbps_range: tuple[int, int] = (16, 24)
-
-    assert A._codec_bitrates(WithCodecRange(), SR) == (16, 24)
+def test_codec_bitrates_follow_the_configured_range():
+    assert A._codec_bitrates(AugmentParams(codec_kbps_range=(32, 128)), SR) == (32, 40, 48, 56, 64, 80, 96, 112, 128)
+    assert A._codec_bitrates(AugmentParams(codec_kbps_range=(16, 24)), SR) == (16, 24)
     with pytest.raises(A.AugmentValueError):
-        A._codec_bitrates(WithCodecRange(codec_kbps_range=(1, 7)), SR)
+        A._codec_bitrates(AugmentParams(codec_kbps_range=(1, 7)), SR)
 
 
 def test_resampling_distortions_are_exclusive_and_follow_probabilities():
