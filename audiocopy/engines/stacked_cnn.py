@@ -79,7 +79,8 @@ class StackedCnn:
         self._dense_w = tf.constant(np.stack([w.dense[0][:, 0] for w in weights]))  # (T, 2c)
         self._dense_b = tf.constant(np.stack([w.dense[1][0] for w in weights]))  # (T,)
         self._c_last = int(weights[0].convs[-1][0].shape[-1])
-        self._fn = tf.function(self._forward, reduce_retracing=True)
+        # One trace for every batch size: a server's micro-batches vary in size.
+        self._fn = tf.function(self._forward, input_signature=[tf.TensorSpec([None, None, None], tf.float32)])
 
     def _forward(self, x):
         import tensorflow as tf

@@ -1,0 +1,109 @@
+"""The CLI contract that external tooling drives (issue: exact output shapes)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiocopy.cli import main
+from synth import melody, pattern
+
+
+@pytest.fixture
+def queries(tmp_path):
+    sr = 16000
+    good = tmp_path / "chirps frag.wav"
+    sf.write(good, pattern("chirps", 2.5, sr), sr)
+    noise = tmp_path / "other.flac"  # unseen music, of the same kind as the negatives
+    sf.write(noise, melody(555, 3.0, sr), sr)
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"\x00garbage" * 50)
+    short = tmp_path / "short.wav"
+    sf.write(short, pattern("chord", 1.0, sr), sr)
+    return good, noise, bad, short
+
+
+def _lines(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.strip().splitlines()]
+
+
+def test_identify_json_lines(tiny_db, queries, capsys):
+    good, noise, bad, short = queries
+    missing = good.parent / "missing.wav"
+    code = main(["-q", "identify", "--db", str(tiny_db), "--json", str(good), str(noise), str(bad),
+                 str(short), str(missing)])
+    assert code == 0
+    lines = _lines(capsys.readouterr().out)
+    assert [x["file"] for x in lines] == [str(good), str(noise), str(bad), str(short), str(missing)]
+    first = lines[0]
+    assert first["match"] == "chirps" and first["score"] > 0 and first["offset_s"] == 0.0
+    assert isinstance(first["score"], float)
+    assert lines[1]["match"] is None and lines[1]["score"] <= 0 and "error" not in lines[1]
+    for line, word in zip(lines[2:], ("bad.mp3", "short.wav", "missing.wav")):
+        assert line["match"] is None and word in line["error"]
+
+
+def test_identify_missing_db_is_one_line(tmp_path, queries, capsys):
+    code = main(["identify", "--db", str(tmp_path / "nodb"), "--json", str(queries[0])])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1 and err[0].startswith("error:") and "nodb" in err[0]
+
+
+def test_identify_corrupt_db_is_one_line(tmp_path, queries, capsys):
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / "db.json").write_text("{")
+    code = main(["identify", "--db", str(tmp_path / "db"), "--json", str(queries[0])])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "unreadable" in err[0]
+
+
+@pytest.mark.parametrize("command,word", [("convert", "mono"), ("dataset", "shards"), ("train", "resumes"),
+                                          ("enroll", "CATALOG_DIR"), ("identify", "JSON"),
+                                          ("evaluate", "TSV"), ("remove", "recalibrate")])
+def test_every_subcommand_explains_itself(command, word, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert word in capsys.readouterr().out
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["identify", "--json", "x.wav"])  # --db missing
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit):
+        main(["dataset", "--positives", "0"])
+    assert "must be >= 1" in capsys.readouterr().err
+
+
+def test_enroll_with_unavailable_engine(tmp_path, capsys):
+    code = main(["enroll", "--db", str(tmp_path / "db"), "--engine", "fingerprint", str(tmp_path)])
+    assert code == 1 and "not available" in capsys.readouterr().err
+
+
+def test_enroll_missing_catalog_folder(tmp_path, capsys):
+    code = main(["-q", "enroll", "--db", str(tmp_path / "db"), str(tmp_path / "nothing")])
+    assert code == 1 and "folder not found" in capsys.readouterr().err
+
+
+def test_evaluate_reports_rates(tiny_db, queries, tmp_path, capsys):
+    good, noise, _, _ = queries
+    truth = tmp_path / "truth.tsv"
+    truth.write_text(f"file\texpected\n{good.name}\tchirps\n{noise.name}\t\n")
+    assert main(["-q", "evaluate", "--db", str(tiny_db), "--truth", str(truth)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["positives"] == 1 and summary["negatives"] == 1
+    assert summary["hit"] == 100.0 and summary["fp"] == 0.0 and summary["errors"] == []
+
+
+def test_convert_command(tmp_path, capsys):
+    src, dst = tmp_path / "mp3", tmp_path / "wav"
+    src.mkdir()
+    sf.write(src / "a.mp3", np.stack([pattern("chord", 3, 22050)] * 2, axis=1), 22050, format="MP3")
+    assert main(["-q", "convert", str(src), str(dst)]) == 0
+    assert "converted 1" in capsys.readouterr().out
+    info = sf.info(dst / "a.wav")
+    assert info.channels == 1 and info.samplerate == 22050

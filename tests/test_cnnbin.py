@@ -1,0 +1,127 @@
+"""The cnnbin engine: batched scoring equals Keras, artifacts describe themselves."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from audiocopy import catalog
+from audiocopy.config import CnnParams
+from audiocopy.engines import cnnbin
+from audiocopy.engines.stacked_cnn import CnnWeights, StackedCnn
+from audiocopy.errors import ModelError, ParamsMismatch
+from audiocopy.recognizer import Recognizer
+from audiocopy.training.fit_cnnbin import quantile_threshold, shift_features
+
+
+def _models(n, shape=(75, 72), params=CnnParams()):
+    import keras
+
+    from audiocopy.models import build_track_cnn
+
+    keras.utils.set_random_seed(7)
+    return [build_track_cnn(shape, params, name=f"m{i}") for i in range(n)]
+
+
+def test_stacked_pass_equals_each_keras_model(rng):
+    models = _models(3)
+    x = rng.standard_normal((4, 75, 72)).astype(np.float32)
+    expected = np.concatenate([np.asarray(m(x, training=False)) for m in models], axis=1)
+    got = StackedCnn([CnnWeights.from_keras(m) for m in models]).logits(x)
+    assert got.shape == (4, 3)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_stacking_refuses_different_architectures():
+    a = _models(1)[0]
+    b = _models(1, params=CnnParams(widths=(4, 8, 8, 8)))[0]
+    with pytest.raises(ValueError, match="different architectures"):
+        StackedCnn([CnnWeights.from_keras(a), CnnWeights.from_keras(b)])
+
+
+def test_model_is_small():
+    model = _models(1)[0]
+    assert model.count_params() * 4 < 2.5e6
+
+
+def test_records_carry_their_parameters(tiny_db):
+    records = catalog.track_records(tiny_db)
+    assert len(records) == 3
+    for rec in records:
+        assert rec["engine"] == "cnnbin"
+        assert set(rec) >= {"audio", "features", "cnn", "threshold_logit", "metrics", "model_file"}
+        assert (tiny_db / catalog.TRACKS_DIR / rec["model_file"]).stat().st_size < 2.5e6
+    info = catalog.open_db(tiny_db)
+    assert info.engine == "cnnbin" and "score_offset" in info.calibration
+
+
+def _copy(db, tmp_path):
+    dst = tmp_path / "db"
+    shutil.copytree(db, dst, ignore=shutil.ignore_patterns("dataset"))
+    return dst
+
+
+def test_feature_mismatch_is_refused(tiny_db, tmp_path):
+    db = _copy(tiny_db, tmp_path)
+    path = sorted((db / catalog.TRACKS_DIR).glob("*.json"))[0]
+    rec = json.loads(path.read_text())
+    rec["features"]["n_bins"] = 60
+    path.write_text(json.dumps(rec))
+    with pytest.raises(ParamsMismatch, match="n_bins"):
+        Recognizer.open(db)
+
+
+def test_corrupt_model_and_record_are_clear_errors(tiny_db, tmp_path):
+    db = _copy(tiny_db, tmp_path)
+    model_path = sorted((db / catalog.TRACKS_DIR).glob("*.keras"))[0]
+    model_path.write_bytes(b"not a zip")
+    with pytest.raises(ModelError, match="cannot load track model"):
+        Recognizer.open(db)
+    db2 = _copy(tiny_db, tmp_path / "b")
+    sorted((db2 / catalog.TRACKS_DIR).glob("*.json"))[0].write_text("{broken")
+    with pytest.raises(ModelError, match="unreadable"):
+        Recognizer.open(db2)
+
+
+def test_missing_or_foreign_db(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        Recognizer.open(tmp_path / "nope")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "db.json").write_text(json.dumps({"format_version": 99}))
+    with pytest.raises(ModelError, match="format 99"):
+        Recognizer.open(tmp_path / "x")
+
+
+def test_remove_track_and_recalibrate(tiny_db, tmp_path):
+    from audiocopy.training.enroll import calibrate_catalog
+
+    db = _copy(tiny_db, tmp_path)
+    assert catalog.remove_track(db, "chord")
+    assert not catalog.remove_track(db, "chord")
+    calibrate_catalog(db, catalog_fpr=0.005)
+    assert Recognizer.open(db).track_ids == ["chirps", "pulses"]
+    assert catalog.open_db(db).calibration["tracks"] == 2
+
+
+def test_resume_skips_finished_tracks(tiny_db, tmp_path):
+    from audiocopy.training.enroll import train_catalog
+
+    db = _copy(tiny_db, tmp_path)
+    report = train_catalog(tiny_db / "dataset", db, progress=False)
+    assert report.trained == [] and sorted(report.skipped) == ["chirps", "chord", "pulses"]
+
+
+def test_quantile_threshold_counts_exceedances():
+    scores = np.arange(1000, dtype=float)
+    thr = quantile_threshold(scores, 0.01)
+    assert (scores > thr).sum() == 10
+    assert (scores > quantile_threshold(scores, 0.0)).sum() == 0
+
+
+def test_shift_features_moves_content():
+    x = np.zeros((10, 8), dtype=np.float32)
+    x[5, 3] = 1.0
+    y = shift_features(x, bins=2, frames=-1)
+    assert y[4, 5] == 1.0 and y.sum() == 1.0
