@@ -48,13 +48,14 @@ def summarize(results: list[QueryResult], *, max_fpr: float, negatives: list[Que
     """Metrics of a set of queries.
 
     negatives: the negative queries that fix the ``hit_at_fpr`` threshold
-    (default: the negatives inside ``results``). Passing one shared negative
-    set lets every distortion condition be judged at the same operating point.
+    (default: the negatives inside ``results``); ``fp`` and ``negatives``
+    always describe the negatives inside ``results``. Passing one shared
+    negative set judges every distortion condition at one operating point.
     """
     pos = [r for r in results if r.expected is not None]
-    neg = [r for r in (results if negatives is None else negatives) if r.expected is None]
-    neg_scores = np.array([r.score for r in neg], dtype=float)
-    tau = threshold_for_fpr(neg_scores, max_fpr)
+    neg = [r for r in results if r.expected is None]
+    reference = neg if negatives is None else [r for r in negatives if r.expected is None]
+    tau = threshold_for_fpr(np.array([r.score for r in reference], dtype=float), max_fpr)
 
     def pct(n, d):
         return round(100.0 * n / d, 1) if d else None
