@@ -197,7 +197,8 @@ def _music_bank(sources: list[Source], plan: BuildPlan, seed: int) -> list[np.nd
 
 
 def build_dataset(licensed_dir: Path, wrong_dir: Path | None, out_dir: Path, plan: BuildPlan, *,
-                  jobs: int | None = None, progress: bool = True) -> dict:
+                  jobs: int | None = None, progress: bool = True,
+                  roles: tuple[str, ...] = ("licensed", "wrong")) -> dict:
     """Build (or resume) the dataset; returns the manifest dict.
 
     licensed_dir: folder of catalogue tracks; wrong_dir: folder of negative
@@ -205,6 +206,9 @@ def build_dataset(licensed_dir: Path, wrong_dir: Path | None, out_dir: Path, pla
     existing dataset built with other parameters is refused with
     ``DatasetError`` (delete it or choose another directory).
     jobs: worker processes (default: all cores).
+    roles: build only the shards of these roles ("licensed", "wrong"); the
+    seed's menu builds the licensed and the wrong part as separate steps.
+    The manifest is marked complete once every source's shard exists.
     Sources that fail to decode are reported in the manifest's ``failed``
     list and skipped; the build goes on.
     """
@@ -232,7 +236,7 @@ def build_dataset(licensed_dir: Path, wrong_dir: Path | None, out_dir: Path, pla
                 "complete": False, "failed": []}
     catalog.atomic_write_json(manifest_path, manifest)
 
-    todo = [s for s in sources if not (out_dir / s.file).exists()]
+    todo = [s for s in sources if s.role in roles and not (out_dir / s.file).exists()]
     log.info("dataset %s: %d sources, %d to build", out_dir, len(sources), len(todo))
     failed = []
     if todo:
@@ -254,7 +258,7 @@ def build_dataset(licensed_dir: Path, wrong_dir: Path | None, out_dir: Path, pla
     by_file = {f["file"]: f for f in failed}
     manifest["sources"] = [s.to_json() for s in sources if s.file not in by_file]
     manifest["failed"] = failed
-    manifest["complete"] = True
+    manifest["complete"] = all((out_dir / s["file"]).exists() for s in manifest["sources"])
     catalog.atomic_write_json(manifest_path, manifest)
     return manifest
 
