@@ -37,6 +37,9 @@ HOP_SAMPLES = _DEFAULT.hop_samples
 #: Extensions we try to decode. libsndfile handles the first group natively;
 #: the second needs ffmpeg through pydub.
 SNDFILE_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif"})
+#: Of those, the ones some libsndfile builds lack: only these fall back to ffmpeg.
+#: For the rest a libsndfile failure means the file itself is bad.
+SNDFILE_OPTIONAL = frozenset({".mp3", ".opus"})
 FFMPEG_EXTENSIONS = frozenset({".m4a", ".aac", ".mp4", ".wma", ".webm", ".mka"})
 AUDIO_EXTENSIONS = SNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS
 
@@ -123,6 +126,8 @@ def load_audio(
             try:
                 data, rate = _decode_sndfile(path)
             except Exception as exc:
+                if suffix not in SNDFILE_OPTIONAL:
+                    raise BadAudio(path, f"could not decode ({exc})") from None
                 # libsndfile can be built without MP3/Opus; ffmpeg is the fallback,
                 # and its own failure is what we report.
                 log.debug("libsndfile failed on %s (%s); trying ffmpeg", path, exc)
@@ -173,5 +178,9 @@ def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) ->
 
     path = Path(path)
     tmp = path.with_name(path.name + ".part")
-    sf.write(str(tmp), np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
+    try:
+        sf.write(str(tmp), np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

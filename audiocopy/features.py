@@ -114,5 +114,6 @@ def log_spectrogram(windows, *, audio: AudioParams, params: FeatureParams, xp: M
     db = xp.maximum(db, peak - params.floor_db)
     mean = db.mean(axis=(1, 2), keepdims=True)
     std = db.std(axis=(1, 2), keepdims=True)
-    # A silent or constant window has std 0: return zeros rather than NaN.
-    return ((db - mean) / xp.maximum(std, 1e-3)).astype(xp.float32)
+    # A silent or constant window has std ~0: return zeros rather than NaN or
+    # float32 round-off of the mean blown up by a tiny divisor.
+    return xp.where(std > 1e-3, (db - mean) / xp.maximum(std, 1e-3), 0.0).astype(xp.float32)
