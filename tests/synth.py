@@ -16,6 +16,20 @@ def tone(freq_hz: float, seconds: float, sample_rate: int, amplitude: float = 0.
     return (amplitude * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
 
 
+def peak_hz(y: np.ndarray, sample_rate: int) -> float:
+    """Frequency (Hz) of the strongest partial in the middle half of ``y``.
+
+    Zero-padded FFT plus parabolic interpolation of the log magnitude around
+    the peak: about 0.1 Hz resolution on a second of audio.
+    """
+    y = np.asarray(y, dtype=np.float64)[len(y) // 4: 3 * len(y) // 4]
+    n = 1 << (int(np.log2(len(y))) + 3)
+    spec = np.abs(np.fft.rfft(y * np.hanning(len(y)), n))
+    k = int(np.argmax(spec[1:-1])) + 1
+    a, b, c = np.log(spec[k - 1:k + 2] + 1e-30)
+    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * sample_rate / n
+
+
 def melody(seed: int, seconds: float, sample_rate: int) -> np.ndarray:
     """A seeded random melody with harmonics and a bass line, (n,) float32 in [-1, 1]."""
     rng = np.random.default_rng(seed)

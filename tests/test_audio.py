@@ -8,7 +8,6 @@ subclass) and that its message names the file at fault.
 """
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import subprocess
@@ -21,24 +20,18 @@ import soundfile as sf
 from audiocopy.audio import load_audio, pcm_to_float, resample, write_wav
 from audiocopy.config import AudioParams
 from audiocopy.errors import AudiocopyError, AudioTooShort, BadAudio, UnsupportedFormat
+from synth import peak_hz as _peak_hz
+from synth import tone as _tone
 
 SR = AudioParams().sample_rate  # 16000: the internal rate everything decodes to
 
 
 def tone(freq_hz: float, seconds: float, sr: int, amp: float = 0.5) -> np.ndarray:
-    t = np.arange(int(round(seconds * sr))) / sr
-    return (amp * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
+    return _tone(freq_hz, seconds, sr, amp)
 
 
 def peak_hz(y: np.ndarray, sr: int = SR) -> float:
-    """Frequency of the strongest partial in the middle half of ``y``
-    (zero-padded FFT + parabolic interpolation: ~0.1 Hz resolution)."""
-    y = np.asarray(y, dtype=np.float64)[len(y) // 4: 3 * len(y) // 4]
-    n = 1 << (int(math.log2(len(y))) + 3)
-    spec = np.abs(np.fft.rfft(y * np.hanning(len(y)), n))
-    k = int(np.argmax(spec[1:-1])) + 1
-    a, b, c = np.log(spec[k - 1:k + 2] + 1e-30)
-    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * sr / n
+    return _peak_hz(y, sr)
 
 
 def rms(y: np.ndarray) -> float:

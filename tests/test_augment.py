@@ -18,24 +18,17 @@ from scipy import signal as sps
 from audiocopy import augment as A
 from audiocopy.config import AugmentParams
 from audiocopy.errors import AudiocopyError
+import synth
 
 SR = 16000
 
 
 def tone(freq_hz: float, seconds: float = 2.0, amp: float = 0.5, sr: int = SR) -> np.ndarray:
-    t = np.arange(int(round(seconds * sr))) / sr
-    return (amp * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
+    return synth.tone(freq_hz, seconds, sr, amp)
 
 
 def peak_hz(y: np.ndarray, sr: int = SR) -> float:
-    """Frequency of the strongest partial, from the middle half of y
-    (zero-padded FFT with parabolic interpolation: ~0.1 Hz resolution)."""
-    y = np.asarray(y, dtype=np.float64)[len(y) // 4: 3 * len(y) // 4]
-    n = 1 << (int(math.log2(len(y))) + 3)
-    spec = np.abs(np.fft.rfft(y * np.hanning(len(y)), n))
-    k = int(np.argmax(spec[1:-1])) + 1
-    a, b, c = np.log(spec[k - 1:k + 2] + 1e-30)
-    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * sr / n
+    return synth.peak_hz(y, sr)
 
 
 def rms_db(y: np.ndarray) -> float:
