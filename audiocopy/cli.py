@@ -61,9 +61,7 @@ def cmd_dataset(args) -> int:
     return 0
 
 
-def _train_params(args):
-    from .config import TrainParams
-
+def _train_params(args) -> TrainParams:
     return TrainParams(epochs=args.epochs)
 
 
@@ -95,7 +93,6 @@ def cmd_enroll(args) -> int:
 
 def cmd_remove(args) -> int:
     from . import catalog
-    from .config import TrainParams
     from .training.enroll import calibrate_catalog
 
     info = catalog.open_db(Path(args.db))

@@ -107,3 +107,13 @@ def test_convert_command(tmp_path, capsys):
     assert "converted 1" in capsys.readouterr().out
     info = sf.info(dst / "a.wav")
     assert info.channels == 1 and info.samplerate == 22050
+
+
+def test_importing_the_package_does_not_load_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, audiocopy, audiocopy.cli, audiocopy.recognizer, audiocopy.features, audiocopy.augment; "
+            "print('tensorflow' in sys.modules or 'keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
