@@ -12,7 +12,7 @@ Units are in the field names: ``*_seconds``, ``*_hz``, ``*_samples``.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, TypeVar
 
 T = TypeVar("T")

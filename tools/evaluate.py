@@ -64,7 +64,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -72,13 +71,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import BenchError, busy_cores, machine_info, run_measured, update_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere: the package lives beside tools/
@@ -99,8 +100,7 @@ IDENTIFY_BATCH = 64
 #: Operating point of the "hit at FP <= x" column.
 MAX_FPR = 0.01
 MANIFEST = "manifest-dev.tsv"
-SECTION_BEGIN = "<!-- cnnbin-begin -->"
-SECTION_END = "<!-- cnnbin-end -->"
+SECTION_NAME = "cnnbin"
 SECTION_TITLE = "## cnnbin accuracy and speed (offline core)"
 INSTALL_HINT = "apt-get install sox libsox-fmt-all lame ffmpeg"
 
@@ -207,10 +207,6 @@ def fmt(value, digits: int = 1) -> str:
     if value is None:
         return "–"
     return f"{value:.{digits}f}"
-
-
-class BenchError(Exception):
-    """A problem the user can fix (missing tool, bad corpus, stale work folder)."""
 
 
 # ---------------------------------------------------------------------------
@@ -558,87 +554,6 @@ def generate_queries(work: Path, queries: list[Query], by_id: dict, tools: Tools
 # Enrolment, measured
 
 
-def _proc_children_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # The command name may hold spaces or parentheses: fields start after the last ')'.
-        fields = stat[stat.rfind(b")") + 2:].split()
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    return children
-
-
-def _tree_rss_bytes(root: int) -> tuple[int, int]:
-    """(sum, max) resident memory of a process and all its descendants, from /proc."""
-    children = _proc_children_map()
-    page = os.sysconf("SC_PAGE_SIZE")
-    total, largest, stack = 0, 0, [root]
-    while stack:
-        pid = stack.pop()
-        stack.extend(children.get(pid, []))
-        try:
-            with open(f"/proc/{pid}/statm") as f:
-                rss = int(f.read().split()[1]) * page
-        except (OSError, IndexError, ValueError):
-            continue
-        total += rss
-        largest = max(largest, rss)
-    return total, largest
-
-
-def run_measured(cmd: list[str], env: dict) -> dict:
-    """Run a child process; its wall time and peak memory.
-
-    Two memory figures, because the dataset builder's worker processes are
-    grandchildren: ``peak_process_mib`` is the exact high-water mark of the
-    largest single process (from ``wait4``, which covers the child and every
-    descendant it reaped), ``peak_tree_mib`` the largest sum over the whole
-    process tree, sampled every 0.2 s from /proc (what the machine needs).
-    """
-    log.info("running %s", shlex.join(cmd))
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env)
-    peak = {"tree": 0, "largest": 0}
-    stop = threading.Event()
-
-    def poll():
-        while not stop.is_set():
-            total, largest = _tree_rss_bytes(proc.pid)
-            peak["tree"] = max(peak["tree"], total)
-            peak["largest"] = max(peak["largest"], largest)
-            stop.wait(0.2)
-
-    watcher = threading.Thread(target=poll, daemon=True)
-    watcher.start()
-    try:
-        _, status, usage = os.wait4(proc.pid, 0)
-    except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait()
-        raise
-    finally:
-        stop.set()
-        watcher.join()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise BenchError(f"{shlex.join(cmd)} failed with exit status {proc.returncode}")
-    mib = 1024 * 1024
-    return {
-        "command": shlex.join(cmd),
-        "wall_s": round(wall, 2),
-        # Linux reports ru_maxrss in KiB.
-        "peak_process_mib": round(max(usage.ru_maxrss * 1024, peak["largest"]) / mib, 1),
-        "peak_tree_mib": round(peak["tree"] / mib, 1),
-    }
-
-
 def child_env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
@@ -853,54 +768,6 @@ def measure_speed(work: Path, queries: list[Query]) -> dict:
     return out
 
 
-def busy_cores(seconds: float = 1.0) -> float | None:
-    """Cores busy with other work, from /proc/stat over ``seconds`` while this process sleeps.
-
-    The load average would not do: it still counts this run's own training
-    and identification from the minutes before.
-    """
-    def sample():
-        with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:]]
-        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-        return idle, sum(values[:8])
-
-    try:
-        idle0, total0 = sample()
-        time.sleep(seconds)
-        idle1, total1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    if total1 <= total0:
-        return None
-    ncpu = os.cpu_count() or 1
-    return round(ncpu * (1 - (idle1 - idle0) / (total1 - total0)), 2)
-
-
-def machine_info() -> dict:
-    """CPU model, cores, RAM and OS of this machine."""
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                ram = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    libc = " ".join(platform.libc_ver()).strip()
-    return {"cpu": cpu, "cores": cores, "ram_gib": ram,
-            "os": f"{platform.system()} {platform.machine()}{', ' + libc if libc else ''}",
-            "python": platform.python_version()}
-
-
 # ---------------------------------------------------------------------------
 # Report
 
@@ -924,11 +791,11 @@ def accuracy_markdown(acc: dict) -> list[str]:
 
 
 def render_section(res: dict) -> str:
-    """The markdown section, markers included."""
+    """The markdown body of the section (``benchlib.update_section`` adds the markers)."""
     cfg, m, split = res["config"], res["machine"], res["split_sizes"]
     acc, speed, tim, dbs = res["accuracy"], res["speed"], res["timings"], res["db"]
     n_cond = len(cfg["conditions"])
-    lines = [SECTION_BEGIN, SECTION_TITLE, "",
+    lines = [SECTION_TITLE, "",
              f"Measured on {res['date']} with `tools/evaluate.py`; to reproduce, from the repository root:", "",
              f"    {res['command']}", "",
              f"- **Machine:** {m['cpu']}, {m['cores']} cores, {fmt(m['ram_gib'])} GiB RAM; {m['os']}, "
@@ -996,22 +863,8 @@ def render_section(res: dict) -> str:
     if any(s["repeated"] for s in speed["scoring"]):
         lines += ["", f"\\* Only {speed['trained_models']} models were trained: the stack repeats them to reach "
                       "that many tracks (the cost depends only on the number of tracks, not on the weights)."]
-    lines += ["", f"Raw results: `{res['results_file']}`.", SECTION_END]
+    lines += ["", f"Raw results: `{res['results_file']}`."]
     return "\n".join(lines) + "\n"
-
-
-def update_doc(doc: Path, section: str) -> None:
-    """Replace the cnnbin section of the doc, keeping every other section."""
-    text = doc.read_text(encoding="utf-8") if doc.is_file() else "# Benchmarks\n\n"
-    begin, end = text.find(SECTION_BEGIN), text.find(SECTION_END)
-    if begin >= 0 and end > begin:
-        text = text[:begin] + section.rstrip("\n") + text[end + len(SECTION_END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    tmp = doc.with_name(doc.name + ".part")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, doc)
 
 
 # ---------------------------------------------------------------------------
@@ -1161,7 +1014,7 @@ def run(args, argv) -> int:
     }
     write_json(work / "results.json", results)
     section = render_section(results)
-    update_doc(doc, section)
+    update_section(doc, SECTION_NAME, section)
     print(section)
     print(f"wrote {doc} and {work / 'results.json'}")
     return 0

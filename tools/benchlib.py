@@ -1,0 +1,182 @@
+"""Shared pieces of the benchmark scripts: machine facts, measured child
+processes, and the sectioned ``docs/benchmarks.md``.
+
+Every benchmark (accuracy, dataset memory, server load, fingerprint scale)
+owns one section of ``docs/benchmarks.md`` between ``<!-- NAME-begin -->``
+and ``<!-- NAME-end -->`` markers and replaces only that section, so each
+can be rerun on its own without losing the others' figures. Timings are
+only comparable within one run on one machine, so every section records the
+machine (``machine_info``) and how busy it was (``busy_cores``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shlex
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+log = logging.getLogger("bench")
+
+
+class BenchError(RuntimeError):
+    """A benchmark step failed; the message says which and why."""
+
+
+def _proc_children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may hold spaces or parentheses: fields start after the last ')'.
+        fields = stat[stat.rfind(b")") + 2:].split()
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    return children
+
+
+def _tree_rss_bytes(root: int) -> tuple[int, int]:
+    """(sum, max) resident memory of a process and all its descendants, from /proc."""
+    children = _proc_children_map()
+    page = os.sysconf("SC_PAGE_SIZE")
+    total, largest, stack = 0, 0, [root]
+    while stack:
+        pid = stack.pop()
+        stack.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                rss = int(f.read().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            continue
+        total += rss
+        largest = max(largest, rss)
+    return total, largest
+
+
+def run_measured(cmd: list[str], env: dict) -> dict:
+    """Run a child process; its wall time and peak memory.
+
+    Two memory figures, because the dataset builder's worker processes are
+    grandchildren: ``peak_process_mib`` is the exact high-water mark of the
+    largest single process (from ``wait4``, which covers the child and every
+    descendant it reaped), ``peak_tree_mib`` the largest sum over the whole
+    process tree, sampled every 0.2 s from /proc (what the machine needs).
+    """
+    log.info("running %s", shlex.join(cmd))
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env)
+    peak = {"tree": 0, "largest": 0}
+    stop = threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            total, largest = _tree_rss_bytes(proc.pid)
+            peak["tree"] = max(peak["tree"], total)
+            peak["largest"] = max(peak["largest"], largest)
+            stop.wait(0.2)
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait()
+        raise
+    finally:
+        stop.set()
+        watcher.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise BenchError(f"{shlex.join(cmd)} failed with exit status {proc.returncode}")
+    mib = 1024 * 1024
+    return {
+        "command": shlex.join(cmd),
+        "wall_s": round(wall, 2),
+        # Linux reports ru_maxrss in KiB.
+        "peak_process_mib": round(max(usage.ru_maxrss * 1024, peak["largest"]) / mib, 1),
+        "peak_tree_mib": round(peak["tree"] / mib, 1),
+    }
+
+
+def busy_cores(seconds: float = 1.0) -> float | None:
+    """Cores busy with other work, from /proc/stat over ``seconds`` while this process sleeps.
+
+    The load average would not do: it still counts this run's own training
+    and identification from the minutes before.
+    """
+    def sample():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return idle, sum(values[:8])
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(seconds)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    ncpu = os.cpu_count() or 1
+    return round(ncpu * (1 - (idle1 - idle0) / (total1 - total0)), 2)
+
+
+def machine_info() -> dict:
+    """CPU model, cores, RAM and OS of this machine."""
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    libc = " ".join(platform.libc_ver()).strip()
+    return {"cpu": cpu, "cores": cores, "ram_gib": ram,
+            "os": f"{platform.system()} {platform.machine()}{', ' + libc if libc else ''}",
+            "python": platform.python_version()}
+
+
+
+
+def section_markers(name: str) -> tuple[str, str]:
+    """The begin/end comment markers of one section of the benchmarks doc."""
+    return f"<!-- {name}-begin -->", f"<!-- {name}-end -->"
+
+
+def update_section(doc: Path, name: str, body: str) -> None:
+    """Replace section ``name`` of ``doc`` with ``body`` (markers added), keeping all other sections.
+
+    A missing doc is created with a title; a missing section is appended.
+    The file is replaced atomically.
+    """
+    begin_marker, end_marker = section_markers(name)
+    section = f"{begin_marker}\n{body.strip()}\n{end_marker}\n"
+    text = doc.read_text(encoding="utf-8") if doc.is_file() else "# Benchmarks\n\n"
+    begin, end = text.find(begin_marker), text.find(end_marker)
+    if begin >= 0 and end > begin:
+        text = text[:begin] + section.rstrip("\n") + text[end + len(end_marker):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    tmp = doc.with_name(doc.name + ".part")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, doc)
