@@ -7,7 +7,7 @@ shown as one ``error: ...`` line with exit status 1 (2 for bad usage); no
 traceback. Progress bars go to stderr, results to stdout, so
 ``identify --json`` output stays machine-readable.
 
-Sub-commands: convert, dataset, train, enroll, remove, identify, evaluate.
+Sub-commands: convert, dataset, train, enroll, remove, identify, evaluate, serve.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import TrainParams
+from .config import DatasetParams, TrainParams
 from .errors import AudiocopyError
 
 log = logging.getLogger("audiocopy")
@@ -43,7 +43,7 @@ def cmd_convert(args) -> int:
 
 
 def _plan(args):
-    from .config import AudioParams, AugmentParams, DatasetParams, FeatureParams
+    from .config import AudioParams, AugmentParams, FeatureParams
     from .training.dataset import BuildPlan
 
     return BuildPlan(AudioParams(), FeatureParams(), AugmentParams(),
@@ -78,7 +78,6 @@ def cmd_train(args) -> int:
 def cmd_enroll(args) -> int:
     if args.engine != "cnnbin":
         raise AudiocopyError(f"engine {args.engine!r} is not available yet; use --engine cnnbin")
-    from .config import DatasetParams
     from .training.enroll import enroll
 
     report = enroll(Path(args.catalog_dir), Path(args.db),
@@ -134,6 +133,14 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .web.launch import run
+    from .web.settings import settings_from_args
+
+    run(settings_from_args(args), announce=lambda line: print(line, flush=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="audiocopy", description="Recognise licensed music in audio from 2.5 s fragments.")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug details")
@@ -149,10 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_convert)
 
     def dataset_args(q):
-        q.add_argument("--positives", type=_positive_int, default=400,
-                       help="augmented windows per licensed track (default 400)")
-        q.add_argument("--wrong-windows", type=_positive_int, default=24,
-                       help="augmented windows per wrong track (default 24)")
+        q.add_argument("--positives", type=_positive_int, default=DatasetParams().positives_per_track,
+                       help="augmented windows per licensed track (default %(default)s)")
+        q.add_argument("--wrong-windows", type=_positive_int, default=DatasetParams().windows_per_wrong,
+                       help="augmented windows per wrong training track (default %(default)s)")
         q.add_argument("--jobs", type=_positive_int, default=None, help="worker processes (default: all cores)")
 
     d = sub.add_parser("dataset", help="build the training dataset (positives + wrong tracks)",
@@ -211,6 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--truth", required=True, help="TSV: file path, expected track id (may be empty)")
     v.add_argument("--max-fpr", type=float, default=0.01)
     v.set_defaults(func=cmd_evaluate)
+
+    from .web.settings import add_arguments as add_server_arguments  # cheap: no aiohttp until serve runs
+
+    s = sub.add_parser("serve", help="serve live recognition and the web app on http://127.0.0.1:8080",
+                       description="Start the streaming recognition server (WebSocket /ws and the Live, Identify, "
+                                   "Catalog, Plays and Monitors pages). Every option also reads the environment "
+                                   "variable named in its help.")
+    add_server_arguments(s)
+    s.set_defaults(func=cmd_serve)
     return p
 
 

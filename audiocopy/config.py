@@ -88,8 +88,8 @@ class AugmentParams:
     p_stretch: float = 0.25
     p_noise: float = 0.6
     p_music: float = 0.2
-    p_phone: float = 0.25
-    p_reverb: float = 0.2
+    p_phone: float = 0.3
+    p_reverb: float = 0.3
     p_codec: float = 0.15
     # At 16 kHz mono, LAME barely changes the features from 32 kbit/s up
     # (mean change of the standardised spectrogram 0.085 at 32, 0.005 at 128)
@@ -109,6 +109,11 @@ class CnnParams:
     """
 
     widths: tuple[int, ...] = (8, 16, 24, 32)
+    #: "global": max+mean over time and frequency (fully shift-invariant);
+    #: "time": max+mean over time only, keeping the coarse log-frequency
+    #: position of each pattern (each cell spans 8 semitones after three
+    #: pools, so ±2 semitones still mostly stay in their cell).
+    pooling: str = "time"
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,7 @@ class DatasetParams:
     """
 
     positives_per_track: int = 400
-    windows_per_wrong: int = 24
+    windows_per_wrong: int = 48
     windows_per_calibration: int = 96
     clean_fraction: float = 0.15
     shard_windows: int = 2048

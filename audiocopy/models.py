@@ -13,10 +13,16 @@ CPU cores. Its shape follows from the features:
 * 3x3 convolutions see local time-frequency patterns (an onset, a chord, a
   vibrato), and 2x2 max-pooling between blocks makes them tolerant to small
   shifts in time and in log-frequency (that is, in tempo and pitch).
-* The last block is pooled globally (max and mean over time and frequency),
-  so the verdict does not depend on where in the window or how far up the
-  log-frequency axis the evidence sits: a fragment cut anywhere from the
-  track, played a semitone higher, gives the same kind of activations.
+* The last block is pooled over time (max and mean), so the verdict does not
+  depend on where in the window the evidence sits: a fragment cut anywhere
+  from the track gives the same activations. Over frequency it keeps nine
+  coarse cells of eight semitones each: a transposition of ±2 semitones
+  mostly stays inside its cell (and the earlier pools and training shifts
+  absorb the rest), while the *register* of a melody, which separates a
+  track from others in the same style, is not thrown away. The fully
+  shift-invariant variant (``CnnParams.pooling="global"``) scored 96 % vs
+  97.5 % per-track hits at 1 % false positives on four benchmark tracks,
+  and 42 % vs 67 % on phone recordings.
 * One output logit: "is this window track X?". The engine turns it into a
   calibrated margin against the track's own threshold.
 
@@ -45,10 +51,66 @@ def build_track_cnn(input_shape: tuple[int, int], params: CnnParams, *, name: st
         x = layers.Conv2D(width, 3, padding="same", activation="relu", name=f"conv{i}")(x)
         if i < len(params.widths) - 1:
             x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
-    pooled = layers.Concatenate(name="pooled")([
-        layers.GlobalMaxPooling2D(name="gmax")(x),
-        layers.GlobalAveragePooling2D(name="gavg")(x),
-    ])
+    if params.pooling == "global":
+        pooled = layers.Concatenate(name="pooled")([
+            layers.GlobalMaxPooling2D(name="gmax")(x),
+            layers.GlobalAveragePooling2D(name="gavg")(x),
+        ])
+    elif params.pooling == "time":
+        frames = x.shape[1]
+        pooled = layers.Flatten(name="flat")(layers.Concatenate(name="pooled")([
+            layers.MaxPooling2D((frames, 1), name="tmax")(x),
+            layers.AveragePooling2D((frames, 1), name="tavg")(x),
+        ]))
+    else:
+        raise ValueError(f"unknown pooling {params.pooling!r}")
     pooled = layers.Dropout(0.2, name="dropout")(pooled)
     logit = layers.Dense(1, name="logit")(pooled)
     return keras.Model(inputs, logit, name=name)
+
+
+def build_encoder(input_shape: tuple[int, int], *, widths: tuple[int, ...] = (16, 32, 64, 128, 128),
+                  hidden_dim: int = 256, embedding_dim: int = 64, name: str = "fp_encoder"):
+    """The fingerprint engine's shared encoder: one sub-window -> one unit vector.
+
+    input_shape: (frames, bands) of one sub-window of features (30 x 72: about
+        one second of the log-frequency spectrogram), standardised per
+        sub-window by the caller.
+    widths: output channels of the convolution blocks. The first is a plain
+        3x3 convolution that halves the frequency axis; every later one is a
+        depthwise-separable 3x3 convolution with stride 2 on both axes. With
+        the default five blocks a 30 x 72 input ends as a 2 x 3 grid: what
+        remains of *where* in time and pitch a pattern sits is kept (flattened)
+        rather than pooled away, because a catalogue of thousands of tracks
+        needs that detail to tell tracks apart; robustness to pitch and tempo
+        changes comes from contrastive training on distorted views instead.
+    hidden_dim, embedding_dim: the projection head (dense -> ReLU -> dense).
+    Returns an uncompiled ``keras.Model`` mapping (batch, frames, bands)
+    float32 to (batch, embedding_dim) L2-normalised float32.
+
+    Why separable convolutions: enrolment embeds a sub-window every 0.25 s of
+    every catalogue track and a query embeds ten per 2.5 s window, so the
+    encoder must cost about 2 MFLOP per sub-window (a plain 3x3 stack of the
+    same widths costs ~15) to enrol at >= 1000x real time on two CPU cores.
+    Batch normalisation is fine here: unlike cnnbin's per-track models, the
+    encoder is one network and is never stacked.
+    """
+    import keras
+    from keras import layers
+
+    if len(widths) < 2:
+        raise ValueError(f"the encoder needs at least two convolution blocks, got widths={widths}")
+    inputs = keras.Input(shape=input_shape, name="features")
+    x = layers.Reshape((*input_shape, 1), name="as_image")(inputs)
+    x = layers.Conv2D(widths[0], 3, strides=(1, 2), padding="same", use_bias=False, name="conv0")(x)
+    x = layers.BatchNormalization(name="bn0")(x)
+    x = layers.ReLU(name="relu0")(x)
+    for i, width in enumerate(widths[1:], start=1):
+        x = layers.SeparableConv2D(width, 3, strides=2, padding="same", use_bias=False, name=f"sep{i}")(x)
+        x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.ReLU(name=f"relu{i}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(hidden_dim, activation="relu", name="hidden")(x)
+    x = layers.Dense(embedding_dim, name="embedding")(x)
+    outputs = layers.UnitNormalization(axis=-1, name="l2")(x)
+    return keras.Model(inputs, outputs, name=name)

@@ -25,8 +25,9 @@ def _models(n, shape=(75, 72), params=CnnParams()):
     return [build_track_cnn(shape, params, name=f"m{i}") for i in range(n)]
 
 
-def test_stacked_pass_equals_each_keras_model(rng):
-    models = _models(3)
+@pytest.mark.parametrize("pooling", ["global", "time"])
+def test_stacked_pass_equals_each_keras_model(rng, pooling):
+    models = _models(3, params=CnnParams(pooling=pooling))
     x = rng.standard_normal((4, 75, 72)).astype(np.float32)
     expected = np.concatenate([np.asarray(m(x, training=False)) for m in models], axis=1)
     got = StackedCnn([CnnWeights.from_keras(m) for m in models]).logits(x)

@@ -79,6 +79,8 @@ class StackedCnn:
         self._dense_w = tf.constant(np.stack([w.dense[0][:, 0] for w in weights]))  # (T, 2c)
         self._dense_b = tf.constant(np.stack([w.dense[1][0] for w in weights]))  # (T,)
         self._c_last = int(weights[0].convs[-1][0].shape[-1])
+        # The dense layer's input size tells the pooling: 2c for global, bands*2c for time-only.
+        self.pooling = "global" if weights[0].dense[0].shape[0] == 2 * self._c_last else "time"
         # One trace for every batch size: a server's micro-batches vary in size.
         self._fn = tf.function(self._forward, input_signature=[tf.TensorSpec([None, None, None], tf.float32)])
 
@@ -92,9 +94,16 @@ class StackedCnn:
             if i < last:
                 h = tf.nn.max_pool2d(h, 2, 2, padding="VALID")
         batch = tf.shape(h)[0]
-        gmax = tf.reshape(tf.reduce_max(h, axis=(1, 2)), (batch, self.n_tracks, self._c_last))
-        gavg = tf.reshape(tf.reduce_mean(h, axis=(1, 2)), (batch, self.n_tracks, self._c_last))
-        pooled = tf.concat([gmax, gavg], axis=-1)  # (b, T, 2c), same order as Keras' Concatenate
+        if self.pooling == "global":
+            gmax = tf.reshape(tf.reduce_max(h, axis=(1, 2)), (batch, self.n_tracks, self._c_last))
+            gavg = tf.reshape(tf.reduce_mean(h, axis=(1, 2)), (batch, self.n_tracks, self._c_last))
+            pooled = tf.concat([gmax, gavg], axis=-1)  # (b, T, 2c), same order as Keras' Concatenate
+        else:  # "time": keep the band axis; Keras flattens (band, [max | mean] channel)
+            width = tf.shape(h)[2]
+            tmax = tf.reshape(tf.reduce_max(h, axis=1), (batch, width, self.n_tracks, self._c_last))
+            tavg = tf.reshape(tf.reduce_mean(h, axis=1), (batch, width, self.n_tracks, self._c_last))
+            pooled = tf.transpose(tf.concat([tmax, tavg], axis=-1), (0, 2, 1, 3))  # (b, T, bands, 2c)
+            pooled = tf.reshape(pooled, (batch, self.n_tracks, -1))
         return tf.einsum("btc,tc->bt", pooled, self._dense_w) + self._dense_b
 
     def logits(self, features) -> np.ndarray:

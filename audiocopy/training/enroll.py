@@ -45,6 +45,7 @@ def train_catalog(dataset_dir: Path, db: Path, *, cnn: CnnParams = CnnParams(), 
 
     tracks: restrict to these track ids (default: all licensed tracks).
     """
+    import keras
     from tqdm import tqdm
 
     dataset = Dataset(dataset_dir)
@@ -67,6 +68,9 @@ def train_catalog(dataset_dir: Path, db: Path, *, cnn: CnnParams = CnnParams(), 
                           audio=dataset.audio, features=dataset.features)
         seconds.append(time.perf_counter() - t0)
         trained.append(track_id)
+        # Keras keeps every model ever built in its global graph state; without
+        # this, memory grows with each track (5.8 GB after 50 tracks).
+        keras.backend.clear_session()
         log.info("trained %s in %.1f s: %s", track_id, seconds[-1], fit.metrics)
     if len(calibration):
         catalog.atomic_write_bytes(Path(db) / CALIBRATION_FILE, _npy_bytes(calibration.astype(np.float16)))

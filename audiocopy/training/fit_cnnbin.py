@@ -10,9 +10,12 @@ and the ``cnnbin`` engine's artifacts. For one licensed track it
    (the confusions that matter most in a catalogue) and half from the
    training "wrong" tracks, one random source then one random window, so a
    long licensed track does not drown out a hundred short wrong ones;
-3. jitters features on the fly (a shift of up to two log-frequency bins and
+3. from the fifth epoch on, mines hard negatives: a third of each epoch's
+   negatives are the highest-scoring of a larger fresh draw
+   (``mine_hard_negatives``);
+4. jitters features on the fly (a shift of up to two log-frequency bins and
    a few frames in time) so 400 windows act like many more;
-4. sets the track's threshold at the ``track_fpr`` quantile of its logits on
+5. sets the track's threshold at the ``track_fpr`` quantile of its logits on
    the calibration tracks: music no model has trained on.
 
 Why not hold out whole time regions of the positive track for validation?
@@ -42,6 +45,13 @@ log = logging.getLogger(__name__)
 #: Largest feature jitter used in training: log-frequency bins and frames.
 MAX_BIN_SHIFT = 2
 MAX_FRAME_SHIFT = 6
+#: Hard-negative mining: from this epoch on, every MINE_EVERY epochs, score
+#: MINE_POOL_FACTOR x an epoch's negatives and keep the hardest; they make up
+#: MINE_SHARE of each later epoch's negatives (the rest stay random).
+MINE_FROM_EPOCH = 4
+MINE_EVERY = 4
+MINE_POOL_FACTOR = 3
+MINE_SHARE = 0.3
 
 
 def _take(data: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -105,6 +115,22 @@ class NegativeSampler:
         rows = (self._from(self.licensed, n_lic, rng) if n_lic else []) + \
                (self._from(self.wrong, n - n_lic, rng) if n - n_lic else [])
         return np.concatenate(rows)
+
+
+def mine_hard_negatives(model, sampler: NegativeSampler, rng: np.random.Generator, *, pool: int,
+                        keep: int) -> np.ndarray:
+    """The ``keep`` negatives the model currently scores highest, out of ``pool`` fresh draws.
+
+    A catalogue of T tracks is judged on the *maximum* of T classifiers, so
+    what limits it is each classifier's rare confident mistake, not its
+    average one. Random negatives are mostly easy; training on the hardest
+    ones (as in detector cascades and hard-example mining) spends the
+    epochs on the tail that produces false positives.
+    Returns (keep, frames, bands) float32.
+    """
+    candidates = sampler.sample(pool, rng)
+    scores = _logits(model, candidates)
+    return candidates[np.argsort(-scores)[:keep]]
 
 
 def calibration_windows(dataset: Dataset) -> np.ndarray:
@@ -177,8 +203,13 @@ def fit_track(dataset: Dataset, track_id: str, *, cnn: CnnParams, train: TrainPa
     # Positives are outnumbered; weighting keeps the loss balanced between classes.
     class_weight = {0: 1.0, 1: float(train.negatives_per_positive)}
     best_loss, best_weights, best_epoch, waited = np.inf, None, 0, 0
+    n_neg = len(pos_train) * train.negatives_per_positive
+    hard = np.zeros((0, *pos.shape[1:]), dtype=np.float32)
     for epoch in range(train.epochs):
-        neg = sampler.sample(len(pos_train) * train.negatives_per_positive, rng)
+        if epoch >= MINE_FROM_EPOCH and (epoch - MINE_FROM_EPOCH) % MINE_EVERY == 0:
+            hard = mine_hard_negatives(model, sampler, rng, pool=n_neg * MINE_POOL_FACTOR,
+                                       keep=int(n_neg * MINE_SHARE))
+        neg = np.concatenate([sampler.sample(n_neg - len(hard), rng), hard])
         x = jitter(np.concatenate([pos_train, neg]), rng)
         y = np.concatenate([np.ones(len(pos_train)), np.zeros(len(neg))]).astype(np.float32)
         order = rng.permutation(len(x))
