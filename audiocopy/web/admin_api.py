@@ -1,0 +1,159 @@
+"""Catalog and monitor API: listings for everyone, mutations behind the admin token.
+
+Place in the pipeline: the JSON behind the Catalog and Monitors pages.
+Every mutation first checks the Origin and the admin token (``require_admin``)
+*before* reading a request body, so an unauthenticated client cannot make
+the server store a 50 MB upload. Status codes: 401 no token, 403 wrong
+token or foreign Origin, 404 unknown track/monitor, 409 conflict (duplicate,
+a job holds the database, adding disabled).
+
+Catalog changes end with a hot reload of the recognizer (see
+``state.RecognizerHolder``): streams keep running and the next batch uses
+the new catalog.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from .. import catalog
+from .jobs import JobConflict, JobError
+from .keys import AUTH, DB_LOCK, IO_EXECUTOR, JOBS, MONITORS, RECOGNIZER, SETTINGS
+from .monitors import MonitorError
+from .responses import fail
+from .security import UrlRefused, origin_allowed
+from .uploads import receive_upload
+
+log = logging.getLogger(__name__)
+
+
+def require_admin(request: web.Request) -> None:
+    """Raise 403 for a foreign Origin, 401 without a token, 403 with a wrong one."""
+    settings = request.app[SETTINGS]
+    if not origin_allowed(request.headers.get("Origin"), request.host, settings.allowed_origins):
+        raise fail(403, "forbidden_origin", "requests from this origin are not allowed")
+    ok = request.app[AUTH].check(request.headers.get("Authorization"))
+    if ok is None:
+        raise fail(401, "token_required", "this action needs the admin token (Authorization: Bearer <token>)",
+                   headers={"WWW-Authenticate": 'Bearer realm="audiocopy"'})
+    if not ok:
+        raise fail(403, "bad_token", "the admin token is not valid")
+
+
+def _track_rows(db: Path) -> list[dict]:
+    rows = []
+    for rec in catalog.track_records(db):
+        model = Path(rec["_path"]).parent / str(rec.get("model_file", ""))
+        metrics = rec.get("metrics") or {}
+        rows.append({"track_id": rec["track_id"], "engine": rec.get("engine"),
+                     "threshold_logit": rec.get("threshold_logit"),
+                     "model_bytes": model.stat().st_size if model.is_file() else None,
+                     "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
+                     "source": Path(str(rec.get("source", ""))).name or None})
+    return rows
+
+
+async def list_catalog(request: web.Request) -> web.Response:
+    """GET /api/catalog: tracks with model size and threshold, calibration, adding enabled."""
+    app = request.app
+    db = app[SETTINGS].db
+    loop = asyncio.get_running_loop()
+    info, rows = await loop.run_in_executor(app[IO_EXECUTOR], lambda: (catalog.open_db(db), _track_rows(db)))
+    return web.json_response({"engine": info.engine, "tracks": rows, "calibration": info.calibration,
+                              "loaded_tracks": len(app[RECOGNIZER].current.track_ids),
+                              "adding_enabled": app[JOBS].enabled})
+
+
+async def delete_track(request: web.Request) -> web.Response:
+    """DELETE /api/catalog/tracks/{track_id}: remove, recalibrate (``audiocopy remove``), reload."""
+    require_admin(request)
+    app = request.app
+    track_id = request.match_info["track_id"]
+    if app[DB_LOCK].locked():
+        raise fail(409, "busy", "a catalog job is running; try again when it has finished")
+    if track_id not in app[RECOGNIZER].current.track_ids:
+        raise fail(404, "unknown_track", f"no track {track_id!r} in the catalog")
+    try:
+        await app[JOBS].remove(track_id)
+    except JobError as exc:
+        raise fail(409, "remove_failed", str(exc)) from None
+    log.info("track %r removed by the admin", track_id)
+    return web.json_response({"removed": track_id, "tracks": len(app[RECOGNIZER].current.track_ids)})
+
+
+async def add_track(request: web.Request) -> web.Response:
+    """POST /api/catalog/tracks (multipart: file, name): 202 with the training job."""
+    require_admin(request)
+    app = request.app
+    jobs = app[JOBS]
+    if not jobs.enabled:
+        raise fail(409, "adding_disabled", "adding tracks is disabled: start the server with --negatives-dir DIR")
+    settings = app[SETTINGS]
+    upload = await receive_upload(request, max_bytes=settings.max_upload_bytes,
+                                  tmp_dir=settings.state_path / "uploads")
+    name = upload.fields.get("name") or Path(upload.filename).stem
+    try:
+        job = jobs.submit(upload.path, upload.suffix, name, app[RECOGNIZER].current.track_ids)
+    except JobConflict as exc:
+        upload.discard()
+        raise fail(409, "duplicate_track", str(exc)) from None
+    except JobError as exc:
+        upload.discard()
+        raise fail(400, "bad_track_name", str(exc)) from None
+    return web.json_response({"job": job.to_json()}, status=202)
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    """GET /api/jobs: add-track jobs, newest first."""
+    jobs = [j.to_json() for j in reversed(request.app[JOBS].jobs.values())]
+    return web.json_response({"jobs": jobs})
+
+
+async def get_job(request: web.Request) -> web.Response:
+    """GET /api/jobs/{job_id}."""
+    job = request.app[JOBS].jobs.get(request.match_info["job_id"])
+    if job is None:
+        raise fail(404, "unknown_job", "no such job")
+    return web.json_response({"job": job.to_json()})
+
+
+async def list_monitors(request: web.Request) -> web.Response:
+    """GET /api/monitors: every monitor with its state and last result."""
+    monitors = request.app[MONITORS]
+    return web.json_response({"monitors": [m.to_json() for m in monitors.monitors.values()],
+                              "max_monitors": monitors.settings.max_monitors,
+                              "allow_private": monitors.settings.allow_private_monitors})
+
+
+async def add_monitor(request: web.Request) -> web.Response:
+    """POST /api/monitors (JSON {"url", "name"}): 201 with the new monitor."""
+    require_admin(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise fail(400, "bad_json", "send a JSON object {\"url\": ..., \"name\": ...}") from None
+    if not isinstance(body, dict) or not isinstance(body.get("url"), str):
+        raise fail(400, "bad_request", "a monitor needs a \"url\" string")
+    name = body.get("name")
+    if name is not None and not isinstance(name, str):
+        raise fail(400, "bad_request", "\"name\" must be a string")
+    try:
+        monitor = await request.app[MONITORS].add(body["url"], name)
+    except UrlRefused as exc:
+        raise fail(400, "url_refused", str(exc)) from None
+    except MonitorError as exc:
+        raise fail(409, "monitor_limit", str(exc)) from None
+    return web.json_response({"monitor": monitor.to_json()}, status=201)
+
+
+async def delete_monitor(request: web.Request) -> web.Response:
+    """DELETE /api/monitors/{monitor_id}."""
+    require_admin(request)
+    try:
+        await request.app[MONITORS].remove(request.match_info["monitor_id"])
+    except MonitorError as exc:
+        raise fail(404, "unknown_monitor", str(exc)) from None
+    return web.json_response({"removed": request.match_info["monitor_id"]})

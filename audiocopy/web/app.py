@@ -1,0 +1,212 @@
+"""The aiohttp application factory: settings in, a ready app out.
+
+Place in the pipeline: the top of the server package; ``server.py`` and
+``audiocopy serve`` call ``create_app`` and run it, tests hand it to
+``aiohttp_client``. The factory only wires things together:
+
+* typed state (``web.keys``), set up and torn down in ``cleanup_ctx`` in
+  dependency order: executors -> recognizer -> plays log -> batcher ->
+  jobs -> monitors (teardown runs in reverse, so monitors and streams flush
+  their plays before the log and the executors go away);
+* routes: pages, ``/ws``, the JSON API and ``/static``;
+* middlewares: security headers on every response and JSON errors for the
+  API (a user error is a 4xx with a message, never a traceback).
+
+The recognizer is loaded once; pass one in (tests, a launcher that loaded
+it already) or let the app load ``settings.db`` at start-up.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import WSCloseCode, web
+
+from ..errors import AudiocopyError
+from ..plays import PlaysLog
+from ..recognizer import Recognizer
+from . import admin_api, api, views
+from .auth import AdminAuth, load_or_create
+from .batcher import Batcher
+from .jobs import JobManager
+from .keys import (AUTH, BATCHER, COMPUTE_EXECUTOR, DB_LOCK, IDENTIFY_SLOTS, IO_EXECUTOR, JOBS, MONITORS, PLAYS,
+                   RECOGNIZER, SETTINGS, STARTED_AT, STREAMS)
+from .monitors import MonitorManager
+from .responses import error_body
+from .security import security_headers
+from .settings import ServerSettings
+from .state import PlaySink, RecognizerHolder, StreamRegistry
+from .uploads import MULTIPART_OVERHEAD_BYTES
+from .ws import ws_handler
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES_DIR = ROOT / "templates"
+STATIC_DIR = ROOT / "static"
+PLAYS_FILE = "plays.sqlite"
+#: Identify uploads analysed at once; more wait their turn.
+IDENTIFY_CONCURRENCY = 2
+
+
+def create_app(settings: ServerSettings, *, recognizer: Recognizer | None = None,
+               auth: AdminAuth | None = None, monitor_resolver=None) -> web.Application:
+    """Build the application.
+
+    settings: validated ``ServerSettings``.
+    recognizer: an already loaded recognizer (default: load ``settings.db`` at start-up).
+    auth: admin token checker (default: ``auth.load_or_create(settings)``).
+    monitor_resolver: DNS resolver for monitor URL checks (tests).
+    """
+    app = web.Application(middlewares=[_headers_middleware, _api_errors_middleware],
+                          client_max_size=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
+    app[SETTINGS] = settings
+    app[AUTH] = auth if auth is not None else load_or_create(settings)
+    app[RECOGNIZER] = RecognizerHolder(recognizer)
+    app[STREAMS] = StreamRegistry(settings.max_streams)
+    app[DB_LOCK] = asyncio.Lock()
+    app[IDENTIFY_SLOTS] = asyncio.Semaphore(IDENTIFY_CONCURRENCY)
+    app[STARTED_AT] = time.time()
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), autoescape=True,
+                         undefined=jinja2.StrictUndefined)
+    app.cleanup_ctx.extend([_executors, _recognizer, _plays_log, _batcher, _jobs,
+                            lambda a: _monitors(a, monitor_resolver)])
+    app.on_shutdown.append(_close_streams)
+    _add_routes(app)
+    return app
+
+
+def _add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/", views.live, name="live")
+    r.add_get("/identify", views.identify, name="identify")
+    r.add_get("/catalog", views.catalog, name="catalog")
+    r.add_get("/plays", views.plays, name="plays")
+    r.add_get("/monitors", views.monitors, name="monitors")
+    r.add_get("/ws", ws_handler, name="ws")
+    r.add_get("/healthz", _healthz)
+    r.add_get("/api/status", api.status)
+    r.add_post("/api/identify", api.identify)
+    r.add_get("/api/plays", api.plays)
+    r.add_get("/api/plays.csv", api.plays_csv)
+    r.add_get("/api/plays.json", api.plays_json)
+    r.add_get("/api/catalog", admin_api.list_catalog)
+    r.add_post("/api/catalog/tracks", admin_api.add_track)
+    r.add_delete("/api/catalog/tracks/{track_id}", admin_api.delete_track)
+    r.add_get("/api/jobs", admin_api.list_jobs)
+    r.add_get("/api/jobs/{job_id}", admin_api.get_job)
+    r.add_get("/api/monitors", admin_api.list_monitors)
+    r.add_post("/api/monitors", admin_api.add_monitor)
+    r.add_delete("/api/monitors/{monitor_id}", admin_api.delete_monitor)
+    r.add_static("/static/", STATIC_DIR, name="static", append_version=True)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": request.app[RECOGNIZER].loaded})
+
+
+# --- cleanup contexts ---------------------------------------------------------
+
+async def _executors(app: web.Application):
+    app[COMPUTE_EXECUTOR] = ThreadPoolExecutor(1, thread_name_prefix="compute")
+    app[IO_EXECUTOR] = ThreadPoolExecutor(4, thread_name_prefix="io")
+    yield
+    for key in (COMPUTE_EXECUTOR, IO_EXECUTOR):
+        app[key].shutdown(wait=True, cancel_futures=True)
+
+
+async def _recognizer(app: web.Application):
+    holder = app[RECOGNIZER]
+    if not holder.loaded:
+        await holder.reload(app[SETTINGS].db, app[IO_EXECUTOR])
+    yield
+
+
+async def _plays_log(app: web.Application):
+    loop = asyncio.get_running_loop()
+    log_ = await loop.run_in_executor(app[IO_EXECUTOR], PlaysLog, app[SETTINGS].state_path / PLAYS_FILE)
+    app[PLAYS] = PlaySink(log_, app[IO_EXECUTOR])
+    yield
+    await app[PLAYS].flush()
+
+
+async def _batcher(app: web.Application):
+    s = app[SETTINGS]
+    holder = app[RECOGNIZER]
+    batcher = Batcher(lambda: holder.current, app[COMPUTE_EXECUTOR], max_batch=s.max_batch,
+                      max_pending=s.max_pending, max_pending_per_owner=s.max_pending_per_stream,
+                      linger_s=s.batch_linger_ms / 1000)
+    app[BATCHER] = batcher
+    task = asyncio.create_task(batcher.run(), name="batcher")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _jobs(app: web.Application):
+    async def reload():
+        return await app[RECOGNIZER].reload(app[SETTINGS].db, app[IO_EXECUTOR])
+
+    jobs = JobManager(app[SETTINGS], reload, app[DB_LOCK])
+    app[JOBS] = jobs
+    jobs.start()
+    yield
+    await jobs.close()
+
+
+async def _monitors(app: web.Application, resolver):
+    holder = app[RECOGNIZER]
+    manager = MonitorManager(app[SETTINGS], app[BATCHER], lambda: holder.current.audio, app[PLAYS].record,
+                             resolve=resolver)
+    app[MONITORS] = manager
+    await manager.load()
+    yield
+    await manager.close()
+
+
+async def _close_streams(app: web.Application) -> None:
+    """Shutdown: close every live stream so its open plays are flushed to the log."""
+    for ws in app[STREAMS].items():
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+
+# --- middlewares --------------------------------------------------------------
+
+@web.middleware
+async def _headers_middleware(request: web.Request, handler):
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers.update(security_headers(request.host))
+        raise
+    if not response.prepared:  # a WebSocket or streamed response has sent its headers already
+        response.headers.update(security_headers(request.host))
+    return response
+
+
+@web.middleware
+async def _api_errors_middleware(request: web.Request, handler):
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.content_type != "application/json" and exc.status >= 400:
+            # aiohttp's own errors (404, 405, 413 from client_max_size) in the API's JSON shape
+            headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "www-authenticate")}
+            return web.Response(status=exc.status, headers=headers, content_type="application/json",
+                                text=error_body(exc.reason.lower().replace(" ", "_"), exc.reason))
+        raise
+    except AudiocopyError as exc:
+        return web.Response(status=400, text=error_body("bad_request", str(exc)), content_type="application/json")
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return web.Response(status=500, text=error_body("internal_error", "internal error; see the server log"),
+                            content_type="application/json")

@@ -1,0 +1,286 @@
+"""Server settings: one frozen record from the command line, with environment fallback.
+
+Place in the pipeline: the edge of the server. ``server.py`` and
+``audiocopy serve`` share ``add_arguments`` and ``settings_from_args``; the
+app factory and everything under it receive the resulting
+``ServerSettings`` and never read ``os.environ`` or globals themselves.
+
+Every option has an environment variable ``AUDIOCOPY_<NAME>`` (for example
+``--max-streams`` / ``AUDIOCOPY_MAX_STREAMS``), so a container or a systemd
+unit can configure the server without a command line. The command line wins
+over the environment, which wins over the default. All values are checked
+before anything starts; a bad one raises ``ConfigError`` naming the option,
+the variable and what is expected, and the launcher prints that one line.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+from ..errors import ConfigError
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything the server needs, validated.
+
+    host, port: where to listen (default loopback only: the server exposes a
+        microphone endpoint and an admin API, so reaching it from the network
+        must be a deliberate choice).
+    db: recognizer database (``audiocopy enroll``); engine: expected engine
+        name, or None to take the one the database names.
+    state_dir: server-owned files: plays log, admin token hash, monitors,
+        training jobs (default ``DB/server``).
+    admin_token: token for mutations; None = use or create the stored one.
+    allowed_origins: extra browser origins allowed besides the server's own.
+    max_streams: concurrent WebSocket streams; max_monitors: URL monitors.
+    max_message_bytes: largest WebSocket message accepted (bytes).
+    max_upload_bytes: largest uploaded file (bytes).
+    max_batch: most windows in one recognizer call.
+    max_pending: windows waiting for compute, all streams together.
+    max_pending_per_stream: windows one live stream may have waiting; beyond
+        it its oldest are dropped (at a 0.5 s hop, 6 windows = 3 s behind).
+    batch_linger_ms: how long the batcher waits for more windows once one
+        is due; a few ms turn near-simultaneous windows into one call.
+    play_gap_s, play_min_windows: see ``plays.PlayTracker``.
+    allow_private_monitors: let URL monitors reach loopback/private/
+        link-local addresses (off: SSRF protection).
+    negatives_dir: wrong tracks used to train tracks added from the Catalog
+        page (None: adding by upload is disabled).
+    train_positives, train_epochs: dataset size and epochs for those jobs.
+    max_identify_seconds: longest audio analysed from one Identify upload.
+    """
+
+    db: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    engine: str | None = None
+    state_dir: Path | None = None
+    admin_token: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    max_streams: int = 16
+    max_monitors: int = 8
+    max_message_bytes: int = 1 * MIB
+    max_upload_bytes: int = 50 * MIB
+    max_batch: int = 64
+    max_pending: int = 256
+    max_pending_per_stream: int = 6
+    batch_linger_ms: float = 5.0
+    play_gap_s: float = 1.5
+    play_min_windows: int = 2
+    allow_private_monitors: bool = False
+    negatives_dir: Path | None = None
+    train_positives: int = 400
+    train_epochs: int = 20
+    max_identify_seconds: float = 600.0
+
+    @property
+    def state_path(self) -> Path:
+        """The state folder (``state_dir`` or ``DB/server``)."""
+        return self.state_dir if self.state_dir is not None else self.db / "server"
+
+    def public_dict(self) -> dict:
+        """Settings safe to show (the token is never included)."""
+        out = {}
+        for f in fields(self):
+            if f.name == "admin_token":
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
+        out["state_dir"] = str(self.state_path)
+        return out
+
+
+# --- value parsers: text -> value, ValueError with a short reason ---------
+
+def _int_range(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError("must be a whole number") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return value
+    return parse
+
+
+def _float_range(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError("must be a number") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo:g} and {hi:g}")
+        return value
+    return parse
+
+
+def _bytes(lo: int, hi: int) -> Callable[[str], int]:
+    """An integer byte count, optionally with a K/M/G (binary) suffix."""
+    def parse(text: str) -> int:
+        t = text.strip().upper().removesuffix("B").removesuffix("I")
+        scale = {"K": 1024, "M": MIB, "G": 1024 * MIB}.get(t[-1:], 1)
+        try:
+            value = int(float(t[:-1] if scale > 1 else t) * scale)
+        except ValueError:
+            raise ValueError("must be a byte count such as 1048576, 512K or 50M") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi} bytes")
+        return value
+    return parse
+
+
+def _bool(text: str) -> bool:
+    t = text.strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true/false")
+
+
+def _path(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("empty path")
+    return Path(text).expanduser()
+
+
+def _host(text: str) -> str:
+    t = text.strip()
+    if not t or any(c.isspace() or c in "/?#@" for c in t):
+        raise ValueError("expected a host name or IP address")
+    return t
+
+
+def _token(text: str) -> str:
+    if len(text) < 16:
+        raise ValueError("must be at least 16 characters (use a random one)")
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise ValueError("must be printable without spaces")
+    return text
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    out = []
+    for item in (o.strip() for o in text.split(",")):
+        if not item:
+            continue
+        if item == "*":
+            out.append(item)
+            continue
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise ValueError(f"{item!r} is not an origin like https://example.org[:port]")
+        out.append(f"{parts.scheme}://{parts.netloc.lower()}")
+    return tuple(out)
+
+
+def _engine(text: str) -> str:
+    from ..engines import ENGINE_MODULES
+
+    if text not in ENGINE_MODULES:
+        raise ValueError(f"known engines: {', '.join(sorted(ENGINE_MODULES))}")
+    return text
+
+
+#: field name -> (parser, metavar, help). The flag is --field-name, the variable AUDIOCOPY_FIELD_NAME.
+_OPTIONS: dict[str, tuple[Callable[[str], Any], str, str]] = {
+    "db": (_path, "DB", "recognizer database folder (built with `audiocopy enroll`)"),
+    "host": (_host, "HOST", "interface to listen on (default 127.0.0.1)"),
+    "port": (_int_range(0, 65535), "PORT", "TCP port (default 8080; 0 picks a free one)"),
+    "engine": (_engine, "NAME", "expected engine (default: the one the database names)"),
+    "state_dir": (_path, "DIR", "folder for the plays log, admin token and monitors (default DB/server)"),
+    "admin_token": (_token, "TOKEN", "admin token for mutations (default: generated on first start, shown once)"),
+    "allowed_origins": (_origins, "ORIGINS", "comma-separated extra browser origins allowed to connect"),
+    "max_streams": (_int_range(1, 10_000), "N", "most concurrent WebSocket streams (default 16)"),
+    "max_monitors": (_int_range(0, 1000), "N", "most URL monitors (default 8)"),
+    "max_message_bytes": (_bytes(1024, 64 * MIB), "BYTES", "largest WebSocket message (default 1M)"),
+    "max_upload_bytes": (_bytes(1024, 1024 * MIB), "BYTES", "largest upload (default 50M)"),
+    "max_batch": (_int_range(1, 4096), "N", "most windows per recognizer call (default 64)"),
+    "max_pending": (_int_range(1, 100_000), "N", "most windows waiting for compute (default 256)"),
+    "max_pending_per_stream": (_int_range(1, 1000), "N", "most windows one live stream may have waiting (default 6)"),
+    "batch_linger_ms": (_float_range(0, 1000), "MS", "wait for more windows before a batch (default 5 ms)"),
+    "play_gap_s": (_float_range(0.01, 3600), "SECONDS",
+                   "stream seconds without a match that close a play (default 1.5)"),
+    "play_min_windows": (_int_range(1, 1000), "N", "matching windows a play needs (default 2)"),
+    "allow_private_monitors": (_bool, "BOOL", "let URL monitors reach loopback/private addresses (default false)"),
+    "negatives_dir": (_path, "DIR", "wrong tracks for training tracks added on the Catalog page"),
+    "train_positives": (_int_range(8, 100_000), "N", "augmented windows per added track (default 400)"),
+    "train_epochs": (_int_range(1, 1000), "N", "training epochs per added track (default 20)"),
+    "max_identify_seconds": (_float_range(2.5, 24 * 3600), "SECONDS", "longest audio analysed per upload (default 600)"),
+}
+
+
+def env_name(field_name: str) -> str:
+    return "AUDIOCOPY_" + field_name.upper()
+
+
+def flag_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one option per setting; defaults stay None so the environment can fill in."""
+    for name, (parse, metavar, help_text) in _OPTIONS.items():
+        extra = {"nargs": "?", "const": "true"} if parse is _bool else {}  # a bare flag means "true"
+        parser.add_argument(flag_name(name), dest=name, default=None, metavar=metavar,
+                            help=f"{help_text} [env {env_name(name)}]", **extra)
+
+
+def settings_from_args(args: argparse.Namespace | Mapping[str, Any], environ: Mapping[str, str] | None = None,
+                       *, check_db: bool = True) -> ServerSettings:
+    """Resolve every setting (command line > environment > default) and validate.
+
+    args: parsed namespace (or mapping) whose values are strings or None.
+    environ: the environment (default ``os.environ``).
+    check_db: also check that the database exists and its engine matches.
+    Raises ``ConfigError`` with one clear line for the first bad value.
+    """
+    environ = os.environ if environ is None else environ
+    raw = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
+    values: dict[str, Any] = {}
+    for name, (parse, _, _) in _OPTIONS.items():
+        text, where = raw.get(name), flag_name(name)
+        if text is None and environ.get(env_name(name)) not in (None, ""):
+            text, where = environ[env_name(name)], env_name(name)
+        if text is None:
+            continue
+        if not isinstance(text, str):  # already typed (tests, programmatic use)
+            values[name] = text
+            continue
+        try:
+            values[name] = parse(text)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: invalid value {text!r}: {exc}") from None
+    if "db" not in values:
+        raise ConfigError(f"no database: pass --db DB or set {env_name('db')}")
+    settings = ServerSettings(**values)
+    if check_db:
+        check_database(settings)
+    return settings
+
+
+def check_database(settings: ServerSettings) -> None:
+    """The database must exist and be of the expected engine; ``ConfigError`` otherwise."""
+    from .. import catalog
+    from ..errors import ModelError
+
+    try:
+        info = catalog.open_db(settings.db)
+    except ModelError as exc:
+        raise ConfigError(f"--db: {exc}") from None
+    if settings.engine is not None and settings.engine != info.engine:
+        raise ConfigError(f"--engine {settings.engine}: the database {settings.db} was built for "
+                          f"{info.engine!r}")
+    if settings.negatives_dir is not None and not settings.negatives_dir.is_dir():
+        raise ConfigError(f"--negatives-dir: folder not found: {settings.negatives_dir}")
+    if settings.state_path.exists() and not settings.state_path.is_dir():
+        raise ConfigError(f"--state-dir: {settings.state_path} exists and is not a folder")

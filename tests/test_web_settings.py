@@ -1,0 +1,104 @@
+"""Server settings (command line > environment > default, validated) and the admin token store."""
+from __future__ import annotations
+
+import argparse
+import stat
+
+import pytest
+
+from audiocopy.errors import ConfigError
+from audiocopy.web.auth import TOKEN_FILE, AdminAuth, load_or_create
+from audiocopy.web.launch import build_parser
+from audiocopy.web.settings import MIB, ServerSettings, settings_from_args
+
+
+def parse(argv, env=None, check_db=False) -> ServerSettings:
+    args = build_parser().parse_args(argv)
+    return settings_from_args({k: v for k, v in vars(args).items() if k != "verbose"}, env or {}, check_db=check_db)
+
+
+def test_defaults_bind_loopback():
+    s = parse(["--db", "some/db"])
+    assert (s.host, s.port, s.max_streams) == ("127.0.0.1", 8080, 16)
+    assert s.max_message_bytes == MIB and s.max_upload_bytes == 50 * MIB
+    assert s.state_path == s.db / "server" and s.allow_private_monitors is False
+
+
+def test_environment_is_the_fallback_and_the_command_line_wins():
+    env = {"AUDIOCOPY_DB": "env/db", "AUDIOCOPY_PORT": "9000", "AUDIOCOPY_MAX_STREAMS": "3",
+           "AUDIOCOPY_ALLOW_PRIVATE_MONITORS": "yes", "AUDIOCOPY_MAX_UPLOAD_BYTES": "10M",
+           "AUDIOCOPY_ALLOWED_ORIGINS": "https://A.example, http://b.example:8000"}
+    s = parse([], env)
+    assert str(s.db) == "env/db" and s.port == 9000 and s.max_streams == 3 and s.allow_private_monitors
+    assert s.max_upload_bytes == 10 * MIB
+    assert s.allowed_origins == ("https://a.example", "http://b.example:8000")
+    s = parse(["--port", "9100", "--db", "cli/db", "--max-message-bytes", "512K"], env)
+    assert s.port == 9100 and str(s.db) == "cli/db" and s.max_message_bytes == 512 * 1024
+
+
+def test_bare_boolean_flag_means_true():
+    assert parse(["--db", "d", "--allow-private-monitors"]).allow_private_monitors is True
+    assert parse(["--db", "d", "--allow-private-monitors", "false"]).allow_private_monitors is False
+
+
+@pytest.mark.parametrize("argv, env, message", [
+    ([], {}, "no database"),
+    (["--db", "d", "--port", "http"], {}, "--port: invalid value 'http': must be a whole number"),
+    (["--db", "d"], {"AUDIOCOPY_PORT": "70000"}, "AUDIOCOPY_PORT: invalid value '70000': must be between 0 and 65535"),
+    (["--db", "d", "--max-streams", "0"], {}, "--max-streams"),
+    (["--db", "d", "--max-message-bytes", "lots"], {}, "byte count"),
+    (["--db", "d", "--admin-token", "short"], {}, "at least 16 characters"),
+    (["--db", "d", "--allowed-origins", "ftp://x"], {}, "not an origin"),
+    (["--db", "d", "--allowed-origins", "https://x.example/path"], {}, "not an origin"),
+    (["--db", "d", "--host", "a b"], {}, "--host"),
+    (["--db", "d", "--engine", "magic"], {}, "known engines"),
+    (["--db", "d", "--allow-private-monitors", "maybe"], {}, "true/false"),
+    (["--db", "d", "--play-gap-s", "-1"], {}, "--play-gap-s"),
+])
+def test_bad_values_are_one_clear_config_error(argv, env, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse(argv, env)
+
+
+def test_database_is_checked(tiny_db, tmp_path):
+    with pytest.raises(ConfigError, match="recognizer database not found"):
+        parse(["--db", str(tmp_path / "missing")], check_db=True)
+    with pytest.raises(ConfigError, match="negatives-dir"):
+        parse(["--db", str(tiny_db), "--negatives-dir", str(tmp_path / "none")], check_db=True)
+    s = parse(["--db", str(tiny_db), "--engine", "cnnbin"], check_db=True)
+    assert s.engine == "cnnbin"
+
+
+def test_public_dict_never_shows_the_token():
+    s = parse(["--db", "d", "--admin-token", "x" * 20])
+    assert "admin_token" not in s.public_dict() and "x" * 20 not in str(s.public_dict())
+
+
+def test_token_generated_once_and_stored_hashed(tmp_path):
+    s = ServerSettings(db=tmp_path / "db", state_dir=tmp_path / "state")
+    first = load_or_create(s)
+    assert first.new_token and len(first.new_token) >= 24
+    path = tmp_path / "state" / TOKEN_FILE
+    assert first.new_token not in path.read_text()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    second = load_or_create(s)
+    assert second.new_token is None and second.token_sha256 == first.token_sha256
+    assert second.check(f"Bearer {first.new_token}") is True
+    assert second.check("Bearer nope") is False and second.check(None) is None
+    assert second.check(f"Basic {first.new_token}") is False
+
+
+def test_configured_token_wins_and_bad_hash_file_is_an_error(tmp_path):
+    s = ServerSettings(db=tmp_path / "db", state_dir=tmp_path / "state", admin_token="configured-token-123")
+    auth = load_or_create(s)
+    assert auth.new_token is None and auth.check("Bearer configured-token-123")
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / TOKEN_FILE).write_text("garbage")
+    with pytest.raises(ConfigError, match="delete it"):
+        load_or_create(ServerSettings(db=tmp_path / "db", state_dir=tmp_path / "state"))
+    assert AdminAuth.from_token("a").check("bearer a") is True  # the scheme is case-insensitive
+
+
+def test_namespace_with_extra_fields_is_accepted():
+    ns = argparse.Namespace(db="d", command="serve", func=None, verbose=False, port=None)
+    assert settings_from_args(ns, {}, check_db=False).port == 8080

@@ -1,0 +1,90 @@
+"""The operator tools: tools/stream.py against a live test server, tools/loadtest.py's report writing."""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from synth import pattern
+from test_web_fixtures import TOKEN, recognizer, settings  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.asyncio
+async def test_stream_tool_prints_matches_and_plays(aiohttp_server, settings, recognizer, tmp_path, capsys):
+    from audiocopy.web.app import create_app
+    from audiocopy.web.auth import AdminAuth
+
+    stream = load_tool("stream")
+    server = await aiohttp_server(create_app(settings, recognizer=recognizer, auth=AdminAuth.from_token(TOKEN)))
+    wav = tmp_path / "chord.wav"
+    sf.write(wav, pattern("chord", 5, 44100), 44100)
+    args = argparse.Namespace(source=str(wav), server=f"ws://127.0.0.1:{server.port}/ws", no_pacing=True,
+                              name=None, all=False, json=True)
+    assert await stream.run(args) == 0
+    messages = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert messages[0]["type"] == "ready" and messages[0]["source"] == "chord.wav"
+    assert messages[0]["realtime"] is False
+    windows = [m for m in messages if m["type"] == "window"]
+    assert len(windows) == 6 and all(w["match"] == "chord" for w in windows)
+    assert [m["type"] for m in messages if m["type"] in ("play", "stopped")] == ["play", "stopped"]
+
+
+def test_stream_tool_human_lines():
+    stream = load_tool("stream")
+    window = {"type": "window", "start_s": 1.0, "end_s": 3.5, "match": None, "score": -1.0, "latency_ms": 12.0}
+    assert stream.describe(window, show_all=False) is None
+    assert "-" in stream.describe(window, show_all=True)
+    assert "pulses" in stream.describe({**window, "match": "pulses", "score": 2.0}, show_all=False)
+    assert stream.describe({"type": "error", "code": "x", "message": "y"}, False) == "server error x: y"
+    with pytest.raises(stream.StreamError, match="no such file"):
+        stream.frames_for("/no/such/file.wav", 1600)
+
+
+def test_loadtest_writes_only_its_section(tmp_path):
+    loadtest = load_tool("loadtest")
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\n## Accuracy\nkeep me\n\n<!-- server-begin -->\nold\n<!-- server-end -->\n\n"
+                   "## Other\nkeep me too\n")
+    loadtest.write_section(doc, "new results\n")
+    text = doc.read_text()
+    assert "old" not in text and "<!-- server-begin -->\nnew results\n<!-- server-end -->" in text
+    assert text.startswith("# Benchmarks\n\n## Accuracy\nkeep me\n") and text.endswith("## Other\nkeep me too\n")
+    fresh = tmp_path / "new.md"
+    loadtest.write_section(fresh, "x\n")
+    assert fresh.read_text() == "# Benchmarks\n\n<!-- server-begin -->\nx\n<!-- server-end -->\n"
+
+
+def test_loadtest_targets_only_this_machine():
+    loadtest = load_tool("loadtest")
+    assert loadtest.check_local("http://127.0.0.1:8080/") == "http://127.0.0.1:8080"
+    assert loadtest.check_local("http://localhost:8080") == "http://localhost:8080"
+    for url in ("http://10.0.0.5:8080", "http://example.org", "http://192.168.1.2"):
+        with pytest.raises(SystemExit):
+            loadtest.check_local(url)
+    assert loadtest.percentile([5, 1, 3, 2, 4], 50) == 3 and loadtest.percentile([1, 2, 3, 100], 95) == 100
+
+
+def test_loadtest_clone_db(tiny_db, tmp_path):
+    loadtest = load_tool("loadtest")
+    from audiocopy import catalog
+
+    loadtest.clone_db(tiny_db, tmp_path / "db10", 10)
+    records = catalog.track_records(tmp_path / "db10")
+    assert len(records) == 10 and len({r["track_id"] for r in records}) == 10
+    with pytest.raises(SystemExit):
+        loadtest.clone_db(tiny_db, tmp_path / "db10", 5)
