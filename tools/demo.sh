@@ -4,8 +4,9 @@
 #   2. fetch free music from Debian packages into data/audio (20 catalogue tracks, >= 100 wrong tracks),
 #   3. enrol the catalogue into data/model (one CNN per track; resumes if interrupted),
 #   4. cut a few 2.5 s fragments (one clean, one pitch-shifted, one sped up, one not in the catalogue)
-#      with sox and identify them.
-# Re-running skips every finished step. Takes about 15 minutes on 2 CPU cores the first time.
+#      with sox and identify them,
+#   5. serve the catalogue on http://127.0.0.1:8080 (Ctrl-C stops it; the admin token is printed once).
+# Re-running skips every finished step. Takes about 20 minutes on 2 CPU cores the first time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,3 +27,6 @@ sox "$n" data/demo/not_in_catalog.wav trim 20 2.5
 echo
 echo "fragments cut from: $(basename "$a" .wav), $(basename "$b" .wav), $(basename "$c" .wav); negative: $(basename "$n" .wav)"
 .venv/bin/audiocopy identify --db data/model --json data/demo/*.wav
+echo
+echo "serving the demo catalogue: open http://127.0.0.1:8080 (Live page: press Start and play one of its tracks)"
+exec .venv/bin/audiocopy serve --db data/model --negatives-dir data/audio/wav_wrong
