@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -48,10 +47,17 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+sys.path.insert(0, str(ROOT / "tools"))
+from benchlib import busy_cores, machine_info, update_section  # noqa: E402
+
+
+def machine() -> str:
+    """One line naming the machine, for the report."""
+    m = machine_info()
+    return f"{m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, Python {m['python']}"
 
 SAMPLE_RATE = 16000
 FRAME_SECONDS = 0.1
-BEGIN, END = "<!-- server-begin -->", "<!-- server-end -->"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -261,19 +267,10 @@ async def ramp(base: str, pcm: bytes, steps: list[int], seconds: float, max_p95_
     return out
 
 
-def machine() -> str:
-    cpu = platform.processor() or ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{os.cpu_count()} CPU cores ({cpu}), Python {platform.python_version()}"
-
-
 def report(runs: list[tuple[str, list[StepResult]]], soak: list[str], args, max_p95_ms: float) -> str:
     lines = ["## Streaming server (tools/loadtest.py)", "",
-             f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}.",
+             f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}; "
+             f"cores busy with other work before the run: {busy_cores()}.",
              f"Command: `python tools/loadtest.py {' '.join(args)}`", "",
              f"Each stream sends 16 kHz audio in 100 ms frames in real time. Latency = result arrival - sending of "
              f"the window's last frame. A step holds when p95 < {max_p95_ms:.0f} ms and no window is dropped.", ""]
@@ -294,16 +291,8 @@ def report(runs: list[tuple[str, list[StepResult]]], soak: list[str], args, max_
 
 
 def write_section(path: Path, body: str) -> None:
-    """Replace the text between the server markers (or append it), leaving other sections alone."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    section = f"{BEGIN}\n{body}{END}"
-    if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Replace the ``server`` section of the benchmarks doc, leaving other sections alone."""
+    update_section(path, "server", body)
 
 
 def clone_db(src: Path, dst: Path, tracks: int) -> None:
