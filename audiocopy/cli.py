@@ -76,8 +76,17 @@ def cmd_train(args) -> int:
 
 
 def cmd_enroll(args) -> int:
-    if args.engine != "cnnbin":
-        raise AudiocopyError(f"engine {args.engine!r} is not available yet; use --engine cnnbin")
+    if args.engine == "fingerprint":
+        from .training.enroll_fingerprint import enroll_fingerprint
+
+        report = enroll_fingerprint(Path(args.catalog_dir), Path(args.db),
+                                    negatives_dir=Path(args.negatives) if args.negatives else None,
+                                    progress=not args.quiet)
+        print(f"enrolled {len(report.enrolled)} tracks into {args.db} ({report.realtime_factor:.0f}x real time), "
+              f"{len(report.skipped)} were already enrolled, {len(report.failed)} failed")
+        for track, message in report.failed:
+            print(f"  failed: {track}: {message}", file=sys.stderr)
+        return 0
     from .training.enroll import enroll
 
     report = enroll(Path(args.catalog_dir), Path(args.db),
@@ -95,8 +104,13 @@ def cmd_remove(args) -> int:
     from .training.enroll import calibrate_catalog
 
     info = catalog.open_db(Path(args.db))
-    missing = [t for t in args.track if not catalog.remove_track(Path(args.db), t)]
-    calibrate_catalog(Path(args.db), catalog_fpr=info.calibration.get("catalog_fpr", TrainParams().catalog_fpr))
+    if info.engine == "fingerprint":
+        from .training.enroll_fingerprint import remove_tracks
+
+        missing = remove_tracks(Path(args.db), args.track, progress=not args.quiet)
+    else:
+        missing = [t for t in args.track if not catalog.remove_track(Path(args.db), t)]
+        calibrate_catalog(Path(args.db), catalog_fpr=info.calibration.get("catalog_fpr", TrainParams().catalog_fpr))
     for t in missing:
         print(f"not enrolled: {t}", file=sys.stderr)
     return 1 if missing else 0
@@ -187,7 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("catalog_dir")
     e.add_argument("--db", required=True)
     e.add_argument("--negatives", help="folder of wrong tracks to train against (>= 100 recommended)")
-    e.add_argument("--engine", default="cnnbin", choices=["cnnbin", "fingerprint"])
+    e.add_argument("--engine", default="fingerprint", choices=["fingerprint", "cnnbin"],
+                   help="fingerprint (default: shared encoder + vector index, no training) or cnnbin "
+                        "(one CNN trained per track); see docs/benchmarks.md")
     e.add_argument("--work", help="where to keep the dataset (default DB/dataset)")
     e.add_argument("--epochs", type=_positive_int, default=TrainParams().epochs,
                    help="maximum training epochs per track (early stopping picks the best)")

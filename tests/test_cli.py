@@ -79,9 +79,18 @@ def test_usage_errors_exit_2(capsys):
     assert "must be >= 1" in capsys.readouterr().err
 
 
-def test_enroll_with_unavailable_engine(tmp_path, capsys):
-    code = main(["enroll", "--db", str(tmp_path / "db"), "--engine", "fingerprint", str(tmp_path)])
-    assert code == 1 and "not available" in capsys.readouterr().err
+def test_fingerprint_engine_through_the_cli(tiny_corpus, tmp_path, queries, capsys):
+    db = tmp_path / "fpdb"
+    assert main(["-q", "enroll", "--engine", "fingerprint", "--db", str(db), "--negatives",
+                 str(tiny_corpus / "wrong"), str(tiny_corpus / "licensed")]) == 0
+    assert "enrolled 3 tracks" in capsys.readouterr().out
+    good = queries[0]
+    assert main(["-q", "identify", "--db", str(db), "--json", str(good)]) == 0
+    line = _lines(capsys.readouterr().out)[0]
+    assert line["match"] == "chirps" and line["score"] > 0
+    assert main(["-q", "remove", "--db", str(db), "chirps"]) == 0
+    assert main(["-q", "identify", "--db", str(db), "--json", str(good)]) == 0
+    assert _lines(capsys.readouterr().out)[0]["match"] != "chirps"
 
 
 def test_enroll_missing_catalog_folder(tmp_path, capsys):

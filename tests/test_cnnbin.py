@@ -9,7 +9,6 @@ import pytest
 
 from audiocopy import catalog
 from audiocopy.config import CnnParams
-from audiocopy.engines import cnnbin
 from audiocopy.engines.stacked_cnn import CnnWeights, StackedCnn
 from audiocopy.errors import ModelError, ParamsMismatch
 from audiocopy.recognizer import Recognizer

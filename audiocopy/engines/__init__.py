@@ -6,7 +6,8 @@ hold:
 
 * ``cnnbin``: one small binary CNN per licensed track, all evaluated in one
   batched pass; robust and simple, its cost grows with the catalogue.
-* ``fingerprint`` (planned): one shared encoder and a vector index.
+* ``fingerprint``: one shared encoder and a vector index; enrolment embeds
+  tracks without training, and its cost hardly grows with the catalogue.
 
 An engine returns **margins**: for each window and each track, a score whose
 sign is the calibrated decision (> 0: this window is that track at the
@@ -26,7 +27,7 @@ from ..config import AudioParams, FeatureParams
 from ..errors import ModelError
 
 #: Engine name -> module implementing ``load(db, info) -> Engine``.
-ENGINE_MODULES = {"cnnbin": "audiocopy.engines.cnnbin"}
+ENGINE_MODULES = {"cnnbin": "audiocopy.engines.cnnbin", "fingerprint": "audiocopy.engines.fingerprint"}
 
 
 @dataclass(frozen=True)

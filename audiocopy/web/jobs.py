@@ -87,10 +87,22 @@ class Job:
 
 
 def enroll_command(settings: ServerSettings, job_dir: Path) -> list[str]:
-    """The child process that builds the dataset and trains the job's track into the database."""
-    return [sys.executable, "-m", "audiocopy.cli", "enroll", str(job_dir / "licensed"), "--db", str(settings.db),
-            "--negatives", str(settings.negatives_dir), "--work", str(job_dir / "dataset"),
-            "--positives", str(settings.train_positives), "--epochs", str(settings.train_epochs), "--jobs", "1"]
+    """The child process that enrols the job's track into the database, with the database's own engine.
+
+    cnnbin builds a dataset and trains a model; fingerprint only embeds the
+    track and recalibrates (the training flags do not apply to it).
+    """
+    from .. import catalog
+
+    engine = catalog.open_db(settings.db).engine
+    command = [sys.executable, "-m", "audiocopy.cli", "enroll", str(job_dir / "licensed"), "--db", str(settings.db),
+               "--engine", engine]
+    if settings.negatives_dir is not None:
+        command += ["--negatives", str(settings.negatives_dir)]
+    if engine == "cnnbin":
+        command += ["--work", str(job_dir / "dataset"), "--positives", str(settings.train_positives),
+                    "--epochs", str(settings.train_epochs), "--jobs", "1"]
+    return command
 
 
 def remove_command(settings: ServerSettings, track_id: str) -> list[str]:

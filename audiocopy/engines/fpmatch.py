@@ -1,0 +1,132 @@
+"""Offset voting: nearest-neighbour hits of a query's sub-windows -> track scores.
+
+Place in the pipeline: inside the ``fingerprint`` engine, after the vector
+index. Pure NumPy, no model, so it is tested on synthetic hits with known
+answers.
+
+Why vote on offsets. A single sub-window's nearest neighbour is often wrong:
+one second of music resembles many seconds of other music, all the more
+after noise or a phone. But if the query really is track T played from
+second s, then *several* of its sub-windows, taken 0.16 s apart, find
+neighbours in T whose positions advance with theirs: a hit of sub-window j
+at track frame p implies the query started at frame p - q_j, and true hits
+agree on it while chance hits scatter. So for each hit ("seed") we collect
+the hits of the same track whose implied start agrees with the seed's, and
+the evidence is the sum, over sub-windows, of the best agreeing similarity.
+
+Tolerance. Positions are quantised by enrolment (a vector every
+``enrol_hop_frames``), so agreeing hits can differ by a hop plus a frame or
+two of encoder slack (``offset_tolerance_frames``). A speed or tempo change
+of up to ``max_time_scale`` (±12 %) stretches the query's time axis: two
+sub-windows dq frames apart land dq * (1 ± 0.12) frames apart in the
+track, so the tolerance grows by ``max_time_scale * |dq|``.
+
+The score of a track is that evidence divided by the number of
+sub-windows: the mean best agreeing similarity, 0 when nothing agrees, 1
+when every sub-window finds its exact copy. The engine subtracts a threshold
+calibrated on unrelated music to get the margin.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MatchParams:
+    """Sub-window grids, search depth and voting tolerances (frames of 32 ms).
+
+    enrol_hop_frames: step between enrolled sub-windows (8 = 0.256 s).
+    query_hop_frames: step between a query window's sub-windows (5 = 0.16 s,
+        ten sub-windows per 2.5 s window). 5 and 8 being coprime, some query
+        sub-window always lies within half a frame of an enrolled one.
+    top_k: neighbours searched per sub-window.
+    offset_tolerance_frames: how far two hits' implied starts may differ at
+        the same query time (enrolment hop plus encoder slack).
+    max_time_scale: relative speed/tempo change tolerated (0.12 = ±12 %).
+    min_threshold: the decision threshold never goes below this score,
+        whatever the calibration says (a catalogue of a few tracks otherwise
+        calibrates to ~0 and any single chance hit would match).
+    target_fpr: false-positive rate per window of the whole catalogue at
+        which enrolment calibrates the threshold on held-out negatives.
+    """
+
+    enrol_hop_frames: int = 8
+    query_hop_frames: int = 5
+    top_k: int = 20
+    offset_tolerance_frames: float = 6.0
+    max_time_scale: float = 0.12
+    min_threshold: float = 0.1
+    target_fpr: float = 0.005
+
+
+def query_starts(n_frames: int, *, frames: int, params: MatchParams) -> np.ndarray:
+    """Start frames of a query window's sub-windows: (n_sub,) int64.
+
+    The grid covers the window from its first frame in steps of
+    ``query_hop_frames``; the last sub-window is moved to end with the
+    window so that the whole query is used.
+    """
+    if n_frames < frames:
+        raise ValueError(f"a query of {n_frames} frames is shorter than one {frames}-frame sub-window")
+    starts = np.arange(0, n_frames - frames + 1, params.query_hop_frames, dtype=np.int64)
+    if starts[-1] != n_frames - frames:
+        starts = np.append(starts, n_frames - frames)
+    return starts
+
+
+@dataclass(frozen=True)
+class Votes:
+    """Per window, the tracks that gathered evidence.
+
+    window: (m,) int window index; track: (m,) track keys; score: (m,) float32
+    mean best agreeing similarity; offset_frames: (m,) float32 track frame at
+    which the query window's first frame aligns.
+    """
+
+    window: np.ndarray
+    track: np.ndarray
+    score: np.ndarray
+    offset_frames: np.ndarray
+
+
+def vote(starts: np.ndarray, tracks: np.ndarray, positions: np.ndarray, sims: np.ndarray, *,
+         params: MatchParams) -> Votes:
+    """Score every candidate track of every window by consistent offsets.
+
+    starts: (S,) query sub-window start frames.
+    tracks, positions, sims: (B, S, k) search results per window and
+        sub-window: track key (-1 = none), start frame of the hit in that
+        track, inner-product similarity.
+    Returns ``Votes`` with one entry per (window, track) that had a hit: the
+    best seed's evidence (see the module docstring) and its offset.
+    """
+    tracks = np.asarray(tracks)
+    b, s, k = tracks.shape
+    n = s * k
+    t = tracks.reshape(b, n)
+    p = np.asarray(positions, dtype=np.float32).reshape(b, n)
+    sim = np.where(t >= 0, np.asarray(sims, dtype=np.float32).reshape(b, n), 0.0).astype(np.float32)
+    sim = np.maximum(sim, 0.0)  # a negative similarity is no evidence, not counter-evidence
+    q = np.repeat(np.asarray(starts, dtype=np.float32), k)  # (n,) query start of each hit
+    implied = p - q[None, :]  # (B, n): track frame of the query's first frame
+    dq = np.abs(q[None, :] - q[:, None])  # (n, n)
+    tol = np.float32(params.offset_tolerance_frames) + np.float32(params.max_time_scale) * dq
+    agree = (np.abs(implied[:, :, None] - implied[:, None, :]) <= tol[None]) \
+        & (t[:, :, None] == t[:, None, :]) & (t[:, :, None] >= 0)  # (B, n seeds, n hits)
+    best_per_sub = np.where(agree, sim[:, None, :], 0.0).reshape(b, n, s, k).max(axis=3)  # (B, n, S)
+    evidence = best_per_sub.sum(axis=2) / np.float32(s)  # (B, n)
+    weight = agree.sum(axis=2)
+    offset = np.where(agree, implied[:, None, :], 0.0).sum(axis=2) / np.maximum(weight, 1)  # mean implied start
+
+    # Keep, per (window, track), the seed with the most evidence.
+    win = np.repeat(np.arange(b), n)
+    trk, ev, off = t.ravel(), evidence.ravel(), offset.ravel()
+    valid = trk >= 0
+    win, trk, ev, off = win[valid], trk[valid], ev[valid], off[valid]
+    order = np.lexsort((-ev, trk, win))  # by window, track, then best evidence first
+    win, trk, ev, off = win[order], trk[order], ev[order], off[order]
+    first = np.ones(len(win), dtype=bool)
+    first[1:] = (win[1:] != win[:-1]) | (trk[1:] != trk[:-1])
+    return Votes(win[first], trk[first], ev[first].astype(np.float32), off[first].astype(np.float32))

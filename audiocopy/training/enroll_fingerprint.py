@@ -1,0 +1,360 @@
+"""Enrolment for the fingerprint engine: embed tracks, index them, calibrate.
+
+Place in the pipeline: the offline side, called by ``audiocopy enroll
+--engine fingerprint`` and ``audiocopy remove`` (and the benchmark). Nothing
+is trained here: each track is decoded, its band levels computed once
+(``fpencoder.track_band_db``), every one-second sub-window every 0.256 s
+embedded by the shared encoder, and the vectors stored and indexed. Adding
+tracks to an existing database and removing tracks are the same cheap
+operations, followed by a recalibration of the decision threshold.
+
+Calibration. The threshold is the score that only ``MatchParams.target_fpr``
+of negative windows exceed, measured on music that is not in the catalogue
+(like cnnbin's catalogue offset). The negative windows come from
+``--negatives``: the same hash-chosen fifth of them that cnnbin holds out
+(``training.dataset``), so the encoder's training (``tools/train_encoder.py``
+leaves that fifth out too) never saw them; half are clean and half distorted
+by ``augment.random_distortion``, because queries are. Their features are
+kept in ``DB/calibration.npy``, so adding or removing tracks later
+recalibrates without the negatives folder: the best score of a negative
+window grows with the catalogue, and so must the threshold.
+
+Speed. Decoding and the band levels of the next track are computed in a
+helper thread while the encoder embeds the current one (NumPy, soxr and
+TensorFlow release the GIL), which keeps both cores busy.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .. import catalog
+from ..audio import load_audio
+from ..config import AudioParams, AugmentParams, FeatureParams
+from ..engines import fingerprint as fp
+from ..engines.fpencoder import track_band_db
+from ..engines.fpmatch import MatchParams
+from ..errors import AudiocopyError, DatasetError
+from ..fpindex import IndexParams
+
+log = logging.getLogger(__name__)
+
+#: Seconds at each end of a negative track that calibration windows avoid
+#: (fade-ins and silence are not music anybody queries).
+EDGE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class CalibrationParams:
+    """Negative windows for the threshold.
+
+    windows_per_track: windows cut from each calibration negative.
+    distorted_fraction: share passed through ``augment.random_distortion``.
+    min_tracks: below this many calibration-split negatives, all negatives
+        are used (a tiny folder may have none in the held-out fifth).
+    """
+
+    windows_per_track: int = 64
+    distorted_fraction: float = 0.5
+    min_tracks: int = 3
+    seed: int = 0
+
+
+@dataclass
+class EnrollReport:
+    """What an enrolment did, with its speed.
+
+    audio_seconds: duration of the tracks embedded now; wall_seconds: time of
+    the embedding loop (decode, features, encoder, index; not calibration);
+    encoder_seconds: time inside the encoder alone.
+    """
+
+    enrolled: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    encoder_seconds: float = 0.0
+    vectors: int = 0
+    threshold: float | None = None
+
+    @property
+    def realtime_factor(self) -> float:
+        """Seconds of audio enrolled per second of wall time."""
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
+
+
+def _prepare(path: Path, audio: AudioParams, features: FeatureParams):
+    signal = load_audio(path, params=audio)
+    return signal.size / audio.sample_rate, track_band_db(signal, audio=audio, features=features)
+
+
+def _prefetch(fn, items, depth: int = 2):
+    """Yield (item, result or exception) in order, computing up to ``depth`` ahead in a thread."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending: deque = deque()
+        it = iter(items)
+        for item in it:
+            pending.append((item, pool.submit(fn, item)))
+            if len(pending) >= depth:
+                break
+        while pending:
+            item, fut = pending.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(fn, nxt)))
+            try:
+                yield item, fut.result()
+            except AudiocopyError as exc:
+                yield item, exc
+
+
+def add_tracks(db: Path, files: list[Path], *, save_every_s: float = 60.0, progress: bool = True) -> EnrollReport:
+    """Embed and index audio files into an initialised fingerprint database.
+
+    files: audio files; track id = file stem. Tracks already enrolled are
+    skipped (so an interrupted enrolment resumes), and so are files that
+    cannot be decoded (reported in ``failed``). The index is saved every
+    ``save_every_s`` seconds and at the end.
+    """
+    from tqdm import tqdm
+
+    db = Path(db)
+    engine = fp.load(db, writable=True)
+    config, encoder, index = engine.config, engine.encoder, engine.index
+    hop = config.match.enrol_hop_frames
+    done = set(engine.track_ids)
+    report = EnrollReport()
+    todo = []
+    for path in files:
+        (report.skipped if path.stem in done else todo).append(path)
+    if report.skipped:
+        log.info("%d track(s) already enrolled, skipped", len(report.skipped))
+    t0 = last_save = time.perf_counter()
+    bar = tqdm(total=len(todo), desc="enrol", unit="track", disable=not progress)
+    key = config.next_key
+    for path, result in _prefetch(lambda p: _prepare(p, engine.audio, engine.features), todo):
+        bar.update()
+        if isinstance(result, Exception):
+            report.failed.append((str(path), str(result)))
+            log.warning("skipped %s", result)
+            continue
+        seconds, band_db = result
+        t_enc = time.perf_counter()
+        vectors = encoder.embed_track(band_db, hop_frames=hop)
+        report.encoder_seconds += time.perf_counter() - t_enc
+        if len(vectors) == 0:
+            report.failed.append((str(path), "shorter than one sub-window"))
+            continue
+        # The key is reserved in the configuration before the record exists, so
+        # a crash between the two can waste a key but never reuse one.
+        config = replace(config, next_key=key + 1)
+        fp.write_config(db, config)
+        fp.save_track(db, path.stem, key, vectors, hop_frames=hop, encoder_sha256=config.encoder_sha256,
+                      duration_s=seconds, extra={"source": str(path)})
+        index.add(key, vectors, np.arange(len(vectors), dtype=np.int64) * hop)
+        key += 1
+        report.enrolled.append(path.stem)
+        report.audio_seconds += seconds
+        report.vectors += len(vectors)
+        if time.perf_counter() - last_save > save_every_s:
+            fp.save_index(db, config, index)
+            last_save = time.perf_counter()
+        bar.set_postfix(x_realtime=f"{report.audio_seconds / max(time.perf_counter() - t0, 1e-9):.0f}")
+    bar.close()
+    if getattr(index, "wants_rebuild", lambda: False)():
+        log.info("the catalogue outgrew the index structure: rebuilding it")
+        records = catalog.track_records(db)
+        index.rebuild((int(r["key"]), *fp.track_vectors(db, r)) for r in records)
+    fp.save_index(db, config, index)
+    report.wall_seconds = time.perf_counter() - t0
+    index.close() if getattr(index, "kind", "") == "qdrant" else None
+    log.info("enrolled %d tracks (%.0f s of audio, %d vectors) in %.1f s: %.0fx real time (encoder alone %.0fx)",
+             len(report.enrolled), report.audio_seconds, report.vectors, report.wall_seconds,
+             report.realtime_factor, report.audio_seconds / max(report.encoder_seconds, 1e-9))
+    return report
+
+
+# --------------------------------------------------------------------------
+# calibration
+
+
+def _stable_fraction(text: str) -> float:
+    return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:8], 16) / 2**32
+
+
+def calibration_tracks(files: list[Path], params: CalibrationParams) -> list[Path]:
+    """The held-out fifth of the negatives (as ``training.dataset``), or all of them if too few."""
+    from .dataset import CALIBRATION_SHARE
+
+    held_out = [p for p in files if _stable_fraction("split:" + p.stem) < CALIBRATION_SHARE]
+    if len(held_out) >= params.min_tracks:
+        return held_out
+    log.warning("only %d of %d negatives are in the calibration split; calibrating on all of them",
+                len(held_out), len(files))
+    return list(files)
+
+
+def make_calibration_windows(negatives_dir: Path, *, audio: AudioParams, features: FeatureParams,
+                             params: CalibrationParams = CalibrationParams(), progress: bool = True) -> np.ndarray:
+    """Features of negative windows: (n, frames, bands) float16."""
+    from tqdm import tqdm
+
+    from ..augment import random_distortion
+    from ..features import log_spectrogram
+    from .dataset import list_audio
+
+    files = calibration_tracks(list_audio(negatives_dir), params)
+    length = audio.window_samples
+    excerpt = int(1.3 * length)
+    augment = AugmentParams()
+    out = []
+    for path in tqdm(files, desc="calibration", unit="track", disable=not progress):
+        try:
+            signal = load_audio(path, params=audio)
+        except AudiocopyError as exc:
+            log.warning("skipped negative %s", exc)
+            continue
+        rng = np.random.default_rng(int(hashlib.sha1(f"{params.seed}:{path.stem}".encode()).hexdigest()[:12], 16))
+        edge = int(EDGE_SECONDS * audio.sample_rate)
+        lo, hi = min(edge, max(0, signal.size - excerpt)), max(0, signal.size - excerpt - edge)
+        windows = np.empty((params.windows_per_track, length), dtype=np.float32)
+        for i in range(params.windows_per_track):
+            start = int(rng.integers(lo, max(lo, hi) + 1))
+            chunk = signal[start:start + excerpt]
+            if rng.random() < params.distorted_fraction:
+                windows[i] = random_distortion(chunk, rng, params=augment, sample_rate=audio.sample_rate,
+                                               length=length)
+            else:
+                windows[i] = np.pad(chunk[:length], (0, max(0, length - chunk[:length].size)))
+        out.append(log_spectrogram(windows, audio=audio, params=features).astype(np.float16))
+    if not out:
+        raise DatasetError(f"no usable negative tracks in {negatives_dir}")
+    return np.concatenate(out)
+
+
+def threshold_at_fpr(best_scores: np.ndarray, fpr: float) -> float:
+    """The smallest threshold that at most ``fpr`` of the scores exceed."""
+    scores = np.sort(np.asarray(best_scores, dtype=np.float64))
+    if scores.size == 0:
+        return 0.0
+    allowed = int(np.floor(fpr * scores.size))  # windows permitted above the threshold
+    return float(scores[scores.size - 1 - allowed])
+
+
+def negatives_signature(negatives_dir: Path, params: CalibrationParams) -> str:
+    """Identity of a negatives folder and the calibration settings (names, sizes, times)."""
+    from dataclasses import asdict
+
+    from .dataset import list_audio
+
+    h = hashlib.sha1(json.dumps(asdict(params), sort_keys=True).encode())
+    for p in list_audio(Path(negatives_dir)):
+        st = p.stat()
+        h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def calibrate(db: Path, *, negatives_dir: Path | None = None, params: CalibrationParams = CalibrationParams(),
+              progress: bool = True) -> float | None:
+    """(Re)compute the threshold; returns it, or None without calibration windows.
+
+    negatives_dir: make (and store) calibration windows from it, unless the
+    stored ones were made from the same folder content with the same
+    settings (the server's add-track job passes it every time); None
+    reuses ``DB/calibration.npy``.
+    """
+    db = Path(db)
+    info = catalog.open_db(db)
+    path = db / fp.CALIBRATION_FILE
+    signature = info.calibration.get("negatives_signature")
+    if negatives_dir is not None:
+        wanted = negatives_signature(Path(negatives_dir), params)
+        if path.exists() and wanted == signature:
+            log.info("calibration windows of %s are up to date", negatives_dir)
+        else:
+            windows = make_calibration_windows(Path(negatives_dir), audio=info.audio, features=info.features,
+                                               params=params, progress=progress)
+            buf = io.BytesIO()
+            np.save(buf, windows)
+            catalog.atomic_write_bytes(path, buf.getvalue())
+            signature = wanted
+    if not path.exists():
+        catalog.set_calibration(db, {})
+        log.warning("%s has no calibration windows (enrol with --negatives): the threshold stays at the "
+                    "minimum and the false-positive rate is unknown", db)
+        return None
+    engine = fp.load(db, warn_uncalibrated=False)
+    windows = np.load(path)
+    if not engine.track_ids:
+        catalog.set_calibration(db, {"negatives_signature": signature})
+        return None
+    best = np.concatenate([engine.raw_scores(windows[i:i + 256].astype(np.float32))[0].max(axis=1)
+                           for i in range(0, len(windows), 256)])
+    match = engine.match
+    raw = threshold_at_fpr(best, match.target_fpr)
+    threshold = max(raw, match.min_threshold)
+    catalog.set_calibration(db, {"threshold": round(threshold, 6), "quantile": round(raw, 6),
+                                 "target_fpr": match.target_fpr, "calibration_windows": int(len(windows)),
+                                 "tracks": len(engine.track_ids), "negatives_signature": signature,
+                                 "fpr_at_threshold": round(float((best > threshold).mean()), 6)})
+    if getattr(engine.index, "kind", "") == "qdrant":
+        engine.index.close()
+    log.info("threshold %.3f (%.3g of %d negative windows above it) for %d tracks", threshold,
+             float((best > threshold).mean()), len(windows), len(engine.track_ids))
+    return threshold
+
+
+# --------------------------------------------------------------------------
+# the commands
+
+
+def enroll_fingerprint(catalog_dir: Path, db: Path, *, negatives_dir: Path | None = None,
+                       encoder_path: Path | None = None, audio: AudioParams = AudioParams(),
+                       features: FeatureParams = FeatureParams(), match: MatchParams = MatchParams(),
+                       index: IndexParams = IndexParams(), calibration: CalibrationParams = CalibrationParams(),
+                       progress: bool = True) -> EnrollReport:
+    """``audiocopy enroll --engine fingerprint``: add every track of a folder, then calibrate.
+
+    catalog_dir: audio files (track id = file stem). An existing database
+    gets the tracks it lacks; calibration windows come from
+    ``negatives_dir`` when given, else from the database's stored ones.
+    """
+    from .dataset import list_audio
+
+    files = list_audio(Path(catalog_dir))
+    if not files:
+        raise DatasetError(f"no audio files in {catalog_dir}")
+    fp.init_db(Path(db), audio=audio, features=features, encoder_path=encoder_path, match=match, index=index)
+    report = add_tracks(Path(db), files, progress=progress)
+    report.threshold = calibrate(Path(db), negatives_dir=negatives_dir, params=calibration, progress=progress)
+    return report
+
+
+def remove_tracks(db: Path, track_ids: list[str], *, progress: bool = False) -> list[str]:
+    """Remove tracks from a fingerprint database and recalibrate; returns the ids that were not enrolled."""
+    db = Path(db)
+    engine = fp.load(db, writable=True)
+    records = {r["track_id"]: r for r in catalog.track_records(db)}
+    missing = []
+    for track_id in track_ids:
+        rec = records.get(track_id)
+        if rec is None:
+            missing.append(track_id)
+            continue
+        engine.index.remove(int(rec["key"]))
+        catalog.remove_track(db, track_id)  # record first, then the vectors
+    fp.save_index(db, engine.config, engine.index)
+    if getattr(engine.index, "kind", "") == "qdrant":
+        engine.index.close()
+    calibrate(db, progress=progress)
+    return missing

@@ -1,0 +1,334 @@
+"""The fingerprint engine: encoder, offset voting, enrolment, live updates, refusals.
+
+Seeded synthetic melodies (tests/synth.py) with known offsets; the shipped
+encoder (audiocopy/weights/) does the embedding. CPU only, no network.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from synth import melody, pattern
+
+from audiocopy import catalog
+from audiocopy.config import AudioParams, FeatureParams
+from audiocopy.engines import ENGINE_MODULES
+from audiocopy.engines import fingerprint as fp
+from audiocopy.engines.fpencoder import (SHIPPED_ENCODER, EncoderParams, build_model, load_encoder, save_encoder,
+                                         standardize, track_band_db)
+from audiocopy.engines.fpmatch import MatchParams, query_starts, vote
+from audiocopy.errors import ModelError, ParamsMismatch
+from audiocopy.features import log_spectrogram
+from audiocopy.recognizer import Recognizer
+from audiocopy.training.enroll_fingerprint import (CalibrationParams, add_tracks, enroll_fingerprint,
+                                                   remove_tracks, threshold_at_fpr)
+
+AUDIO, FEATURES = AudioParams(), FeatureParams()
+RATE = 22050
+CALIB = CalibrationParams(windows_per_track=12)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return load_encoder(SHIPPED_ENCODER, audio=AUDIO, features=FEATURES)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """catalog/ (4 melodies, 20 s), extra/ (1 more), negatives/ (5 melodies, 10 s)."""
+    root = tmp_path_factory.mktemp("fpcorpus")
+    for name, count, seconds, seed0 in (("catalog", 4, 20, 10), ("extra", 1, 20, 50), ("negatives", 5, 10, 100)):
+        (root / name).mkdir()
+        for i in range(count):
+            sf.write(root / name / f"{name}{i}.wav", melody(seed0 + i, seconds, RATE), RATE)
+    return root
+
+
+@pytest.fixture(scope="module")
+def db(corpus, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("fpdb") / "db"
+    enroll_fingerprint(corpus / "catalog", path, negatives_dir=corpus / "negatives", calibration=CALIB,
+                       progress=False)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _engine_registered(monkeypatch):
+    # Until engines/__init__.py lists the engine (see the issue's patch), register it for these tests.
+    monkeypatch.setitem(ENGINE_MODULES, "fingerprint", "audiocopy.engines.fingerprint")
+
+
+def _window(path: Path, start_s: float) -> np.ndarray:
+    from audiocopy.audio import load_audio
+
+    signal = load_audio(path, params=AUDIO)
+    lo = int(start_s * AUDIO.sample_rate)
+    return signal[lo:lo + AUDIO.window_samples]
+
+
+def _copy(db: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "db"
+    shutil.copytree(db, dst)
+    return dst
+
+
+# --------------------------------------------------------------------------
+# encoder
+
+
+def test_embeddings_are_unit_vectors_with_the_documented_shape(encoder, rng):
+    feats = rng.standard_normal((3, 75, 72)).astype(np.float32)
+    starts = query_starts(75, frames=encoder.params.frames, params=MatchParams())
+    assert starts.tolist() == [0, 5, 10, 15, 20, 25, 30, 35, 40, 45]
+    emb = encoder.embed_windows(feats, starts)
+    assert emb.shape == (3, 10, encoder.params.embedding_dim) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=-1), 1.0, atol=1e-5)
+    track = encoder.embed_track(rng.standard_normal((300, 72)).astype(np.float32) * 10, hop_frames=8)
+    assert track.shape == ((300 - 30) // 8 + 1, encoder.params.embedding_dim)
+    np.testing.assert_allclose(np.linalg.norm(track, axis=-1), 1.0, atol=1e-5)
+
+
+def test_identical_audio_maps_to_near_identical_vectors_and_unrelated_audio_does_not(encoder):
+    a = melody(1, 3, AUDIO.sample_rate)[:AUDIO.window_samples]
+    b = melody(2, 3, AUDIO.sample_rate)[:AUDIO.window_samples]
+    starts = query_starts(75, frames=30, params=MatchParams())
+
+    def embed(x):
+        return encoder.embed_windows(log_spectrogram(x[None], audio=AUDIO, params=FEATURES), starts)[0]
+
+    ea = embed(a)
+    same = (ea * embed(a.copy())).sum(axis=1)
+    louder = (ea * embed(0.3 * a)).sum(axis=1)  # volume is standardised away
+    other = (ea * embed(b)).sum(axis=1)
+    assert same.min() > 0.9999 and louder.min() > 0.999
+    assert other.mean() < 0.6 and other.max() < same.min() - 0.2
+
+
+def test_whole_track_levels_equal_the_window_features():
+    """Enrolment's fast whole-track path sees what a query's features see."""
+    signal = melody(3, 4, AUDIO.sample_rate)
+    window = signal[8192:8192 + AUDIO.window_samples]  # starts on frame 16 of the whole signal
+    ref = log_spectrogram(window[None], audio=AUDIO, params=FEATURES)[0]
+    mine = standardize(track_band_db(window, audio=AUDIO, features=FEATURES), floor_db=FEATURES.floor_db)
+    np.testing.assert_allclose(mine, ref, atol=1e-4)
+    # and a sub-window cut from the whole track equals one cut from the window
+    whole = track_band_db(signal, audio=AUDIO, features=FEATURES)
+    np.testing.assert_allclose(standardize(whole[16 + 5:16 + 35], floor_db=80.0),
+                               standardize(ref[5:35]), atol=1e-3)
+
+
+# --------------------------------------------------------------------------
+# offset voting
+
+
+def _hits(starts, true_track, offset, scale, k, rng, n_tracks=5):
+    """Search results where every sub-window's best hit is the true track at the true position."""
+    s = len(starts)
+    tracks = rng.integers(0, n_tracks, size=(1, s, k))
+    positions = rng.integers(0, 3000, size=(1, s, k)) // 8 * 8
+    sims = np.sort(rng.uniform(0.2, 0.6, size=(1, s, k)), axis=2)[:, :, ::-1]
+    tracks[0, :, 0] = true_track
+    positions[0, :, 0] = np.round((offset + scale * starts) / 8) * 8  # quantised like enrolment
+    sims[0, :, 0] = 0.9
+    return tracks, positions, sims
+
+
+@pytest.mark.parametrize("scale", [0.9, 1.0, 1.1])
+def test_vote_recovers_a_known_offset_within_the_time_scale_tolerance(scale, rng):
+    params = MatchParams()
+    starts = query_starts(75, frames=30, params=params)
+    tracks, positions, sims = _hits(starts, true_track=3, offset=1234, scale=scale, k=params.top_k, rng=rng)
+    votes = vote(starts, tracks, positions, sims, params=params)
+    best = np.argmax(votes.score)
+    assert votes.track[best] == 3
+    assert votes.score[best] > 0.85
+    assert abs(votes.offset_frames[best] - 1234) <= 8 + 0.1 * 45
+    others = votes.score[votes.track != 3]
+    assert others.max() < 0.3  # chance hits do not line up
+
+
+def test_vote_gives_little_to_hits_that_do_not_line_up(rng):
+    params = MatchParams()
+    starts = query_starts(75, frames=30, params=params)
+    tracks = np.full((1, len(starts), params.top_k), -1)
+    positions = np.zeros_like(tracks)
+    sims = np.zeros(tracks.shape, dtype=np.float32)
+    tracks[0, :, 0] = 2
+    positions[0, :, 0] = rng.permutation(len(starts)) * 400  # right track, scattered offsets
+    sims[0, :, 0] = 0.95
+    votes = vote(starts, tracks, positions, sims, params=params)
+    assert votes.track.tolist() == [2] and votes.score[0] < 0.2
+
+
+def test_threshold_at_fpr_keeps_at_most_that_share_above():
+    scores = np.arange(1000) / 1000.0
+    t = threshold_at_fpr(scores, 0.01)
+    assert (scores > t).mean() <= 0.01 and (scores >= t).mean() > 0.01
+
+
+# --------------------------------------------------------------------------
+# engine and enrolment
+
+
+def test_database_describes_itself(db):
+    info = catalog.open_db(db)
+    assert info.engine == "fingerprint"
+    assert {"threshold", "target_fpr", "calibration_windows"} <= set(info.calibration)
+    config = fp.read_config(db)
+    records = catalog.track_records(db)
+    assert len(records) == 4 and config.next_key == 4
+    for rec in records:
+        assert rec["encoder_sha256"] == config.encoder_sha256 and rec["hop_frames"] == 8
+        assert (db / catalog.TRACKS_DIR / rec["vectors_file"]).is_file()
+    assert (db / fp.INDEX_FILE).is_file() and (db / fp.CALIBRATION_FILE).is_file()
+
+
+@pytest.mark.parametrize("start_s", [2.0, 7.37, 15.2])
+def test_identify_names_the_track_and_recovers_its_offset(db, corpus, start_s):
+    recognizer = Recognizer.open(db)
+    det = recognizer.detect_windows(_window(corpus / "catalog" / "catalog2.wav", start_s)[None])[0]
+    assert det.track == "catalog2" and det.score > 0
+    assert det.track_offset_s == pytest.approx(start_s, abs=0.3)
+    assert det.candidates[0].track == "catalog2"
+
+
+def test_unrelated_audio_is_no_match_and_scores_below_true_matches(db, corpus):
+    recognizer = Recognizer.open(db)
+    n = AUDIO.window_samples
+    unrelated = np.stack([pattern("chirps", 3, AUDIO.sample_rate)[:n], pattern("noise", 3, AUDIO.sample_rate)[:n],
+                          melody(999, 3, AUDIO.sample_rate)[:n], melody(998, 3, AUDIO.sample_rate)[:n]])
+    dets = recognizer.detect_windows(unrelated)
+    # Other kinds of sound are an explicit, calibrated "no match".
+    assert [d.track for d in dets[:2]] == [None, None]
+    assert all(d.score <= 0 and d.track_offset_s is None for d in dets[:2])
+    # Melodies from the same synthesiser as the catalogue are the hard case: whatever the
+    # calibration on a few negatives says, they score well below real matches.
+    true = recognizer.detect_windows(np.stack([_window(corpus / "catalog" / f"catalog{i}.wav", 4.0)
+                                               for i in range(4)]))
+    assert min(d.score for d in true) > max(d.score for d in dets[2:]) + 0.05
+
+
+def test_enrol_adds_to_an_existing_database_and_remove_deletes(db, corpus, tmp_path):
+    path = _copy(db, tmp_path)
+    live = fp.load(path)
+    recognizer = Recognizer(live)
+    windows_file = path / fp.CALIBRATION_FILE
+    before = windows_file.stat().st_mtime_ns
+    report = enroll_fingerprint(corpus / "extra", path, negatives_dir=corpus / "negatives", calibration=CALIB,
+                                progress=False)
+    assert report.enrolled == ["extra0"] and report.threshold is not None
+    assert windows_file.stat().st_mtime_ns == before  # same negatives: their windows are reused
+    assert sorted(fp.load(path).track_ids) == ["catalog0", "catalog1", "catalog2", "catalog3", "extra0"]
+    # Enrolling the same folder again skips what is there.
+    again = add_tracks(path, [corpus / "extra" / "extra0.wav"], progress=False)
+    assert again.skipped == [Path(corpus / "extra" / "extra0.wav")] and not again.enrolled
+
+    # A running engine picks the change up on refresh().
+    assert live.refresh() and "extra0" in live.track_ids and not live.refresh()
+    recognizer = Recognizer(live)
+    det = recognizer.detect_windows(_window(corpus / "extra" / "extra0.wav", 5.0)[None])[0]
+    assert det.track == "extra0"
+
+    assert remove_tracks(path, ["catalog1", "nope"]) == ["nope"]
+    assert live.refresh() and "catalog1" not in live.track_ids
+    assert not list((path / catalog.TRACKS_DIR).glob(catalog.track_filename("catalog1") + ".*"))
+    assert 1 not in live.index.counts()  # key of catalog1
+    recognizer = Recognizer(live)
+    det = recognizer.detect_windows(_window(corpus / "catalog" / "catalog1.wav", 5.0)[None])[0]
+    assert det.track != "catalog1"
+    # Keys are never reused.
+    enroll_fingerprint(corpus / "catalog", path, progress=False)
+    assert {r["track_id"]: r["key"] for r in catalog.track_records(path)}["catalog1"] == 5
+
+
+def test_a_lost_or_stale_index_is_rebuilt_from_the_track_vectors(db, corpus, tmp_path):
+    path = _copy(db, tmp_path)
+    (path / fp.INDEX_FILE).unlink()
+    engine = fp.load(path)
+    assert len(engine.index) == sum(r["n_vectors"] for r in catalog.track_records(path))
+    # A record deleted behind the index's back (crash mid-removal) is dropped on load.
+    catalog.remove_track(path, "catalog0")
+    assert "catalog0" not in fp.load(path).track_ids
+
+
+def test_qdrant_backend_enrols_and_identifies(corpus, tmp_path):
+    pytest.importorskip("qdrant_client", reason="qdrant-client is not installed (pip install qdrant-client)")
+    from audiocopy.fpindex import IndexParams
+
+    path = tmp_path / "qdb"
+    enroll_fingerprint(corpus / "catalog", path, negatives_dir=corpus / "negatives", calibration=CALIB,
+                       index=IndexParams(backend="qdrant"), progress=False)
+    assert (path / fp.QDRANT_DIR).is_dir() and (path / fp.QDRANT_SIDECAR).is_file()
+    engine = fp.load(path)
+    assert type(engine.index).__name__ == "QdrantIndex"
+    det = Recognizer(engine).detect_windows(_window(corpus / "catalog" / "catalog3.wav", 6.0)[None])[0]
+    assert det.track == "catalog3" and det.track_offset_s == pytest.approx(6.0, abs=0.3)
+    engine.index.close()
+
+
+# --------------------------------------------------------------------------
+# refusals
+
+
+def _tiny_encoder(tmp_path: Path, **changes) -> Path:
+    params = EncoderParams(widths=(4, 8), hidden_dim=8, embedding_dim=8)
+    out = tmp_path / "enc" / "encoder.json"
+    save_encoder(out, build_model(params), params=params, audio=AUDIO, features=FEATURES)
+    if changes:
+        record = json.loads(out.read_text())
+        for key, value in changes.items():
+            section, field = key.split("__")
+            record[section][field] = value
+        out.write_text(json.dumps(record))
+    return out
+
+
+def test_encoder_round_trips_and_refuses_mismatched_params(tmp_path):
+    path = _tiny_encoder(tmp_path)
+    enc = load_encoder(path, audio=AUDIO, features=FEATURES)
+    assert enc.dim == 8 and enc.embed(np.zeros((2, 30, 72), np.float32)).shape == (2, 8)
+    with pytest.raises(ParamsMismatch, match="features.n_bins"):
+        load_encoder(path, audio=AUDIO, features=FeatureParams(n_bins=60))
+    with pytest.raises(ParamsMismatch, match="sha256"):
+        load_encoder(path, expect_sha256="0" * 64)
+    wrong = _tiny_encoder(tmp_path / "b", encoder__embedding_dim=16)  # record says 16, weights are 8
+    with pytest.raises(ParamsMismatch, match="shapes"):
+        load_encoder(wrong)
+
+
+def test_tampered_or_missing_weights_are_refused(tmp_path):
+    path = _tiny_encoder(tmp_path)
+    weights = path.with_suffix(".npz")
+    weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ModelError, match="SHA-256"):
+        load_encoder(path)
+    weights.unlink()
+    with pytest.raises(ModelError, match="missing"):
+        load_encoder(path)
+
+
+def test_database_refuses_another_encoder_and_foreign_vectors(db, tmp_path):
+    path = _copy(db, tmp_path)
+    other = _tiny_encoder(tmp_path)
+    with pytest.raises(ParamsMismatch, match="not the one the database was enrolled with"):
+        fp.init_db(path, audio=AUDIO, features=FEATURES, encoder_path=other)
+    with pytest.raises(ParamsMismatch, match="enrol_hop_frames"):
+        fp.init_db(path, audio=AUDIO, features=FEATURES, match=MatchParams(enrol_hop_frames=4))
+    rec_path = next((path / catalog.TRACKS_DIR).glob("*.json"))
+    rec = json.loads(rec_path.read_text())
+    rec["encoder_sha256"] = "f" * 64
+    rec_path.write_text(json.dumps(rec))
+    with pytest.raises(ParamsMismatch, match="another encoder"):
+        fp.load(path)
+
+
+def test_a_cnnbin_loader_refuses_a_fingerprint_database(db):
+    from audiocopy.engines import cnnbin
+
+    with pytest.raises(ModelError, match="'fingerprint' database"):
+        cnnbin.load(db)

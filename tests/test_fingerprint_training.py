@@ -1,0 +1,119 @@
+"""Encoder training: the loss, the feature-space distortions, checkpoints and resume.
+
+A few steps of a tiny encoder on seeded synthetic melodies: this checks the
+machinery (cache, batches, checkpoint, export, resume, refusals), not the
+quality of the shipped weights, which tools/train_encoder.py records.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from synth import melody
+
+from audiocopy.config import AudioParams, FeatureParams
+from audiocopy.engines.fpencoder import EncoderParams, load_encoder, track_band_db
+from audiocopy.errors import DatasetError
+from audiocopy.training import fit_encoder as fe
+
+TINY = EncoderParams(widths=(4, 8), hidden_dim=16, embedding_dim=8)
+TRAIN = fe.EncoderTrainParams(batch_pairs=8, steps_per_epoch=2, epochs=1, views_per_track=2, view_seconds=3.0,
+                              val_tracks=1, val_queries=8, warmup_steps=1)
+
+
+@pytest.fixture(scope="module")
+def tracks(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("enc_tracks")
+    paths = []
+    for i in range(4):
+        path = root / f"t{i}.wav"
+        sf.write(path, melody(200 + i, 8, 22050), 22050)
+        paths.append(path)
+    return paths
+
+
+def test_nt_xent_is_low_for_matching_pairs_and_ignores_same_track_negatives():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((4, 8)).astype(np.float32)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    aligned = float(fe.nt_xent(tf.constant(np.concatenate([z, z])), tf.constant([0, 1, 2, 3]), 0.1))
+    shuffled = float(fe.nt_xent(tf.constant(np.concatenate([z, z[::-1]])), tf.constant([0, 1, 2, 3]), 0.1))
+    assert aligned < 0.5 < shuffled
+    # Two pairs from one track: their cross terms are masked, so identical vectors cost nothing extra.
+    same = np.concatenate([z[:1], z[:1], z[:1], z[:1]])
+    masked = float(fe.nt_xent(tf.constant(same), tf.constant([7, 7]), 0.1))
+    assert masked == pytest.approx(0.0, abs=1e-4)
+
+
+def test_feature_space_pitch_shift_moves_content_up_the_band_axis():
+    levels = np.full((4, 72), 1e-6, dtype=np.float32)
+    levels[:, 30] = 1.0
+    shifted = fe._shift_bands(levels, 2.0)
+    assert int(np.argmax(shifted[0])) == 32
+
+
+def test_feature_space_positive_tracks_its_centre(tracks):
+    audio, features = AudioParams(), FeatureParams()
+    from audiocopy.audio import load_audio
+
+    clean, energy = track_band_db(load_audio(tracks[0], params=audio), audio=audio, features=features,
+                                  with_energy=True)
+    aug = fe.FeatureAugmenter(audio=audio, features=features, aug=fe.FeatureAugParams(), seed=0, frames=30)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        levels, centre = aug.positive(clean, energy, rng, None)
+        assert levels.shape == (30, 72) and np.isfinite(levels).all()
+        assert 14 <= centre <= len(clean) - 15
+
+
+def test_training_checkpoints_exports_and_resumes(tracks, tmp_path):
+    out = tmp_path / "weights" / "enc.json"
+    state = fe.train_encoder(tracks, tmp_path / "work", out, encoder=TINY, train=TRAIN, progress=False)
+    assert state.epoch == 1 and len(state.history) == 1
+    record = json.loads(out.read_text())
+    assert record["encoder"]["embedding_dim"] == 8 and record["training"]["epochs"] == 1
+    enc = load_encoder(out, audio=AudioParams(), features=FeatureParams())
+    assert enc.embed(np.zeros((1, 30, 72), np.float32)).shape == (1, 8)
+
+    # Resume: a longer schedule continues from the checkpoint instead of starting over.
+    longer = fe.EncoderTrainParams(**{**TRAIN.__dict__, "epochs": 2})
+    state = fe.train_encoder(tracks, tmp_path / "work", out, encoder=TINY, train=longer, progress=False)
+    assert state.epoch == 2 and [h["epoch"] for h in state.history] == [1, 2]
+
+    # Other settings in the same folder are refused, not mixed.
+    other = fe.EncoderTrainParams(**{**TRAIN.__dict__, "batch_pairs": 4})
+    with pytest.raises(DatasetError, match="other settings"):
+        fe.train_encoder(tracks, tmp_path / "work", out, encoder=TINY, train=other, progress=False)
+
+
+def test_time_budget_stops_before_the_first_epoch(tracks, tmp_path):
+    state = fe.train_encoder(tracks, tmp_path / "w", tmp_path / "e.json", encoder=TINY, train=TRAIN,
+                             max_minutes=0.0, progress=False)
+    assert state.epoch == 0 and (tmp_path / "w" / "cache" / "cache.json").is_file()
+
+
+def test_train_encoder_tool_leaves_out_benchmark_and_calibration_tracks(tmp_path):
+    import importlib.util
+
+    from audiocopy.training.dataset import CALIBRATION_SHARE, _stable_fraction
+
+    spec = importlib.util.spec_from_file_location("train_encoder", Path(__file__).parents[1] / "tools" /
+                                                  "train_encoder.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    names = [f"track{i:02d}" for i in range(30)]
+    for name in names:
+        (tmp_path / f"{name}.wav").write_bytes(b"RIFF")  # only names matter here
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"catalog": names[:5], "unseen": names[5:8], "wrong": names[8:]}))
+    chosen, summary = tool.select_tracks(tmp_path, [split], keep_calibration=False)
+    stems = {p.stem for p in chosen}
+    held_out = {n for n in names if _stable_fraction("split:" + n) < CALIBRATION_SHARE}
+    assert not stems & set(names[:8]) and not stems & held_out
+    assert stems == set(names[8:]) - held_out and summary["trained_tracks"] == len(stems)
