@@ -16,6 +16,7 @@ crash or Ctrl-C never leaves a half-written artifact that looks finished.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -54,19 +55,32 @@ class DbInfo:
         }
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory."""
+@contextlib.contextmanager
+def atomic_open(path: Path, suffix: str = ""):
+    """A binary file handle whose content replaces ``path`` only if the block completes.
+
+    Writes go to a temporary file in the same directory (same file system, so
+    the final rename is atomic), flushed to disk before the rename; on any
+    error the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory."""
+    with atomic_open(path) as fh:
+        fh.write(data)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

@@ -41,13 +41,13 @@ import importlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from .catalog import atomic_open
 from .config import as_dict, from_dict
 from .errors import ConfigError, ModelError, ParamsMismatch
 
@@ -160,18 +160,9 @@ def _queries(queries: np.ndarray, dim: int) -> np.ndarray:
 
 
 def _atomic_savez(path: Path, **arrays) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Streams into the temporary file: a large index is never held twice in memory.
+    with atomic_open(Path(path), suffix=".npz") as fh:
+        np.savez(fh, **arrays)
 
 
 def _header(kind: str, dim: int, params: IndexParams, counts: dict[int, int], extra: dict | None) -> str:

@@ -49,26 +49,12 @@ for p in (REPO, REPO / "tools"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from benchlib import BenchError, busy_cores, machine_info, update_section  # noqa: E402
+from benchlib import BenchError, busy_cores, machine_info, read_json, update_section, write_json  # noqa: E402
 
 log = logging.getLogger("bench_fingerprint")
 SECTION_NAME = "fingerprint"
 SIZES = (100, 1000, 10000)
 COPY_SNR_DB = 30.0
-
-
-def write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def read_json(path: Path, default=None):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return default
 
 
 def _register_engine() -> None:

@@ -10,6 +10,7 @@ machine (``machine_info``) and how busy it was (``busy_cores``).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -20,6 +21,22 @@ import time
 from pathlib import Path
 
 log = logging.getLogger("bench")
+
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON through a temporary file so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, default=None):
+    """The JSON content of ``path``, or ``default`` when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
 
 
 class BenchError(RuntimeError):

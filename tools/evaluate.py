@@ -61,7 +61,6 @@ import argparse
 import csv
 import datetime
 import hashlib
-import json
 import logging
 import os
 import re
@@ -79,7 +78,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import BenchError, busy_cores, machine_info, run_measured, update_section  # noqa: E402
+from benchlib import (BenchError, busy_cores, machine_info, read_json, run_measured, update_section,  # noqa: E402
+                      write_json)
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere: the package lives beside tools/
@@ -185,21 +185,6 @@ def rng_for(seed: int, *parts) -> np.random.Generator:
     """
     text = ":".join(str(p) for p in (seed, *parts))
     return np.random.default_rng(int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:16], 16))
-
-
-def write_json(path: Path, obj) -> None:
-    """Write JSON through a temporary file so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def read_json(path: Path, default=None):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return default
 
 
 def fmt(value, digits: int = 1) -> str:
