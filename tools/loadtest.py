@@ -270,7 +270,7 @@ async def ramp(base: str, pcm: bytes, steps: list[int], seconds: float, max_p95_
 def report(runs: list[tuple[str, list[StepResult]]], soak: list[str], args, max_p95_ms: float) -> str:
     lines = ["## Streaming server (tools/loadtest.py)", "",
              f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}; "
-             f"cores busy with other work before the run: {busy_cores()}.",
+             f"cores busy with other work when this report was written: {busy_cores()}.",
              f"Command: `python tools/loadtest.py {' '.join(args)}`", "",
              f"Each stream sends 16 kHz audio in 100 ms frames in real time. Latency = result arrival - sending of "
              f"the window's last frame. A step holds when p95 < {max_p95_ms:.0f} ms and no window is dropped.", ""]
