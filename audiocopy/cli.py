@@ -75,12 +75,26 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _enroll_engine(args) -> str:
+    """--engine, else the existing database's own engine, else fingerprint (the default)."""
+    if args.engine:
+        return args.engine
+    from . import catalog
+
+    if (Path(args.db) / catalog.DB_FILE).is_file():
+        return catalog.open_db(Path(args.db)).engine
+    return "fingerprint"
+
+
 def cmd_enroll(args) -> int:
-    if args.engine == "fingerprint":
+    if _enroll_engine(args) == "fingerprint":
+        from .fpindex import IndexParams
         from .training.enroll_fingerprint import enroll_fingerprint
 
         report = enroll_fingerprint(Path(args.catalog_dir), Path(args.db),
                                     negatives_dir=Path(args.negatives) if args.negatives else None,
+                                    encoder_path=Path(args.encoder) if args.encoder else None,
+                                    index=IndexParams(backend=args.index, qdrant_url=args.qdrant_url),
                                     progress=not args.quiet)
         print(f"enrolled {len(report.enrolled)} tracks into {args.db} ({report.realtime_factor:.0f}x real time), "
               f"{len(report.skipped)} were already enrolled, {len(report.failed)} failed")
@@ -201,9 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("catalog_dir")
     e.add_argument("--db", required=True)
     e.add_argument("--negatives", help="folder of wrong tracks to train against (>= 100 recommended)")
-    e.add_argument("--engine", default="fingerprint", choices=["fingerprint", "cnnbin"],
-                   help="fingerprint (default: shared encoder + vector index, no training) or cnnbin "
-                        "(one CNN trained per track); see docs/benchmarks.md")
+    e.add_argument("--engine", default=None, choices=["fingerprint", "cnnbin"],
+                   help="fingerprint (default for a new DB: shared encoder + vector index, no training) or "
+                        "cnnbin (one CNN trained per track); an existing DB keeps its own; see docs/benchmarks.md")
+    e.add_argument("--encoder", help="fingerprint: encoder record (.json) for a new database "
+                                     "(default: the shipped weights)")
+    e.add_argument("--index", default="auto", choices=["auto", "faiss", "numpy", "qdrant"],
+                   help="fingerprint: vector index of a new database (default auto: faiss, else NumPy)")
+    e.add_argument("--qdrant-url", help="fingerprint with --index qdrant: a Qdrant server, e.g. "
+                                        "http://qdrant:6333 (default: embedded local mode inside DB; "
+                                        "API key from QDRANT_API_KEY)")
     e.add_argument("--work", help="where to keep the dataset (default DB/dataset)")
     e.add_argument("--epochs", type=_positive_int, default=TrainParams().epochs,
                    help="maximum training epochs per track (early stopping picks the best)")
@@ -211,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_enroll)
 
     r = sub.add_parser("remove", help="remove tracks from a database",
-                       description="Delete enrolled tracks and recalibrate the catalogue offset.")
+                       description="Delete enrolled tracks and recalibrate (the catalogue offset for cnnbin, "
+                                   "the threshold for fingerprint).")
     r.add_argument("--db", required=True)
     r.add_argument("track", nargs="+")
     r.set_defaults(func=cmd_remove)

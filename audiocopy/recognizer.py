@@ -96,7 +96,6 @@ class Recognizer:
         self.engine = engine
         self.xp = xp if xp is not None else get_xp()
         self.top_k = top_k
-        self._track_ids = np.array(engine.track_ids, dtype=object)
 
     @classmethod
     def open(cls, db: str | Path, *, xp: ModuleType | None = None, top_k: int = 5) -> "Recognizer":
@@ -117,6 +116,16 @@ class Recognizer:
     def track_ids(self) -> list[str]:
         return list(self.engine.track_ids)
 
+    def refresh(self) -> bool:
+        """Pick up tracks enrolled or removed since loading (engines that support it).
+
+        Returns True when the engine reloaded. Track ids are read from the
+        engine at every decision, so nothing else needs resetting. Call it
+        between batches, from the thread that scores.
+        """
+        refresh = getattr(self.engine, "refresh", None)
+        return bool(refresh()) if refresh is not None else False
+
     def score_windows(self, windows: np.ndarray) -> EngineScores:
         """Engine margins for a batch of windows.
 
@@ -134,10 +143,10 @@ class Recognizer:
         return scores
 
     def _decide(self, scores: np.ndarray, offsets: np.ndarray | None, offset_s: float | None,
-                track_offsets: np.ndarray | None) -> Detection:
+                track_offsets: np.ndarray | None, track_ids: list[str]) -> Detection:
         order = np.argsort(-scores)[: self.top_k]
         cands = tuple(
-            Candidate(str(self._track_ids[i]), float(scores[i]),
+            Candidate(str(track_ids[i]), float(scores[i]),
                       None if track_offsets is None else float(track_offsets[i]))
             for i in order
         )
@@ -162,11 +171,14 @@ class Recognizer:
         if len(windows) == 0:
             return []
         result = self.score_windows(windows)
+        # Read after scoring: an engine that reloads (``refresh``) between
+        # batches may have added or removed tracks since the last call.
+        track_ids = self.engine.track_ids
         starts = np.zeros(len(windows)) if starts_s is None else np.asarray(starts_s, dtype=float)
         out = []
         for i in range(len(windows)):
             tro = None if result.track_offsets_s is None else result.track_offsets_s[i]
-            out.append(self._decide(result.margins[i], None, float(starts[i]), tro))
+            out.append(self._decide(result.margins[i], None, float(starts[i]), tro, track_ids))
         return out
 
     def identify(self, signal: np.ndarray, *, batch_size: int = 32) -> Detection:
@@ -189,4 +201,4 @@ class Recognizer:
         if has_offsets:
             tro = np.concatenate([p.track_offsets_s for p in parts])
             track_offsets = np.take_along_axis(tro, best_rows[:1], axis=0)[0]
-        return self._decide(combined, offsets, None, track_offsets)
+        return self._decide(combined, offsets, None, track_offsets, self.engine.track_ids)

@@ -55,6 +55,8 @@ log = logging.getLogger("bench_fingerprint")
 SECTION_NAME = "fingerprint"
 SIZES = (100, 1000, 10000)
 COPY_SNR_DB = 30.0
+#: Timing rounds over all catalogue sizes (see ``scale``).
+ROUNDS = 3
 
 
 def _register_engine() -> None:
@@ -274,7 +276,7 @@ def scale(corpus: Path, work: Path, sizes=SIZES) -> dict:
     audio, features = AudioParams(), FeatureParams()
     feats = log_spectrogram(windows, audio=audio, params=features)
     starts = query_starts(feats.shape[1], frames=base.encoder.params.frames, params=base.match)
-    rows = []
+    built = []
     for size in sizes:
         ids = [r["track_id"] for r in records][:size]
         vecs = real[:size]
@@ -294,45 +296,58 @@ def scale(corpus: Path, work: Path, sizes=SIZES) -> dict:
             for k, v, p in tracks:
                 index.add(k, v, p)
         build_s = time.perf_counter() - t0
-        del tracks
-        index_mib = index.memory_bytes() / 2**20
-        rss_mib = _rss_mib() - rss0
-        lookup = np.arange(len(ids), dtype=np.int64)
-        state = fp._State(tuple(ids), lookup, index, base.threshold, ())
+        del tracks, vecs
+        built.append({"size": size, "ids": ids, "sources": sources, "index": index, "build_s": build_s,
+                      "index_mib": index.memory_bytes() / 2**20, "rss_mib": _rss_mib() - rss0})
+        log.info("built the %d-track index (%s) in %.0f s", size, index.structure, build_s)
+
+    # Timings: every size once per round, several rounds; each figure is the best round's median.
+    # Other processes on a shared machine only ever make a round slower, so the best round is the
+    # closest to what this machine does alone; all rounds are kept in the JSON.
+    k = base.match.top_k
+    rounds: dict[int, list[dict]] = {b["size"]: [] for b in built}
+    for _ in range(ROUNDS):
+        for b in built:
+            index = b["index"]
+            state = fp._State(tuple(b["ids"]), np.arange(len(b["ids"]), dtype=np.int64), index, base.threshold, ())
+            engine = fp.FingerprintEngine(db, audio=audio, features=features, encoder=base.encoder,
+                                          config=base.config, state=state, calibration={})
+            recognizer = Recognizer(engine)
+            emb = engine.encoder.embed_windows(feats[:32], starts).reshape(-1, engine.encoder.dim)
+            sims, trk, pos = index.search(emb, k)
+            shape = (32, len(starts), k)
+            rounds[b["size"]].append({
+                "busy_cores": busy_cores(0.5),
+                "window_b1_ms": _median_ms(lambda: recognizer.detect_windows(windows[:1]), 40),
+                "window_b32_ms": _median_ms(lambda: recognizer.detect_windows(windows[:32]), 8) / 32,
+                "features_b32_ms": _median_ms(lambda: log_spectrogram(windows[:32], audio=audio, params=features), 8) / 32,
+                "encoder_b32_ms": _median_ms(lambda: engine.encoder.embed_windows(feats[:32], starts), 8) / 32,
+                "search_b32_ms": _median_ms(lambda: index.search(emb, k), 8) / 32,
+                "vote_b32_ms": _median_ms(lambda: vote(starts, trk.reshape(shape), pos.reshape(shape),
+                                                       sims.reshape(shape), params=base.match), 8) / 32,
+            })
+    rows = []
+    for b in built:
+        best = {key: min(r[key] for r in rounds[b["size"]]) for key in rounds[b["size"]][0] if key != "busy_cores"}
+        state = fp._State(tuple(b["ids"]), np.arange(len(b["ids"]), dtype=np.int64), b["index"], base.threshold, ())
         engine = fp.FingerprintEngine(db, audio=audio, features=features, encoder=base.encoder,
                                       config=base.config, state=state, calibration={})
-        recognizer = Recognizer(engine)
-        k = base.match.top_k
-
-        def parts(batch):
-            emb = engine.encoder.embed_windows(feats[:batch], starts)
-            return emb
-
-        emb1 = engine.encoder.embed_windows(feats[:32], starts).reshape(-1, engine.encoder.dim)
-        timing = {
-            "window_b1_ms": _median_ms(lambda: recognizer.detect_windows(windows[:1]), 60),
-            "window_b32_ms": _median_ms(lambda: recognizer.detect_windows(windows[:32]), 10) / 32,
-            "features_b32_ms": _median_ms(lambda: log_spectrogram(windows[:32], audio=audio, params=features), 10) / 32,
-            "encoder_b32_ms": _median_ms(lambda: parts(32), 10) / 32,
-            "search_b32_ms": _median_ms(lambda: index.search(emb1, k), 10) / 32,
-        }
-        sims, trk, pos = index.search(emb1, k)
-        timing["vote_b32_ms"] = _median_ms(lambda: vote(starts, trk.reshape(32, len(starts), k),
-                                                        pos.reshape(32, len(starts), k),
-                                                        sims.reshape(32, len(starts), k), params=base.match), 10) / 32
-        dets = recognizer.detect_windows(windows)
+        dets = Recognizer(engine).detect_windows(windows)
+        ids, sources = b["ids"], b["sources"]
         top_source = [sources[ids.index(d.candidates[0].track)] if d.candidates else None for d in dets]
         present = set(sources)  # queries of tracks outside a small catalogue cannot be found
         right = float(np.mean([t == q for t, q in zip(top_source, q_track) if q in present]))
-        rows.append({"tracks": size, "vectors": len(index), "structure": index.structure,
-                     "build_s": round(build_s, 1), "index_mib": round(index_mib, 1), "rss_delta_mib": round(rss_mib, 1),
-                     **{k2: round(v, 3) for k2, v in timing.items()},
-                     "streams": int(1000.0 / timing["window_b32_ms"] * audio.hop_seconds),
-                     "top1_source": round(100 * right, 1)})
-        log.info("scale %s", rows[-1])
-        index = engine = recognizer = state = None  # free the big index before the next size
+        rows.append({"tracks": b["size"], "vectors": len(b["index"]), "structure": b["index"].structure,
+                     "build_s": round(b["build_s"], 1), "index_mib": round(b["index_mib"], 1),
+                     "rss_delta_mib": round(b["rss_mib"], 1), **{k2: round(v, 3) for k2, v in best.items()},
+                     "streams": int(1000.0 / best["window_b32_ms"] * audio.hop_seconds),
+                     "top1_source": round(100 * right, 1),
+                     "busy_cores_per_round": [r["busy_cores"] for r in rounds[b["size"]]],
+                     "rounds": rounds[b["size"]]})
+        log.info("scale %s", {k2: v for k2, v in rows[-1].items() if k2 != "rounds"})
     out = {"encoder": sha, "rows": rows, "copies": len(copies), "real_tracks": len(real),
-           "copy_rule": "speed 0.85-1.15 (not 1.0), white noise 30 dB", "busy_cores_before": busy_cores()}
+           "copy_rule": "speed 0.85-1.15 (not 1.0), white noise 30 dB", "rounds": ROUNDS,
+           "busy_cores_before": busy_cores()}
     write_json(work / "scale.json", out)
     return out
 
@@ -388,8 +403,9 @@ def render(res: dict) -> str:
                   f"of a corpus track ({sc['copy_rule']}), {sc['copies']} copies in all, embedded like an "
                   "enrolment. Index: the default backend (faiss; exact inner product up to 250,000 vectors, "
                   "then IVF-PQ with 16-byte codes, nprobe 16). Times are medians per 2.5 s window for the whole "
-                  "engine (features, 10 sub-window embeddings, top-20 search each, offset vote, decision); "
-                  "the split columns are per window at batch 32. Streams: live streams of one window every "
+                  "engine (features, 10 sub-window embeddings, top-20 search each, offset vote, decision), "
+                  f"the best of {sc.get('rounds', 1)} rounds over all sizes (other work on a shared machine only "
+                  "slows a round down; every round is in the JSON); the split columns are per window at batch 32. Streams: live streams of one window every "
                   "0.5 s that the batch-32 throughput holds on this machine. Top-1 source: clean corpus "
                   "windows whose best candidate is their track or one of its copies.", "",
                   "| tracks | vectors | index | index RAM (MiB) | ms/window, batch 1 | ms/window, batch 32 | "

@@ -160,6 +160,18 @@ def track_band_db(signal: np.ndarray, *, audio: AudioParams, features: FeaturePa
     return (out, energy) if with_energy else out
 
 
+def track_subwindows(band_db: np.ndarray, *, frames: int, hop_frames: int, floor_db: float) -> np.ndarray:
+    """Every sub-window of a whole track, floored and standardised: the encoder's input.
+
+    band_db: (n_frames, bands) from ``track_band_db``. Returns
+    (n_sub, frames, bands) float32; sub-window ``i`` starts at frame
+    ``i * hop_frames``. Separate from the encoder so that enrolment can
+    prepare the next track in a helper thread while the encoder runs.
+    """
+    starts = subwindow_starts(len(band_db), frames=frames, hop_frames=hop_frames)
+    return standardize(cut_subwindows(band_db[None], starts, frames)[0], floor_db=floor_db)
+
+
 # --------------------------------------------------------------------------
 # the encoder at run time
 
@@ -226,15 +238,8 @@ class Encoder:
         between sub-windows. Returns (n_sub, embedding_dim) float32; vector
         ``i`` starts at frame ``i * hop_frames``.
         """
-        starts = subwindow_starts(len(band_db), frames=self.params.frames, hop_frames=hop_frames)
-        out = np.empty((len(starts), self.dim), dtype=np.float32)
-        step = EMBED_BATCH
-        for lo in range(0, len(starts), step):
-            chunk = starts[lo:lo + step]
-            sub = standardize(cut_subwindows(band_db[None], chunk, self.params.frames)[0],
-                              floor_db=self.features.floor_db)
-            out[lo:lo + len(chunk)] = self.embed(sub)
-        return out
+        return self.embed(track_subwindows(band_db, frames=self.params.frames, hop_frames=hop_frames,
+                                           floor_db=self.features.floor_db))
 
 
 # --------------------------------------------------------------------------

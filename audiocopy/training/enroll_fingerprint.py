@@ -41,7 +41,7 @@ from .. import catalog
 from ..audio import load_audio
 from ..config import AudioParams, AugmentParams, FeatureParams
 from ..engines import fingerprint as fp
-from ..engines.fpencoder import track_band_db
+from ..engines.fpencoder import track_band_db, track_subwindows
 from ..engines.fpmatch import MatchParams
 from ..errors import AudiocopyError, DatasetError
 from ..fpindex import IndexParams
@@ -93,9 +93,12 @@ class EnrollReport:
         return self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
 
 
-def _prepare(path: Path, audio: AudioParams, features: FeatureParams):
+def _prepare(path: Path, audio: AudioParams, features: FeatureParams, *, frames: int, hop_frames: int):
+    """Decode a track and cut its encoder input (runs in the helper thread): (seconds, sub-windows)."""
     signal = load_audio(path, params=audio)
-    return signal.size / audio.sample_rate, track_band_db(signal, audio=audio, features=features)
+    band_db = track_band_db(signal, audio=audio, features=features)
+    return signal.size / audio.sample_rate, track_subwindows(band_db, frames=frames, hop_frames=hop_frames,
+                                                             floor_db=features.floor_db)
 
 
 def _prefetch(fn, items, depth: int = 2):
@@ -142,23 +145,25 @@ def add_tracks(db: Path, files: list[Path], *, save_every_s: float = 60.0, progr
     t0 = last_save = time.perf_counter()
     bar = tqdm(total=len(todo), desc="enrol", unit="track", disable=not progress)
     key = config.next_key
-    for path, result in _prefetch(lambda p: _prepare(p, engine.audio, engine.features), todo):
+    # Keys for every track to come are reserved in the configuration before any
+    # record exists, so a crash can waste keys but never reuse one.
+    config = replace(config, next_key=key + len(todo))
+    fp.write_config(db, config)
+    frames = encoder.params.frames
+    for path, result in _prefetch(lambda p: _prepare(p, engine.audio, engine.features, frames=frames,
+                                                     hop_frames=hop), todo):
         bar.update()
         if isinstance(result, Exception):
             report.failed.append((str(path), str(result)))
             log.warning("skipped %s", result)
             continue
-        seconds, band_db = result
+        seconds, subwindows = result
         t_enc = time.perf_counter()
-        vectors = encoder.embed_track(band_db, hop_frames=hop)
+        vectors = encoder.embed(subwindows)
         report.encoder_seconds += time.perf_counter() - t_enc
         if len(vectors) == 0:
             report.failed.append((str(path), "shorter than one sub-window"))
             continue
-        # The key is reserved in the configuration before the record exists, so
-        # a crash between the two can waste a key but never reuse one.
-        config = replace(config, next_key=key + 1)
-        fp.write_config(db, config)
         fp.save_track(db, path.stem, key, vectors, hop_frames=hop, encoder_sha256=config.encoder_sha256,
                       duration_s=seconds, extra={"source": str(path)})
         index.add(key, vectors, np.arange(len(vectors), dtype=np.int64) * hop)
