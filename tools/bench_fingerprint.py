@@ -26,7 +26,7 @@ What it measures, each step cached under ``--work`` (delete a file to redo it):
 
 Usage (from the repository root, after ``tools/evaluate.py`` made its queries)::
 
-    PYTHONPATH=. .venv/bin/python tools/bench_fingerprint.py --corpus /work/corpus
+    PYTHONPATH=. .venv/bin/python tools/bench_fingerprint.py --corpus CORPUS_DIR
 """
 from __future__ import annotations
 

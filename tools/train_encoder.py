@@ -18,7 +18,7 @@ rate is then measured on music the encoder has not seen either.
 
 Usage (from the repository root)::
 
-    PYTHONPATH=. .venv/bin/python tools/train_encoder.py --corpus /work/corpus \\
+    PYTHONPATH=. .venv/bin/python tools/train_encoder.py --corpus CORPUS_DIR \\
         --exclude-split data/bench/split.json --max-minutes 40
 
 Time on the development machine (2 CPU cores): see the ``training`` record
