@@ -36,7 +36,6 @@ import json
 import logging
 import os
 import shlex
-import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +48,8 @@ for p in (REPO, REPO / "tools"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from benchlib import BenchError, busy_cores, machine_info, read_json, update_section, write_json  # noqa: E402
+from benchlib import (BenchError, busy_cores, machine_info, median_ms, read_json, update_section,  # noqa: E402
+                      write_json)
 
 log = logging.getLogger("bench_fingerprint")
 SECTION_NAME = "fingerprint"
@@ -69,17 +69,6 @@ def _register_engine() -> None:
 def _rss_mib() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _median_ms(fn, runs: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
 
 
 # ---------------------------------------------------------------------------
@@ -318,12 +307,12 @@ def scale(corpus: Path, work: Path, sizes=SIZES) -> dict:
             shape = (32, len(starts), k)
             rounds[b["size"]].append({
                 "busy_cores": busy_cores(0.5),
-                "window_b1_ms": _median_ms(lambda: recognizer.detect_windows(windows[:1]), 40),
-                "window_b32_ms": _median_ms(lambda: recognizer.detect_windows(windows[:32]), 8) / 32,
-                "features_b32_ms": _median_ms(lambda: log_spectrogram(windows[:32], audio=audio, params=features), 8) / 32,
-                "encoder_b32_ms": _median_ms(lambda: engine.encoder.embed_windows(feats[:32], starts), 8) / 32,
-                "search_b32_ms": _median_ms(lambda: index.search(emb, k), 8) / 32,
-                "vote_b32_ms": _median_ms(lambda: vote(starts, trk.reshape(shape), pos.reshape(shape),
+                "window_b1_ms": median_ms(lambda: recognizer.detect_windows(windows[:1]), 40),
+                "window_b32_ms": median_ms(lambda: recognizer.detect_windows(windows[:32]), 8) / 32,
+                "features_b32_ms": median_ms(lambda: log_spectrogram(windows[:32], audio=audio, params=features), 8) / 32,
+                "encoder_b32_ms": median_ms(lambda: engine.encoder.embed_windows(feats[:32], starts), 8) / 32,
+                "search_b32_ms": median_ms(lambda: index.search(emb, k), 8) / 32,
+                "vote_b32_ms": median_ms(lambda: vote(starts, trk.reshape(shape), pos.reshape(shape),
                                                        sims.reshape(shape), params=base.match), 8) / 32,
             })
     rows = []

@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import threading
 import time
@@ -37,6 +38,22 @@ def read_json(path: Path, default=None):
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return default
+
+
+def median_ms(fn, runs: int, warmup: int = 3) -> float:
+    """Median wall time of ``fn()`` in milliseconds over ``runs`` calls, after ``warmup`` untimed calls.
+
+    The warm-up calls trace/compile and fill caches, which a steady-state
+    figure must not include.
+    """
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
 
 
 class BenchError(RuntimeError):

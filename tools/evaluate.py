@@ -78,8 +78,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (BenchError, busy_cores, machine_info, read_json, run_measured, update_section,  # noqa: E402
-                      write_json)
+from benchlib import (BenchError, busy_cores, machine_info, median_ms, read_json, run_measured,  # noqa: E402
+                      update_section, write_json)
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere: the package lives beside tools/
@@ -697,17 +697,6 @@ def accuracy_tables(rows: list[dict], conditions: list[Condition]) -> dict:
 # Speed
 
 
-def _median_ms(fn, runs: int, warmup: int = 3) -> float:
-    for _ in range(warmup):  # first calls trace/compile and fill caches
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
-
-
 def measure_speed(work: Path, queries: list[Query]) -> dict:
     """Scoring ms/window for 10 and 100 tracks, and feature extraction ms/window."""
     import keras
@@ -735,7 +724,7 @@ def measure_speed(work: Path, queries: list[Query]) -> dict:
     out = {"trained_models": len(weights), "feature_device": device_name(xp), "scoring": [], "features": []}
     for batch in (1, 32):
         runs = 50 if batch == 1 else 15
-        ms = _median_ms(lambda: to_numpy(log_spectrogram(windows[:batch], audio=info.audio,
+        ms = median_ms(lambda: to_numpy(log_spectrogram(windows[:batch], audio=info.audio,
                                                          params=info.features, xp=xp)), runs)
         out["features"].append({"batch": batch, "ms_per_batch": round(ms, 3), "ms_per_window": round(ms / batch, 3)})
     for n_tracks in (10, 100):
@@ -743,7 +732,7 @@ def measure_speed(work: Path, queries: list[Query]) -> dict:
         stack = StackedCnn([weights[i % len(weights)] for i in range(n_tracks)])
         for batch in (1, 32):
             runs = 50 if batch == 1 else 15
-            ms = _median_ms(lambda: stack.logits(feats[:batch]), runs)
+            ms = median_ms(lambda: stack.logits(feats[:batch]), runs)
             out["scoring"].append({"tracks": n_tracks, "batch": batch, "repeated": n_tracks > len(weights),
                                    "ms_per_batch": round(ms, 3), "ms_per_window": round(ms / batch, 3)})
     import tensorflow as tf
