@@ -88,3 +88,59 @@ def test_loadtest_clone_db(tiny_db, tmp_path):
     assert len(records) == 10 and len({r["track_id"] for r in records}) == 10
     with pytest.raises(SystemExit):
         loadtest.clone_db(tiny_db, tmp_path / "db10", 5)
+
+
+class _FakeRawInputStream:
+    """Stands in for sounddevice.RawInputStream: calls back from its own thread, like PortAudio."""
+
+    blocks = [bytes([i]) * 3200 for i in range(1, 4)]
+
+    def __init__(self, *, samplerate, channels, dtype, blocksize, callback):
+        assert (samplerate, channels, dtype, blocksize) == (16000, 1, "int16", 1600)
+        self.callback = callback
+
+    def __enter__(self):
+        import threading
+
+        def feed():
+            for block in self.blocks:
+                self.callback(block, len(block) // 2, None, None)
+
+        threading.Thread(target=feed, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_stream_tool_mic_frames_arrive_in_order(monkeypatch):
+    import asyncio
+    import types
+
+    monkeypatch.setitem(sys.modules, "sounddevice", types.SimpleNamespace(RawInputStream=_FakeRawInputStream))
+    stream = load_tool("stream")
+
+    async def first_blocks():
+        frames = stream.frames_for("mic", 1600)
+        got = [await asyncio.wait_for(frames.__anext__(), 5) for _ in _FakeRawInputStream.blocks]
+        await frames.aclose()
+        return got
+
+    assert asyncio.run(first_blocks()) == _FakeRawInputStream.blocks
+
+
+def test_stream_tool_mic_errors_are_clear(monkeypatch):
+    import asyncio
+    import types
+
+    stream = load_tool("stream")
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # import raises ImportError
+    with pytest.raises(stream.StreamError, match="needs the sounddevice package"):
+        asyncio.run(stream.frames_for("mic", 1600).__anext__())
+
+    def no_device(**kw):
+        raise RuntimeError("Error querying device -1")
+
+    monkeypatch.setitem(sys.modules, "sounddevice", types.SimpleNamespace(RawInputStream=no_device))
+    with pytest.raises(stream.StreamError, match="cannot open a microphone: Error querying device"):
+        asyncio.run(stream.frames_for("mic", 1600).__anext__())

@@ -24,13 +24,21 @@ What it measures, each step cached under ``--work`` (delete a file to redo it):
    how many live streams (a window every 0.5 s each) that throughput holds
    on this machine's cores.
 
+4. **Server catalogue** (step ``server-db``, not run by default): writes a
+   real fingerprint database ``WORK/db{N}`` of the corpus tracks plus the
+   distorted copies above, N tracks in all (``--server-db-size``, default
+   1000), for ``tools/loadtest.py --db`` to measure live streams through
+   the server. It adds to this report only the path it wrote.
+
 Usage (from the repository root, after ``tools/evaluate.py`` made its queries)::
 
     PYTHONPATH=. .venv/bin/python tools/bench_fingerprint.py --corpus CORPUS_DIR
+    PYTHONPATH=. .venv/bin/python tools/bench_fingerprint.py --corpus CORPUS_DIR --steps server-db
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import logging
@@ -345,6 +353,54 @@ def scale(corpus: Path, work: Path, sizes=SIZES) -> dict:
 # report
 
 
+def server_db(corpus: Path, work: Path, size: int) -> Path:
+    """Write ``WORK/db{size}``: the enrolled corpus plus distorted copies, a real fingerprint database.
+
+    The copies' vectors come from the same cache as the scale step; each is
+    saved as a track ``copy-NNNN-<source>`` and indexed as enrolment would
+    (rebuilding into IVF-PQ when the catalogue outgrows exact search). The
+    corpus database's calibration is kept. Returns the database path.
+    """
+    import shutil
+
+    from audiocopy import catalog
+    from audiocopy.engines import fingerprint as fp
+    from audiocopy.training.dataset import list_audio
+
+    src, dst = work / "corpus_db", work / f"db{size}"
+    if not (src / catalog.DB_FILE).exists():
+        raise BenchError(f"{src} is missing: run the enrol step first")
+    if dst.exists():
+        log.info("%s exists; delete it to rebuild", dst)
+        return dst
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    engine = fp.load(tmp, writable=True)
+    config, index, hop = engine.config, engine.index, engine.config.match.enrol_hop_frames
+    n_copies = size - len(engine.track_ids)
+    if n_copies < 0:
+        raise BenchError(f"the corpus alone has {len(engine.track_ids)} tracks, more than {size}")
+    stems = [p.stem for p in list_audio(corpus)]
+    copies = _copy_vectors(corpus, work, n_copies, engine.encoder, hop)[:n_copies]
+    key = config.next_key
+    config = dataclasses.replace(config, next_key=key + len(copies))
+    frame_s = engine.features.hop_length / engine.audio.sample_rate
+    for i, (source, vectors) in enumerate(copies):
+        track_id = f"copy-{i:04d}-{stems[source]}"
+        fp.save_track(tmp, track_id, key + i, vectors, hop_frames=hop, encoder_sha256=config.encoder_sha256,
+                      duration_s=len(vectors) * hop * frame_s, extra={"source": f"copy of {stems[source]}"})
+        index.add(key + i, vectors.astype(np.float32), np.arange(len(vectors), dtype=np.int64) * hop)
+    fp.write_config(tmp, config)
+    if getattr(index, "wants_rebuild", lambda: False)():
+        log.info("rebuilding the index for %d vectors", len(index))
+        index.rebuild((int(r["key"]), *fp.track_vectors(tmp, r)) for r in catalog.track_records(tmp))
+    fp.save_index(tmp, config, index)
+    os.replace(tmp, dst)
+    log.info("wrote %s: %d tracks, %d vectors (%s)", dst, size, len(index), index.structure)
+    return dst
+
+
 def _fmt(v, digits=1):
     return "–" if v is None else f"{v:.{digits}f}"
 
@@ -422,6 +478,7 @@ def main(argv=None) -> int:
     p.add_argument("--work", type=Path, default=REPO / "data" / "bench_fp", help="this benchmark's cache")
     p.add_argument("--steps", default="accuracy,enrol,scale", help="comma-separated steps to run")
     p.add_argument("--sizes", default=",".join(map(str, SIZES)), help="catalogue sizes of the scale step")
+    p.add_argument("--server-db-size", type=int, default=1000, help="tracks of the server-db step's database")
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -445,6 +502,10 @@ def main(argv=None) -> int:
             res["enrol"] = enrol_speed(args.corpus, args.work)
         if "scale" in steps:
             res["scale"] = scale(args.corpus, args.work, sizes=tuple(int(x) for x in args.sizes.split(",")))
+        if "server-db" in steps:
+            print(f"wrote {server_db(args.corpus, args.work, args.server_db_size)}")
+            if steps == ["server-db"]:
+                return 0
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
