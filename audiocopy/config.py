@@ -103,9 +103,9 @@ class CnnParams:
     """Shape of one per-track binary CNN (``models.build_track_cnn``).
 
     widths: output channels of each 3x3 convolution block; every block but the
-        last halves both axes with a 2x2 max-pool. The last block feeds global
-        max and mean pooling, so the decision does not depend on where in the
-        window (time) or at which pitch (log-frequency) a pattern appears.
+        last halves both axes with a 2x2 max-pool. The last block is pooled
+        (max and mean) as ``pooling`` says, so the decision does not depend on
+        where in the window a pattern appears; see ``models.build_track_cnn``.
     """
 
     widths: tuple[int, ...] = (8, 16, 24, 32)

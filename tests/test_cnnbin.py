@@ -113,6 +113,18 @@ def test_resume_skips_finished_tracks(tiny_db, tmp_path):
     assert report.trained == [] and sorted(report.skipped) == ["chirps", "chord", "pulses"]
 
 
+def test_training_replaces_its_child_process_between_groups(tiny_db, tmp_path):
+    """Two groups of one track each: the second needs a fresh training process."""
+    from audiocopy.config import TrainParams
+    from audiocopy.training.enroll import train_catalog
+
+    db = tmp_path / "db"
+    report = train_catalog(tiny_db / "dataset", db, train=TrainParams(epochs=1, patience=1),
+                           tracks=["chord", "pulses"], progress=False, tracks_per_process=1)
+    assert report.trained == ["chord", "pulses"]
+    assert Recognizer.open(db).track_ids == ["chord", "pulses"]
+
+
 def test_quantile_threshold_counts_exceedances():
     scores = np.arange(1000, dtype=float)
     thr = quantile_threshold(scores, 0.01)

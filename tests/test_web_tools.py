@@ -88,6 +88,8 @@ def test_loadtest_clone_db(tiny_db, tmp_path):
     assert len(records) == 10 and len({r["track_id"] for r in records}) == 10
     with pytest.raises(SystemExit):
         loadtest.clone_db(tiny_db, tmp_path / "db10", 5)
+    assert "cnnbin, 10 tracks (10 are model clones" in loadtest.describe_db(tmp_path / "db10")
+    assert loadtest.describe_db(tiny_db).endswith("cnnbin, 3 tracks.")
 
 
 class _FakeRawInputStream:

@@ -267,11 +267,30 @@ async def ramp(base: str, pcm: bytes, steps: list[int], seconds: float, max_p95_
     return out
 
 
-def report(runs: list[tuple[str, list[StepResult]]], soak: list[str], args, max_p95_ms: float) -> str:
+def describe_db(db: Path) -> str:
+    """One line on what a load-test catalogue is, read from the database itself."""
+    from audiocopy import catalog
+
+    info = catalog.open_db(db)
+    ids = [r["track_id"] for r in catalog.track_records(db)]
+    clones = sum(t.startswith("clone-") for t in ids)
+    copies = sum(t.startswith("copy-") for t in ids)
+    text = f"`{db}`: {info.engine}, {len(ids)} tracks"
+    if clones:
+        text += f" ({clones} are model clones made by `loadtest.py clone-db`: timing only)"
+    if copies:
+        text += (f" ({copies} are distorted copies of corpus tracks, embedded like enrolment, made by "
+                 "`bench_fingerprint.py --steps server-db`)")
+    return text + "."
+
+
+def report(runs: list[tuple[str, list[StepResult]]], soak: list[str], args, max_p95_ms: float,
+           notes: list[str] = ()) -> str:
     lines = ["## Streaming server (tools/loadtest.py)", "",
              f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}; "
              f"cores busy with other work when this report was written: {busy_cores()}.",
              f"Command: `python tools/loadtest.py {' '.join(args)}`", "",
+             *(f"- {n}" for n in notes), *([""] if notes else []),
              f"Each stream sends 16 kHz audio in 100 ms frames in real time. Latency = result arrival - sending of "
              f"the window's last frame. A step holds when p95 < {max_p95_ms:.0f} ms and no window is dropped.", ""]
     for label, steps in runs:
@@ -343,37 +362,49 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Concurrent real-time streams against a local audiocopy server.")
     p.add_argument("--server", help="base URL of a running local server (e.g. http://127.0.0.1:8080)")
     p.add_argument("--db", action="append", default=[], help="start a server for this database (repeatable)")
-    p.add_argument("--streams", default="1,2,4,6,8,12,16,24,32", help="ramp of concurrent streams")
+    p.add_argument("--streams", action="append", default=[],
+                   help="ramp of concurrent streams, e.g. 1,2,4,8 (default 1,2,4,6,8,12,16,24,32); give it "
+                        "once for all databases or once per --db, in the same order")
     p.add_argument("--seconds", type=float, default=30.0, help="length of each step (default 30)")
     p.add_argument("--audio", help="file to loop (default: a synthetic signal)")
     p.add_argument("--max-p95-ms", type=float, default=1000.0)
     p.add_argument("--soak-streams", help="after the ramp, run this many streams for --soak-minutes "
                                           "('auto': half the largest N that held)")
     p.add_argument("--soak-minutes", type=float, default=10.0)
+    p.add_argument("--soak-db", action="append", default=[],
+                   help="soak only this --db (repeatable; default: every --db)")
     p.add_argument("--write", type=Path, help="write the report between the server markers of this markdown file")
     args = p.parse_args(argv)
     if bool(args.server) == bool(args.db):
         p.error("give either --server or --db")
-    steps = [int(x) for x in args.streams.split(",") if x.strip()]
+    targets = args.db or [args.server]
+    ramps = args.streams or ["1,2,4,6,8,12,16,24,32"]
+    if len(ramps) not in (1, len(targets)):
+        p.error(f"give --streams once, or once per --db ({len(targets)})")
+    ramps = [[int(x) for x in r.split(",") if x.strip()] for r in ramps] * (len(targets) if len(ramps) == 1 else 1)
+    unknown = sorted(set(args.soak_db) - set(args.db))
+    if unknown:
+        p.error(f"--soak-db {unknown[0]} is not one of the --db databases")
     pcm = load_signal(args.audio)
-    runs, soak_lines = [], []
+    runs, soak_lines, notes = [], [], []
     if args.server:
         base = check_local(args.server)
         print(f"{base}: {asyncio.run(fetch_status(base))['tracks']} tracks")
-        runs.append((f"{args.server}", asyncio.run(ramp(base, pcm, steps, args.seconds, args.max_p95_ms))))
-    for db in args.db:
+        runs.append((f"{args.server}", asyncio.run(ramp(base, pcm, ramps[0], args.seconds, args.max_p95_ms))))
+    for db, steps in zip(args.db, ramps):
+        notes.append(describe_db(Path(db)))
         with ManagedServer(db, max(steps) + 1, []) as server:
-            tracks = asyncio.run(fetch_status(server.base))["tracks"]
-            print(f"{db}: {tracks} tracks on {server.base}")
-            runs.append((f"{tracks} tracks", asyncio.run(ramp(server.base, pcm, steps, args.seconds,
-                                                                  args.max_p95_ms))))
-            if args.soak_streams:
+            status = asyncio.run(fetch_status(server.base))
+            label = f"{status['tracks']} tracks, {status['engine']}"
+            print(f"{db}: {label} on {server.base}")
+            runs.append((label, asyncio.run(ramp(server.base, pcm, steps, args.seconds, args.max_p95_ms))))
+            if args.soak_streams and (not args.soak_db or db in args.soak_db):
                 held = [s.streams for s in runs[-1][1] if s.holds(args.max_p95_ms)]
                 n = max(1, max(held, default=2) // 2) if args.soak_streams == "auto" else int(args.soak_streams)
-                soak_lines += [f"{tracks} tracks: " + line for line in
+                soak_lines += [f"{label}: " + line for line in
                                asyncio.run(soak(server, pcm, n, args.soak_minutes))]
                 print(soak_lines[-1])
-    text = report(runs, soak_lines, argv, args.max_p95_ms)
+    text = report(runs, soak_lines, argv, args.max_p95_ms, notes)
     print(text)
     if args.write:
         write_section(args.write, text)

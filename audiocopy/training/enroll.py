@@ -96,25 +96,33 @@ def train_catalog(dataset_dir: Path, db: Path, *, cnn: CnnParams = CnnParams(), 
     done = cnnbin.enrolled_track_ids(db)
     todo = [t for t in wanted if t not in done]
     trained, seconds = [], []
-    if todo:
-        # "spawn": a forked child would inherit whatever TensorFlow state this
-        # process holds, which is neither fork-safe nor small.
-        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                 max_tasks_per_child=max(1, int(tracks_per_process))) as pool:
-            futures = [pool.submit(_train_one, str(dataset_dir), str(db), t, cnn, train,
-                                   train.seed + 1000 * (dataset.licensed_ids().index(t) + 1)) for t in todo]
-            try:
-                for future in tqdm(futures, desc="train", unit="track", disable=not progress):
-                    track_id, secs, metrics = future.result()
-                    trained.append(track_id)
-                    seconds.append(secs)
-                    log.info("trained %s in %.1f s: %s", track_id, secs, metrics)
-            except BrokenProcessPool as exc:
-                raise TrainingError(f"the training process died (out of memory?) after {len(trained)} of "
-                                   f"{len(todo)} tracks; finished tracks are saved, run again to resume") from exc
-            finally:
-                for future in futures:
-                    future.cancel()
+    per_process = max(1, int(tracks_per_process))
+    bar = tqdm(total=len(todo), desc="train", unit="track", disable=not progress)
+    try:
+        for lo in range(0, len(todo), per_process):
+            # One fresh pool per group of tracks rather than ``max_tasks_per_child``,
+            # which deadlocks on Python 3.11-3.13 when a worker retires with work
+            # still queued (CPython gh-115634). "spawn": a forked child would
+            # inherit whatever TensorFlow state this process holds.
+            with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = [pool.submit(_train_one, str(dataset_dir), str(db), t, cnn, train,
+                                       train.seed + 1000 * (dataset.licensed_ids().index(t) + 1))
+                           for t in todo[lo:lo + per_process]]
+                try:
+                    for future in futures:
+                        track_id, secs, metrics = future.result()
+                        trained.append(track_id)
+                        seconds.append(secs)
+                        bar.update()
+                        log.info("trained %s in %.1f s: %s", track_id, secs, metrics)
+                finally:
+                    for future in futures:
+                        future.cancel()
+    except BrokenProcessPool as exc:
+        raise TrainingError(f"the training process died (out of memory?) after {len(trained)} of "
+                            f"{len(todo)} tracks; finished tracks are saved, run again to resume") from exc
+    finally:
+        bar.close()
     calibration = calibration_windows(dataset)
     if len(calibration):
         catalog.atomic_write_bytes(Path(db) / CALIBRATION_FILE, _npy_bytes(calibration.astype(np.float16)))
