@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 import uuid
@@ -147,7 +148,11 @@ class JobManager:
     async def close(self) -> None:
         """Stop the worker and any running child (its job is marked failed)."""
         if self._proc is not None and self._proc.returncode is None:
-            self._proc.kill()
+            # The whole group, so the training process the CLI spawned goes too.
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
@@ -220,7 +225,8 @@ class JobManager:
             job.state, job.stage = "running", "starting"
             self._proc = await asyncio.create_subprocess_exec(
                 *enroll_command(self.settings, job_dir), stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=_child_env())
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=_child_env(),
+                start_new_session=True)  # its own process group: training runs in a grandchild
             tail = await self._follow(job, self._proc)
             rc = await self._proc.wait()
             self._proc = None
