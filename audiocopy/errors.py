@@ -41,10 +41,6 @@ class DatasetError(AudiocopyError):
     """The training dataset is missing, incomplete or inconsistent."""
 
 
-class TrainingError(AudiocopyError):
-    """Training could not finish (for example its child process died)."""
-
-
 class ConfigError(AudiocopyError):
     """A setting given on the command line or in the environment is invalid."""
 

@@ -55,6 +55,10 @@ class CnnWeights:
         return tuple(k.shape for k, _ in self.convs) + (self.dense[0].shape,)
 
 
+#: Bound on the first block's activations per forward pass (see ``StackedCnn.logits``).
+ACTIVATION_BUDGET_BYTES = 256 * 2**20
+
+
 class StackedCnn:
     """The stacked weights of T track CNNs and their batched forward pass."""
 
@@ -115,4 +119,15 @@ class StackedCnn:
         from ..xp import to_numpy
 
         x = np.asarray(to_numpy(features), dtype=np.float32)
-        return self._fn(x).numpy()
+        if x.ndim != 3:
+            raise ValueError(f"features must be (batch, frames, bands), got shape {x.shape}")
+        # The first block's output holds every track's channels at full
+        # resolution: frames x bands x (T x c0) floats per window, 17 MB per
+        # window for 100 tracks. Big batches (calibration, file identification)
+        # are therefore cut so that this stays under ACTIVATION_BUDGET_BYTES;
+        # the cost per window hardly depends on the batch size beyond a few windows.
+        per_window = x.shape[1] * x.shape[2] * int(self._kernels[0].shape[-1]) * 4
+        step = max(1, ACTIVATION_BUDGET_BYTES // max(per_window, 1))
+        if len(x) <= step:
+            return self._fn(x).numpy()
+        return np.concatenate([self._fn(x[i:i + step]).numpy() for i in range(0, len(x), step)])

@@ -5,9 +5,7 @@ Place in the pipeline: the top of the offline side, called by the CLI
 
 ``train_catalog`` trains every licensed track of a dataset that the database
 does not hold yet (so an interrupted run resumes by skipping finished
-tracks; each track is saved as soon as it is trained), in child processes
-that are replaced every few tracks (TensorFlow leaks memory across models
-in one process, see ``TRACKS_PER_PROCESS``), then stores the calibration windows in the database and sets the
+tracks; each track is saved as soon as it is trained), then stores the calibration windows in the database and sets the
 catalogue offset (see ``engines.cnnbin``). Keeping the calibration windows
 in ``DB/calibration.npy`` lets a later ``remove`` or ``add`` recalibrate
 without the dataset.
@@ -24,7 +22,7 @@ import numpy as np
 from .. import catalog
 from ..config import AugmentParams, AudioParams, CnnParams, DatasetParams, FeatureParams, TrainParams
 from ..engines import cnnbin
-from ..errors import DatasetError, TrainingError
+from ..errors import DatasetError
 from .dataset import BuildPlan, Dataset, build_dataset
 from .fit_cnnbin import calibration_windows, fit_track, quantile_threshold
 
@@ -41,50 +39,13 @@ class TrainReport:
     score_offset: float
 
 
-# Tracks trained by one child process before it is replaced. TensorFlow/Keras
-# keep per-model state that ``keras.backend.clear_session()`` does not free
-# (keras-team/keras#17458): in one process the resident memory grew by about
-# 100 MB per track (5.7 GB after 50 tracks). A fresh process every few tracks
-# bounds it; the import of TensorFlow it costs (a few seconds) is small
-# beside ~30 s of training per track.
-TRACKS_PER_PROCESS = 8
-
-
-def _train_one(dataset_dir: str, db: str, track_id: str, cnn: CnnParams, train: TrainParams,
-               seed: int) -> tuple[str, float, dict]:
-    """Train, calibrate and save one track; runs in a training child process.
-
-    Returns (track id, seconds, metrics). Everything it needs is re-read from
-    disk (the dataset's shards are memory-mapped), so nothing large crosses
-    the process boundary.
-    """
-    t0 = time.perf_counter()
-    dataset = Dataset(Path(dataset_dir))
-    calibration = calibration_windows(dataset)
-    fit = fit_track(dataset, track_id, cnn=cnn, train=train, calibration=calibration, seed=seed)
-    cnnbin.save_track(Path(db), cnnbin.TrackModel(track_id, fit.model, fit.threshold_logit, cnn, fit.metrics,
-                                                  {"source": dataset.source(track_id).path,
-                                                   "train": {"epochs": train.epochs, "seed": train.seed}}),
-                      audio=dataset.audio, features=dataset.features)
-    return track_id, time.perf_counter() - t0, fit.metrics
-
-
 def train_catalog(dataset_dir: Path, db: Path, *, cnn: CnnParams = CnnParams(), train: TrainParams = TrainParams(),
-                  tracks: list[str] | None = None, progress: bool = True,
-                  tracks_per_process: int = TRACKS_PER_PROCESS) -> TrainReport:
+                  tracks: list[str] | None = None, progress: bool = True) -> TrainReport:
     """Train (or resume training) every licensed track of a dataset into ``db``.
 
     tracks: restrict to these track ids (default: all licensed tracks).
-    tracks_per_process: how many tracks one training child process handles
-        before a fresh one replaces it (see ``TRACKS_PER_PROCESS``). Tracks
-        are trained one at a time; TensorFlow already uses every core.
-    Each track is saved as soon as it is trained, so an interruption loses at
-    most the track in progress.
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
+    import keras
     from tqdm import tqdm
 
     dataset = Dataset(dataset_dir)
@@ -95,35 +56,22 @@ def train_catalog(dataset_dir: Path, db: Path, *, cnn: CnnParams = CnnParams(), 
         raise DatasetError(f"not in dataset {dataset_dir}: {unknown}")
     done = cnnbin.enrolled_track_ids(db)
     todo = [t for t in wanted if t not in done]
-    trained, seconds = [], []
-    per_process = max(1, int(tracks_per_process))
-    bar = tqdm(total=len(todo), desc="train", unit="track", disable=not progress)
-    try:
-        for lo in range(0, len(todo), per_process):
-            # One fresh pool per group of tracks rather than ``max_tasks_per_child``,
-            # which deadlocks on Python 3.11-3.13 when a worker retires with work
-            # still queued (CPython gh-115634). "spawn": a forked child would
-            # inherit whatever TensorFlow state this process holds.
-            with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = [pool.submit(_train_one, str(dataset_dir), str(db), t, cnn, train,
-                                       train.seed + 1000 * (dataset.licensed_ids().index(t) + 1))
-                           for t in todo[lo:lo + per_process]]
-                try:
-                    for future in futures:
-                        track_id, secs, metrics = future.result()
-                        trained.append(track_id)
-                        seconds.append(secs)
-                        bar.update()
-                        log.info("trained %s in %.1f s: %s", track_id, secs, metrics)
-                finally:
-                    for future in futures:
-                        future.cancel()
-    except BrokenProcessPool as exc:
-        raise TrainingError(f"the training process died (out of memory?) after {len(trained)} of "
-                            f"{len(todo)} tracks; finished tracks are saved, run again to resume") from exc
-    finally:
-        bar.close()
     calibration = calibration_windows(dataset)
+    trained, seconds = [], []
+    for i, track_id in enumerate(tqdm(todo, desc="train", unit="track", disable=not progress)):
+        t0 = time.perf_counter()
+        fit = fit_track(dataset, track_id, cnn=cnn, train=train, calibration=calibration,
+                        seed=train.seed + 1000 * (dataset.licensed_ids().index(track_id) + 1))
+        cnnbin.save_track(db, cnnbin.TrackModel(track_id, fit.model, fit.threshold_logit, cnn, fit.metrics,
+                                                {"source": dataset.source(track_id).path,
+                                                 "train": {"epochs": train.epochs, "seed": train.seed}}),
+                          audio=dataset.audio, features=dataset.features)
+        seconds.append(time.perf_counter() - t0)
+        trained.append(track_id)
+        # Keras keeps every model ever built in its global state; this lets the
+        # finished track's model and traced functions be freed.
+        keras.backend.clear_session()
+        log.info("trained %s in %.1f s: %s", track_id, seconds[-1], fit.metrics)
     if len(calibration):
         catalog.atomic_write_bytes(Path(db) / CALIBRATION_FILE, _npy_bytes(calibration.astype(np.float16)))
     offset = calibrate_catalog(db, catalog_fpr=train.catalog_fpr)
