@@ -83,14 +83,10 @@ def _periodic_hann(n_fft: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
 
 
-def power_spectrogram(windows, *, params: FeatureParams, xp: ModuleType = np, workers: int = 1):
+def power_spectrogram(windows, *, params: FeatureParams, xp: ModuleType = np):
     """Short-time power spectrum of each window.
 
     windows: (batch, samples) float32 array of module ``xp``.
-    workers: CPU threads for the FFT on NumPy (scipy.fft splits the batch
-        between them); ignored on CuPy. Batch callers that own the machine (the
-        live server's recognizer) pass the core count; workers of a process
-        pool keep 1 so they do not oversubscribe the cores.
     Returns (batch, frames, n_fft // 2 + 1) float32 power.
     """
     windows = xp.asarray(windows, dtype=xp.float32)
@@ -104,30 +100,30 @@ def power_spectrogram(windows, *, params: FeatureParams, xp: ModuleType = np, wo
         # A strided view instead of a gathered copy, and scipy's FFT, which
         # keeps float32 as complex64 where np.fft computes in double: together
         # about 2x faster per window, the largest single cost of a live stream.
+        # One thread: in the live server the encoder and the index already
+        # keep both cores busy, and a second FFT thread measured no faster.
         from numpy.lib.stride_tricks import sliding_window_view
         from scipy import fft as spfft
 
         frames = sliding_window_view(windows, params.n_fft, axis=-1)[:, ::params.hop_length][:, :n_frames]
-        spectrum = spfft.rfft(frames * hann, axis=-1, workers=max(1, int(workers)))
+        spectrum = spfft.rfft(frames * hann, axis=-1)
     else:
         index = (xp.arange(n_frames) * params.hop_length)[:, None] + xp.arange(params.n_fft)[None, :]
         spectrum = xp.fft.rfft(windows[:, index] * hann, axis=-1)  # (batch, frames, n_fft // 2 + 1)
     return (spectrum.real**2 + spectrum.imag**2).astype(xp.float32, copy=False)
 
 
-def log_spectrogram(windows, *, audio: AudioParams, params: FeatureParams, xp: ModuleType = np,
-                    workers: int = 1):
+def log_spectrogram(windows, *, audio: AudioParams, params: FeatureParams, xp: ModuleType = np):
     """The features every engine consumes.
 
     windows: (batch, audio.window_samples) float32 at ``audio.sample_rate``,
         of module ``xp`` or NumPy (copied to ``xp``).
-    workers: FFT threads on NumPy, see ``power_spectrogram``.
     Returns (batch, frames, n_bins) float32 of module ``xp``: decibels
     floored ``params.floor_db`` below each window's peak, then standardised
     per window to zero mean and unit variance. An all-silent window maps to
     all zeros.
     """
-    power = power_spectrogram(windows, params=params, xp=xp, workers=workers)
+    power = power_spectrogram(windows, params=params, xp=xp)
     fb = xp.asarray(log_filterbank(params=params, sample_rate=audio.sample_rate))
     bands = power @ fb  # (batch, frames, n_bins)
     db = 10.0 * xp.log10(bands + 1e-12)

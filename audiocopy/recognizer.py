@@ -92,23 +92,19 @@ class Detection:
 class Recognizer:
     """Windows or signals in, detections out, for any engine."""
 
-    def __init__(self, engine: Engine, *, xp: ModuleType | None = None, top_k: int = 5, fft_workers: int = 1):
+    def __init__(self, engine: Engine, *, xp: ModuleType | None = None, top_k: int = 5):
         """engine: a loaded engine (``engines.load_engine``); xp: NumPy or CuPy
-        (default: CuPy when a GPU is usable); top_k: candidates per detection;
-        fft_workers: CPU threads for the feature FFT (NumPy only; see
-        ``features.power_spectrogram``)."""
+        (default: CuPy when a GPU is usable); top_k: candidates per detection."""
         self.engine = engine
         self.xp = xp if xp is not None else get_xp()
         self.top_k = top_k
-        self.fft_workers = fft_workers
 
     @classmethod
-    def open(cls, db: str | Path, *, xp: ModuleType | None = None, top_k: int = 5,
-             fft_workers: int = 1) -> "Recognizer":
+    def open(cls, db: str | Path, *, xp: ModuleType | None = None, top_k: int = 5) -> "Recognizer":
         """Load the database at ``db`` with the engine its metadata names."""
         info = catalog.open_db(Path(db))
         engine = load_engine(Path(db), engine_name=info.engine)
-        return cls(engine, xp=xp, top_k=top_k, fft_workers=fft_workers)
+        return cls(engine, xp=xp, top_k=top_k)
 
     @property
     def audio(self) -> AudioParams:
@@ -138,8 +134,7 @@ class Recognizer:
         windows: (batch, audio.window_samples) float32 at ``audio.sample_rate``.
         """
         windows = np.asarray(windows, dtype=np.float32)
-        feats = log_spectrogram(windows, audio=self.audio, params=self.features_params, xp=self.xp,
-                                workers=self.fft_workers)
+        feats = log_spectrogram(windows, audio=self.audio, params=self.features_params, xp=self.xp)
         scores = self.engine.score(feats)
         rms = np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=1))
         silent = rms < 10 ** (SILENCE_DBFS / 20)
