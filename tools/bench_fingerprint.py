@@ -131,6 +131,7 @@ def accuracy(bench: Path, work: Path) -> dict:
            "enrol": {"tracks": len(report.enrolled) + len(report.skipped), "wall_s": round(enrol_s, 1),
                      "x_realtime": round(report.realtime_factor), "threshold": report.threshold},
            "identify_s": round(identify_s, 1)}
+    out["date"] = datetime.date.today().isoformat()
     write_json(work / "accuracy.json", out)
     return out
 
@@ -163,6 +164,7 @@ def enrol_speed(corpus: Path, work: Path) -> dict:
            "x_realtime": round(report.realtime_factor),
            "encoder_x_realtime": round(report.audio_seconds / max(report.encoder_seconds, 1e-9)),
            "busy_cores_before": busy}
+    out["date"] = datetime.date.today().isoformat()
     write_json(work / "enrol.json", out)
     return out
 
@@ -345,6 +347,7 @@ def scale(corpus: Path, work: Path, sizes=SIZES) -> dict:
     out = {"encoder": sha, "rows": rows, "copies": len(copies), "real_tracks": len(real),
            "copy_rule": "speed 0.85-1.15 (not 1.0), white noise 30 dB", "rounds": ROUNDS,
            "busy_cores_before": busy_cores()}
+    out["date"] = datetime.date.today().isoformat()
     write_json(work / "scale.json", out)
     return out
 
@@ -408,7 +411,10 @@ def _fmt(v, digits=1):
 def render(res: dict) -> str:
     m = res["machine"]
     lines = ["## fingerprint engine: accuracy, enrolment and scale", "",
-             f"Measured on {res['date']} with `tools/bench_fingerprint.py`; to reproduce, from the repository root "
+             f"Written on {res['date']} by `tools/bench_fingerprint.py` from steps measured on "
+             + ", ".join(f"{k} {res[k].get('date', 'an earlier day')}" for k in ("accuracy", "enrol", "scale")
+                         if k in res)
+             + "; to reproduce, from the repository root "
              "(after `tools/evaluate.py` has made its queries):", "", f"    {res['command']}", "",
              f"- **Machine:** {m['cpu']}, {m['cores']} cores, {_fmt(m['ram_gib'])} GiB RAM; {m['os']}, "
              f"Python {m['python']}; CPU only.",
@@ -470,6 +476,17 @@ def render(res: dict) -> str:
     return "\n".join(lines)
 
 
+def _generic_corpus(argv: list[str]) -> list[str]:
+    """The command line as the report shows it: the corpus folder is this machine's, so it reads CORPUS_DIR."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--corpus" and i + 1 < len(out):
+            out[i + 1] = "CORPUS_DIR"
+        elif arg.startswith("--corpus="):
+            out[i] = "--corpus=CORPUS_DIR"
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Fingerprint engine benchmark (accuracy, enrolment speed, scale).")
     p.add_argument("--corpus", required=True, type=Path, help="folder of corpus tracks (enrolment speed, scale)")
@@ -494,7 +511,7 @@ def main(argv=None) -> int:
            "encoder_info": f"{record['encoder']['embedding_dim']}-dim, trained {tr.get('train_minutes', '?')} min / "
                            f"{tr.get('epochs', '?')} epochs on {tr.get('train_tracks', '?')} tracks never used below",
            "command": shlex.join(["PYTHONPATH=.", ".venv/bin/python", "tools/bench_fingerprint.py",
-                                  *(sys.argv[1:] if argv is None else argv)])}
+                                  *_generic_corpus(sys.argv[1:] if argv is None else argv)])}
     try:
         if "accuracy" in steps:
             res["accuracy"] = accuracy(args.bench_work, args.work)

@@ -292,7 +292,9 @@ def report(runs: list[tuple[str, list[StepResult]]], soak: list[str], args, max_
              f"Command: `python tools/loadtest.py {' '.join(args)}`", "",
              *(f"- {n}" for n in notes), *([""] if notes else []),
              f"Each stream sends 16 kHz audio in 100 ms frames in real time. Latency = result arrival - sending of "
-             f"the window's last frame. A step holds when p95 < {max_p95_ms:.0f} ms and no window is dropped.", ""]
+             f"the window's last frame. A step holds when p95 < {max_p95_ms:.0f} ms and no window is dropped. "
+             f"The load generator (one asyncio process) runs on the same machine, so its CPU time is taken "
+             f"from the server's.", ""]
     for label, steps in runs:
         held = [s.streams for s in steps if s.holds(max_p95_ms)]
         lines += [f"### {label}", "", "| streams | windows | p50 ms | p95 ms | max ms | dropped | mean batch |",
