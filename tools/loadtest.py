@@ -215,17 +215,23 @@ class ManagedServer:
         self.cmd = [sys.executable, str(ROOT / "server.py"), "--db", db, "--host", "127.0.0.1", "--port",
                     str(self.port), "--max-streams", str(max_streams), "--state-dir", str(state),
                     "--admin-token", "loadtest-not-a-secret-0000", *extra]
+        self.log_path = state / "server.log"
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "ManagedServer":
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        # The server's log goes to a file: hundreds of streams log a play each,
+        # and an unread pipe would fill up and stall the server mid-measurement.
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log_file:
+            self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=log_file, env=env)
         deadline = time.monotonic() + 180
         import urllib.request
 
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"error: the server exited: {self.proc.stderr.read().decode()[-2000:]}")
+                tail = self.log_path.read_bytes()[-2000:].decode(errors="replace")
+                raise SystemExit(f"error: the server exited: {tail}")
             try:
                 with urllib.request.urlopen(self.base + "/healthz", timeout=2) as resp:
                     if json.load(resp).get("ok"):
