@@ -56,8 +56,8 @@ for p in (REPO, REPO / "tools"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from benchlib import (BenchError, busy_cores, machine_info, median_ms, read_json, update_section,  # noqa: E402
-                      write_json)
+from benchlib import (BenchError, busy_cores, generic_corpus, machine_info, median_ms, read_json,  # noqa: E402
+                      update_section, write_json)
 
 log = logging.getLogger("bench_fingerprint")
 SECTION_NAME = "fingerprint"
@@ -476,17 +476,6 @@ def render(res: dict) -> str:
     return "\n".join(lines)
 
 
-def _generic_corpus(argv: list[str]) -> list[str]:
-    """The command line as the report shows it: the corpus folder is this machine's, so it reads CORPUS_DIR."""
-    out = list(argv)
-    for i, arg in enumerate(out):
-        if arg == "--corpus" and i + 1 < len(out):
-            out[i + 1] = "CORPUS_DIR"
-        elif arg.startswith("--corpus="):
-            out[i] = "--corpus=CORPUS_DIR"
-    return out
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Fingerprint engine benchmark (accuracy, enrolment speed, scale).")
     p.add_argument("--corpus", required=True, type=Path, help="folder of corpus tracks (enrolment speed, scale)")
@@ -511,7 +500,7 @@ def main(argv=None) -> int:
            "encoder_info": f"{record['encoder']['embedding_dim']}-dim, trained {tr.get('train_minutes', '?')} min / "
                            f"{tr.get('epochs', '?')} epochs on {tr.get('train_tracks', '?')} tracks never used below",
            "command": shlex.join(["PYTHONPATH=.", ".venv/bin/python", "tools/bench_fingerprint.py",
-                                  *_generic_corpus(sys.argv[1:] if argv is None else argv)])}
+                                  *generic_corpus(sys.argv[1:] if argv is None else argv)])}
     try:
         if "accuracy" in steps:
             res["accuracy"] = accuracy(args.bench_work, args.work)

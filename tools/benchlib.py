@@ -191,6 +191,17 @@ def machine_info() -> dict:
 
 
 
+def generic_corpus(argv: list[str]) -> list[str]:
+    """A command line as a report shows it: the corpus folder is this machine's, so it reads CORPUS_DIR."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--corpus" and i + 1 < len(out):
+            out[i + 1] = "CORPUS_DIR"
+        elif arg.startswith("--corpus="):
+            out[i] = "--corpus=CORPUS_DIR"
+    return out
+
+
 def section_markers(name: str) -> tuple[str, str]:
     """The begin/end comment markers of one section of the benchmarks doc."""
     return f"<!-- {name}-begin -->", f"<!-- {name}-end -->"

@@ -78,8 +78,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (BenchError, busy_cores, machine_info, median_ms, read_json, run_measured,  # noqa: E402
-                      update_section, write_json)
+from benchlib import (BenchError, busy_cores, generic_corpus, machine_info, median_ms, read_json,  # noqa: E402
+                      run_measured, update_section, write_json)
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere: the package lives beside tools/
@@ -965,7 +965,8 @@ def run(args, argv) -> int:
     doc = args.doc or (work / "benchmarks.md" if args.quick else REPO / "docs" / "benchmarks.md")
     # Reproducing means training too: --skip-train only reuses models already on this machine.
     command = shlex.join(["PYTHONPATH=.", ".venv/bin/python", "tools/evaluate.py",
-                          *[a for a in (sys.argv[1:] if argv is None else argv) if a != "--skip-train"]])
+                          *generic_corpus([a for a in (sys.argv[1:] if argv is None else argv)
+                                           if a != "--skip-train"])])
     settings_text = ("dataset CLI defaults" if not cfg["dataset_flags"] else "dataset " + " ".join(cfg["dataset_flags"]))
     settings_text += ", " + ("training CLI defaults" if not cfg["train_flags"] else "train " + " ".join(cfg["train_flags"]))
     results = {
