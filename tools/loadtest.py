@@ -287,6 +287,8 @@ def describe_db(db: Path) -> str:
     if copies:
         text += (f" ({copies} are distorted copies of corpus tracks, embedded like enrolment, made by "
                  "`bench_fingerprint.py --steps server-db`)")
+    if not info.calibration:
+        text += "; not calibrated (its decisions use the engine's default threshold; the timing is the same)"
     return text + "."
 
 
