@@ -37,8 +37,11 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _p in (REPO, REPO / "tools"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+from benchlib import generic_corpus  # noqa: E402
 
 log = logging.getLogger("train_encoder")
 
@@ -107,9 +110,10 @@ def main(argv=None) -> int:
         train = replace(EncoderTrainParams(), epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                         batch_pairs=args.batch_pairs, views_per_track=args.views_per_track,
                         val_tracks=args.val_tracks)
+        # The shipped weights' record must not name this machine's folders.
         command = shlex.join(["PYTHONPATH=.", ".venv/bin/python", "tools/train_encoder.py",
-                              *(sys.argv[1:] if argv is None else argv)])
-        provenance = {"command": command, "corpus": str(args.corpus), **summary,
+                              *generic_corpus(sys.argv[1:] if argv is None else argv)])
+        provenance = {"command": command, "corpus": "CORPUS_DIR", **summary,
                       "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}"}
         state = train_encoder(tracks, args.work, args.out, train=train, max_minutes=args.max_minutes,
                               provenance=provenance, progress=not args.quiet)

@@ -5,9 +5,10 @@ Place in the pipeline: the top of the offline side, called by the CLI
 
 ``train_catalog`` trains every licensed track of a dataset that the database
 does not hold yet (so an interrupted run resumes by skipping finished
-tracks; each track is saved as soon as it is trained), then stores the calibration windows in the database and sets the
-catalogue offset (see ``engines.cnnbin``). Keeping the calibration windows
-in ``DB/calibration.npy`` lets a later ``remove`` or ``add`` recalibrate
+tracks; each track is saved as soon as it is trained), then stores the
+calibration windows in the database and sets the catalogue offset (see
+``engines.cnnbin``). Keeping the calibration windows in
+``DB/calibration.npy`` lets a later ``remove`` or ``add`` recalibrate
 without the dataset.
 """
 from __future__ import annotations

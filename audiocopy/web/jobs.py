@@ -148,7 +148,8 @@ class JobManager:
     async def close(self) -> None:
         """Stop the worker and any running child (its job is marked failed)."""
         if self._proc is not None and self._proc.returncode is None:
-            # The whole group, so the training process the CLI spawned goes too.
+            # The whole group, so whatever the CLI spawned (ffmpeg decoding an
+            # uploaded MP3, dataset workers) goes with it.
             try:
                 os.killpg(self._proc.pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -226,7 +227,7 @@ class JobManager:
             self._proc = await asyncio.create_subprocess_exec(
                 *enroll_command(self.settings, job_dir), stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=_child_env(),
-                start_new_session=True)  # its own process group: training runs in a grandchild
+                start_new_session=True)  # its own process group, see ``close``
             tail = await self._follow(job, self._proc)
             rc = await self._proc.wait()
             self._proc = None
