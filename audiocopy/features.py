@@ -95,22 +95,53 @@ def power_spectrogram(windows, *, params: FeatureParams, xp: ModuleType = np):
     n_frames = params.n_frames(windows.shape[1])
     if n_frames < 1:
         raise ValueError(f"windows of {windows.shape[1]} samples are shorter than one FFT frame")
-    hann = xp.asarray(_periodic_hann(params.n_fft))
     if xp is np:
-        # A strided view instead of a gathered copy, and scipy's FFT, which
-        # keeps float32 as complex64 where np.fft computes in double: together
-        # about 2x faster per window, the largest single cost of a live stream.
-        # One thread: in the live server the encoder and the index already
-        # keep both cores busy, and a second FFT thread measured no faster.
+        # A strided view instead of a gathered copy (no memory traffic for the
+        # 4x overlap of the frames).
         from numpy.lib.stride_tricks import sliding_window_view
-        from scipy import fft as spfft
 
         frames = sliding_window_view(windows, params.n_fft, axis=-1)[:, ::params.hop_length][:, :n_frames]
-        spectrum = spfft.rfft(frames * hann, axis=-1)
     else:
         index = (xp.arange(n_frames) * params.hop_length)[:, None] + xp.arange(params.n_fft)[None, :]
-        spectrum = xp.fft.rfft(windows[:, index] * hann, axis=-1)  # (batch, frames, n_fft // 2 + 1)
+        frames = windows[:, index]
+    return frame_power(frames, xp=xp)  # (batch, frames, n_fft // 2 + 1)
+
+
+def frame_power(frames, *, xp: ModuleType = np):
+    """Power spectrum of STFT frames that are already cut.
+
+    frames: (..., n_fft) float32 samples of each frame, before the Hann
+    window (applied here). Returns (..., n_fft // 2 + 1) float32 power.
+    ``power_spectrogram`` cuts a window's frames and calls this; a live
+    stream (``engines.fpstream``) calls it on just the frames it has not
+    analysed yet.
+    """
+    hann = xp.asarray(_periodic_hann(frames.shape[-1]))
+    if xp is np:
+        # scipy's FFT keeps float32 as complex64 where np.fft computes in
+        # double: about 2x faster per window, the largest single cost of a
+        # live stream. One thread: in the live server the encoder and the
+        # index already keep both cores busy, and a second FFT thread
+        # measured no faster.
+        from scipy import fft as spfft
+
+        spectrum = spfft.rfft(frames * hann, axis=-1)
+    else:
+        spectrum = xp.fft.rfft(frames * hann, axis=-1)
     return (spectrum.real**2 + spectrum.imag**2).astype(xp.float32, copy=False)
+
+
+def band_db(power, *, audio: AudioParams, params: FeatureParams, xp: ModuleType = np):
+    """Log-frequency band levels of power spectra, in decibels.
+
+    power: (..., n_fft // 2 + 1) float32 from ``frame_power`` or
+    ``power_spectrogram``. Returns (..., n_bins) float32: ``10 log10`` of each
+    band's power, before any floor or standardisation (the quantity
+    ``log_spectrogram`` floors and standardises per window, and the
+    fingerprint engine per one-second sub-window).
+    """
+    fb = xp.asarray(log_filterbank(params=params, sample_rate=audio.sample_rate))
+    return 10.0 * xp.log10(power @ fb + 1e-12)
 
 
 def log_spectrogram(windows, *, audio: AudioParams, params: FeatureParams, xp: ModuleType = np):
@@ -124,9 +155,7 @@ def log_spectrogram(windows, *, audio: AudioParams, params: FeatureParams, xp: M
     all zeros.
     """
     power = power_spectrogram(windows, params=params, xp=xp)
-    fb = xp.asarray(log_filterbank(params=params, sample_rate=audio.sample_rate))
-    bands = power @ fb  # (batch, frames, n_bins)
-    db = 10.0 * xp.log10(bands + 1e-12)
+    db = band_db(power, audio=audio, params=params, xp=xp)  # (batch, frames, n_bins)
     peak = db.max(axis=(1, 2), keepdims=True)
     db = xp.maximum(db, peak - params.floor_db)
     mean = db.mean(axis=(1, 2), keepdims=True)

@@ -19,6 +19,12 @@ held-out negative audio for a target false-positive rate. So
   window) is judged on its own;
 * a window below -60 dBFS is silence, not music, and is "no match" without
   asking the engine's opinion (see ``SILENCE_DBFS``).
+
+Live streams. A stream's windows overlap by 2 s, and an engine may reuse
+the work it did on the overlap (``engines.StreamMemory``). The caller that
+owns a stream (a server session) makes one ``StreamMemory`` and passes it
+with each of the stream's windows to ``detect_windows``; the answers are
+the same as without it, only cheaper.
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ import numpy as np
 
 from . import catalog
 from .config import AudioParams, FeatureParams
-from .engines import Engine, EngineScores, load_engine
+from .engines import Engine, EngineScores, StreamMemory, load_engine  # noqa: F401 (StreamMemory: re-exported)
 from .features import log_spectrogram
 from .stream import cut_windows
 from .xp import get_xp
@@ -128,14 +134,25 @@ class Recognizer:
         refresh = getattr(self.engine, "refresh", None)
         return bool(refresh()) if refresh is not None else False
 
-    def score_windows(self, windows: np.ndarray) -> EngineScores:
+    def score_windows(self, windows: np.ndarray, *, starts_s: np.ndarray | None = None,
+                      streams: list | None = None) -> EngineScores:
         """Engine margins for a batch of windows.
 
         windows: (batch, audio.window_samples) float32 at ``audio.sample_rate``.
+        streams: optional (batch,) ``StreamMemory`` (or None) of the stream each
+        window belongs to, with starts_s: (batch,) its start in that stream
+        (seconds); engines that reuse overlapping work use them.
         """
         windows = np.asarray(windows, dtype=np.float32)
-        feats = log_spectrogram(windows, audio=self.audio, params=self.features_params, xp=self.xp)
-        scores = self.engine.score(feats)
+        score_stream = getattr(self.engine, "score_stream", None)
+        if streams is not None and score_stream is not None:
+            if starts_s is None or len(starts_s) != len(windows) or len(streams) != len(windows):
+                raise ValueError("streams and starts_s must give one entry per window")
+            start_samples = np.rint(np.asarray(starts_s, dtype=np.float64) * self.audio.sample_rate)
+            scores = score_stream(windows, start_samples.astype(np.int64), list(streams), xp=self.xp)
+        else:
+            feats = log_spectrogram(windows, audio=self.audio, params=self.features_params, xp=self.xp)
+            scores = self.engine.score(feats)
         rms = np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=1))
         silent = rms < 10 ** (SILENCE_DBFS / 20)
         if silent.any():
@@ -164,15 +181,18 @@ class Recognizer:
             track_offset_s=best.track_offset_s if matched else None,
         )
 
-    def detect_windows(self, windows: np.ndarray, starts_s: np.ndarray | None = None) -> list[Detection]:
+    def detect_windows(self, windows: np.ndarray, starts_s: np.ndarray | None = None,
+                       streams: list | None = None) -> list[Detection]:
         """One detection per window.
 
         windows: (batch, window_samples) float32; starts_s: (batch,) stream
-        time of each window (used as ``offset_s``), default 0.
+        time of each window (used as ``offset_s``), default 0; streams:
+        optional (batch,) ``StreamMemory`` of each window's stream (windows
+        of one stream in stream order).
         """
         if len(windows) == 0:
             return []
-        result = self.score_windows(windows)
+        result = self.score_windows(windows, starts_s=starts_s, streams=streams)
         # Read after scoring: an engine that reloads (``refresh``) between
         # batches may have added or removed tracks since the last call.
         track_ids = self.engine.track_ids

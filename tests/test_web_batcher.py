@@ -26,7 +26,7 @@ class FakeRecognizer:
         self.gate = threading.Event()
         self.gate.set()
 
-    def detect_windows(self, windows, starts_s=None):
+    def detect_windows(self, windows, starts_s=None, streams=None):
         self.gate.wait(5)
         if self.fail:
             raise RuntimeError("boom")

@@ -84,11 +84,11 @@ async def test_live_stream_behind_compute_drops_oldest_and_says_so(make_client, 
         def __getattr__(self, name):
             return getattr(self.inner, name)
 
-        def detect_windows(self, windows, starts_s=None):
+        def detect_windows(self, windows, starts_s=None, streams=None):
             import time
 
             time.sleep(0.3)
-            return self.inner.detect_windows(windows, starts_s)
+            return self.inner.detect_windows(windows, starts_s, streams)
 
     client = await make_client(recognizer_=SlowRecognizer(recognizer), max_pending_per_stream=2, max_batch=2)
     async with client.ws_connect("/ws") as ws:

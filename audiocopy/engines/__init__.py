@@ -43,6 +43,26 @@ class EngineScores:
     track_offsets_s: np.ndarray | None = None
 
 
+class StreamMemory:
+    """What an engine may remember about one live stream between its windows.
+
+    A live stream's windows overlap by 2 s of their 2.5 s, so an engine that
+    analyses pieces of a window (the fingerprint engine's one-second
+    sub-windows) would repeat 80 % of its work on every window. The stream's
+    owner (a server session) keeps one ``StreamMemory`` and passes it with
+    each of its windows; an engine that can reuse work keeps its cache in
+    ``engine_state`` (anything it likes, checked by the engine before use),
+    and the others ignore it. The windows of one memory must come in stream
+    order (gaps, e.g. dropped windows, are fine). The cache only saves work:
+    an engine must answer the same with a fresh memory.
+    """
+
+    __slots__ = ("engine_state",)
+
+    def __init__(self) -> None:
+        self.engine_state = None
+
+
 class Engine(Protocol):
     """The interface shared by all engines."""
 
@@ -53,6 +73,11 @@ class Engine(Protocol):
 
     def score(self, features) -> EngineScores:
         """features: (batch, frames, bands) float32 from ``features.log_spectrogram``."""
+
+    # Optional: engines that reuse work across a live stream's overlapping
+    # windows also implement
+    #   score_stream(windows, start_samples, memories, *, xp) -> EngineScores
+    # (see ``fingerprint.FingerprintEngine.score_stream``).
 
 
 def load_engine(db: Path, *, engine_name: str) -> Engine:

@@ -55,6 +55,7 @@ from ..fpindex import IndexParams, create_index, load_index, resolve_backend
 from . import EngineScores
 from .fpencoder import SHIPPED_ENCODER, Encoder, load_encoder, read_encoder_record
 from .fpmatch import MatchParams, query_starts, vote
+from .fpstream import stream_votes
 
 log = logging.getLogger(__name__)
 
@@ -338,15 +339,45 @@ class FingerprintEngine:
         sims, tracks, positions = state.index.search(emb.reshape(-1, emb.shape[-1]), k)
         votes = vote(starts, tracks.reshape(b, len(starts), k), positions.reshape(b, len(starts), k),
                      sims.reshape(b, len(starts), k), params=self.match)
+        self._tabulate(votes, np.arange(b), np.zeros(b), state, scores, offsets)
+        return scores, offsets, state
+
+    def _tabulate(self, votes, rows: np.ndarray, leads: np.ndarray, state: _State, scores: np.ndarray,
+                  offsets: np.ndarray) -> None:
+        """Write votes into the (batch, n_tracks) score and offset tables.
+
+        rows: batch row of each ``votes.window``; leads: samples from each
+        of those windows' start to the frame its vote offsets count from.
+        """
         lookup = state.key_to_col
         in_table = (votes.track >= 0) & (votes.track < len(lookup))
         col = np.full(len(votes.track), -1, dtype=np.int64)
         col[in_table] = lookup[votes.track[in_table]]
         ok = col >= 0
-        scores[votes.window[ok], col[ok]] = votes.score[ok]
+        row = np.asarray(rows)[votes.window[ok]]
+        scores[row, col[ok]] = votes.score[ok]
         seconds = self.features.hop_length / self.audio.sample_rate
-        offsets[votes.window[ok], col[ok]] = votes.offset_frames[ok] * np.float32(seconds)
-        return scores, offsets, state
+        lead_s = np.asarray(leads, dtype=np.float64)[votes.window[ok]] / self.audio.sample_rate
+        offsets[row, col[ok]] = (votes.offset_frames[ok] * seconds - lead_s).astype(np.float32)
+
+    def score_stream(self, windows: np.ndarray, start_samples: np.ndarray, memories: list, *,
+                     xp=np) -> EngineScores:
+        """Margins for live-stream windows, reusing each stream's earlier work (``fpstream``).
+
+        windows: (batch, window_samples) float32 at ``audio.sample_rate``;
+        start_samples: (batch,) int first sample of each window in its
+        stream; memories: (batch,) ``StreamMemory`` of each window's stream
+        (None: scored on its own); xp: NumPy or CuPy for the FFT.
+        Returns margins and track offsets as ``score`` does.
+        """
+        state = self._state
+        b, n_tracks = len(windows), len(state.track_ids)
+        scores = np.zeros((b, n_tracks), dtype=np.float32)
+        offsets = np.full((b, n_tracks), np.nan, dtype=np.float32)
+        if b and n_tracks:
+            for rows, leads, votes in stream_votes(self, windows, start_samples, memories, snapshot=state, xp=xp):
+                self._tabulate(votes, rows, leads, state, scores, offsets)
+        return EngineScores(scores - np.float32(state.threshold), offsets)
 
     def score(self, features) -> EngineScores:
         """features: (batch, frames, bands) -> margins (batch, n_tracks) and track offsets (s).

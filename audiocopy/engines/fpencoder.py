@@ -135,13 +135,12 @@ def track_band_db(signal: np.ndarray, *, audio: AudioParams, features: FeaturePa
     frame's mean power over all FFT bins (proportional to the frame's mean
     square; training uses it to mix noise at an exact SNR in feature space).
     """
-    from ..features import log_filterbank, power_spectrogram
+    from ..features import band_db, power_spectrogram
 
     signal = np.asarray(signal, dtype=np.float32)
     n_frames = features.n_frames(signal.size) if signal.size >= features.n_fft else 0
     out = np.empty((max(n_frames, 0), features.n_bins), dtype=np.float32)
     energy = np.empty(max(n_frames, 0), dtype=np.float32)
-    fb = log_filterbank(params=features, sample_rate=audio.sample_rate)
     # Chunks of CHUNK_FRAMES frames keep the complex spectrum small; each chunk
     # is one "window" spanning exactly its frames plus the FFT tail.
     for lo in range(0, n_frames, CHUNK_FRAMES):
@@ -149,7 +148,7 @@ def track_band_db(signal: np.ndarray, *, audio: AudioParams, features: FeaturePa
         start = lo * features.hop_length
         chunk = signal[start:start + (count - 1) * features.hop_length + features.n_fft]
         power = power_spectrogram(chunk[None], params=features)[0]  # (count, n_fft // 2 + 1)
-        out[lo:lo + count] = 10.0 * np.log10(power @ fb + 1e-12)
+        out[lo:lo + count] = band_db(power, audio=audio, params=features)
         if with_energy:
             energy[lo:lo + count] = 10.0 * np.log10(power.mean(axis=1) + 1e-12)
     return (out, energy) if with_energy else out

@@ -29,7 +29,7 @@ from ..audio import pcm_to_float
 from ..config import AudioParams
 from ..errors import BadAudio, ProtocolError
 from ..plays import Play, PlayTracker
-from ..recognizer import Detection
+from ..recognizer import Detection, StreamMemory
 from ..stream import SlidingWindow
 from . import protocol
 from .batcher import Batcher, PendingWindow
@@ -56,6 +56,9 @@ class StreamSession:
         self._emit = emit
         self._record_play = record_play
         self._window = SlidingWindow(audio)
+        # Lets the engine reuse its work on the 2 s that consecutive windows
+        # share; it lives and dies with the stream.
+        self._memory = StreamMemory()
         self._resampler = None
         if start.sample_rate != audio.sample_rate:
             import soxr
@@ -132,7 +135,7 @@ class StreamSession:
             if self.closed:
                 return
             self.windows_cut += 1
-            self._batcher.submit(PendingWindow(self, start_s, window))
+            self._batcher.submit(PendingWindow(self, start_s, window, memory=self._memory))
 
     # --- batcher.WindowOwner --------------------------------------------------
 

@@ -1,0 +1,246 @@
+"""Live streams through the fingerprint engine: every sub-window analysed once.
+
+Place in the pipeline: inside the ``fingerprint`` engine. It is the path of
+the live server (``Recognizer.detect_windows`` given each window's
+``StreamMemory``); files and fragments take the window path
+(``FingerprintEngine.score``).
+
+Why. A live stream yields a 2.5 s window every 0.5 s, so four fifths of each
+window were already in the previous one. The window path recomputes all of
+it: 75 FFT frames, ten one-second sub-windows through the encoder, ten top-k
+searches. Here each stream keeps, on its own absolute grid,
+
+* the band levels of the FFT frames it has computed (frame ``j`` starts at
+  stream sample ``j * hop_length``), and
+* the search hits of the sub-windows it has embedded (a sub-window starts on
+  a frame that is a multiple of ``query_hop_frames``),
+
+so a new window computes only the frames, embeddings and searches its last
+0.5 s adds: about 16 frames and 3 sub-windows instead of 75 and 10. Only the
+offset vote, which depends on the window's own set of sub-windows, is redone
+for every window.
+
+Why an absolute grid. 0.5 s is 15.625 frames of 32 ms, so the frames of two
+consecutive windows, each counted from its own first sample, never
+coincide. Counted from the start of the stream, two windows hold the same
+frames where they overlap, and sub-windows starting on multiples of five
+frames are shared too. A window uses the whole frames inside it (74 or 75)
+and the sub-windows that fit in those (9 or 10); the vote's score is a mean
+over sub-windows, so 9 or 10 does not shift it.
+
+Equivalence. A sub-window is floored 80 dB under its own peak and
+standardised on its own, exactly as enrolment does (``fpencoder``), so what
+a cached sub-window holds never depends on the window that first saw it:
+a stream's answers are the same with or without the cache (tested). A
+single window with a fresh memory gives what ``FingerprintEngine.score``
+gives, up to that floor (per sub-window here, per window there).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import ModuleType
+
+import numpy as np
+
+from ..features import band_db, frame_power
+from . import StreamMemory
+from .fpencoder import standardize
+from .fpmatch import vote
+
+
+@dataclass(eq=False)
+class StreamCache:
+    """One stream's frames and hits (kept in ``StreamMemory.engine_state``).
+
+    engine: the engine object the cache belongs to (another engine, e.g.
+        after the server swapped databases, starts a new cache).
+    snapshot: the engine's database snapshot the hits were searched in;
+        after a reload the hits are dropped, the band levels kept.
+    band_lo: absolute index of the first frame in ``band``.
+    band: (n, bands) float32 band levels (dB) of frames band_lo .. band_lo+n-1.
+    hits: absolute sub-window start frame -> (tracks (k,), positions (k,),
+        similarities (k,)) from the index.
+    """
+
+    engine: object
+    snapshot: object
+    band_lo: int = 0
+    band: np.ndarray | None = None
+    hits: dict = field(default_factory=dict)
+
+    @property
+    def band_hi(self) -> int:
+        return self.band_lo + (0 if self.band is None else len(self.band))
+
+    def forget_before(self, frame: int) -> None:
+        """Drop what no later window of an in-order stream can use."""
+        for start in [s for s in self.hits if s < frame]:
+            del self.hits[start]
+        if self.band is not None and frame > self.band_lo:
+            self.band = self.band[frame - self.band_lo:]
+            self.band_lo = frame
+
+
+def cache_of(memory: StreamMemory | None, engine, snapshot) -> StreamCache:
+    """The engine's cache in ``memory`` (a new one when absent, foreign or stale).
+
+    memory: None scores the window on its own (a throw-away cache).
+    """
+    if memory is None:
+        return StreamCache(engine, snapshot)
+    cache = memory.engine_state
+    if not isinstance(cache, StreamCache) or cache.engine is not engine:
+        cache = memory.engine_state = StreamCache(engine, snapshot)
+    elif cache.snapshot is not snapshot:
+        cache.hits.clear()  # tracks were added or removed: search again, the audio is the same
+        cache.snapshot = snapshot
+    return cache
+
+
+def window_frames(start_sample: int, n_samples: int, *, n_fft: int, hop: int) -> tuple[int, int]:
+    """Absolute frames wholly inside a window: [first, end).
+
+    start_sample: the window's first sample in the stream; n_samples: its
+    length. Frame ``j`` covers samples ``j * hop`` to ``j * hop + n_fft``.
+    """
+    first = -(-start_sample // hop)
+    end = (start_sample + n_samples - n_fft) // hop + 1
+    return first, max(first, end)
+
+
+def subwindow_grid(first: int, end: int, *, frames: int, hop: int) -> np.ndarray:
+    """Absolute start frames of the sub-windows on the stream's grid within [first, end).
+
+    Returns (n,) int64: multiples of ``hop`` whose ``frames``-frame
+    sub-window lies inside the window's frames (may be empty).
+    """
+    lo = -(-first // hop) * hop
+    return np.arange(lo, end - frames + 1, hop, dtype=np.int64)
+
+
+@dataclass
+class _Plan:
+    """One window's work within a round."""
+
+    row: int  # row in the batch
+    start_sample: int
+    first: int  # first absolute frame inside the window
+    starts: np.ndarray  # absolute sub-window starts the window votes with
+    cache: StreamCache
+    missing: list  # starts not cached yet
+    compute: tuple[int, int] = (0, 0)  # absolute frames to compute [lo, hi)
+
+
+def _rounds(memories: list) -> list[list[int]]:
+    """Batch rows in rounds with at most one window per stream each.
+
+    A stream that fell behind can have several windows in one batch; the
+    second must see the first one's cache, so it goes in the next round.
+    """
+    rounds: list[list[int]] = []
+    seen: dict[int, int] = {}
+    for row, memory in enumerate(memories):
+        r = 0 if memory is None else seen.get(id(memory), 0)
+        if memory is not None:
+            seen[id(memory)] = r + 1
+        while len(rounds) <= r:
+            rounds.append([])
+        rounds[r].append(row)
+    return rounds
+
+
+def stream_votes(engine, windows: np.ndarray, start_samples: np.ndarray, memories: list, *, snapshot,
+                 xp: ModuleType = np):
+    """Search results and votes for a batch of live-stream windows.
+
+    engine: a ``FingerprintEngine`` (its encoder, match/feature parameters).
+    windows: (batch, window_samples) float32; start_samples: (batch,) int,
+    each window's first sample in its stream; memories: (batch,) the
+    windows' ``StreamMemory`` (None: no stream, a fresh cache); snapshot: the
+    engine's database snapshot (its ``index`` is searched).
+    Yields, per group of windows that share the same relative sub-window
+    starts, (rows (g,), leads (g,), ``fpmatch.Votes``): ``Votes.window``
+    indexes into ``rows``; its offsets count frames from each window's first
+    whole frame, which starts ``leads`` samples after the window does.
+    """
+    feats, match = engine.features, engine.match
+    n_fft, hop = feats.n_fft, feats.hop_length
+    sub_frames = engine.encoder.params.frames
+    windows = np.asarray(windows, dtype=np.float32)
+    n_samples = windows.shape[1]
+    for rows in _rounds(memories):
+        plans = []
+        for row in rows:
+            s = int(start_samples[row])
+            first, end = window_frames(s, n_samples, n_fft=n_fft, hop=hop)
+            cache = cache_of(memories[row], engine, snapshot)
+            cache.forget_before(first)
+            starts = subwindow_grid(first, end, frames=sub_frames, hop=match.query_hop_frames)
+            plan = _Plan(row, s, first, starts, cache, [int(a) for a in starts if int(a) not in cache.hits])
+            if plan.missing:
+                need_lo, need_hi = plan.missing[0], plan.missing[-1] + sub_frames
+                if cache.band is None or not cache.band_lo <= need_lo <= cache.band_hi:
+                    cache.band, cache.band_lo = None, need_lo  # a gap (dropped windows): start afresh
+                plan.compute = (max(need_lo, cache.band_hi), need_hi)
+            plans.append(plan)
+        _compute_frames(plans, windows, n_fft=n_fft, hop=hop, engine=engine, xp=xp)
+        _search_missing(plans, engine, snapshot.index, sub_frames)
+        yield from _vote(plans, engine)
+
+
+def _compute_frames(plans: list[_Plan], windows: np.ndarray, *, n_fft: int, hop: int, engine, xp) -> None:
+    """Band levels of every frame the plans lack, in one FFT call for the round."""
+    spans = [(p, np.arange(*p.compute)) for p in plans if p.compute[1] > p.compute[0]]
+    if not spans:
+        return
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    # Strided views of each window's new frames (no gathered index array:
+    # that alone cost as much as the FFT).
+    parts = []
+    for p, j in spans:
+        lo = int(j[0]) * hop - p.start_sample
+        segment = windows[p.row, lo:lo + (len(j) - 1) * hop + n_fft]
+        parts.append(sliding_window_view(segment, n_fft)[::hop])
+    frames = np.concatenate(parts)  # (new frames, n_fft)
+    levels = band_db(frame_power(xp.asarray(frames), xp=xp), audio=engine.audio, params=engine.features, xp=xp)
+    from ..xp import to_numpy
+
+    levels = np.asarray(to_numpy(levels), dtype=np.float32)
+    at = 0
+    for p, j in spans:
+        new = levels[at:at + len(j)]
+        at += len(j)
+        p.cache.band = new if p.cache.band is None else np.concatenate([p.cache.band, new])
+
+
+def _search_missing(plans: list[_Plan], engine, index, sub_frames: int) -> None:
+    """Embed and search every sub-window the plans lack (one encoder call, one search)."""
+    cuts, owners = [], []
+    for p in plans:
+        for a in p.missing:
+            lo = a - p.cache.band_lo
+            cuts.append(p.cache.band[lo:lo + sub_frames])
+            owners.append((p.cache, a))
+    if not cuts:
+        return
+    sub = standardize(np.stack(cuts), floor_db=engine.features.floor_db)
+    sims, tracks, positions = index.search(engine.encoder.embed(sub), engine.match.top_k)
+    for i, (cache, a) in enumerate(owners):
+        cache.hits[a] = (tracks[i], positions[i], sims[i])
+
+
+def _vote(plans: list[_Plan], engine):
+    """Offset votes, one call per distinct pattern of relative sub-window starts."""
+    groups: dict[tuple, list[_Plan]] = {}
+    for p in plans:
+        if len(p.starts):
+            groups.setdefault(tuple(p.starts - p.first), []).append(p)
+    for rel, members in groups.items():
+        hits = [[m.cache.hits[int(a)] for a in m.starts] for m in members]
+        tracks = np.array([[h[0] for h in w] for w in hits])
+        positions = np.array([[h[1] for h in w] for w in hits])
+        sims = np.array([[h[2] for h in w] for w in hits])
+        votes = vote(np.array(rel, dtype=np.int64), tracks, positions, sims, params=engine.match)
+        yield (np.array([m.row for m in members]), np.array([m.first * engine.features.hop_length - m.start_sample
+                                                             for m in members]), votes)
