@@ -24,6 +24,13 @@ def test_defaults_bind_loopback():
     assert s.state_path == s.db / "server" and s.allow_private_monitors is False
 
 
+def test_waiting_windows_limit_grows_with_the_streams_unless_set():
+    assert parse(["--db", "d"]).pending_limit == 256  # 16 streams + 8 monitors: the floor
+    s = parse(["--db", "d", "--max-streams", "300", "--max-monitors", "20"])
+    assert s.pending_limit == 640 and s.public_dict()["max_pending"] == 640
+    assert parse(["--db", "d", "--max-streams", "300", "--max-pending", "100"]).pending_limit == 100
+
+
 def test_environment_is_the_fallback_and_the_command_line_wins():
     env = {"AUDIOCOPY_DB": "env/db", "AUDIOCOPY_PORT": "9000", "AUDIOCOPY_MAX_STREAMS": "3",
            "AUDIOCOPY_ALLOW_PRIVATE_MONITORS": "yes", "AUDIOCOPY_MAX_UPLOAD_BYTES": "10M",

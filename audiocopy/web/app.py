@@ -139,7 +139,7 @@ async def _batcher(app: web.Application):
     s = app[SETTINGS]
     holder = app[RECOGNIZER]
     batcher = Batcher(lambda: holder.current, app[COMPUTE_EXECUTOR], max_batch=s.max_batch,
-                      max_pending=s.max_pending, max_pending_per_owner=s.max_pending_per_stream,
+                      max_pending=s.pending_limit, max_pending_per_owner=s.max_pending_per_stream,
                       linger_s=s.batch_linger_ms / 1000)
     app[BATCHER] = batcher
     task = asyncio.create_task(batcher.run(), name="batcher")
