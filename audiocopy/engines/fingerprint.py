@@ -8,6 +8,12 @@ ten nearest-neighbour searches whose cost the index keeps nearly flat
 (``fpindex``), plus the offset vote (``fpmatch``). Enrolling a track only
 embeds it: no training, so tracks are added and removed in seconds.
 
+Two query paths. ``score`` takes the features of independent windows
+(files, fragments, calibration). ``score_stream`` takes the windows of live
+streams with each stream's ``StreamMemory`` and embeds and searches every
+sub-window of a stream only once (``fpstream``): about three new
+sub-windows per 0.5 s hop instead of ten.
+
 Database layout (``catalog`` owns ``db.json`` and ``tracks/``)::
 
     DB/db.json              engine "fingerprint", audio + feature parameters,
