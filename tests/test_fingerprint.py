@@ -437,7 +437,15 @@ def test_a_stream_cache_follows_database_changes(db, corpus, tmp_path):
     # Another engine (a database swapped in by the server) starts its own cache.
     other = Recognizer(fp.load(path))
     other.detect_windows(windows[3:4], starts[3:4], [memory])
-    assert memory.engine_state.engine is other.engine
+    assert memory.engine_state.engine() is other.engine
+    # An idle stream does not keep a replaced engine (and its index) alive.
+    import gc
+    import weakref
+
+    gone = weakref.ref(other.engine)
+    del other
+    gc.collect()
+    assert gone() is None
 
 
 def test_streams_need_a_start_per_window(db):

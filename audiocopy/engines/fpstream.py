@@ -37,6 +37,7 @@ gives, up to that floor (per sub-window here, per window there).
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from types import ModuleType
 
@@ -52,18 +53,20 @@ from .fpmatch import vote
 class StreamCache:
     """One stream's frames and hits (kept in ``StreamMemory.engine_state``).
 
-    engine: the engine object the cache belongs to (another engine, e.g.
-        after the server swapped databases, starts a new cache).
-    snapshot: the engine's database snapshot the hits were searched in;
-        after a reload the hits are dropped, the band levels kept.
+    engine: weak reference to the engine the cache belongs to (another
+        engine, e.g. after the server swapped databases, starts a new cache).
+    snapshot: weak reference to the engine's database snapshot the hits
+        were searched in; after a reload the hits are dropped, the band
+        levels kept. Weak, so that an idle stream never keeps a replaced
+        engine or index alive.
     band_lo: absolute index of the first frame in ``band``.
     band: (n, bands) float32 band levels (dB) of frames band_lo .. band_lo+n-1.
     hits: absolute sub-window start frame -> (tracks (k,), positions (k,),
         similarities (k,)) from the index.
     """
 
-    engine: object
-    snapshot: object
+    engine: weakref.ref
+    snapshot: weakref.ref
     band_lo: int = 0
     band: np.ndarray | None = None
     hits: dict = field(default_factory=dict)
@@ -87,13 +90,13 @@ def cache_of(memory: StreamMemory | None, engine, snapshot) -> StreamCache:
     memory: None scores the window on its own (a throw-away cache).
     """
     if memory is None:
-        return StreamCache(engine, snapshot)
+        return StreamCache(weakref.ref(engine), weakref.ref(snapshot))
     cache = memory.engine_state
-    if not isinstance(cache, StreamCache) or cache.engine is not engine:
-        cache = memory.engine_state = StreamCache(engine, snapshot)
-    elif cache.snapshot is not snapshot:
+    if not isinstance(cache, StreamCache) or cache.engine() is not engine:
+        cache = memory.engine_state = StreamCache(weakref.ref(engine), weakref.ref(snapshot))
+    elif cache.snapshot() is not snapshot:
         cache.hits.clear()  # tracks were added or removed: search again, the audio is the same
-        cache.snapshot = snapshot
+        cache.snapshot = weakref.ref(snapshot)
     return cache
 
 
