@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import AudiocopyError
+from .thresholds import quantile_threshold
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,10 @@ class QueryResult:
 
 def threshold_for_fpr(negative_scores: np.ndarray, max_fpr: float) -> float:
     """Lowest score threshold with at most ``max_fpr`` of negatives strictly above it."""
-    if negative_scores.size == 0:
+    # Where every negative may pass (none, or max_fpr allows all), nothing is cut: -inf.
+    if negative_scores.size == 0 or int(np.floor(max_fpr * negative_scores.size)) >= negative_scores.size:
         return float("-inf")
-    k = int(np.floor(max_fpr * negative_scores.size))
-    ordered = np.sort(negative_scores)[::-1]
-    return float(ordered[min(k, ordered.size - 1)]) if k < ordered.size else float("-inf")
+    return quantile_threshold(negative_scores, max_fpr)
 
 
 def summarize(results: list[QueryResult], *, max_fpr: float, negatives: list[QueryResult] | None = None) -> dict:

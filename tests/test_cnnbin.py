@@ -12,7 +12,8 @@ from audiocopy.config import CnnParams
 from audiocopy.engines.stacked_cnn import CnnWeights, StackedCnn
 from audiocopy.errors import ModelError, ParamsMismatch
 from audiocopy.recognizer import Recognizer
-from audiocopy.training.fit_cnnbin import quantile_threshold, shift_features
+from audiocopy.thresholds import quantile_threshold
+from audiocopy.training.fit_cnnbin import shift_features
 
 
 def _models(n, shape=(75, 72), params=CnnParams()):

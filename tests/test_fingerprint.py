@@ -25,7 +25,7 @@ from audiocopy.errors import ModelError, ParamsMismatch
 from audiocopy.features import log_spectrogram
 from audiocopy.recognizer import Recognizer
 from audiocopy.training.enroll_fingerprint import (CalibrationParams, add_tracks, enroll_fingerprint,
-                                                   remove_tracks, threshold_at_fpr)
+                                                   remove_tracks)
 
 AUDIO, FEATURES = AudioParams(), FeatureParams()
 RATE = 22050
@@ -158,9 +158,11 @@ def test_vote_gives_little_to_hits_that_do_not_line_up(rng):
     assert votes.track.tolist() == [2] and votes.score[0] < 0.2
 
 
-def test_threshold_at_fpr_keeps_at_most_that_share_above():
+def test_calibration_threshold_keeps_at_most_that_share_above():
+    from audiocopy.thresholds import quantile_threshold
+
     scores = np.arange(1000) / 1000.0
-    t = threshold_at_fpr(scores, 0.01)
+    t = quantile_threshold(scores, 0.01)
     assert (scores > t).mean() <= 0.01 and (scores >= t).mean() > 0.01
 
 

@@ -24,8 +24,9 @@ from .. import catalog
 from ..config import AugmentParams, AudioParams, CnnParams, DatasetParams, FeatureParams, TrainParams
 from ..engines import cnnbin
 from ..errors import DatasetError
+from ..thresholds import quantile_threshold
 from .dataset import BuildPlan, Dataset, build_dataset
-from .fit_cnnbin import calibration_windows, fit_track, quantile_threshold
+from .fit_cnnbin import calibration_windows, fit_track
 
 log = logging.getLogger(__name__)
 

@@ -45,6 +45,7 @@ from ..engines.fpencoder import track_band_db, track_subwindows
 from ..engines.fpmatch import MatchParams
 from ..errors import AudiocopyError, DatasetError
 from ..fpindex import IndexParams
+from ..thresholds import quantile_threshold
 
 log = logging.getLogger(__name__)
 
@@ -247,15 +248,6 @@ def make_calibration_windows(negatives_dir: Path, *, audio: AudioParams, feature
     return np.concatenate(out)
 
 
-def threshold_at_fpr(best_scores: np.ndarray, fpr: float) -> float:
-    """The smallest threshold that at most ``fpr`` of the scores exceed."""
-    scores = np.sort(np.asarray(best_scores, dtype=np.float64))
-    if scores.size == 0:
-        return 0.0
-    allowed = int(np.floor(fpr * scores.size))  # windows permitted above the threshold
-    return float(scores[scores.size - 1 - allowed])
-
-
 def negatives_signature(negatives_dir: Path, params: CalibrationParams) -> str:
     """Identity of a negatives folder and the calibration settings (names, sizes, times)."""
     from dataclasses import asdict
@@ -306,7 +298,7 @@ def calibrate(db: Path, *, negatives_dir: Path | None = None, params: Calibratio
     best = np.concatenate([engine.raw_scores(windows[i:i + 256].astype(np.float32))[0].max(axis=1)
                            for i in range(0, len(windows), 256)])
     match = engine.match
-    raw = threshold_at_fpr(best, match.target_fpr)
+    raw = quantile_threshold(best, match.target_fpr)
     threshold = max(raw, match.min_threshold)
     catalog.set_calibration(db, {"threshold": round(threshold, 6), "quantile": round(raw, 6),
                                  "target_fpr": match.target_fpr, "calibration_windows": int(len(windows)),

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..config import CnnParams, TrainParams
 from ..errors import DatasetError
+from ..thresholds import quantile_threshold
 from .dataset import Dataset, Source
 
 log = logging.getLogger(__name__)
@@ -148,19 +149,6 @@ def calibration_windows(dataset: Dataset) -> np.ndarray:
     if not parts:
         return np.zeros((0, *dataset.windows(dataset.sources[0]).shape[1:]), dtype=np.float16)
     return np.concatenate(parts)
-
-
-def quantile_threshold(negative_logits: np.ndarray, fpr: float) -> float:
-    """Smallest threshold with at most ``fpr`` of negatives strictly above it.
-
-    negative_logits: (n,) scores of negatives. With k = floor(fpr * n), the
-    threshold is the (k+1)-th largest score, so exactly k negatives exceed it
-    (ties aside).
-    """
-    if negative_logits.size == 0:
-        raise ValueError("no negatives to calibrate on")
-    k = int(np.floor(fpr * negative_logits.size))
-    return float(np.sort(negative_logits)[::-1][min(k, negative_logits.size - 1)])
 
 
 @dataclass(frozen=True)
