@@ -44,7 +44,6 @@ state and swaps it in atomically; ``score`` works on one consistent snapshot.
 """
 from __future__ import annotations
 
-import io
 import logging
 import os
 import shutil
@@ -157,9 +156,8 @@ def save_track(db: Path, track_id: str, key: int, vectors: np.ndarray, *, hop_fr
     """Write one track's vectors, then its record (atomically, in that order)."""
     tracks_dir = Path(db) / catalog.TRACKS_DIR
     base = catalog.track_filename(track_id)
-    buf = io.BytesIO()
-    np.save(buf, np.asarray(vectors, dtype=np.float16))
-    catalog.atomic_write_bytes(tracks_dir / f"{base}.npy", buf.getvalue())
+    with catalog.atomic_open(tracks_dir / f"{base}.npy") as fh:
+        np.save(fh, np.asarray(vectors, dtype=np.float16))
     record = {"track_id": track_id, "engine": NAME, "key": int(key), "vectors_file": f"{base}.npy",
               "n_vectors": int(len(vectors)), "hop_frames": int(hop_frames), "duration_s": round(duration_s, 3),
               "encoder_sha256": encoder_sha256, **(extra or {})}

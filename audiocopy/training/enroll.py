@@ -75,18 +75,11 @@ def train_catalog(dataset_dir: Path, db: Path, *, cnn: CnnParams = CnnParams(), 
         keras.backend.clear_session()
         log.info("trained %s in %.1f s: %s", track_id, seconds[-1], fit.metrics)
     if len(calibration):
-        catalog.atomic_write_bytes(Path(db) / CALIBRATION_FILE, _npy_bytes(calibration.astype(np.float16)))
+        with catalog.atomic_open(Path(db) / CALIBRATION_FILE) as fh:
+            np.save(fh, calibration.astype(np.float16))
     offset = calibrate_catalog(db, catalog_fpr=train.catalog_fpr)
     return TrainReport(trained, [t for t in wanted if t in done],
                        float(np.mean(seconds)) if seconds else 0.0, offset)
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return buf.getvalue()
 
 
 def calibrate_catalog(db: Path, *, catalog_fpr: float) -> float:

@@ -26,7 +26,6 @@ TensorFlow release the GIL), which keeps both cores busy.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import time
@@ -281,9 +280,8 @@ def calibrate(db: Path, *, negatives_dir: Path | None = None, params: Calibratio
         else:
             windows = make_calibration_windows(Path(negatives_dir), audio=info.audio, features=info.features,
                                                params=params, progress=progress)
-            buf = io.BytesIO()
-            np.save(buf, windows)
-            catalog.atomic_write_bytes(path, buf.getvalue())
+            with catalog.atomic_open(path) as fh:
+                np.save(fh, windows)
             signature = wanted
     if not path.exists():
         catalog.set_calibration(db, {})

@@ -45,7 +45,6 @@ epoch, so a time budget or a Ctrl-C still leaves usable weights.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import math
@@ -216,11 +215,10 @@ def _cache_one(path: Path, out: Path, *, audio: AudioParams, features: FeaturePa
         # (that - n_fft/2) / hop.
         frame0.append((start + half * scale - half) / features.hop_length)
         scales.append(scale)
-    buf = io.BytesIO()
-    np.savez(buf, clean=clean.astype(np.float16), energy=energy, views=np.stack(views).astype(np.float16),
-             view_energy=np.stack(view_e), view_frame0=np.array(frame0, dtype=np.float64),
-             view_scale=np.array(scales, dtype=np.float64))
-    catalog.atomic_write_bytes(out, buf.getvalue())
+    with catalog.atomic_open(out) as fh:
+        np.savez(fh, clean=clean.astype(np.float16), energy=energy, views=np.stack(views).astype(np.float16),
+                 view_energy=np.stack(view_e), view_frame0=np.array(frame0, dtype=np.float64),
+                 view_scale=np.array(scales, dtype=np.float64))
     return signal
 
 
@@ -558,11 +556,10 @@ def split_tracks(paths: list[Path], n_val: int) -> tuple[list[Path], list[Path]]
 
 
 def _save_checkpoint(work: Path, model, optimizer, state: TrainState, meta: dict) -> None:
-    buf = io.BytesIO()
     arrays = {f"w{i:03d}": w for i, w in enumerate(model.get_weights())}
     arrays.update({f"o{i:03d}": np.asarray(v) for i, v in enumerate(optimizer.variables)})
-    np.savez(buf, **arrays)
-    catalog.atomic_write_bytes(work / f"{CHECKPOINT}.npz", buf.getvalue())
+    with catalog.atomic_open(work / f"{CHECKPOINT}.npz") as fh:
+        np.savez(fh, **arrays)
     catalog.atomic_write_json(work / f"{CHECKPOINT}.json", {**meta, "epoch": state.epoch, "step": state.step,
                                                           "seconds": state.seconds, "history": state.history,
                                                           "best_top1": state.best_top1})
