@@ -25,11 +25,10 @@ log = logging.getLogger("bench")
 
 
 def write_json(path: Path, obj) -> None:
-    """Write JSON through a temporary file so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write JSON through a temporary file so a crash never leaves half a file (the package's atomic writer)."""
+    from audiocopy.catalog import atomic_write_json
+
+    atomic_write_json(Path(path), obj)
 
 
 def read_json(path: Path, default=None):
