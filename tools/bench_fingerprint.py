@@ -343,8 +343,12 @@ def scale(corpus: Path, work: Path, sizes=SIZES) -> dict:
                 index.add(k, v, p)
         build_s = time.perf_counter() - t0
         del tracks, vecs
-        built.append({"size": size, "ids": ids, "sources": sources, "index": index, "build_s": build_s,
-                      "index_mib": index.memory_bytes() / 2**20, "rss_mib": _rss_mib() - rss0})
+        # An engine over this index and these ids, sharing the corpus database's encoder and settings.
+        state = fp._State(tuple(ids), np.arange(len(ids), dtype=np.int64), index, base.threshold, ())
+        engine = fp.FingerprintEngine(db, audio=audio, features=features, encoder=base.encoder,
+                                      config=base.config, state=state, calibration={})
+        built.append({"size": size, "ids": ids, "sources": sources, "index": index, "engine": engine,
+                      "build_s": build_s, "index_mib": index.memory_bytes() / 2**20, "rss_mib": _rss_mib() - rss0})
         log.info("built the %d-track index (%s) in %.0f s", size, index.structure, build_s)
 
     # Timings: every size once per round, several rounds; each figure is the best round's median.
@@ -354,10 +358,7 @@ def scale(corpus: Path, work: Path, sizes=SIZES) -> dict:
     rounds: dict[int, list[dict]] = {b["size"]: [] for b in built}
     for _ in range(ROUNDS):
         for b in built:
-            index = b["index"]
-            state = fp._State(tuple(b["ids"]), np.arange(len(b["ids"]), dtype=np.int64), index, base.threshold, ())
-            engine = fp.FingerprintEngine(db, audio=audio, features=features, encoder=base.encoder,
-                                          config=base.config, state=state, calibration={})
+            index, engine = b["index"], b["engine"]
             recognizer = Recognizer(engine)
             emb = engine.encoder.embed_windows(feats[:32], starts).reshape(-1, engine.encoder.dim)
             sims, trk, pos = index.search(emb, k)
@@ -376,10 +377,7 @@ def scale(corpus: Path, work: Path, sizes=SIZES) -> dict:
     rows = []
     for b in built:
         best = {key: min(r[key] for r in rounds[b["size"]]) for key in rounds[b["size"]][0] if key != "busy_cores"}
-        state = fp._State(tuple(b["ids"]), np.arange(len(b["ids"]), dtype=np.int64), b["index"], base.threshold, ())
-        engine = fp.FingerprintEngine(db, audio=audio, features=features, encoder=base.encoder,
-                                      config=base.config, state=state, calibration={})
-        dets = Recognizer(engine).detect_windows(windows)
+        dets = Recognizer(b["engine"]).detect_windows(windows)
         ids, sources = b["ids"], b["sources"]
         top_source = [sources[ids.index(d.candidates[0].track)] if d.candidates else None for d in dets]
         present = set(sources)  # queries of tracks outside a small catalogue cannot be found
