@@ -114,8 +114,10 @@ def frame_power(frames, *, xp: ModuleType = np):
     window (applied here). Returns (..., n_fft // 2 + 1) float32 power.
     ``power_spectrogram`` cuts a window's frames and calls this; a live
     stream (``engines.fpstream``) calls it on just the frames it has not
-    analysed yet.
+    analysed yet. Host frames are copied to ``xp``'s device first (a no-op
+    for arrays already there).
     """
+    frames = xp.asarray(frames)
     hann = xp.asarray(_periodic_hann(frames.shape[-1]))
     if xp is np:
         # scipy's FFT keeps float32 as complex64 where np.fft computes in
