@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import DatasetParams, TrainParams
+from .config import CnnParams, DatasetParams, TrainParams
 from .errors import AudiocopyError
 
 log = logging.getLogger("audiocopy")
@@ -65,10 +65,25 @@ def _train_params(args) -> TrainParams:
     return TrainParams(epochs=args.epochs)
 
 
+def _cnn_params(args) -> CnnParams:
+    """--model, else the kind the database already holds, else the default (embedding)."""
+    from .engines.cnnbin import enrolled_kinds
+
+    kind = args.model or next(iter(sorted(enrolled_kinds(Path(args.db)))), CnnParams().kind)
+    return CnnParams(kind=kind)
+
+
+def _model_arg(parser) -> None:
+    parser.add_argument("--model", choices=["embedding", "spectrogram"], default=None,
+                        help="cnnbin track model: embedding (default for a new DB: a per-track CNN head over the "
+                             "shared encoder's embeddings) or spectrogram (the seed's CNN trained from scratch on "
+                             "the spectrogram); an existing DB keeps its own")
+
+
 def cmd_train(args) -> int:
     from .training.enroll import train_catalog
 
-    report = train_catalog(Path(args.dataset), Path(args.db), train=_train_params(args),
+    report = train_catalog(Path(args.dataset), Path(args.db), cnn=_cnn_params(args), train=_train_params(args),
                            tracks=args.track or None, progress=not args.quiet)
     print(f"trained {len(report.trained)} tracks ({report.seconds_per_track:.1f} s each), "
           f"{len(report.skipped)} already trained; catalogue offset {report.score_offset:.3f}")
@@ -107,7 +122,7 @@ def cmd_enroll(args) -> int:
                     negatives_dir=Path(args.negatives) if args.negatives else None,
                     work_dir=Path(args.work) if args.work else None,
                     dataset=DatasetParams(positives_per_track=args.positives, windows_per_wrong=args.wrong_windows),
-                    train=_train_params(args), jobs=args.jobs, progress=not args.quiet)
+                    cnn=_cnn_params(args), train=_train_params(args), jobs=args.jobs, progress=not args.quiet)
     print(f"enrolled {len(report.trained)} tracks into {args.db} ({report.seconds_per_track:.1f} s each), "
           f"{len(report.skipped)} were already enrolled")
     return 0
@@ -207,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--track", action="append", help="train only this track id (repeatable)")
     t.add_argument("--epochs", type=_positive_int, default=TrainParams().epochs,
                    help="maximum training epochs per track (early stopping picks the best)")
+    _model_arg(t)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("enroll", help="build a recognizer database from a folder of tracks",
@@ -228,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--work", help="where to keep the dataset (default DB/dataset)")
     e.add_argument("--epochs", type=_positive_int, default=TrainParams().epochs,
                    help="maximum training epochs per track (early stopping picks the best)")
+    _model_arg(e)
     dataset_args(e)
     e.set_defaults(func=cmd_enroll)
 

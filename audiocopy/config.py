@@ -100,20 +100,43 @@ class AugmentParams:
 
 @dataclass(frozen=True)
 class CnnParams:
-    """Shape of one per-track binary CNN (``models.build_track_cnn``).
+    """Shape of one per-track binary CNN.
 
-    widths: output channels of each 3x3 convolution block; every block but the
-        last halves both axes with a 2x2 max-pool. The last block is pooled
-        (max and mean) as ``pooling`` says, so the decision does not depend on
-        where in the window a pattern appears; see ``models.build_track_cnn``.
+    kind: which per-track network (see ``models``):
+
+        * ``"embedding"`` (default): a small CNN head over the sub-window
+          embeddings of the shared encoder (``engines.fpencoder``). Its
+          first layer is a bank of 1x1 convolutions whose kernels start as
+          the track's own embeddings, one every ``hop_frames``; a neighbour
+          max-pool absorbs tempo drift, a fixed diagonal convolution sums
+          the evidence of sub-windows that agree on one time offset, and a
+          global max-pool and one logit say "is this window track X?". See
+          ``models.build_track_head``.
+        * ``"spectrogram"``: the seed's design, a 3x3 convolution stack
+          trained from scratch on the log-frequency spectrogram
+          (``models.build_track_cnn``).
+
+    widths, pooling: the spectrogram CNN's channel widths per 3x3 block and
+        its final pooling ("global": max+mean over time and frequency;
+        "time": over time only, keeping the coarse log-frequency position of
+        each pattern: each cell spans 8 semitones after three pools).
+    hop_frames: step between the embedding head's prototypes (feature frames).
+        It must equal the step between a query window's sub-windows, so that
+        one step along the prototypes is one step along the query.
+    tolerance: the embedding head's neighbour max-pool radius in prototypes:
+        10 % of tempo change moves the last of ten sub-windows by 0.9 steps.
+    negative_quantile: each prototype's bias is set so that only this share
+        of negative sub-windows is more similar to it than zero: prototypes
+        that resemble all music (a held chord, a drum loop, noise) start
+        with a low voice.
     """
 
+    kind: str = "embedding"
     widths: tuple[int, ...] = (8, 16, 24, 32)
-    #: "global": max+mean over time and frequency (fully shift-invariant);
-    #: "time": max+mean over time only, keeping the coarse log-frequency
-    #: position of each pattern (each cell spans 8 semitones after three
-    #: pools, so ±2 semitones still mostly stay in their cell).
     pooling: str = "time"
+    hop_frames: int = 5
+    tolerance: int = 1
+    negative_quantile: float = 0.99
 
 
 @dataclass(frozen=True)
@@ -128,12 +151,17 @@ class TrainParams:
         user experiences. Both are measured on held-out negative tracks that
         no model was trained on.
     negatives_per_positive: negatives drawn afresh each epoch per positive.
+    learning_rate, head_learning_rate: Adam step of the spectrogram CNN and
+        of the embedding head.
     """
 
     epochs: int = 20
     patience: int = 4
     batch_size: int = 64
     learning_rate: float = 2e-3
+    #: The embedding head starts from the track's own embeddings (unit
+    #: vectors) and is fine-tuned, not trained from scratch: a smaller step.
+    head_learning_rate: float = 3e-4
     negatives_per_positive: int = 6
     validation_fraction: float = 0.15
     track_fpr: float = 0.01

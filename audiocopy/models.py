@@ -5,7 +5,12 @@ below ``engines`` (which train, save, load and batch the models). This is one
 of the only modules that imports TensorFlow, and it is imported lazily by the
 engines, so ``import audiocopy`` stays cheap.
 
-The per-track classifier is deliberately small (about 20 k weights, ~100 kB
+There are two per-track classifiers (``CnnParams.kind``): a head over the
+shared encoder's embeddings (``build_track_head``, the default) and the
+seed's spectrogram CNN (``build_track_cnn``). What follows is about the
+latter; ``build_track_head`` explains itself.
+
+The spectrogram classifier is deliberately small (about 20 k weights, ~100 kB
 saved): a licensed catalog of a hundred tracks means a hundred of them run
 on every 2.5 s window, and the scoring budget is tens of milliseconds on two
 CPU cores. Its shape follows from the features:
@@ -67,6 +72,59 @@ def build_track_cnn(input_shape: tuple[int, int], params: CnnParams, *, name: st
     pooled = layers.Dropout(0.2, name="dropout")(pooled)
     logit = layers.Dense(1, name="logit")(pooled)
     return keras.Model(inputs, logit, name=name)
+
+
+def build_track_head(n_prototypes: int, *, n_sub: int, dim: int, tolerance: int = 1, name: str = "track_head"):
+    """Binary classifier for one track over the shared encoder's sub-window embeddings.
+
+    n_prototypes: K, the track's prototypes (one per ``hop_frames`` of the
+        track; ``training.fit_head`` starts them as the track's own embeddings).
+    n_sub: sub-windows per query window (10 for 2.5 s), ``hop_frames`` apart.
+    dim: embedding size of the encoder.
+    tolerance: radius of the neighbour max-pool over prototypes.
+    Returns an uncompiled ``keras.Model`` with inputs
+    ``embeddings`` (batch, n_sub, dim) float32 and ``informative``
+    (batch, n_sub) float32 in {0, 1}, and output (batch, 1) logits.
+
+    The layers, and why each is there:
+
+    * ``prototypes``, a 1x1 convolution with K kernels (a Dense layer applied
+      to each sub-window): the cosine similarity of every query sub-window to
+      every prototype, minus a per-prototype bias. A kernel that is a unit
+      vector taken from the track itself makes this exactly nearest-neighbour
+      matching, the strongest known start; training then moves kernels and
+      biases to separate distorted copies of the track from other music.
+    * the ``informative`` mask zeroes sub-windows with nothing in them
+      (digital silence standardises to zeros, and zeros embed to one vector
+      that every silent gap of every track shares).
+    * ``align``, a max-pool of width 2 x tolerance + 1 along the prototypes:
+      sub-window j of a query sped up by 10 % sits 0.9 j/10 prototypes from
+      where an unchanged copy would.
+    * ``diagonal``, a frozen 1-D convolution over the prototype axis whose
+      kernel is the n_sub x n_sub identity: output k0 is the sum over j of
+      the similarity of sub-window j to prototype k0 + j, the evidence that
+      the window starts at prototype k0. Counting only sub-windows that agree
+      on one offset is what separates a recording from music that merely
+      sounds alike in places (the same idea as a fingerprinter's offset vote).
+    * ``best_offset``, a global max-pool: the window may start anywhere.
+    * ``logit``: a scale and a bias, so the loss sees calibrated logits.
+    """
+    import keras
+    import numpy as np
+    from keras import layers
+
+    embeddings = keras.Input(shape=(n_sub, dim), name="embeddings")
+    informative = keras.Input(shape=(n_sub,), name="informative")
+    sims = layers.Dense(n_prototypes, name="prototypes")(embeddings)  # (b, n_sub, K)
+    sims = layers.Multiply(name="masked")([sims, layers.Reshape((n_sub, 1), name="mask_column")(informative)])
+    sims = layers.Permute((2, 1), name="by_prototype")(sims)  # (b, K, n_sub)
+    sims = layers.MaxPooling1D(2 * tolerance + 1, strides=1, padding="same", name="align")(sims)
+    diagonal = layers.Conv1D(1, n_sub, padding="valid", use_bias=False, trainable=False, name="diagonal")
+    offsets = diagonal(sims)  # (b, K - n_sub + 1, 1)
+    diagonal.set_weights([np.eye(n_sub, dtype=np.float32)[:, :, None]])
+    best = layers.GlobalMaxPooling1D(name="best_offset")(offsets)
+    logit = layers.Dense(1, name="logit")(best)
+    return keras.Model([embeddings, informative], logit, name=name)
 
 
 def build_encoder(input_shape: tuple[int, int], *, widths: tuple[int, ...] = (16, 32, 64, 128, 128),

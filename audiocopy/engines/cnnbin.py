@@ -6,10 +6,20 @@ stores, loads and scores.
 
 Each enrolled track owns two files in ``DB/tracks/``:
 
-* ``<name>.keras``: the Keras model (``models.build_track_cnn``), ~100 kB;
+* ``<name>.keras``: the Keras model, of one of two kinds (``CnnParams.kind``):
+  ``"embedding"`` (default), a head over the shared fingerprint encoder's
+  sub-window embeddings (``models.build_track_head``, about 300 kB for a
+  three-minute track), or ``"spectrogram"``, the seed's CNN on the
+  log-frequency spectrogram (``models.build_track_cnn``, ~200 kB);
 * ``<name>.json``: its self-description: the audio, feature and CNN
-  parameters it was trained with, its calibrated threshold (a logit), and
-  its validation metrics.
+  parameters it was trained with (for the embedding kind also the SHA-256
+  of the encoder whose embeddings it reads), its calibrated threshold (a
+  logit), and its validation metrics.
+
+All tracks of one database are of one kind. The embedding kind embeds each
+window once with the encoder (ten sub-windows) and then scores every head
+in one pass (``stacked_head``); the spectrogram kind runs the stacked CNNs
+(``stacked_cnn``).
 
 The threshold turns a raw logit into a **margin** = logit - threshold -
 offset. Each track's threshold was chosen on held-out negative tracks so
@@ -101,6 +111,19 @@ def enrolled_track_ids(db: Path) -> set[str]:
     return {r["track_id"] for r in catalog.track_records(db)}
 
 
+def record_kind(record: dict) -> str:
+    """The model kind of a track record; records written before kinds existed are spectrogram CNNs."""
+    cnn = record.get("cnn")
+    return str(cnn.get("kind", "spectrogram")) if isinstance(cnn, dict) else "spectrogram"
+
+
+def enrolled_kinds(db: Path) -> set[str]:
+    """Model kinds of the tracks already in ``db`` (empty for a new database)."""
+    if not (Path(db) / catalog.TRACKS_DIR).is_dir():
+        return set()
+    return {record_kind(r) for r in catalog.track_records(db)}
+
+
 def _load_keras(path: Path):
     import keras
 
@@ -111,65 +134,141 @@ def _load_keras(path: Path):
 
 
 class CnnBinEngine:
-    """Scores windows against every enrolled track in one batched pass."""
+    """Scores windows against every enrolled track in one batched pass.
+
+    stack: ``StackedCnn`` (spectrogram kind) or ``StackedHeads`` on NumPy
+    (embedding kind), or None without tracks; encoder: the embedding kind's
+    encoder; heads: the embedding kind's ``HeadWeights``, from which a copy
+    of the stack is built on the GPU the first time features arrive as CuPy
+    arrays (the recognizer computes them there when a GPU is usable).
+    """
 
     name = NAME
 
-    def __init__(self, *, audio: AudioParams, features: FeatureParams, track_ids: list[str],
-                 models: list, thresholds: np.ndarray, cnn: CnnParams, score_offset: float = 0.0):
-        from .stacked_cnn import CnnWeights, StackedCnn
-
+    def __init__(self, *, audio: AudioParams, features: FeatureParams, track_ids: list[str], stack,
+                 thresholds: np.ndarray, cnn: CnnParams, score_offset: float = 0.0, encoder=None,
+                 heads: list | None = None):
         self.audio = audio
         self.features = features
         self.track_ids = list(track_ids)
         self.cnn = cnn
+        self.encoder = encoder
         # The catalogue offset is folded into the per-track thresholds once.
         self.thresholds = np.asarray(thresholds, dtype=np.float32) + np.float32(score_offset)
-        self._stack = StackedCnn([CnnWeights.from_keras(m) for m in models]) if models else None
+        self._stack = stack
+        self._heads = heads
+        self._stacks_by_module = {np: stack}
+
+    def _heads_on(self, xp):
+        """The stacked heads on array module ``xp`` (built once per module)."""
+        if xp not in self._stacks_by_module:
+            from .stacked_head import StackedHeads
+
+            self._stacks_by_module[xp] = StackedHeads(self._heads, xp=xp)
+        return self._stacks_by_module[xp]
 
     def score(self, features) -> EngineScores:
-        """features: (batch, frames, bands) -> margins (batch, n_tracks)."""
+        """features: (batch, frames, bands), NumPy or CuPy -> margins (batch, n_tracks)."""
         if self._stack is None:
             return EngineScores(np.zeros((len(features), 0), dtype=np.float32))
-        return EngineScores(self._stack.logits(features) - self.thresholds[None, :])
+        if self.encoder is None:
+            logits = self._stack.logits(features)
+        else:
+            from ..xp import array_module
+            from .stacked_head import embed_query_windows
+
+            emb, mask = embed_query_windows(self.encoder, features, hop_frames=self.cnn.hop_frames)
+            logits = self._heads_on(array_module(features)).logits(emb, mask)
+        return EngineScores(logits - self.thresholds[None, :])
+
+
+def _read_record(rec: dict, db: Path, info) -> tuple[CnnParams, float, Path]:
+    """A track record's CNN parameters, threshold and model file, checked against the database."""
+    where = rec["_path"]
+    try:
+        rec_audio = from_dict(AudioParams, rec["audio"])
+        rec_feat = from_dict(FeatureParams, rec["features"])
+        rec_cnn = from_dict(CnnParams, {**rec["cnn"], "kind": record_kind(rec)})
+        threshold = float(rec["threshold_logit"])
+        model_file = Path(db) / catalog.TRACKS_DIR / rec["model_file"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"track record {where} is malformed ({exc})") from None
+    diffs = check_compatible(rec_audio, info.audio, "audio") + check_compatible(rec_feat, info.features, "features")
+    if diffs:
+        raise ParamsMismatch(f"track {rec['track_id']!r} ({where}) does not fit {db}: " + "; ".join(diffs))
+    return rec_cnn, threshold, model_file
+
+
+def _load_encoder_for(records: list[dict], info, db: Path):
+    """The encoder every embedding record names (one SHA-256 for the whole database)."""
+    from .fpencoder import load_encoder
+
+    shas = {rec.get("encoder_sha256") for rec in records}
+    if len(shas) != 1 or None in shas:
+        raise ParamsMismatch(f"the track models of {db} name {len(shas)} different encoders "
+                             f"({sorted(str(s)[:12] for s in shas)}); re-enrol them with one encoder")
+    return load_encoder(audio=info.audio, features=info.features, expect_sha256=shas.pop())
+
+
+def _head_weights(records: list[dict], models: list, info, cnn: CnnParams, encoder) -> list:
+    """The embedding heads' weights, each checked against the database's windows and encoder."""
+    from ..features import feature_shape
+    from .stacked_head import HeadWeights, n_subwindows
+
+    frames = feature_shape(audio=info.audio, params=info.features)[0]
+    expected = (n_subwindows(frames, frames=encoder.params.frames, hop_frames=cnn.hop_frames), encoder.dim)
+    heads = []
+    for rec, model in zip(records, models):
+        shape = tuple(model.input_shape[0][1:]) if isinstance(model.input_shape, list) else None
+        if shape != expected:
+            raise ParamsMismatch(f"track model of {rec['track_id']!r} expects embeddings {shape}, the "
+                                 f"database's windows and encoder give {expected}")
+        heads.append(HeadWeights.from_keras(model))
+    return heads
+
+
+def _spectrogram_stack(records: list[dict], models: list, info):
+    """The spectrogram CNNs stacked, each checked against the database's feature shape."""
+    from ..features import feature_shape
+    from .stacked_cnn import CnnWeights, StackedCnn
+
+    expected_shape = feature_shape(audio=info.audio, params=info.features)
+    for rec, model in zip(records, models):
+        if tuple(model.input_shape[1:]) != expected_shape:
+            raise ParamsMismatch(f"track model of {rec['track_id']!r} expects input {model.input_shape[1:]}, "
+                                 f"the database's features are {expected_shape}")
+    return StackedCnn([CnnWeights.from_keras(m) for m in models])
 
 
 def load(db: Path) -> CnnBinEngine:
     """Load every track of a cnnbin database, refusing mismatched artifacts."""
-    from ..features import feature_shape
+    from .stacked_head import StackedHeads
 
     info = catalog.open_db(db)
     if info.engine != NAME:
         raise ModelError(f"{db} is a {info.engine!r} database, not {NAME!r}")
     records = catalog.track_records(db)
     ids, models, thresholds, cnn = [], [], [], None
-    expected_shape = feature_shape(audio=info.audio, params=info.features)
     for rec in records:
-        where = rec["_path"]
-        try:
-            rec_audio = from_dict(AudioParams, rec["audio"])
-            rec_feat = from_dict(FeatureParams, rec["features"])
-            rec_cnn = from_dict(CnnParams, rec["cnn"])
-            threshold = float(rec["threshold_logit"])
-            model_file = Path(db) / catalog.TRACKS_DIR / rec["model_file"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"track record {where} is malformed ({exc})") from None
-        diffs = check_compatible(rec_audio, info.audio, "audio") + check_compatible(rec_feat, info.features, "features")
+        rec_cnn, threshold, model_file = _read_record(rec, db, info)
         if cnn is not None and rec_cnn != cnn:
-            diffs.append(f"cnn: {rec_cnn} differs from the other tracks' {cnn}")
-        if diffs:
-            raise ParamsMismatch(f"track {rec['track_id']!r} ({where}) does not fit {db}: " + "; ".join(diffs))
+            raise ParamsMismatch(f"track {rec['track_id']!r} ({rec['_path']}) does not fit {db}: "
+                                 f"cnn: {rec_cnn} differs from the other tracks' {cnn}")
         cnn = rec_cnn
-        model = _load_keras(model_file)
-        if tuple(model.input_shape[1:]) != expected_shape:
-            raise ParamsMismatch(f"track model {model_file} expects input {model.input_shape[1:]}, "
-                                 f"the database's features are {expected_shape}")
         ids.append(rec["track_id"])
-        models.append(model)
+        models.append(_load_keras(model_file))
         thresholds.append(threshold)
+    cnn = cnn or CnnParams()
+    stack, encoder, heads = None, None, None
+    if ids and cnn.kind == "embedding":
+        encoder = _load_encoder_for(records, info, db)
+        heads = _head_weights(records, models, info, cnn, encoder)
+        stack = StackedHeads(heads)
+    elif ids:
+        stack = _spectrogram_stack(records, models, info)
     if not ids:
         log.warning("database %s has no enrolled tracks; every query will be 'no match'", db)
-    log.info("loaded %d cnnbin track models from %s", len(ids), db)
-    return CnnBinEngine(audio=info.audio, features=info.features, track_ids=ids, models=models,
-                        thresholds=np.array(thresholds), cnn=cnn or CnnParams(),
+    log.info("loaded %d cnnbin track models (%s) from %s", len(ids), cnn.kind, db)
+    return CnnBinEngine(audio=info.audio, features=info.features, track_ids=ids, stack=stack,
+                        thresholds=np.array(thresholds), cnn=cnn, encoder=encoder, heads=heads,
                         score_offset=float(info.calibration.get("score_offset", 0.0)))

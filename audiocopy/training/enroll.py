@@ -57,29 +57,66 @@ def train_catalog(dataset_dir: Path, db: Path, *, cnn: CnnParams = CnnParams(), 
     if unknown:
         raise DatasetError(f"not in dataset {dataset_dir}: {unknown}")
     done = cnnbin.enrolled_track_ids(db)
+    kinds = cnnbin.enrolled_kinds(db)
+    if kinds and kinds != {cnn.kind}:
+        raise DatasetError(f"{db} holds {sorted(kinds)} track models; cannot add {cnn.kind!r} ones to it "
+                           "(use another --db, or remove its tracks first)")
     todo = [t for t in wanted if t not in done]
     calibration = calibration_windows(dataset)
+    fit = _track_fitter(dataset, cnn, train, progress)
     trained, seconds = [], []
-    for i, track_id in enumerate(tqdm(todo, desc="train", unit="track", disable=not progress)):
+    for track_id in tqdm(todo, desc="train", unit="track", disable=not progress):
         t0 = time.perf_counter()
-        fit = fit_track(dataset, track_id, cnn=cnn, train=train, calibration=calibration,
-                        seed=train.seed + 1000 * (dataset.licensed_ids().index(track_id) + 1))
-        cnnbin.save_track(db, cnnbin.TrackModel(track_id, fit.model, fit.threshold_logit, cnn, fit.metrics,
+        result, extra = fit(track_id, calibration,
+                            seed=train.seed + 1000 * (dataset.licensed_ids().index(track_id) + 1))
+        cnnbin.save_track(db, cnnbin.TrackModel(track_id, result.model, result.threshold_logit, cnn, result.metrics,
                                                 {"source": dataset.source(track_id).path,
-                                                 "train": {"epochs": train.epochs, "seed": train.seed}}),
+                                                 "train": {"epochs": train.epochs, "seed": train.seed}, **extra}),
                           audio=dataset.audio, features=dataset.features)
         seconds.append(time.perf_counter() - t0)
         trained.append(track_id)
         # Keras keeps every model ever built in its global state; this lets the
         # finished track's model and traced functions be freed.
         keras.backend.clear_session()
-        log.info("trained %s in %.1f s: %s", track_id, seconds[-1], fit.metrics)
+        log.info("trained %s in %.1f s: %s", track_id, seconds[-1], result.metrics)
     if len(calibration):
         with catalog.atomic_open(Path(db) / CALIBRATION_FILE) as fh:
             np.save(fh, calibration.astype(np.float16))
     offset = calibrate_catalog(db, catalog_fpr=train.catalog_fpr)
     return TrainReport(trained, [t for t in wanted if t in done],
                        float(np.mean(seconds)) if seconds else 0.0, offset)
+
+
+def _track_fitter(dataset: Dataset, cnn: CnnParams, train: TrainParams, progress: bool):
+    """``fit(track_id, calibration, seed) -> (FitResult, extra record fields)`` for ``cnn.kind``.
+
+    The embedding kind loads the shipped encoder and embeds the whole
+    dataset once (only when there is a track to train), then every track's
+    head reuses those embeddings; its records name the encoder's SHA-256,
+    which ``engines.cnnbin.load`` checks.
+    """
+    if cnn.kind == "spectrogram":
+        def fit_spectrogram(track_id, calibration, seed):
+            return fit_track(dataset, track_id, cnn=cnn, train=train, calibration=calibration, seed=seed), {}
+
+        return fit_spectrogram
+    if cnn.kind != "embedding":
+        raise DatasetError(f"unknown track model kind {cnn.kind!r} (expected 'embedding' or 'spectrogram')")
+    from ..engines.fpencoder import load_encoder
+    from .fit_head import calibration_rows, embed_dataset, fit_track_head
+
+    state: dict = {}
+
+    def fit_embedding(track_id, calibration, seed):
+        if not state:  # first track: load the encoder and embed the dataset
+            encoder = load_encoder(audio=dataset.audio, features=dataset.features)
+            inputs = embed_dataset(dataset, encoder, hop_frames=cnn.hop_frames, progress=progress)
+            state.update(encoder=encoder, inputs=inputs, calibration=calibration_rows(dataset, inputs))
+        result = fit_track_head(dataset, track_id, encoder=state["encoder"], inputs=state["inputs"], cnn=cnn,
+                                train=train, calibration=state["calibration"], seed=seed)
+        return result, {"encoder_sha256": state["encoder"].sha256}
+
+    return fit_embedding
 
 
 def calibrate_catalog(db: Path, *, catalog_fpr: float) -> float:

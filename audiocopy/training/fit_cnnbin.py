@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -90,10 +91,15 @@ def jitter(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 class NegativeSampler:
-    """Draws negative windows for one track from the training split."""
+    """Draws negative windows for one track from the training split.
 
-    def __init__(self, dataset: Dataset, track_id: str):
+    rows: what one source's windows are (default ``dataset.windows``, the
+    features; the embedding head passes its embedded windows instead).
+    """
+
+    def __init__(self, dataset: Dataset, track_id: str, rows: Callable[[Source], np.ndarray] | None = None):
         self.dataset = dataset
+        self.rows = rows or dataset.windows
         self.licensed = [s for s in dataset.sources if s.role == "licensed" and s.track_id != track_id]
         self.wrong = [s for s in dataset.sources if s.role == "wrong" and s.split == "train"]
         if not self.licensed and not self.wrong:
@@ -103,13 +109,13 @@ class NegativeSampler:
         picks = rng.integers(len(sources), size=n)
         rows = []
         for s_idx in np.unique(picks):
-            data = self.dataset.windows(sources[s_idx])
+            data = self.rows(sources[s_idx])
             count = int((picks == s_idx).sum())
             rows.append(_take(data, rng.integers(len(data), size=count)))
         return rows
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """(n, frames, bands) float32 negatives, half licensed and half wrong when both exist."""
+        """(n, ...) float32 negative rows, half licensed and half wrong when both exist."""
         n_lic = n // 2 if self.wrong else n
         if not self.licensed:
             n_lic = 0
@@ -118,8 +124,8 @@ class NegativeSampler:
         return np.concatenate(rows)
 
 
-def mine_hard_negatives(model, sampler: NegativeSampler, rng: np.random.Generator, *, pool: int,
-                        keep: int) -> np.ndarray:
+def mine_hard_negatives(score: Callable[[np.ndarray], np.ndarray], sampler: NegativeSampler,
+                        rng: np.random.Generator, *, pool: int, keep: int) -> np.ndarray:
     """The ``keep`` negatives the model currently scores highest, out of ``pool`` fresh draws.
 
     A catalogue of T tracks is judged on the *maximum* of T classifiers, so
@@ -127,10 +133,11 @@ def mine_hard_negatives(model, sampler: NegativeSampler, rng: np.random.Generato
     average one. Random negatives are mostly easy; training on the hardest
     ones (as in detector cascades and hard-example mining) spends the
     epochs on the tail that produces false positives.
-    Returns (keep, frames, bands) float32.
+    score: the model's logits of a batch of rows, (n, ...) -> (n,).
+    Returns (keep, ...) float32 rows.
     """
     candidates = sampler.sample(pool, rng)
-    scores = _logits(model, candidates)
+    scores = score(candidates)
     return candidates[np.argsort(-scores)[:keep]]
 
 
@@ -158,9 +165,103 @@ class FitResult:
     metrics: dict
 
 
+@dataclass(frozen=True)
+class ValidationSplit:
+    """One track's rows for training and epoch selection.
+
+    pos_train: positives to train on; val, y_val: held-out positives (unseen
+    distortion draws at unseen offsets) and fresh negatives with their labels;
+    neg_val: those negatives alone (the threshold's fallback).
+    """
+
+    pos_train: np.ndarray
+    val: np.ndarray
+    y_val: np.ndarray
+    neg_val: np.ndarray
+
+
+def split_positives(pos: np.ndarray, sampler: NegativeSampler, train: TrainParams,
+                    rng: np.random.Generator) -> ValidationSplit:
+    """Hold out ``validation_fraction`` of a track's positive rows, with negatives to match."""
+    perm = rng.permutation(len(pos))
+    n_val = max(2, int(len(pos) * train.validation_fraction))
+    pos_val, pos_train = pos[perm[:n_val]], pos[perm[n_val:]]
+    neg_val = sampler.sample(n_val * train.negatives_per_positive, rng)
+    y_val = np.concatenate([np.ones(len(pos_val)), np.zeros(len(neg_val))]).astype(np.float32)
+    return ValidationSplit(pos_train, np.concatenate([pos_val, neg_val]), y_val, neg_val)
+
+
+def fit_epochs(model, split: ValidationSplit, sampler: NegativeSampler, train: TrainParams,
+               rng: np.random.Generator, *, score: Callable[[np.ndarray], np.ndarray],
+               fit: Callable[[np.ndarray, np.ndarray, dict], None],
+               transform: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+               start_loss: float = np.inf) -> tuple[float, int]:
+    """The epoch loop both track models share; leaves the best epoch's weights in ``model``.
+
+    Every epoch draws fresh negatives (``negatives_per_positive`` per
+    positive), from ``MINE_FROM_EPOCH`` on partly the hardest of a larger
+    draw (``mine_hard_negatives``), trains one epoch with the positives
+    weighted up to balance the classes, and keeps the weights with the lowest
+    class-balanced loss on the validation rows; ``patience`` epochs without
+    improvement stop it.
+    score: rows -> (n,) logits; fit: (rows, labels, class_weight) -> one
+    epoch of training; transform: optional augmentation of each epoch's rows;
+    start_loss: the validation loss of the initial weights when they are a
+    candidate themselves (epoch 0), else infinity.
+    Returns the best validation loss and its epoch (0 = the initial weights).
+    """
+    class_weight = {0: 1.0, 1: float(train.negatives_per_positive)}
+    best_loss, best_epoch, waited = start_loss, 0, 0
+    best_weights = model.get_weights() if np.isfinite(start_loss) else None
+    n_neg = len(split.pos_train) * train.negatives_per_positive
+    hard = np.zeros((0, *split.pos_train.shape[1:]), dtype=np.float32)
+    for epoch in range(train.epochs):
+        if epoch >= MINE_FROM_EPOCH and (epoch - MINE_FROM_EPOCH) % MINE_EVERY == 0:
+            hard = mine_hard_negatives(score, sampler, rng, pool=n_neg * MINE_POOL_FACTOR,
+                                       keep=int(n_neg * MINE_SHARE))
+        neg = np.concatenate([sampler.sample(n_neg - len(hard), rng), hard])
+        x = np.concatenate([split.pos_train, neg])
+        if transform is not None:
+            x = transform(x, rng)
+        y = np.concatenate([np.ones(len(split.pos_train)), np.zeros(len(neg))]).astype(np.float32)
+        order = rng.permutation(len(x))
+        fit(x[order], y[order], class_weight)
+        val_loss = _balanced_bce(score(split.val), split.y_val)
+        if val_loss < best_loss - 1e-4:
+            best_loss, best_weights, best_epoch, waited = val_loss, model.get_weights(), epoch + 1, 0
+        else:
+            waited += 1
+            if waited >= train.patience:
+                break
+    model.set_weights(best_weights)
+    return float(best_loss), best_epoch
+
+
+def calibrate_track(score: Callable[[np.ndarray], np.ndarray], split: ValidationSplit, calibration: np.ndarray,
+                    train: TrainParams, track_id: str) -> tuple[float, dict]:
+    """A trained track model's threshold and its validation figures.
+
+    The threshold is the ``track_fpr`` quantile of the model's logits on the
+    calibration rows (music no model trained on); without calibration tracks
+    it falls back to the validation negatives and says so.
+    Returns (threshold logit, metrics: validation recall and negative false-positive rate at it,
+    calibration windows used).
+    """
+    cal = calibration if len(calibration) else split.neg_val
+    if not len(calibration):
+        log.warning("no calibration tracks: threshold of %r set on training negatives (optimistic)", track_id)
+    threshold = quantile_threshold(score(cal), train.track_fpr)
+    val_logits = score(split.val)
+    return threshold, {
+        "val_recall": round(float((val_logits[split.y_val == 1] > threshold).mean()), 4),
+        "val_negative_fpr": round(float((val_logits[split.y_val == 0] > threshold).mean()), 4),
+        "calibration_windows": int(len(cal)),
+    }
+
+
 def fit_track(dataset: Dataset, track_id: str, *, cnn: CnnParams, train: TrainParams,
               calibration: np.ndarray, seed: int | None = None) -> FitResult:
-    """Train and calibrate the classifier of one licensed track.
+    """Train and calibrate the spectrogram classifier of one licensed track.
 
     calibration: (n, frames, bands) float16 or float32 held-out negatives
     (see ``calibration_windows``).
@@ -180,54 +281,23 @@ def fit_track(dataset: Dataset, track_id: str, *, cnn: CnnParams, train: TrainPa
     pos = np.asarray(dataset.windows(source), dtype=np.float32)
     if len(pos) < 10:
         raise DatasetError(f"track {track_id!r} has only {len(pos)} windows in the dataset")
-    perm = rng.permutation(len(pos))
-    n_val = max(2, int(len(pos) * train.validation_fraction))
-    pos_val, pos_train = pos[perm[:n_val]], pos[perm[n_val:]]
     sampler = NegativeSampler(dataset, track_id)
-    neg_val = sampler.sample(n_val * train.negatives_per_positive, rng)
-    x_val = np.concatenate([pos_val, neg_val])
-    y_val = np.concatenate([np.ones(len(pos_val)), np.zeros(len(neg_val))]).astype(np.float32)
+    split = split_positives(pos, sampler, train, rng)
 
     model = build_track_cnn(feature_shape(audio=dataset.audio, params=dataset.features), cnn, name="track_cnn")
     model.compile(optimizer=keras.optimizers.Adam(train.learning_rate),
                   loss=keras.losses.BinaryCrossentropy(from_logits=True))
-    # Positives are outnumbered; weighting keeps the loss balanced between classes.
-    class_weight = {0: 1.0, 1: float(train.negatives_per_positive)}
-    best_loss, best_weights, best_epoch, waited = np.inf, None, 0, 0
-    n_neg = len(pos_train) * train.negatives_per_positive
-    hard = np.zeros((0, *pos.shape[1:]), dtype=np.float32)
-    for epoch in range(train.epochs):
-        if epoch >= MINE_FROM_EPOCH and (epoch - MINE_FROM_EPOCH) % MINE_EVERY == 0:
-            hard = mine_hard_negatives(model, sampler, rng, pool=n_neg * MINE_POOL_FACTOR,
-                                       keep=int(n_neg * MINE_SHARE))
-        neg = np.concatenate([sampler.sample(n_neg - len(hard), rng), hard])
-        x = jitter(np.concatenate([pos_train, neg]), rng)
-        y = np.concatenate([np.ones(len(pos_train)), np.zeros(len(neg))]).astype(np.float32)
-        order = rng.permutation(len(x))
-        model.fit(x[order], y[order], batch_size=train.batch_size, epochs=1, verbose=0,
-                  class_weight=class_weight, shuffle=False)
-        val_logits = _logits(model, x_val)
-        val_loss = _balanced_bce(val_logits, y_val)
-        if val_loss < best_loss - 1e-4:
-            best_loss, best_weights, best_epoch, waited = val_loss, model.get_weights(), epoch + 1, 0
-        else:
-            waited += 1
-            if waited >= train.patience:
-                break
-    model.set_weights(best_weights)
 
-    cal = calibration if len(calibration) else neg_val
-    if not len(calibration):
-        log.warning("no calibration tracks: threshold of %r set on training negatives (optimistic)", track_id)
-    cal_logits = _logits(model, cal)
-    threshold = quantile_threshold(cal_logits, train.track_fpr)
-    val_logits = _logits(model, x_val)
+    def fit(x, y, class_weight):
+        model.fit(x, y, batch_size=train.batch_size, epochs=1, verbose=0, class_weight=class_weight, shuffle=False)
+
+    best_loss, best_epoch = fit_epochs(model, split, sampler, train, rng, score=lambda x: _logits(model, x),
+                                       fit=fit, transform=jitter)
+    threshold, figures = calibrate_track(lambda x: _logits(model, x), split, calibration, train, track_id)
     metrics = {
         "best_epoch": best_epoch,
-        "val_loss": round(float(best_loss), 4),
-        "val_recall": round(float((val_logits[y_val == 1] > threshold).mean()), 4),
-        "val_negative_fpr": round(float((val_logits[y_val == 0] > threshold).mean()), 4),
-        "calibration_windows": int(len(cal)),
+        "val_loss": round(best_loss, 4),
+        **figures,
         "train_seconds": round(time.perf_counter() - t0, 2),
         "positives": int(len(pos)),
     }
