@@ -86,8 +86,10 @@ def test_loadtest_clone_db(tiny_db, tmp_path):
     loadtest.clone_db(tiny_db, tmp_path / "db10", 10)
     records = catalog.track_records(tmp_path / "db10")
     assert len(records) == 10 and len({r["track_id"] for r in records}) == 10
-    with pytest.raises(SystemExit):
+    with pytest.raises(loadtest.BenchError, match="exists"):
         loadtest.clone_db(tiny_db, tmp_path / "db10", 5)
+    with pytest.raises(SystemExit, match="exists"):
+        loadtest.main(["clone-db", str(tiny_db), str(tmp_path / "db10"), "--tracks", "5"])
     assert "cnnbin, 10 tracks (10 are model clones" in loadtest.describe_db(tmp_path / "db10")
     assert loadtest.describe_db(tiny_db).endswith("cnnbin, 3 tracks.")
     catalog.set_calibration(tmp_path / "db10", {})

@@ -76,6 +76,12 @@ def _rss_mib() -> float:
 # 1. accuracy on evaluate.py's queries
 
 
+def _cnnbin_figures(bench: Path) -> dict:
+    """cnnbin's accuracy and track model from ``tools/evaluate.py``'s latest results (read afresh every time)."""
+    results = read_json(bench / "results.json", {})
+    return {"cnnbin": results.get("accuracy"), "cnnbin_model": results.get("model", "spectrogram")}
+
+
 def accuracy(bench: Path, work: Path) -> dict:
     import evaluate
     from tqdm import tqdm
@@ -94,7 +100,7 @@ def accuracy(bench: Path, work: Path) -> dict:
             and "stream_accuracy" in cache:
         log.info("accuracy: cached for this encoder")
         # cnnbin's figures are read afresh: its benchmark may have been rerun since.
-        return {**cache, "cnnbin": read_json(bench / "results.json", {}).get("accuracy")}
+        return {**cache, **_cnnbin_figures(bench)}
     db = work / "db"
     if db.exists() and (db / "fingerprint.json").exists() and \
             json.loads((db / "fingerprint.json").read_text())["encoder_sha256"] != sha:
@@ -126,8 +132,7 @@ def accuracy(bench: Path, work: Path) -> dict:
                                  "score": float(det.score)})
     conditions = [c for c in evaluate.CONDITIONS if c.name in {r["condition"] for r in rows}]
     acc = evaluate.accuracy_tables(rows, conditions)
-    cnn = read_json(bench / "results.json", {}).get("accuracy")
-    out = {"encoder": sha, "truth_size": truth_path.stat().st_size, "accuracy": acc, "cnnbin": cnn,
+    out = {"encoder": sha, "truth_size": truth_path.stat().st_size, "accuracy": acc, **_cnnbin_figures(bench),
            "stream_accuracy": evaluate.accuracy_tables(stream_rows, conditions),
            "queries": len(rows),
            "enrol": {"tracks": len(report.enrolled) + len(report.skipped), "wall_s": round(enrol_s, 1),
@@ -481,7 +486,7 @@ def render(res: dict) -> str:
                   "through the server's path (`FingerprintEngine.score_stream`, sub-windows on the stream's "
                   "frame grid, each floored under its own peak), each query a stream of its own, with its own "
                   "FP ≤ 1 % threshold.", "",
-                  "| condition | fingerprint hit % at FP ≤ 1 % | live path | cnnbin hit % at FP ≤ 1 % | target "
+                  f"| condition | fingerprint hit % at FP ≤ 1 % | live path | cnnbin (`--model {acc.get('cnnbin_model', 'spectrogram')}`) hit % at FP ≤ 1 % | target "
                   "| fingerprint hit / wrong / FP % (calibrated) |",
                   "|---|---|---|---|---|---|"]
         for r in a["conditions"] + a["groups"] + [a["all"]]:

@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import subprocess
 import threading
@@ -224,3 +225,29 @@ def update_section(doc: Path, name: str, body: str) -> None:
     tmp = doc.with_name(doc.name + ".part")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, doc)
+
+
+def clone_db(src: Path, dst: Path, tracks: int) -> None:
+    """A timing catalogue of ``tracks`` tracks: copies of the source's models under new ids.
+
+    Latency depends on the number of track models, not on what they learned,
+    so copies measure the cost of a 100-track catalogue without training one.
+    Its matches are meaningless; never use it for accuracy.
+    """
+    from audiocopy import catalog
+
+    records = catalog.track_records(src)
+    if not records:
+        raise BenchError(f"{src} has no tracks to clone")
+    if dst.exists():
+        raise BenchError(f"{dst} exists; remove it first")
+    (dst / catalog.TRACKS_DIR).mkdir(parents=True)
+    shutil.copy(src / catalog.DB_FILE, dst / catalog.DB_FILE)
+    for i in range(tracks):
+        rec = {k: v for k, v in records[i % len(records)].items() if k != "_path"}
+        track_id = f"clone-{i:04d}-{rec['track_id']}"
+        base = catalog.track_filename(track_id)
+        shutil.copy(src / catalog.TRACKS_DIR / rec["model_file"], dst / catalog.TRACKS_DIR / f"{base}.keras")
+        catalog.atomic_write_json(dst / catalog.TRACKS_DIR / f"{base}.json",
+                                  {**rec, "track_id": track_id, "model_file": f"{base}.keras"})
+    log.info("wrote %s with %d tracks (timing only)", dst, tracks)

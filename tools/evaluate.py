@@ -78,7 +78,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (BenchError, busy_cores, generic_corpus, machine_info, median_ms, read_json,  # noqa: E402
+from benchlib import (BenchError, busy_cores, clone_db, generic_corpus, machine_info, median_ms, read_json,  # noqa: E402
                       run_measured, update_section, write_json)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -561,12 +561,23 @@ def training_complete(db: Path, catalog_ids: list[str]) -> bool:
     return set(catalog_ids) <= cnnbin.enrolled_track_ids(db) and "score_offset" in info.calibration
 
 
-def enrol(work: Path, catalog_ids: list[str], *, jobs: int, dataset_flags: list[str], train_flags: list[str]) -> dict:
+def db_dir(work: Path, model: str) -> Path:
+    """The database of one cnnbin model kind: ``WORK/db`` (embedding) or ``WORK/db-<kind>``.
+
+    Both kinds train on the same dataset and answer the same queries, so one
+    work folder holds both and either can be rerun without the other.
+    """
+    return work / "db" if model == "embedding" else work / f"db-{model}"
+
+
+def enrol(work: Path, catalog_ids: list[str], *, model: str, jobs: int, dataset_flags: list[str],
+          train_flags: list[str]) -> dict:
     """Build the dataset and train the database in two measured child processes."""
     timings_path = work / "timings.json"
     timings = read_json(timings_path, {})
     py = [sys.executable, "-m", "audiocopy.cli"]
-    dataset_dir, db = work / "dataset", work / "db"
+    dataset_dir, db = work / "dataset", db_dir(work, model)
+    train_key = f"train-{model}"
     if dataset_complete(dataset_dir):
         log.info("dataset: %s is complete, skipped", dataset_dir)
     else:
@@ -582,12 +593,12 @@ def enrol(work: Path, catalog_ids: list[str], *, jobs: int, dataset_flags: list[
         from audiocopy.engines import cnnbin
 
         before = len(cnnbin.enrolled_track_ids(db)) if db.is_dir() else 0
-        result = run_measured(py + ["train", "--dataset", str(dataset_dir), "--db", str(db), *train_flags],
-                              child_env())
+        result = run_measured(py + ["train", "--dataset", str(dataset_dir), "--db", str(db), "--model", model,
+                                    *train_flags], child_env())
         trained = len(cnnbin.enrolled_track_ids(db)) - before
         # A rerun that trained nothing (only recalibrated) must not replace the real measurement.
-        if trained or "train" not in timings:
-            timings["train"] = {**result, "tracks_trained": trained, "resumed": before > 0,
+        if trained or train_key not in timings:
+            timings[train_key] = {**result, "tracks_trained": trained, "resumed": before > 0,
                                 "wall_per_track_s": round(result["wall_s"] / trained, 2) if trained else None}
             write_json(timings_path, timings)
     return timings
@@ -624,15 +635,14 @@ def db_signature(db: Path) -> str:
 # Identification and metrics
 
 
-def identify(work: Path, queries: list[Query]) -> list[dict]:
+def identify(work: Path, db: Path, queries: list[Query]) -> list[dict]:
     """One answer per query, batched through the recognizer (cached per database)."""
     from tqdm import tqdm
 
     from audiocopy.audio import load_audio
     from audiocopy.recognizer import Recognizer
 
-    db = work / "db"
-    cache_path = work / "detections.json"
+    cache_path = work / f"detections-{db.name}.json"
     signature = db_signature(db)
     cache = read_json(cache_path, {})
     files = [q.file for q in queries]
@@ -697,22 +707,25 @@ def accuracy_tables(rows: list[dict], conditions: list[Condition]) -> dict:
 # Speed
 
 
-def measure_speed(work: Path, queries: list[Query]) -> dict:
-    """Scoring ms/window for 10 and 100 tracks, and feature extraction ms/window."""
-    import keras
+def measure_speed(work: Path, db: Path, queries: list[Query]) -> dict:
+    """Scoring ms/window for 10 and 100 tracks, and feature extraction ms/window.
 
+    Scoring is ``CnnBinEngine.score`` on ready features: for the embedding
+    kind it includes the encoder's ten sub-window embeddings per window
+    (measured alone too), for the spectrogram kind the stacked CNNs. The
+    10- and 100-track catalogues are timing copies of the trained database
+    (``benchlib.clone_db``) under ``WORK/speed``; the cost depends on the
+    number and size of the models, not on their weights.
+    """
     from audiocopy import catalog
     from audiocopy.audio import load_audio
-    from audiocopy.engines.stacked_cnn import CnnWeights, StackedCnn
+    from audiocopy.engines import cnnbin
     from audiocopy.features import log_spectrogram
     from audiocopy.xp import device_name, get_xp, to_numpy
 
-    db = work / "db"
     info = catalog.open_db(db)
     records = catalog.track_records(db)
-    weights = [CnnWeights.from_keras(keras.saving.load_model(str(db / catalog.TRACKS_DIR / r["model_file"]),
-                                                             compile=False)) for r in records]
-    if not weights:
+    if not records:
         raise BenchError(f"{db} holds no trained tracks")
     clean = [q for q in queries if q.condition == "clean"] or queries
     n = info.audio.window_samples
@@ -721,25 +734,46 @@ def measure_speed(work: Path, queries: list[Query]) -> dict:
     windows = np.resize(windows, (32, n)).astype(np.float32)  # repeat when there are fewer than 32
     xp = get_xp()
     feats = np.asarray(to_numpy(log_spectrogram(windows, audio=info.audio, params=info.features, xp=xp)))
-    out = {"trained_models": len(weights), "feature_device": device_name(xp), "scoring": [], "features": []}
+    out = {"trained_models": len(records), "feature_device": device_name(xp), "scoring": [], "features": [],
+           "encoder": []}
     for batch in (1, 32):
         runs = 50 if batch == 1 else 15
         ms = median_ms(lambda: to_numpy(log_spectrogram(windows[:batch], audio=info.audio,
                                                          params=info.features, xp=xp)), runs)
         out["features"].append({"batch": batch, "ms_per_batch": round(ms, 3), "ms_per_window": round(ms / batch, 3)})
+    speed_dir = work / "speed"
+    shutil.rmtree(speed_dir, ignore_errors=True)
     for n_tracks in (10, 100):
-        # Cost depends only on the shapes, so repeating trained models stands in for missing ones.
-        stack = StackedCnn([weights[i % len(weights)] for i in range(n_tracks)])
+        engine = cnnbin.load(clone_db_for_speed(db, speed_dir / f"db{n_tracks}", n_tracks))
+        out["kind"] = engine.cnn.kind
         for batch in (1, 32):
             runs = 50 if batch == 1 else 15
-            ms = median_ms(lambda: stack.logits(feats[:batch]), runs)
-            out["scoring"].append({"tracks": n_tracks, "batch": batch, "repeated": n_tracks > len(weights),
+            ms = median_ms(lambda: engine.score(feats[:batch]), runs)
+            out["scoring"].append({"tracks": n_tracks, "batch": batch, "repeated": n_tracks > len(records),
                                    "ms_per_batch": round(ms, 3), "ms_per_window": round(ms / batch, 3)})
+            if engine.encoder is not None and n_tracks == 10:
+                from audiocopy.engines.stacked_head import embed_query_windows
+
+                ms = median_ms(lambda: embed_query_windows(engine.encoder, feats[:batch],
+                                                           hop_frames=engine.cnn.hop_frames), runs)
+                out["encoder"].append({"batch": batch, "ms_per_batch": round(ms, 3),
+                                       "ms_per_window": round(ms / batch, 3)})
+    shutil.rmtree(speed_dir, ignore_errors=True)
     import tensorflow as tf
 
     out["tensorflow"] = tf.__version__
     out["tf_devices"] = [d.device_type for d in tf.config.list_physical_devices()]
     return out
+
+
+def clone_db_for_speed(db: Path, dst: Path, n_tracks: int) -> Path:
+    """``db`` itself when it has exactly ``n_tracks`` tracks, else a timing copy of that size."""
+    from audiocopy import catalog
+
+    if len(catalog.track_records(db)) == n_tracks:
+        return db
+    clone_db(db, dst, n_tracks)
+    return dst
 
 
 # ---------------------------------------------------------------------------
@@ -764,8 +798,22 @@ def accuracy_markdown(acc: dict) -> list[str]:
     return lines
 
 
-def render_section(res: dict) -> str:
-    """The markdown body of the section (``benchlib.update_section`` adds the markers)."""
+MODEL_TEXT = {
+    "embedding": "`--model embedding`: per track, a CNN head over the shipped fingerprint encoder's sub-window "
+                 "embeddings (`models.build_track_head`; the encoder was trained on none of the catalogue or "
+                 "unseen tracks), initialised from the track's own embeddings, biased by the wrong tracks, "
+                 "fine-tuned on the track's augmented windows.",
+    "spectrogram": "`--model spectrogram`: per track, the seed's CNN trained from scratch on the log-frequency "
+                   "spectrogram (`models.build_track_cnn`).",
+}
+
+
+def render_section(res: dict, other: dict | None = None) -> str:
+    """The markdown body of the section (``benchlib.update_section`` adds the markers).
+
+    other: the results of the other track model on the same work folder, if
+    it was run; a comparison table is appended.
+    """
     cfg, m, split = res["config"], res["machine"], res["split_sizes"]
     acc, speed, tim, dbs = res["accuracy"], res["speed"], res["timings"], res["db"]
     n_cond = len(cfg["conditions"])
@@ -780,6 +828,7 @@ def render_section(res: dict) -> str:
              f"{split['catalog']} catalogue tracks (enrolled), {split['wrong']} wrong tracks (training "
              f"negatives), {split['unseen']} unseen tracks (negatives never trained on), "
              f"{split['spare']} unused.",
+             "- **Track model:** " + MODEL_TEXT.get(res.get("model", "spectrogram"), res.get("model", "?")),
              f"- **Queries:** {cfg['k']} fragment{'s' if cfg['k'] > 1 else ''} of {FRAGMENT_SECONDS:g} s per catalogue and unseen track "
              f"(random offsets, at least {EDGE_SECONDS:g} s from either end, the same offsets in every "
              f"condition) × {n_cond} conditions = {res['queries']['count']} queries. Each is distorted by "
@@ -824,9 +873,12 @@ def render_section(res: dict) -> str:
                  f"{fmt(dbs['model_kib_max'])} KiB |")
     lines.append(f"| enrolment settings | {cfg['enrol_settings']} |")
     lines += ["", "### Scoring speed", "",
-              "Median of repeated calls after a warm-up, in one process using all cores. Scoring is the "
-              "stacked forward pass of all track CNNs (`StackedCnn.logits`) on ready features; feature "
-              "extraction is `features.log_spectrogram` on 2.5 s windows. Cores kept busy by other "
+              "Median of repeated calls after a warm-up, in one process using all cores. Scoring is "
+              "`CnnBinEngine.score` on ready features: "
+              + ("the encoder's ten sub-window embeddings per window, then all track heads in one pass "
+                 "(`StackedHeads`)" if speed.get("kind") == "embedding" else
+                 "the stacked forward pass of all track CNNs (`StackedCnn`)")
+              + "; feature extraction is `features.log_spectrogram` on 2.5 s windows. Cores kept busy by other "
               f"processes just before timing: {fmt(speed.get('busy_cores_before'), 2)}.", "",
               "| step | tracks | batch | ms per batch | ms per window |", "|---|---:|---:|---:|---:|"]
     for f in speed["features"]:
@@ -834,11 +886,44 @@ def render_section(res: dict) -> str:
     for s in speed["scoring"]:
         lines.append(f"| scoring | {s['tracks']}{'*' if s['repeated'] else ''} | {s['batch']} | "
                      f"{s['ms_per_batch']:.2f} | {s['ms_per_window']:.2f} |")
+    for e in speed.get("encoder", []):
+        lines.append(f"| encoder embeddings alone (part of scoring, any number of tracks) | – | {e['batch']} | "
+                     f"{e['ms_per_batch']:.2f} | {e['ms_per_window']:.2f} |")
     if any(s["repeated"] for s in speed["scoring"]):
-        lines += ["", f"\\* Only {speed['trained_models']} models were trained: the stack repeats them to reach "
-                      "that many tracks (the cost depends only on the number of tracks, not on the weights)."]
+        lines += ["", f"\\* Only {speed['trained_models']} models were trained: the timing catalogue repeats them "
+                      "(`benchlib.clone_db`) to reach "
+                      "that many tracks (the cost depends on the number and size of the models, not on their weights)."]
+    if other:
+        lines += ["", *comparison_markdown(res, other)]
     lines += ["", f"Raw results: `{res['results_file']}`."]
     return "\n".join(lines) + "\n"
+
+
+def comparison_markdown(res: dict, other: dict) -> list[str]:
+    """Both cnnbin track models side by side, from this run and the other kind's last run."""
+    kinds = [res.get("model", "spectrogram"), other.get("model", "spectrogram")]
+    rows_of = [{r["label"]: r for r in (x["accuracy"]["conditions"] + x["accuracy"]["groups"]
+                                         + [x["accuracy"]["all"]])} for x in (res, other)]
+    lines = [f"### Both track models on the same queries", "",
+             f"`--model {kinds[1]}` measured on {other['date']} (`{Path(other['results_file']).with_name('results-' + kinds[1] + '.json')}`), "
+             f"same split, queries and dataset; hit % at FP ≤ 1 % on the unseen negatives:", "",
+             f"| condition | {kinds[0]} | {kinds[1]} | target |", "|---|---:|---:|---:|"]
+    for label, r in rows_of[0].items():
+        o = rows_of[1].get(label, {})
+        target = "" if r["target"] is None else f"≥ {r['target']:g}"
+        name = CONDITION_BY_NAME[label].label if label in CONDITION_BY_NAME else label
+        lines.append(f"| {name} | {fmt(r['hit_at_fpr'])} | {fmt(o.get('hit_at_fpr'))} | {target} |")
+    costs = []
+    for x in (res, other):
+        tr, db = x["timings"].get("train") or {}, x["db"]
+        score = next((s["ms_per_window"] for s in x["speed"]["scoring"] if s["tracks"] == 100 and s["batch"] == 32),
+                     None)
+        costs.append((tr.get("wall_per_track_s"), db.get("model_kib_mean"), score))
+    lines += ["", f"| cost | {kinds[0]} | {kinds[1]} |", "|---|---:|---:|",
+              f"| training wall time per track, s | {fmt(costs[0][0])} | {fmt(costs[1][0])} |",
+              f"| model size per track, mean KiB | {fmt(costs[0][1])} | {fmt(costs[1][1])} |",
+              f"| scoring 100 tracks, batch 32, ms per window | {fmt(costs[0][2], 2)} | {fmt(costs[1][2], 2)} |"]
+    return lines
 
 
 # ---------------------------------------------------------------------------
@@ -857,6 +942,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--unseen", type=int, default=30, help="unseen negative tracks, never trained on (default 30)")
     p.add_argument("--k", type=int, default=3, help="fragments per catalogue/unseen track (default 3)")
     p.add_argument("--engine", default="cnnbin", choices=["cnnbin"], help="recognition engine (only cnnbin)")
+    p.add_argument("--model", default="embedding", choices=["embedding", "spectrogram"],
+                   help="cnnbin track model (default embedding); each kind has its own database in WORK")
     p.add_argument("--jobs", type=int, default=2, help="parallel processes for queries and dataset (default 2)")
     p.add_argument("--skip-train", action="store_true", help="reuse WORK/db as it is (no dataset or training)")
     p.add_argument("--quick", action="store_true",
@@ -933,17 +1020,18 @@ def run(args, argv) -> int:
     if args.stop_after == "queries":
         return 0
 
+    db = db_dir(work, args.model)
     if args.skip_train:
-        if not (work / "db" / "db.json").is_file():
-            raise BenchError(f"--skip-train needs a trained database in {work / 'db'}")
+        if not (db / "db.json").is_file():
+            raise BenchError(f"--skip-train needs a trained database in {db}")
         timings = read_json(work / "timings.json", {})
     else:
-        timings = enrol(work, split["catalog"], jobs=args.jobs, dataset_flags=cfg["dataset_flags"],
-                        train_flags=cfg["train_flags"])
+        timings = enrol(work, split["catalog"], model=args.model, jobs=args.jobs,
+                        dataset_flags=cfg["dataset_flags"], train_flags=cfg["train_flags"])
     if args.stop_after == "enrol":
         return 0
 
-    rows = identify(work, queries)
+    rows = identify(work, db, queries)
     acc = accuracy_tables(rows, conditions)
     if args.stop_after == "identify":
         return 0
@@ -952,14 +1040,14 @@ def run(args, argv) -> int:
     busy = busy_cores()
     if busy is not None and busy > 0.25:  # other work on the machine inflates every timing
         log.warning("other processes keep %.2f cores busy: speed figures will be pessimistic", busy)
-    speed_path = work / "speed.json"
-    speed_key = {"db": db_signature(work / "db"), "machine": machine}
+    speed_path = work / f"speed-{db.name}.json"
+    speed_key = {"db": db_signature(db), "machine": machine}
     cached = read_json(speed_path, {})
     if cached.get("key") == speed_key:
         log.info("speed: cached, skipped")
         speed = cached["speed"]
     else:
-        speed = {**measure_speed(work, queries), "busy_cores_before": busy}
+        speed = {**measure_speed(work, db, queries), "busy_cores_before": busy}
         write_json(speed_path, {"key": speed_key, "speed": speed})
 
     doc = args.doc or (work / "benchmarks.md" if args.quick else REPO / "docs" / "benchmarks.md")
@@ -980,15 +1068,18 @@ def run(args, argv) -> int:
         "split_sizes": {"corpus": len(tracks), **{k: len(v) for k, v in split.items()}},
         "split": split,
         "queries": {"count": len(queries), "generation": gen},
-        "timings": timings,
-        "db": db_stats(work / "db"),
+        "model": args.model,
+        "timings": {"dataset": timings.get("dataset"), "train": timings.get(f"train-{args.model}")},
+        "db": db_stats(db),
         "accuracy": acc,
         "speed": speed,
         "results_file": str(work / "results.json"),
         "answers": rows,
     }
     write_json(work / "results.json", results)
-    section = render_section(results)
+    write_json(work / f"results-{args.model}.json", {**results, "results_file": str(work / f"results-{args.model}.json")})
+    other = read_json(work / f"results-{'spectrogram' if args.model == 'embedding' else 'embedding'}.json")
+    section = render_section(results, other)
     update_section(doc, SECTION_NAME, section)
     print(section)
     print(f"wrote {doc} and {work / 'results.json'}")

@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 sys.path.insert(0, str(ROOT / "tools"))
-from benchlib import busy_cores, machine_info, update_section  # noqa: E402
+from benchlib import BenchError, busy_cores, clone_db, machine_info, update_section  # noqa: E402
 
 
 def machine() -> str:
@@ -324,32 +324,6 @@ def write_section(path: Path, body: str) -> None:
     update_section(path, "server", body)
 
 
-def clone_db(src: Path, dst: Path, tracks: int) -> None:
-    """A timing catalogue of ``tracks`` tracks: copies of the source's models under new ids.
-
-    Latency depends on the number of track models, not on what they learned,
-    so copies measure the cost of a 100-track catalogue without training one.
-    Its matches are meaningless; never use it for accuracy.
-    """
-    from audiocopy import catalog
-
-    records = catalog.track_records(src)
-    if not records:
-        raise SystemExit(f"error: {src} has no tracks to clone")
-    if dst.exists():
-        raise SystemExit(f"error: {dst} exists; remove it first")
-    (dst / catalog.TRACKS_DIR).mkdir(parents=True)
-    shutil.copy(src / catalog.DB_FILE, dst / catalog.DB_FILE)
-    for i in range(tracks):
-        rec = {k: v for k, v in records[i % len(records)].items() if k != "_path"}
-        track_id = f"clone-{i:04d}-{rec['track_id']}"
-        base = catalog.track_filename(track_id)
-        shutil.copy(src / catalog.TRACKS_DIR / rec["model_file"], dst / catalog.TRACKS_DIR / f"{base}.keras")
-        catalog.atomic_write_json(dst / catalog.TRACKS_DIR / f"{base}.json",
-                                  {**rec, "track_id": track_id, "model_file": f"{base}.keras"})
-    print(f"wrote {dst} with {tracks} tracks (timing only)")
-
-
 async def soak(server: ManagedServer, pcm: bytes, n: int, minutes: float) -> list[str]:
     rss0 = server.rss_mb()
     step = await run_step(server.base, pcm, n, minutes * 60)
@@ -367,7 +341,11 @@ def main(argv: list[str] | None = None) -> int:
         c.add_argument("dst", type=Path)
         c.add_argument("--tracks", type=int, required=True)
         a = c.parse_args(argv[1:])
-        clone_db(a.src, a.dst, a.tracks)
+        try:
+            clone_db(a.src, a.dst, a.tracks)
+        except BenchError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        print(f"wrote {a.dst} with {a.tracks} tracks (timing only)")
         return 0
     p = argparse.ArgumentParser(description="Concurrent real-time streams against a local audiocopy server.")
     p.add_argument("--server", help="base URL of a running local server (e.g. http://127.0.0.1:8080)")
