@@ -267,3 +267,21 @@ def test_the_engine_scores_heads_on_the_array_module_of_its_features(tiny_db, mo
     monkeypatch.setattr(xpmod, "array_module", lambda array: alias)
     np.testing.assert_allclose(engine.score(feats).margins, on_numpy, atol=1e-5)
     assert set(engine._stacks_by_module) == {np, alias} and engine._heads_on(alias).xp is alias
+
+
+def test_a_track_over_the_size_budget_is_warned_about(tiny_db, monkeypatch, caplog):
+    import logging
+
+    from audiocopy.engines.fpencoder import load_encoder
+    from audiocopy.training import fit_head
+    from audiocopy.training.dataset import Dataset
+
+    ds = Dataset(tiny_db / "dataset")
+    encoder = load_encoder(audio=ds.audio, features=ds.features)
+    inputs = fit_head.embed_dataset(ds, encoder, hop_frames=CnnParams().hop_frames)
+    monkeypatch.setattr(fit_head, "MODEL_BUDGET_MB", 0.01)  # a 12 s track has ~70 prototypes, 0.018 MB
+    with caplog.at_level(logging.WARNING, logger="audiocopy.training.fit_head"):
+        result = fit_head.fit_track_head(ds, "chord", encoder=encoder, inputs=inputs, cnn=CnnParams(),
+                                         train=TrainParams(epochs=1), calibration=fit_head.calibration_rows(ds, inputs))
+    assert "is long" in caplog.text and "budget" in caplog.text
+    assert result.metrics["prototypes"] == result.model.get_layer("prototypes").get_weights()[1].size

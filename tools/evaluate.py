@@ -904,9 +904,10 @@ def comparison_markdown(res: dict, other: dict) -> list[str]:
     kinds = [res.get("model", "spectrogram"), other.get("model", "spectrogram")]
     rows_of = [{r["label"]: r for r in (x["accuracy"]["conditions"] + x["accuracy"]["groups"]
                                          + [x["accuracy"]["all"]])} for x in (res, other)]
-    lines = [f"### Both track models on the same queries", "",
+    lines = ["### Both track models on the same queries", "",
              f"`--model {kinds[1]}` measured on {other['date']} (`{Path(other['results_file']).with_name('results-' + kinds[1] + '.json')}`), "
-             f"same split, queries and dataset; hit % at FP ≤ 1 % on the unseen negatives:", "",
+             f"same split, queries and dataset (to reproduce: the command above with `--model {kinds[1]}`); "
+             "hit % at FP ≤ 1 % on the unseen negatives:", "",
              f"| condition | {kinds[0]} | {kinds[1]} | target |", "|---|---:|---:|---:|"]
     for label, r in rows_of[0].items():
         o = rows_of[1].get(label, {})

@@ -65,6 +65,8 @@ log = logging.getLogger(__name__)
 EMBED_WINDOWS = 256
 #: Negative sub-windows the prototype biases are measured on.
 BIAS_SUBWINDOWS = 20_000
+#: Size budget of one track's saved model (the offline core's contract).
+MODEL_BUDGET_MB = 2.5
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,12 @@ def fit_track_head(dataset: Dataset, track_id: str, *, encoder, inputs: HeadInpu
                                          hop_frames=cnn.hop_frames)
     if len(prototypes) < inputs.n_sub:
         raise DatasetError(f"track {track_id!r} is shorter than one window ({len(prototypes)} sub-windows)")
+    size_mb = prototypes.size * 4 / 1e6
+    if size_mb > MODEL_BUDGET_MB:
+        # Every 0.16 s of audio is a prototype: ~26 minutes fill the budget.
+        log.warning("track %r is long (%d prototypes): its model will be about %.1f MB, over the %.1f MB "
+                    "budget per track; cut very long recordings into tracks", track_id, len(prototypes),
+                    size_mb, MODEL_BUDGET_MB)
     pos = np.asarray(inputs.rows(source), dtype=np.float32)
     if len(pos) < 10:
         raise DatasetError(f"track {track_id!r} has only {len(pos)} windows in the dataset")
