@@ -90,8 +90,8 @@ def test_loadtest_clone_db(tiny_db, tmp_path):
         loadtest.clone_db(tiny_db, tmp_path / "db10", 5)
     with pytest.raises(SystemExit, match="exists"):
         loadtest.main(["clone-db", str(tiny_db), str(tmp_path / "db10"), "--tracks", "5"])
-    assert "cnnbin, 10 tracks (10 are model clones" in loadtest.describe_db(tmp_path / "db10")
-    assert loadtest.describe_db(tiny_db).endswith("cnnbin, 3 tracks.")
+    assert "cnnbin (embedding track models), 10 tracks (10 are model clones" in loadtest.describe_db(tmp_path / "db10")
+    assert loadtest.describe_db(tiny_db).endswith("cnnbin (embedding track models), 3 tracks.")
     catalog.set_calibration(tmp_path / "db10", {})
     assert loadtest.describe_db(tmp_path / "db10").endswith("; not calibrated (its decisions use the engine's "
                                                           "default threshold; the timing is the same).")

@@ -282,6 +282,10 @@ def describe_db(db: Path) -> str:
     clones = sum(t.startswith("clone-") for t in ids)
     copies = sum(t.startswith("copy-") for t in ids)
     text = f"`{db}`: {info.engine}, {len(ids)} tracks"
+    if info.engine == "cnnbin" and ids:
+        from audiocopy.engines.cnnbin import enrolled_kinds
+
+        text = f"`{db}`: cnnbin ({', '.join(sorted(enrolled_kinds(db)))} track models), {len(ids)} tracks"
     if clones:
         text += f" ({clones} are model clones made by `loadtest.py clone-db`: timing only)"
     if copies:
@@ -293,8 +297,9 @@ def describe_db(db: Path) -> str:
 
 
 def report(runs: list[tuple[str, list[StepResult]]], soak: list[str], args, max_p95_ms: float,
-           notes: list[str] = ()) -> str:
-    lines = ["## Streaming server (tools/loadtest.py)", "",
+           notes: list[str] = (), section: str = "server") -> str:
+    title = "## Streaming server (tools/loadtest.py)" + ("" if section == "server" else f": {section}")
+    lines = [title, "",
              f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}; "
              f"cores busy with other work when this report was written: {busy_cores()}.",
              f"Command: `python tools/loadtest.py {' '.join(args)}`", "",
@@ -319,9 +324,9 @@ def report(runs: list[tuple[str, list[StepResult]]], soak: list[str], args, max_
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace the ``server`` section of the benchmarks doc, leaving other sections alone."""
-    update_section(path, "server", body)
+def write_section(path: Path, body: str, name: str = "server") -> None:
+    """Replace one section (default ``server``) of the benchmarks doc, leaving other sections alone."""
+    update_section(path, name, body)
 
 
 async def soak(server: ManagedServer, pcm: bytes, n: int, minutes: float) -> list[str]:
@@ -362,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--soak-db", action="append", default=[],
                    help="soak only this --db (repeatable; default: every --db)")
     p.add_argument("--write", type=Path, help="write the report between the server markers of this markdown file")
+    p.add_argument("--section", default="server",
+                   help="name of the markers to write between (default server; another name adds a section)")
     args = p.parse_args(argv)
     if bool(args.server) == bool(args.db):
         p.error("give either --server or --db")
@@ -392,11 +399,11 @@ def main(argv: list[str] | None = None) -> int:
                 soak_lines += [f"{label}: " + line for line in
                                asyncio.run(soak(server, pcm, n, args.soak_minutes))]
                 print(soak_lines[-1])
-    text = report(runs, soak_lines, argv, args.max_p95_ms, notes)
+    text = report(runs, soak_lines, argv, args.max_p95_ms, notes, args.section)
     print(text)
     if args.write:
-        write_section(args.write, text)
-        print(f"wrote the server section of {args.write}")
+        write_section(args.write, text, args.section)
+        print(f"wrote the {args.section} section of {args.write}")
     return 0
 
 
