@@ -214,8 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     dataset_args(d)
     d.set_defaults(func=cmd_dataset)
 
-    t = sub.add_parser("train", help="train one CNN per licensed track from a dataset",
-                       description="Train and calibrate the per-track CNNs of a dataset into a recognizer "
+    t = sub.add_parser("train", help="train one model per licensed track from a dataset (cnnbin)",
+                       description="Train and calibrate the per-track models (--model) of a dataset into a recognizer "
                                    "database. Tracks already trained are skipped, so it resumes.")
     t.add_argument("--dataset", default="data/datasets")
     t.add_argument("--db", default="data/model")

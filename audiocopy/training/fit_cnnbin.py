@@ -1,4 +1,7 @@
-"""Fitting and calibrating the per-track CNNs.
+"""Fitting and calibrating the per-track spectrogram CNNs (``CnnParams.kind = "spectrogram"``).
+
+The epoch loop, the validation split and the calibration here are shared
+with the embedding heads (``training.fit_head``).
 
 Place in the pipeline: offline, between the dataset (``training.dataset``)
 and the ``cnnbin`` engine's artifacts. For one licensed track it
