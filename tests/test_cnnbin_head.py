@@ -9,8 +9,8 @@ import pytest
 
 from audiocopy import catalog
 from audiocopy.config import CnnParams, TrainParams
-from audiocopy.engines.stacked_head import (UNINFORMATIVE_BIAS, HeadWeights, StackedHeads, informative,
-                                            n_subwindows)
+from audiocopy.engines.fpencoder import subwindow_starts
+from audiocopy.engines.stacked_head import UNINFORMATIVE_BIAS, HeadWeights, StackedHeads, informative
 from audiocopy.errors import DatasetError, ParamsMismatch
 from audiocopy.recognizer import Recognizer
 from audiocopy.training.fit_head import _fit_logistic, prototype_bias, split_rows
@@ -152,7 +152,8 @@ def test_split_rows():
     rows = np.arange(2 * 3 * 5, dtype=np.float16).reshape(2, 3, 5)
     emb, mask = split_rows(rows)
     assert emb.shape == (2, 3, 4) and mask.shape == (2, 3) and emb.dtype == np.float32
-    assert n_subwindows(75, frames=30, hop_frames=5) == 10 and n_subwindows(20, frames=30, hop_frames=5) == 0
+    assert len(subwindow_starts(75, frames=30, hop_frames=5)) == 10
+    assert len(subwindow_starts(20, frames=30, hop_frames=5)) == 0
 
 
 # ------------------------------------------------------------------ trained databases

@@ -213,10 +213,12 @@ def _load_encoder_for(records: list[dict], info, db: Path):
 def _head_weights(records: list[dict], models: list, info, cnn: CnnParams, encoder) -> list:
     """The embedding heads' weights, each checked against the database's windows and encoder."""
     from ..features import feature_shape
-    from .stacked_head import HeadWeights, n_subwindows
+    from .fpencoder import subwindow_starts
+    from .stacked_head import HeadWeights
 
     frames = feature_shape(audio=info.audio, params=info.features)[0]
-    expected = (n_subwindows(frames, frames=encoder.params.frames, hop_frames=cnn.hop_frames), encoder.dim)
+    n_sub = len(subwindow_starts(frames, frames=encoder.params.frames, hop_frames=cnn.hop_frames))
+    expected = (n_sub, encoder.dim)
     heads = []
     for rec, model in zip(records, models):
         shape = tuple(model.input_shape[0][1:]) if isinstance(model.input_shape, list) else None

@@ -121,6 +121,19 @@ def cut_subwindows(features: np.ndarray, starts: np.ndarray, frames: int) -> np.
     return features[:, index]
 
 
+def window_subwindows(features, starts: np.ndarray, frames: int) -> np.ndarray:
+    """The encoder's input for a batch of query windows: sub-windows cut and standardised.
+
+    features: (batch, n_frames, bands) from ``features.log_spectrogram``
+    (NumPy or CuPy); starts: (n_sub,) start frames. Returns
+    (batch, n_sub, frames, bands) float32 NumPy.
+    """
+    from ..xp import to_numpy
+
+    feats = np.asarray(to_numpy(features), dtype=np.float32)
+    return standardize(cut_subwindows(feats, starts, frames))
+
+
 def track_band_db(signal: np.ndarray, *, audio: AudioParams, features: FeatureParams,
                   with_energy: bool = False):
     """Band levels of a whole track, frame by frame, in decibels.
@@ -218,12 +231,12 @@ class Encoder:
         (NumPy or CuPy). starts: (n_sub,) start frames.
         Returns (batch, n_sub, embedding_dim) float32.
         """
-        from ..xp import to_numpy
+        return self.embed_subwindows(window_subwindows(features, starts, self.params.frames))
 
-        feats = np.asarray(to_numpy(features), dtype=np.float32)
-        sub = standardize(cut_subwindows(feats, starts, self.params.frames))
+    def embed_subwindows(self, sub: np.ndarray) -> np.ndarray:
+        """(batch, n_sub, frames, bands) from ``window_subwindows`` -> (batch, n_sub, embedding_dim)."""
         flat = self.embed(sub.reshape(-1, self.params.frames, self.params.bands))
-        return flat.reshape(len(feats), len(starts), self.dim)
+        return flat.reshape(*sub.shape[:2], self.dim)
 
     def embed_track(self, band_db: np.ndarray, *, hop_frames: int) -> np.ndarray:
         """Embed every sub-window of a whole track.

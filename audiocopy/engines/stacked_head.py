@@ -65,19 +65,11 @@ def embed_query_windows(encoder, features, *, hop_frames: int) -> tuple[np.ndarr
     (batch, n_sub) float32. Training and scoring both call this, so the two
     can never cut or mask sub-windows differently.
     """
-    from ..xp import to_numpy
-    from .fpencoder import cut_subwindows, standardize, subwindow_starts
+    from .fpencoder import subwindow_starts, window_subwindows
 
-    feats = np.asarray(to_numpy(features), dtype=np.float32)
-    starts = subwindow_starts(feats.shape[1], frames=encoder.params.frames, hop_frames=hop_frames)
-    sub = standardize(cut_subwindows(feats, starts, encoder.params.frames))
-    flat = encoder.embed(sub.reshape(-1, encoder.params.frames, encoder.params.bands))
-    return flat.reshape(len(feats), len(starts), encoder.dim), informative(sub)
-
-
-def n_subwindows(n_frames: int, *, frames: int, hop_frames: int) -> int:
-    """Sub-windows per query window of ``n_frames`` frames."""
-    return max(0, (n_frames - frames) // hop_frames + 1)
+    starts = subwindow_starts(features.shape[1], frames=encoder.params.frames, hop_frames=hop_frames)
+    sub = window_subwindows(features, starts, encoder.params.frames)
+    return encoder.embed_subwindows(sub), informative(sub)
 
 
 @dataclass(frozen=True)
