@@ -276,6 +276,7 @@ def test_a_track_over_the_size_budget_is_warned_about(tiny_db, monkeypatch, capl
     from audiocopy.engines.fpencoder import load_encoder
     from audiocopy.training import fit_head
     from audiocopy.training.dataset import Dataset
+    from audiocopy.training.fit_cnnbin import calibration_windows
 
     ds = Dataset(tiny_db / "dataset")
     encoder = load_encoder(audio=ds.audio, features=ds.features)
@@ -283,6 +284,6 @@ def test_a_track_over_the_size_budget_is_warned_about(tiny_db, monkeypatch, capl
     monkeypatch.setattr(fit_head, "MODEL_BUDGET_MB", 0.01)  # a 12 s track has ~70 prototypes, 0.018 MB
     with caplog.at_level(logging.WARNING, logger="audiocopy.training.fit_head"):
         result = fit_head.fit_track_head(ds, "chord", encoder=encoder, inputs=inputs, cnn=CnnParams(),
-                                         train=TrainParams(epochs=1), calibration=fit_head.calibration_rows(ds, inputs))
+                                         train=TrainParams(epochs=1), calibration=calibration_windows(ds, inputs.rows))
     assert "is long" in caplog.text and "budget" in caplog.text
     assert result.metrics["prototypes"] == result.model.get_layer("prototypes").get_weights()[1].size

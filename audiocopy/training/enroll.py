@@ -103,7 +103,7 @@ def _track_fitter(dataset: Dataset, cnn: CnnParams, train: TrainParams, progress
     if cnn.kind != "embedding":
         raise DatasetError(f"unknown track model kind {cnn.kind!r} (expected 'embedding' or 'spectrogram')")
     from ..engines.fpencoder import load_encoder
-    from .fit_head import calibration_rows, embed_dataset, fit_track_head
+    from .fit_head import embed_dataset, fit_track_head
 
     state: dict = {}
 
@@ -111,7 +111,7 @@ def _track_fitter(dataset: Dataset, cnn: CnnParams, train: TrainParams, progress
         if not state:  # first track: load the encoder and embed the dataset
             encoder = load_encoder(audio=dataset.audio, features=dataset.features)
             inputs = embed_dataset(dataset, encoder, hop_frames=cnn.hop_frames, progress=progress)
-            state.update(encoder=encoder, inputs=inputs, calibration=calibration_rows(dataset, inputs))
+            state.update(encoder=encoder, inputs=inputs, calibration=calibration_windows(dataset, inputs.rows))
         result = fit_track_head(dataset, track_id, encoder=state["encoder"], inputs=state["inputs"], cnn=cnn,
                                 train=train, calibration=state["calibration"], seed=seed)
         return result, {"encoder_sha256": state["encoder"].sha256}

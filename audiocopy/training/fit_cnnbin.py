@@ -144,20 +144,23 @@ def mine_hard_negatives(score: Callable[[np.ndarray], np.ndarray], sampler: Nega
     return candidates[np.argsort(-scores)[:keep]]
 
 
-def calibration_windows(dataset: Dataset) -> np.ndarray:
-    """All windows of the calibration split, (n, frames, bands) float16.
+def calibration_windows(dataset: Dataset, rows: Callable[[Source], np.ndarray] | None = None) -> np.ndarray:
+    """All windows of the calibration split, (n, ...) float16.
 
-    Kept in the shards' float16: with 1000 wrong tracks this is ~20,000
-    windows, 200 MB instead of 400 MB; consumers convert batch by batch.
+    rows: what one source's windows are (default ``dataset.windows``, the
+    (frames, bands) features; the embedding heads pass their embedded rows).
+    Kept in float16: with 1000 wrong tracks this is ~20,000 windows, 200 MB
+    of features instead of 400 MB; consumers convert batch by batch.
 
     Empty (0 rows) when the dataset has no calibration tracks; training then
     falls back to the training negatives and logs that the thresholds are
     optimistic.
     """
-    parts = [np.asarray(dataset.windows(s), dtype=np.float16)
+    rows = rows or dataset.windows
+    parts = [np.asarray(rows(s), dtype=np.float16)
              for s in dataset.sources if s.role == "wrong" and s.split == "calibration"]
     if not parts:
-        return np.zeros((0, *dataset.windows(dataset.sources[0]).shape[1:]), dtype=np.float16)
+        return np.zeros((0, *rows(dataset.sources[0]).shape[1:]), dtype=np.float16)
     return np.concatenate(parts)
 
 
@@ -184,8 +187,13 @@ class ValidationSplit:
 
 
 def split_positives(pos: np.ndarray, sampler: NegativeSampler, train: TrainParams,
-                    rng: np.random.Generator) -> ValidationSplit:
-    """Hold out ``validation_fraction`` of a track's positive rows, with negatives to match."""
+                    rng: np.random.Generator, track_id: str) -> ValidationSplit:
+    """Hold out ``validation_fraction`` of a track's positive rows, with negatives to match.
+
+    Raises ``DatasetError`` below 10 positive rows (nothing left to learn from).
+    """
+    if len(pos) < 10:
+        raise DatasetError(f"track {track_id!r} has only {len(pos)} windows in the dataset")
     perm = rng.permutation(len(pos))
     n_val = max(2, int(len(pos) * train.validation_fraction))
     pos_val, pos_train = pos[perm[:n_val]], pos[perm[n_val:]]
@@ -282,10 +290,8 @@ def fit_track(dataset: Dataset, track_id: str, *, cnn: CnnParams, train: TrainPa
     keras.utils.set_random_seed(int(rng.integers(2**31)))
     source = dataset.source(track_id)
     pos = np.asarray(dataset.windows(source), dtype=np.float32)
-    if len(pos) < 10:
-        raise DatasetError(f"track {track_id!r} has only {len(pos)} windows in the dataset")
     sampler = NegativeSampler(dataset, track_id)
-    split = split_positives(pos, sampler, train, rng)
+    split = split_positives(pos, sampler, train, rng, track_id)
 
     model = build_track_cnn(feature_shape(audio=dataset.audio, params=dataset.features), cnn, name="track_cnn")
     model.compile(optimizer=keras.optimizers.Adam(train.learning_rate),
@@ -307,13 +313,17 @@ def fit_track(dataset: Dataset, track_id: str, *, cnn: CnnParams, train: TrainPa
     return FitResult(model, threshold, metrics)
 
 
-def _logits(model, x: np.ndarray, batch: int = 512) -> np.ndarray:
+def _logits(model, x: np.ndarray, batch: int = 512,
+            inputs: Callable[[np.ndarray], object] | None = None) -> np.ndarray:
     """(n,) logits of a Keras model, called directly (``predict`` retraces on every new size).
 
-    x: (n, frames, bands), float16 or float32 (converted batch by batch).
+    x: (n, ...) rows, float16 or float32, converted batch by batch: by
+    ``inputs`` when given (the embedding heads split each row into their two
+    inputs), else to float32 (the spectrogram CNN's (frames, bands) features).
     """
-    return np.concatenate([np.asarray(model(np.asarray(x[i:i + batch], dtype=np.float32), training=False))[:, 0]
-                           for i in range(0, len(x), batch)])
+    inputs = inputs or (lambda rows: np.asarray(rows, dtype=np.float32))
+    out = [np.asarray(model(inputs(x[i:i + batch]), training=False))[:, 0] for i in range(0, len(x), batch)]
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
 def _balanced_bce(logits: np.ndarray, y: np.ndarray) -> float:

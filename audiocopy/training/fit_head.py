@@ -57,7 +57,7 @@ from ..engines.fpencoder import track_band_db, track_subwindows
 from ..engines.stacked_head import UNINFORMATIVE_BIAS, embed_query_windows, informative
 from ..errors import DatasetError
 from .dataset import Dataset, Source
-from .fit_cnnbin import FitResult, NegativeSampler, _balanced_bce, calibrate_track, fit_epochs, split_positives
+from .fit_cnnbin import FitResult, NegativeSampler, _balanced_bce, _logits, calibrate_track, fit_epochs, split_positives
 
 log = logging.getLogger(__name__)
 
@@ -161,13 +161,9 @@ def _fit_logistic(raw: np.ndarray, y: np.ndarray, *, ridge: float = 1e-2, iterat
     return float(theta[0]), float(theta[1])
 
 
-def _head_logits(model, rows: np.ndarray, batch: int = 512) -> np.ndarray:
+def _head_logits(model, rows: np.ndarray) -> np.ndarray:
     """(n,) logits of a head for (n, n_sub, dim + 1) rows."""
-    out = []
-    for i in range(0, len(rows), batch):
-        emb, mask = split_rows(rows[i:i + batch])
-        out.append(np.asarray(model([emb, mask], training=False))[:, 0])
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+    return _logits(model, rows, inputs=lambda batch: list(split_rows(batch)))
 
 
 def fit_track_head(dataset: Dataset, track_id: str, *, encoder, inputs: HeadInputs, cnn: CnnParams,
@@ -199,10 +195,8 @@ def fit_track_head(dataset: Dataset, track_id: str, *, encoder, inputs: HeadInpu
                     "budget per track; cut very long recordings into tracks", track_id, len(prototypes),
                     size_mb, MODEL_BUDGET_MB)
     pos = np.asarray(inputs.rows(source), dtype=np.float32)
-    if len(pos) < 10:
-        raise DatasetError(f"track {track_id!r} has only {len(pos)} windows in the dataset")
     sampler = NegativeSampler(dataset, track_id, rows=inputs.rows)
-    split = split_positives(pos, sampler, train, rng)
+    split = split_positives(pos, sampler, train, rng, track_id)
 
     # Biases from negative sub-windows with content.
     emb, mask = split_rows(sampler.sample(max(1, BIAS_SUBWINDOWS // inputs.n_sub), rng))
@@ -247,11 +241,3 @@ def fit_track_head(dataset: Dataset, track_id: str, *, encoder, inputs: HeadInpu
         "positives": int(len(pos)),
     }
     return FitResult(model, threshold, metrics)
-
-
-def calibration_rows(dataset: Dataset, inputs: HeadInputs) -> np.ndarray:
-    """All embedded windows of the calibration split, (n, n_sub, dim + 1) float16 (0 rows if none)."""
-    parts = [inputs.rows(s) for s in dataset.sources if s.role == "wrong" and s.split == "calibration"]
-    if not parts:
-        return np.zeros((0, inputs.n_sub, inputs.dim + 1), dtype=np.float16)
-    return np.concatenate(parts)
