@@ -259,15 +259,15 @@ def test_the_engine_scores_heads_on_the_array_module_of_its_features(tiny_db, mo
 
     Without a GPU, NumPy under another module identity plays CuPy's part.
     """
-    from audiocopy import xp as xpmod
+    from audiocopy.engines import cnnbin
 
     engine = Recognizer.open(tiny_db).engine
     feats = np.random.default_rng(3).standard_normal((4, 75, 72)).astype(np.float32)
     on_numpy = engine.score(feats).margins
     alias = _ArrayModuleAlias()
-    monkeypatch.setattr(xpmod, "array_module", lambda array: alias)
+    monkeypatch.setattr(cnnbin, "array_module", lambda array: alias)
     np.testing.assert_allclose(engine.score(feats).margins, on_numpy, atol=1e-5)
-    assert set(engine._stacks_by_module) == {np, alias} and engine._heads_on(alias).xp is alias
+    assert set(engine._head_stacks) == {np, alias} and engine._heads_on(alias).xp is alias
 
 
 def test_a_track_over_the_size_budget_is_warned_about(tiny_db, monkeypatch, caplog):

@@ -47,7 +47,9 @@ import numpy as np
 from .. import catalog
 from ..config import AudioParams, CnnParams, FeatureParams, as_dict, check_compatible, from_dict
 from ..errors import ModelError, ParamsMismatch
+from ..xp import array_module
 from . import EngineScores
+from .stacked_head import StackedHeads, embed_query_windows
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +138,11 @@ def _load_keras(path: Path):
 class CnnBinEngine:
     """Scores windows against every enrolled track in one batched pass.
 
-    stack: ``StackedCnn`` (spectrogram kind) or ``StackedHeads`` on NumPy
-    (embedding kind), or None without tracks; encoder: the embedding kind's
-    encoder; heads: the embedding kind's ``HeadWeights``, from which a copy
-    of the stack is built on the GPU the first time features arrive as CuPy
-    arrays (the recognizer computes them there when a GPU is usable).
+    stack: the spectrogram kind's ``StackedCnn`` (None otherwise or without
+    tracks); encoder and heads: the embedding kind's encoder and
+    ``HeadWeights``. The heads are stacked on NumPy at once, and once more on
+    the GPU the first time features arrive as CuPy arrays (the recognizer
+    computes them there when a GPU is usable).
     """
 
     name = NAME
@@ -157,26 +159,21 @@ class CnnBinEngine:
         self.thresholds = np.asarray(thresholds, dtype=np.float32) + np.float32(score_offset)
         self._stack = stack
         self._heads = heads
-        self._stacks_by_module = {np: stack}
+        self._head_stacks = {np: StackedHeads(heads)} if heads else {}
 
     def _heads_on(self, xp):
         """The stacked heads on array module ``xp`` (built once per module)."""
-        if xp not in self._stacks_by_module:
-            from .stacked_head import StackedHeads
-
-            self._stacks_by_module[xp] = StackedHeads(self._heads, xp=xp)
-        return self._stacks_by_module[xp]
+        if xp not in self._head_stacks:
+            self._head_stacks[xp] = StackedHeads(self._heads, xp=xp)
+        return self._head_stacks[xp]
 
     def score(self, features) -> EngineScores:
         """features: (batch, frames, bands), NumPy or CuPy -> margins (batch, n_tracks)."""
-        if self._stack is None:
+        if not self.track_ids:
             return EngineScores(np.zeros((len(features), 0), dtype=np.float32))
         if self.encoder is None:
             logits = self._stack.logits(features)
         else:
-            from ..xp import array_module
-            from .stacked_head import embed_query_windows
-
             emb, mask = embed_query_windows(self.encoder, features, hop_frames=self.cnn.hop_frames)
             logits = self._heads_on(array_module(features)).logits(emb, mask)
         return EngineScores(logits - self.thresholds[None, :])
@@ -244,8 +241,6 @@ def _spectrogram_stack(records: list[dict], models: list, info):
 
 def load(db: Path) -> CnnBinEngine:
     """Load every track of a cnnbin database, refusing mismatched artifacts."""
-    from .stacked_head import StackedHeads
-
     info = catalog.open_db(db)
     if info.engine != NAME:
         raise ModelError(f"{db} is a {info.engine!r} database, not {NAME!r}")
@@ -265,7 +260,6 @@ def load(db: Path) -> CnnBinEngine:
     if ids and cnn.kind == "embedding":
         encoder = _load_encoder_for(records, info, db)
         heads = _head_weights(records, models, info, cnn, encoder)
-        stack = StackedHeads(heads)
     elif ids:
         stack = _spectrogram_stack(records, models, info)
     if not ids:
