@@ -162,7 +162,7 @@ def synchronize(xp: ModuleType) -> None:
         xp.cuda.get_current_stream().synchronize()
 
 
-def _timed(fn, *, max_runs: int, budget_s: float) -> tuple[float, int]:
+def timed(fn, *, max_runs: int, budget_s: float) -> tuple[float, int]:
     """(median ms, runs): about ``budget_s`` seconds of calls, between 5 and ``max_runs`` of them."""
     probe = median_ms(fn, runs=1, warmup=3)
     runs = int(max(5, min(max_runs, budget_s * 1000 / max(probe, 1e-3))))
@@ -185,7 +185,7 @@ def measure(*, batches: list[int], steps: tuple[str, ...] = STEPS, frames_per_wi
                                                                          per_window=frames_per_window)
             base = {"step": step, "batch": batch, "input_shape": list(host.shape)}
             reference = np.asarray(fn(host, np))
-            ms, runs = _timed(lambda: fn(host, np), max_runs=max_runs, budget_s=budget_s)
+            ms, runs = timed(lambda: fn(host, np), max_runs=max_runs, budget_s=budget_s)
             rows.append({**base, "variant": "numpy", "ms_per_batch": ms, "ms_per_window": ms / batch,
                          "runs": runs, "output_shape": list(reference.shape)})
             log.info("%s batch %d numpy: %.3f ms", step, batch, ms)
@@ -208,7 +208,7 @@ def measure(*, batches: list[int], steps: tuple[str, ...] = STEPS, frames_per_wi
 
             for variant, call in (("cupy", on_device), ("cupy+copies", with_copies)):
                 out = np.asarray(xpmod.to_numpy(call()))
-                ms, runs = _timed(call, max_runs=max_runs, budget_s=budget_s)
+                ms, runs = timed(call, max_runs=max_runs, budget_s=budget_s)
                 row = {**base, "variant": variant, "ms_per_batch": ms, "ms_per_window": ms / batch,
                        "runs": runs, "output_shape": list(out.shape)}
                 if out.shape != reference.shape:
@@ -273,7 +273,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
 
 # --------------------------------------------------------------------------- report
 
-def _fmt_ms(ms: float) -> str:
+def fmt_ms(ms: float) -> str:
     """Milliseconds with about three significant digits (0.00512, 0.785, 22.7, 229.0)."""
     return f"{ms:.1f}" if ms >= 10 else f"{ms:.2f}" if ms >= 1 else f"{ms:#.3g}"
 
@@ -294,7 +294,7 @@ def table(result: dict) -> str:
         diff_s = "–" if diff is None else f"{diff:.1e}" + ("" if diff <= tol else f" **> {tol:g}**")
         if r.get("max_abs_diff_db") is not None:
             diff_s += f" ({r['max_abs_diff_db']:.1e} dB)"
-        lines.append(f"{head} {_fmt_ms(r['ms_per_batch'])} | {_fmt_ms(r['ms_per_window'])} | "
+        lines.append(f"{head} {fmt_ms(r['ms_per_batch'])} | {fmt_ms(r['ms_per_window'])} | "
                      f"{'–' if speedup is None else f'{speedup:.1f}×'} | {diff_s} |")
     return "\n".join(lines)
 

@@ -36,7 +36,7 @@ for p in (REPO, REPO / "tools"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from bench_features import _fmt_ms, _timed, gpu_module, synchronize  # noqa: E402
+from bench_features import fmt_ms, timed, gpu_module, synchronize  # noqa: E402
 from benchlib import busy_cores, machine_info, read_json, update_section, write_json  # noqa: E402
 
 from audiocopy.engines.stacked_head import HeadWeights, StackedHeads  # noqa: E402
@@ -86,7 +86,7 @@ def measure(*, tracks: list[int], batches: list[int], prototypes: int, seed: int
                     return out
 
                 out = call()
-                ms, runs = _timed(call, max_runs=max_runs, budget_s=budget_s)
+                ms, runs = timed(call, max_runs=max_runs, budget_s=budget_s)
                 row = {"tracks": n_tracks, "batch": batch, "variant": variant, "ms_per_batch": ms,
                        "ms_per_window": ms / batch, "runs": runs,
                        "max_abs_diff": None if variant == "numpy" else float(np.abs(out - reference).max())}
@@ -115,10 +115,10 @@ def render(result: dict, json_path: str) -> str:
             n, c = by.get((t, b, "numpy")), by.get((t, b, "cupy"))
             if n is None:
                 continue
-            gpu = "no usable GPU" if c is None else _fmt_ms(c["ms_per_window"])
+            gpu = "no usable GPU" if c is None else fmt_ms(c["ms_per_window"])
             speed = "–" if c is None else f"{n['ms_per_batch'] / c['ms_per_batch']:.1f}×"
             diff = "–" if c is None else f"{c['max_abs_diff']:.1e}"
-            lines.append(f"| {t} | {b} | {_fmt_ms(n['ms_per_window'])} | {gpu} | {speed} | {diff} |")
+            lines.append(f"| {t} | {b} | {fmt_ms(n['ms_per_window'])} | {gpu} | {speed} | {diff} |")
     return "\n".join(lines) + "\n"
 
 

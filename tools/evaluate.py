@@ -734,36 +734,36 @@ def measure_speed(work: Path, db: Path, queries: list[Query]) -> dict:
     windows = np.resize(windows, (32, n)).astype(np.float32)  # repeat when there are fewer than 32
     xp = get_xp()
     feats = np.asarray(to_numpy(log_spectrogram(windows, audio=info.audio, params=info.features, xp=xp)))
-    out = {"trained_models": len(records), "feature_device": device_name(xp), "scoring": [], "features": [],
-           "encoder": []}
-    for batch in (1, 32):
-        runs = 50 if batch == 1 else 15
-        ms = median_ms(lambda: to_numpy(log_spectrogram(windows[:batch], audio=info.audio,
-                                                         params=info.features, xp=xp)), runs)
-        out["features"].append({"batch": batch, "ms_per_batch": round(ms, 3), "ms_per_window": round(ms / batch, 3)})
+    out = {"trained_models": len(records), "feature_device": device_name(xp), "scoring": [], "encoder": []}
+    out["features"] = per_batch_ms(lambda b: to_numpy(log_spectrogram(windows[:b], audio=info.audio,
+                                                                     params=info.features, xp=xp)))
     speed_dir = work / "speed"
     shutil.rmtree(speed_dir, ignore_errors=True)
     for n_tracks in (10, 100):
         engine = cnnbin.load(clone_db_for_speed(db, speed_dir / f"db{n_tracks}", n_tracks))
         out["kind"] = engine.cnn.kind
-        for batch in (1, 32):
-            runs = 50 if batch == 1 else 15
-            ms = median_ms(lambda: engine.score(feats[:batch]), runs)
-            out["scoring"].append({"tracks": n_tracks, "batch": batch, "repeated": n_tracks > len(records),
-                                   "ms_per_batch": round(ms, 3), "ms_per_window": round(ms / batch, 3)})
-            if engine.encoder is not None and n_tracks == 10:
-                from audiocopy.engines.stacked_head import embed_query_windows
+        out["scoring"] += per_batch_ms(lambda b: engine.score(feats[:b]), tracks=n_tracks,
+                                       repeated=n_tracks > len(records))
+    if engine.encoder is not None:
+        from audiocopy.engines.stacked_head import embed_query_windows
 
-                ms = median_ms(lambda: embed_query_windows(engine.encoder, feats[:batch],
-                                                           hop_frames=engine.cnn.hop_frames), runs)
-                out["encoder"].append({"batch": batch, "ms_per_batch": round(ms, 3),
-                                       "ms_per_window": round(ms / batch, 3)})
+        out["encoder"] = per_batch_ms(lambda b: embed_query_windows(engine.encoder, feats[:b],
+                                                                    hop_frames=engine.cnn.hop_frames))
     shutil.rmtree(speed_dir, ignore_errors=True)
     import tensorflow as tf
 
     out["tensorflow"] = tf.__version__
     out["tf_devices"] = [d.device_type for d in tf.config.list_physical_devices()]
     return out
+
+
+def per_batch_ms(fn, **fields) -> list[dict]:
+    """Median ms of ``fn(batch)`` for batches of 1 and 32 windows, one row each (with ``fields``)."""
+    rows = []
+    for batch in (1, 32):
+        ms = median_ms(lambda: fn(batch), 50 if batch == 1 else 15)
+        rows.append({**fields, "batch": batch, "ms_per_batch": round(ms, 3), "ms_per_window": round(ms / batch, 3)})
+    return rows
 
 
 def clone_db_for_speed(db: Path, dst: Path, n_tracks: int) -> Path:
