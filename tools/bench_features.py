@@ -131,8 +131,8 @@ def step_function(step: str, *, audio: AudioParams, params: FeatureParams):
     if step == "log_spectrogram":
         return lambda x, xp: log_spectrogram(x, audio=audio, params=params, xp=xp)
     if step == "stream":
-        # As fpstream: copy the cut frames to xp, FFT power, band levels in dB.
-        return lambda x, xp: band_db(frame_power(xp.asarray(x), xp=xp), audio=audio, params=params, xp=xp)
+        # As fpstream: frame_power copies the cut frames to xp, FFT power, band levels in dB.
+        return lambda x, xp: band_db(frame_power(x, xp=xp), audio=audio, params=params, xp=xp)
     raise ValueError(f"unknown step {step!r}")
 
 

@@ -206,7 +206,7 @@ def _compute_frames(plans: list[_Plan], windows: np.ndarray, *, n_fft: int, hop:
         segment = windows[p.row, lo:lo + (len(j) - 1) * hop + n_fft]
         parts.append(sliding_window_view(segment, n_fft)[::hop])
     frames = np.concatenate(parts)  # (new frames, n_fft)
-    levels = band_db(frame_power(xp.asarray(frames), xp=xp), audio=engine.audio, params=engine.features, xp=xp)
+    levels = band_db(frame_power(frames, xp=xp), audio=engine.audio, params=engine.features, xp=xp)
     from ..xp import to_numpy
 
     levels = np.asarray(to_numpy(levels), dtype=np.float32)
