@@ -32,7 +32,7 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_convert(args) -> int:
-    from .convert import convert_folder
+    from .training.convert import convert_folder
 
     report = convert_folder(Path(args.src), Path(args.dst), sample_rate=args.rate, progress=not args.quiet)
     print(f"converted {len(report.converted)}, skipped {len(report.skipped)} (already done), "
@@ -67,7 +67,7 @@ def _train_params(args) -> TrainParams:
 
 def _cnn_params(args) -> CnnParams:
     """--model, else the kind the database already holds, else the default (embedding)."""
-    from .engines.cnnbin import enrolled_kinds
+    from .engines.cnnbin.engine import enrolled_kinds
 
     kind = args.model or next(iter(sorted(enrolled_kinds(Path(args.db)))), CnnParams().kind)
     return CnnParams(kind=kind)
@@ -81,7 +81,7 @@ def _model_arg(parser) -> None:
 
 
 def cmd_train(args) -> int:
-    from .training.enroll import train_catalog
+    from .training.enroll_cnnbin import train_catalog
 
     report = train_catalog(Path(args.dataset), Path(args.db), cnn=_cnn_params(args), train=_train_params(args),
                            tracks=args.track or None, progress=not args.quiet)
@@ -94,7 +94,7 @@ def _enroll_engine(args) -> str:
     """--engine, else the existing database's own engine, else fingerprint (the default)."""
     if args.engine:
         return args.engine
-    from . import catalog
+    from .engines import catalog
 
     if (Path(args.db) / catalog.DB_FILE).is_file():
         return catalog.open_db(Path(args.db)).engine
@@ -103,7 +103,7 @@ def _enroll_engine(args) -> str:
 
 def cmd_enroll(args) -> int:
     if _enroll_engine(args) == "fingerprint":
-        from .fpindex import IndexParams
+        from .engines.fingerprint.index.backends import IndexParams
         from .training.enroll_fingerprint import enroll_fingerprint
 
         report = enroll_fingerprint(Path(args.catalog_dir), Path(args.db),
@@ -116,7 +116,7 @@ def cmd_enroll(args) -> int:
         for track, message in report.failed:
             print(f"  failed: {track}: {message}", file=sys.stderr)
         return 0
-    from .training.enroll import enroll
+    from .training.enroll_cnnbin import enroll
 
     report = enroll(Path(args.catalog_dir), Path(args.db),
                     negatives_dir=Path(args.negatives) if args.negatives else None,
@@ -129,8 +129,8 @@ def cmd_enroll(args) -> int:
 
 
 def cmd_remove(args) -> int:
-    from . import catalog
-    from .training.enroll import calibrate_catalog
+    from .engines import catalog
+    from .training.enroll_cnnbin import calibrate_catalog
 
     info = catalog.open_db(Path(args.db))
     if info.engine == "fingerprint":
@@ -146,8 +146,8 @@ def cmd_remove(args) -> int:
 
 
 def cmd_identify(args) -> int:
-    from .audio import load_audio
-    from .recognizer import Recognizer
+    from .signal.audio import load_audio
+    from .decision.recognizer import Recognizer
 
     recognizer = Recognizer.open(Path(args.db))
     for name in args.files:
@@ -168,7 +168,7 @@ def cmd_identify(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluation import evaluate_queries, read_truth
+    from .training.evaluate import evaluate_queries, read_truth
 
     truth = read_truth(Path(args.truth))
     summary = evaluate_queries(Path(args.db), truth, max_fpr=args.max_fpr, progress=not args.quiet)

@@ -46,7 +46,7 @@ def tiny_corpus(tmp_path_factory) -> Path:
 def tiny_db(tiny_corpus, tmp_path_factory) -> Path:
     """A trained, calibrated cnnbin database of the three pattern tracks (default kind: embedding heads)."""
     from audiocopy.config import DatasetParams, TrainParams
-    from audiocopy.training.enroll import enroll
+    from audiocopy.training.enroll_cnnbin import enroll
 
     db = tmp_path_factory.mktemp("db") / "db"
     enroll(tiny_corpus / "licensed", db, negatives_dir=tiny_corpus / "wrong",
@@ -59,7 +59,7 @@ def tiny_db(tiny_corpus, tmp_path_factory) -> Path:
 def tiny_db_spectrogram(tiny_db, tmp_path_factory) -> Path:
     """The same catalogue with the seed's spectrogram CNNs (``--model spectrogram``), on tiny_db's dataset."""
     from audiocopy.config import CnnParams, TrainParams
-    from audiocopy.training.enroll import train_catalog
+    from audiocopy.training.enroll_cnnbin import train_catalog
 
     db = tmp_path_factory.mktemp("db_spectrogram") / "db"
     train_catalog(tiny_db / "dataset", db, cnn=CnnParams(kind="spectrogram"), train=TrainParams(epochs=6, patience=6),

@@ -1,4 +1,4 @@
-"""Tests for ``audiocopy.audio``: decoding, downmix, resampling, raw PCM, WAV out.
+"""Tests for ``audiocopy.signal.audio``: decoding, downmix, resampling, raw PCM, WAV out.
 
 Every signal is synthetic (tones with known frequency, amplitude and length),
 so each check has an exact expected answer: the decoded length, the peak
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiocopy.audio import load_audio, pcm_to_float, resample, write_wav
+from audiocopy.signal.audio import load_audio, pcm_to_float, resample, write_wav
 from audiocopy.config import AudioParams
 from audiocopy.errors import AudiocopyError, AudioTooShort, BadAudio, UnsupportedFormat
 from synth import peak_hz as _peak_hz

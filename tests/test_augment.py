@@ -1,4 +1,4 @@
-"""Tests for ``audiocopy.augment``: seeded synthetic signals with known answers.
+"""Tests for ``audiocopy.training.augment.basic``: seeded synthetic signals with known answers.
 
 Tones check frequency maps (speed, stretch, pitch, codec), click trains check
 tempo, long noise checks spectral slopes and SNRs exactly, and a burst in
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy import signal as sps
 
-from audiocopy import augment as A
+from audiocopy.training.augment import basic as A
 from audiocopy.config import AugmentParams
 from audiocopy.errors import AudiocopyError
 import synth

@@ -7,19 +7,19 @@ import shutil
 import numpy as np
 import pytest
 
-from audiocopy import catalog
+from audiocopy.engines import catalog
 from audiocopy.config import CnnParams
-from audiocopy.engines.stacked_cnn import CnnWeights, StackedCnn
+from audiocopy.engines.cnnbin.stacked_cnn import CnnWeights, StackedCnn
 from audiocopy.errors import ModelError, ParamsMismatch
-from audiocopy.recognizer import Recognizer
-from audiocopy.thresholds import quantile_threshold
+from audiocopy.decision.recognizer import Recognizer
+from audiocopy.decision.calibration import quantile_threshold
 from audiocopy.training.fit_cnnbin import shift_features
 
 
 def _models(n, shape=(75, 72), params=CnnParams()):
     import keras
 
-    from audiocopy.models import build_track_cnn
+    from audiocopy.training.models import build_track_cnn
 
     keras.utils.set_random_seed(7)
     return [build_track_cnn(shape, params, name=f"m{i}") for i in range(n)]
@@ -36,7 +36,7 @@ def test_stacked_pass_equals_each_keras_model(rng, pooling):
 
 
 def test_stacked_pass_cuts_big_batches_without_changing_results(rng, monkeypatch):
-    from audiocopy.engines import stacked_cnn
+    from audiocopy.engines.cnnbin import stacked_cnn
 
     stack = StackedCnn([CnnWeights.from_keras(m) for m in _models(2)])
     x = rng.standard_normal((7, 75, 72)).astype(np.float32)
@@ -111,7 +111,7 @@ def test_missing_or_foreign_db(tmp_path):
 
 
 def test_remove_track_and_recalibrate(tiny_db, tmp_path):
-    from audiocopy.training.enroll import calibrate_catalog
+    from audiocopy.training.enroll_cnnbin import calibrate_catalog
 
     db = _copy(tiny_db, tmp_path)
     assert catalog.remove_track(db, "chord")
@@ -122,7 +122,7 @@ def test_remove_track_and_recalibrate(tiny_db, tmp_path):
 
 
 def test_resume_skips_finished_tracks(tiny_db, tmp_path):
-    from audiocopy.training.enroll import train_catalog
+    from audiocopy.training.enroll_cnnbin import train_catalog
 
     db = _copy(tiny_db, tmp_path)
     report = train_catalog(tiny_db / "dataset", db, progress=False)

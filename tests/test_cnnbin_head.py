@@ -7,12 +7,12 @@ import shutil
 import numpy as np
 import pytest
 
-from audiocopy import catalog
+from audiocopy.engines import catalog
 from audiocopy.config import CnnParams, TrainParams
-from audiocopy.engines.fpencoder import subwindow_starts
-from audiocopy.engines.stacked_head import UNINFORMATIVE_BIAS, HeadWeights, StackedHeads, informative
+from audiocopy.encoder.artifact import subwindow_starts
+from audiocopy.engines.cnnbin.stacked_head import UNINFORMATIVE_BIAS, HeadWeights, StackedHeads, informative
 from audiocopy.errors import DatasetError, ParamsMismatch
-from audiocopy.recognizer import Recognizer
+from audiocopy.decision.recognizer import Recognizer
 from audiocopy.training.fit_head import _fit_logistic, prototype_bias, split_rows
 from synth import melody
 
@@ -20,7 +20,7 @@ DIM, N_SUB = 16, 10
 
 
 def _head(prototypes, bias=None, *, scale=1.0, offset=0.0, tolerance=1, n_sub=N_SUB):
-    from audiocopy.models import build_track_head
+    from audiocopy.training.models import build_track_head
 
     k, dim = prototypes.shape
     model = build_track_head(k, n_sub=n_sub, dim=dim, tolerance=tolerance)
@@ -108,7 +108,7 @@ def test_stacked_heads_never_mix_neighbouring_tracks(rng):
 
 
 def test_stacked_heads_cut_big_batches_without_changing_results(rng, monkeypatch):
-    from audiocopy.engines import stacked_head
+    from audiocopy.engines.cnnbin import stacked_head
 
     stack = StackedHeads([HeadWeights.from_keras(_head(_unit(rng, 25)))])
     emb = np.stack([_unit(rng, N_SUB) for _ in range(7)])
@@ -166,7 +166,7 @@ def _copy(db, tmp_path):
 
 
 def test_default_databases_hold_embedding_heads_that_name_their_encoder(tiny_db):
-    from audiocopy.engines.fpencoder import read_encoder_record, SHIPPED_ENCODER
+    from audiocopy.encoder.artifact import read_encoder_record, SHIPPED_ENCODER
 
     records = catalog.track_records(tiny_db)
     assert {r["cnn"]["kind"] for r in records} == {"embedding"}
@@ -194,7 +194,7 @@ def test_a_database_of_another_encoder_is_refused(tiny_db, tmp_path):
 
 
 def test_kinds_are_not_mixed_in_one_database(tiny_db, tmp_path):
-    from audiocopy.training.enroll import train_catalog
+    from audiocopy.training.enroll_cnnbin import train_catalog
 
     db = _copy(tiny_db, tmp_path)
     catalog.remove_track(db, "chord")
@@ -214,7 +214,7 @@ def test_records_without_a_kind_are_spectrogram_cnns(tiny_db_spectrogram, tmp_pa
 
 @pytest.mark.parametrize("fixture", ["tiny_db", "tiny_db_spectrogram"])
 def test_both_kinds_recognise_their_tracks(request, tiny_corpus, fixture):
-    from audiocopy.audio import load_audio
+    from audiocopy.signal.audio import load_audio
 
     recognizer = Recognizer.open(request.getfixturevalue(fixture))
     for kind in ("chirps", "chord", "pulses"):
@@ -239,7 +239,7 @@ def test_train_cli_keeps_the_kind_of_an_existing_database(tiny_db_spectrogram, t
 
 @pytest.mark.gpu
 def test_stacked_heads_on_cupy_equal_numpy(rng):
-    from audiocopy import xp as xpmod
+    from audiocopy.signal import xp as xpmod
 
     xp = xpmod.get_xp()
     if xp is np:
@@ -259,7 +259,7 @@ def test_the_engine_scores_heads_on_the_array_module_of_its_features(tiny_db, mo
 
     Without a GPU, NumPy under another module identity plays CuPy's part.
     """
-    from audiocopy.engines import cnnbin
+    from audiocopy.engines.cnnbin import engine as cnnbin
 
     engine = Recognizer.open(tiny_db).engine
     feats = np.random.default_rng(3).standard_normal((4, 75, 72)).astype(np.float32)
@@ -273,7 +273,7 @@ def test_the_engine_scores_heads_on_the_array_module_of_its_features(tiny_db, mo
 def test_a_track_over_the_size_budget_is_warned_about(tiny_db, monkeypatch, caplog):
     import logging
 
-    from audiocopy.engines.fpencoder import load_encoder
+    from audiocopy.encoder.artifact import load_encoder
     from audiocopy.training import fit_head
     from audiocopy.training.dataset import Dataset
     from audiocopy.training.fit_cnnbin import calibration_windows

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiocopy.convert import ConvertReport, convert_folder, output_path
+from audiocopy.training.convert import ConvertReport, convert_folder, output_path
 from audiocopy.errors import AudiocopyError, ConfigError
 
 SRC_RATE = 44100
@@ -88,7 +88,7 @@ def test_bad_files_are_reported_and_the_rest_is_converted(src, tmp_path, caplog)
     (src / "empty.wav").write_bytes(b"")
     dst = tmp_path / "out"
 
-    with caplog.at_level(logging.WARNING, logger="audiocopy.convert"):
+    with caplog.at_level(logging.WARNING, logger="audiocopy.training.convert"):
         report = _convert(src, dst)
 
     assert not report.ok

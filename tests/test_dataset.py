@@ -18,7 +18,7 @@ import soundfile as sf
 
 from audiocopy.config import AudioParams, AugmentParams, DatasetParams, FeatureParams
 from audiocopy.errors import DatasetError
-from audiocopy.features import feature_shape
+from audiocopy.signal.features import feature_shape
 from audiocopy.training.dataset import (CALIBRATION_SHARE, MANIFEST, MIN_WRONG_TRACKS, WINDOWS_DIR, BuildPlan,
                                         Dataset, Source, build_dataset, plan_sources, windows_wanted)
 from synth import melody

@@ -1,4 +1,4 @@
-"""Tests for ``audiocopy.features`` and ``audiocopy.xp``.
+"""Tests for ``audiocopy.signal.features`` and ``audiocopy.signal.xp``.
 
 Known answers by construction: a pure tone at a band's centre frequency must
 light up that band; a transposition by three semitones must move the picture
@@ -13,10 +13,10 @@ import sys
 import numpy as np
 import pytest
 
-from audiocopy import xp as xpmod
+from audiocopy.signal import xp as xpmod
 from audiocopy.config import AudioParams, FeatureParams
-from audiocopy.features import (band_centres_hz, feature_shape, frame_count, log_filterbank, log_spectrogram,
-                                power_spectrogram)
+from audiocopy.signal.features import (
+    band_centres_hz, feature_shape, frame_count, log_filterbank, log_spectrogram, power_spectrogram)
 from synth import melody
 
 AUDIO = AudioParams()

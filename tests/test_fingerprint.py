@@ -15,15 +15,15 @@ import soundfile as sf
 
 from synth import melody, pattern
 
-from audiocopy import catalog
+from audiocopy.engines import catalog
 from audiocopy.config import AudioParams, FeatureParams
-from audiocopy.engines import fingerprint as fp
-from audiocopy.engines.fpencoder import (SHIPPED_ENCODER, EncoderParams, build_model, load_encoder, save_encoder,
-                                         standardize, track_band_db)
-from audiocopy.engines.fpmatch import MatchParams, query_starts, vote
+from audiocopy.engines.fingerprint import engine as fp
+from audiocopy.encoder.artifact import (
+    SHIPPED_ENCODER, EncoderParams, build_model, load_encoder, save_encoder, standardize, track_band_db)
+from audiocopy.engines.fingerprint.match import MatchParams, query_starts, vote
 from audiocopy.errors import ModelError, ParamsMismatch
-from audiocopy.features import log_spectrogram
-from audiocopy.recognizer import Recognizer
+from audiocopy.signal.features import log_spectrogram
+from audiocopy.decision.recognizer import Recognizer
 from audiocopy.training.enroll_fingerprint import (CalibrationParams, add_tracks, enroll_fingerprint,
                                                    remove_tracks)
 
@@ -57,7 +57,7 @@ def db(corpus, tmp_path_factory) -> Path:
 
 
 def _window(path: Path, start_s: float) -> np.ndarray:
-    from audiocopy.audio import load_audio
+    from audiocopy.signal.audio import load_audio
 
     signal = load_audio(path, params=AUDIO)
     lo = int(start_s * AUDIO.sample_rate)
@@ -159,7 +159,7 @@ def test_vote_gives_little_to_hits_that_do_not_line_up(rng):
 
 
 def test_calibration_threshold_keeps_at_most_that_share_above():
-    from audiocopy.thresholds import quantile_threshold
+    from audiocopy.decision.calibration import quantile_threshold
 
     scores = np.arange(1000) / 1000.0
     t = quantile_threshold(scores, 0.01)
@@ -253,7 +253,7 @@ def test_a_lost_or_stale_index_is_rebuilt_from_the_track_vectors(db, corpus, tmp
 
 def test_qdrant_backend_enrols_and_identifies(corpus, tmp_path):
     pytest.importorskip("qdrant_client", reason="qdrant-client is not installed (pip install qdrant-client)")
-    from audiocopy.fpindex import IndexParams
+    from audiocopy.engines.fingerprint.index.backends import IndexParams
 
     path = tmp_path / "qdb"
     enroll_fingerprint(corpus / "catalog", path, negatives_dir=corpus / "negatives", calibration=CALIB,
@@ -323,7 +323,7 @@ def test_database_refuses_another_encoder_and_foreign_vectors(db, tmp_path):
 
 
 def test_a_cnnbin_loader_refuses_a_fingerprint_database(db):
-    from audiocopy.engines import cnnbin
+    from audiocopy.engines.cnnbin import engine as cnnbin
 
     with pytest.raises(ModelError, match="'fingerprint' database"):
         cnnbin.load(db)
@@ -335,8 +335,8 @@ def test_a_cnnbin_loader_refuses_a_fingerprint_database(db):
 
 def _stream_windows(path: Path, start_s: float, seconds: float) -> tuple[np.ndarray, np.ndarray]:
     """Sliding windows (every hop) of ``seconds`` of a file played from ``start_s``, and their stream times."""
-    from audiocopy.audio import load_audio
-    from audiocopy.stream import cut_windows
+    from audiocopy.signal.audio import load_audio
+    from audiocopy.signal.windows import cut_windows
 
     signal = load_audio(path, params=AUDIO)
     lo = int(start_s * AUDIO.sample_rate)
@@ -344,7 +344,7 @@ def _stream_windows(path: Path, start_s: float, seconds: float) -> tuple[np.ndar
 
 
 def test_stream_grid_counts_whole_frames_from_the_start_of_the_stream():
-    from audiocopy.engines.fpstream import subwindow_grid, window_frames
+    from audiocopy.engines.fingerprint.stream import subwindow_grid, window_frames
 
     n = AUDIO.window_samples  # 40000 samples; frames of 2048 every 512
     assert window_frames(0, n, n_fft=2048, hop=512) == (0, 75)

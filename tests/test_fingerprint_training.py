@@ -16,9 +16,9 @@ import soundfile as sf
 from synth import melody
 
 from audiocopy.config import AudioParams, FeatureParams
-from audiocopy.engines.fpencoder import EncoderParams, load_encoder, track_band_db
+from audiocopy.encoder.artifact import EncoderParams, load_encoder, track_band_db
 from audiocopy.errors import DatasetError
-from audiocopy.training import fit_encoder as fe
+from audiocopy.training.encoder import loop as fe
 
 TINY = EncoderParams(widths=(4, 8), hidden_dim=16, embedding_dim=8)
 TRAIN = fe.EncoderTrainParams(batch_pairs=8, steps_per_epoch=2, epochs=1, views_per_track=2, view_seconds=3.0,
@@ -60,7 +60,7 @@ def test_feature_space_pitch_shift_moves_content_up_the_band_axis():
 
 def test_feature_space_positive_tracks_its_centre(tracks):
     audio, features = AudioParams(), FeatureParams()
-    from audiocopy.audio import load_audio
+    from audiocopy.signal.audio import load_audio
 
     clean, energy = track_band_db(load_audio(tracks[0], params=audio), audio=audio, features=features,
                                   with_energy=True)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audiocopy import fpindex
+from audiocopy.engines.fingerprint.index import backends as fpindex
 from audiocopy.errors import ConfigError, ModelError, ParamsMismatch
-from audiocopy.fpindex import IndexParams, create_index, load_index, pack_ids, unpack_ids
+from audiocopy.engines.fingerprint.index.backends import IndexParams, create_index, load_index, pack_ids, unpack_ids
 
 DIM = 16
 

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from audiocopy.plays import Play, PlaysLog, PlaysLogError, PlayTracker, to_csv, to_json
+from audiocopy.plays.store import Play, PlaysLog, PlaysLogError, PlayTracker, to_csv, to_json
 
 HOP = 0.5
 

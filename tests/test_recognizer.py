@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from audiocopy.audio import load_audio
-from audiocopy.recognizer import Recognizer
+from audiocopy.signal.audio import load_audio
+from audiocopy.decision.recognizer import Recognizer
 from synth import pattern
 
 

@@ -1,4 +1,4 @@
-"""Tests for ``audiocopy.stream``: window positions for files and live streams.
+"""Tests for ``audiocopy.signal.windows``: window positions for files and live streams.
 
 The signal is a ramp (sample i has value i), so every window's content
 tells exactly where it was cut from.
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from audiocopy.config import AudioParams
-from audiocopy.stream import SlidingWindow, cut_windows, window_starts
+from audiocopy.signal.windows import SlidingWindow, cut_windows, window_starts
 
 AUDIO = AudioParams()  # 2.5 s windows every 0.5 s at 16 kHz
 W, H, SR = AUDIO.window_samples, AUDIO.hop_samples, AUDIO.sample_rate

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from aiohttp import FormData
 
-from audiocopy.plays import Play
+from audiocopy.plays.store import Play
 from synth import melody, pattern
 from test_web_fixtures import TOKEN, auth_headers, make_client, recognizer, settings  # noqa: F401
 
@@ -124,7 +124,7 @@ async def test_uploads_never_left_on_disk(make_client, settings):
 # --- plays over HTTP ----------------------------------------------------------------
 
 async def test_plays_export_csv_and_json_with_filters(make_client, settings):
-    from audiocopy.plays import PlaysLog
+    from audiocopy.plays.store import PlaysLog
 
     log = PlaysLog(settings.state_path / "plays.sqlite")
     for track, day in (("pulses", "2024-05-01"), ("chord", "2024-05-02")):

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from audiocopy.recognizer import Detection
+from audiocopy.decision.recognizer import Detection
 from audiocopy.web.batcher import Batcher, PendingWindow
 
 pytestmark = pytest.mark.asyncio

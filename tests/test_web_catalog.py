@@ -26,7 +26,7 @@ pytestmark = pytest.mark.asyncio
 FAKE_ENROLL = textwrap.dedent("""
     import json, shutil, sys
     from pathlib import Path
-    from audiocopy import catalog
+    from audiocopy.engines import catalog
     db, job_dir = Path(sys.argv[1]), Path(sys.argv[2])
     new_id = next((job_dir / "licensed").iterdir()).stem
     print("dataset:  50%|#####     | 1/2", file=sys.stderr, flush=True)
@@ -70,7 +70,7 @@ async def wait_job(client, job_id, timeout_s=60):
 
 
 async def test_delete_track_recalibrates_and_hot_reloads(make_client, own_db):
-    from audiocopy.recognizer import Recognizer
+    from audiocopy.decision.recognizer import Recognizer
 
     client = await make_client(recognizer_=Recognizer.open(own_db), db=own_db)
     async with client.ws_connect("/ws") as ws:  # a stream open during the change keeps working
@@ -91,7 +91,7 @@ async def test_delete_track_recalibrates_and_hot_reloads(make_client, own_db):
 
 
 async def test_add_track_by_upload_runs_a_job_and_reloads(make_client, own_db, tiny_corpus, monkeypatch):
-    from audiocopy.recognizer import Recognizer
+    from audiocopy.decision.recognizer import Recognizer
     from audiocopy.web import jobs
 
     monkeypatch.setattr(jobs, "enroll_command", lambda settings, job_dir: [
@@ -122,7 +122,7 @@ async def test_add_track_by_upload_runs_a_job_and_reloads(make_client, own_db, t
 
 
 async def test_failed_job_reports_the_error_and_keeps_the_catalog(make_client, own_db, tiny_corpus, monkeypatch):
-    from audiocopy.recognizer import Recognizer
+    from audiocopy.decision.recognizer import Recognizer
     from audiocopy.web import jobs
 
     monkeypatch.setattr(jobs, "enroll_command", lambda settings, job_dir: [
@@ -138,7 +138,7 @@ async def test_failed_job_reports_the_error_and_keeps_the_catalog(make_client, o
 @pytest.mark.slow
 async def test_add_track_trains_for_real(make_client, own_db, tiny_corpus):
     """The real child process (dataset + training + calibration) on tiny settings; about a minute."""
-    from audiocopy.recognizer import Recognizer
+    from audiocopy.decision.recognizer import Recognizer
 
     client = await make_client(recognizer_=Recognizer.open(own_db), db=own_db, negatives_dir=tiny_corpus / "wrong",
                                train_positives=60, train_epochs=4)

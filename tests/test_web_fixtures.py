@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from audiocopy.recognizer import Recognizer
+from audiocopy.decision.recognizer import Recognizer
 from audiocopy.web.auth import AdminAuth
 from audiocopy.web.settings import ServerSettings
 

@@ -81,7 +81,7 @@ def test_loadtest_targets_only_this_machine():
 
 def test_loadtest_clone_db(tiny_db, tmp_path):
     loadtest = load_tool("loadtest")
-    from audiocopy import catalog
+    from audiocopy.engines import catalog
 
     loadtest.clone_db(tiny_db, tmp_path / "db10", 10)
     records = catalog.track_records(tmp_path / "db10")

@@ -86,9 +86,9 @@ def accuracy(bench: Path, work: Path) -> dict:
     import evaluate
     from tqdm import tqdm
 
-    from audiocopy.audio import load_audio
-    from audiocopy.engines.fpencoder import SHIPPED_ENCODER, read_encoder_record
-    from audiocopy.recognizer import Recognizer
+    from audiocopy.signal.audio import load_audio
+    from audiocopy.encoder.artifact import SHIPPED_ENCODER, read_encoder_record
+    from audiocopy.decision.recognizer import Recognizer
     from audiocopy.training.enroll_fingerprint import enroll_fingerprint
 
     truth_path = bench / "queries" / "truth.tsv"
@@ -148,10 +148,10 @@ def accuracy(bench: Path, work: Path) -> dict:
 
 
 def enrol_speed(corpus: Path, work: Path) -> dict:
-    from audiocopy.engines.fpencoder import SHIPPED_ENCODER, read_encoder_record
+    from audiocopy.encoder.artifact import SHIPPED_ENCODER, read_encoder_record
     from audiocopy.training.dataset import list_audio
     from audiocopy.training.enroll_fingerprint import add_tracks
-    from audiocopy.engines import fingerprint as fp
+    from audiocopy.engines.fingerprint import engine as fp
     from audiocopy.config import AudioParams, FeatureParams
 
     sha = read_encoder_record(SHIPPED_ENCODER)["weights_sha256"]
@@ -189,10 +189,10 @@ def _copy_vectors(corpus: Path, work: Path, n_copies: int, encoder, hop: int) ->
     """
     from tqdm import tqdm
 
-    from audiocopy import augment
-    from audiocopy.audio import load_audio
+    from audiocopy.training.augment import basic as augment
+    from audiocopy.signal.audio import load_audio
     from audiocopy.config import AudioParams, FeatureParams
-    from audiocopy.engines.fpencoder import track_band_db
+    from audiocopy.encoder.artifact import track_band_db
     from audiocopy.training.dataset import list_audio
 
     audio, features = AudioParams(), FeatureParams()
@@ -231,7 +231,7 @@ def _copy_vectors(corpus: Path, work: Path, n_copies: int, encoder, hop: int) ->
 
 def _queries(corpus: Path, n: int, seed: int = 0) -> tuple[np.ndarray, list[int]]:
     """n clean 2.5 s windows of corpus tracks and the index of their source."""
-    from audiocopy.audio import load_audio
+    from audiocopy.signal.audio import load_audio
     from audiocopy.config import AudioParams
     from audiocopy.training.dataset import list_audio
 
@@ -253,9 +253,9 @@ def _live_streams(corpus: Path, n_streams: int, n_windows: int, seed: int = 1) -
     Returns one (windows (n_streams, window_samples), starts_s (n_streams,))
     per step: step i holds every stream's i-th window (0.5 s after the last).
     """
-    from audiocopy.audio import load_audio
+    from audiocopy.signal.audio import load_audio
     from audiocopy.config import AudioParams
-    from audiocopy.stream import cut_windows
+    from audiocopy.signal.windows import cut_windows
     from audiocopy.training.dataset import list_audio
 
     audio = AudioParams()
@@ -291,16 +291,16 @@ def _live_ms(recognizer, steps: list, warm: int = 2) -> float:
 
 
 def scale(corpus: Path, work: Path, sizes=SIZES) -> dict:
-    from audiocopy import catalog
+    from audiocopy.engines import catalog
     from audiocopy.config import AudioParams, FeatureParams
-    from audiocopy.engines import fingerprint as fp
-    from audiocopy.engines.fpencoder import read_encoder_record, SHIPPED_ENCODER
-    from audiocopy.engines.fpmatch import query_starts, vote
-    from audiocopy.features import log_spectrogram
-    from audiocopy.fpindex import IndexParams, create_index
-    from audiocopy.recognizer import Recognizer
+    from audiocopy.engines.fingerprint import engine as fp
+    from audiocopy.encoder.artifact import read_encoder_record, SHIPPED_ENCODER
+    from audiocopy.engines.fingerprint.match import query_starts, vote
+    from audiocopy.signal.features import log_spectrogram
+    from audiocopy.engines.fingerprint.index.backends import IndexParams, create_index
+    from audiocopy.decision.recognizer import Recognizer
 
-    from audiocopy.fpindex import faiss_available
+    from audiocopy.engines.fingerprint.index.backends import faiss_available
 
     if not faiss_available():
         raise BenchError("the scale benchmark needs faiss (pip install faiss-cpu)")
@@ -417,8 +417,8 @@ def server_db(corpus: Path, work: Path, size: int) -> Path:
     """
     import shutil
 
-    from audiocopy import catalog
-    from audiocopy.engines import fingerprint as fp
+    from audiocopy.engines import catalog
+    from audiocopy.engines.fingerprint import engine as fp
     from audiocopy.training.dataset import list_audio
 
     src, dst = work / "corpus_db", work / f"db{size}"
@@ -553,7 +553,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from audiocopy.engines.fpencoder import SHIPPED_ENCODER, read_encoder_record
+    from audiocopy.encoder.artifact import SHIPPED_ENCODER, read_encoder_record
 
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
     args.work.mkdir(parents=True, exist_ok=True)

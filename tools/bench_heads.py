@@ -39,7 +39,7 @@ for p in (REPO, REPO / "tools"):
 from bench_features import fmt_ms, timed, gpu_module, synchronize  # noqa: E402
 from benchlib import busy_cores, machine_info, read_json, update_section, write_json  # noqa: E402
 
-from audiocopy.engines.stacked_head import HeadWeights, StackedHeads  # noqa: E402
+from audiocopy.engines.cnnbin.stacked_head import HeadWeights, StackedHeads  # noqa: E402
 
 log = logging.getLogger("bench_heads")
 

@@ -27,7 +27,7 @@ log = logging.getLogger("bench")
 
 def write_json(path: Path, obj) -> None:
     """Write JSON through a temporary file so a crash never leaves half a file (the package's atomic writer)."""
-    from audiocopy.catalog import atomic_write_json
+    from audiocopy.engines.catalog import atomic_write_json
 
     atomic_write_json(Path(path), obj)
 
@@ -234,7 +234,7 @@ def clone_db(src: Path, dst: Path, tracks: int) -> None:
     so copies measure the cost of a 100-track catalogue without training one.
     Its matches are meaningless; never use it for accuracy.
     """
-    from audiocopy import catalog
+    from audiocopy.engines import catalog
 
     records = catalog.track_records(src)
     if not records:

@@ -17,7 +17,7 @@ project. It also reports the enrolment cost (dataset build time and peak
 RAM, training time per track, model size) and the scoring speed.
 
 Why the distortions come from other tools. The training data is distorted
-by ``audiocopy.augment``; testing with that same code would only show that
+by ``audiocopy.training.augment.basic``; testing with that same code would only show that
 the model learned our own implementation of "speed" or "phone". Here every
 distortion with an effect in a standard tool is made by that tool (sox for
 speed, tempo, pitch, reverb and band-pass; ffmpeg's libmp3lame or lame for
@@ -38,7 +38,7 @@ interrupted run resumes; delete a step's output to redo it)::
     WORK/speed.json                    scoring and feature timings (tied to database and machine)
     WORK/results.json                  everything above in one file
 
-Enrolment is what ``audiocopy.training.enroll.enroll(WORK/catalog, WORK/db,
+Enrolment is what ``audiocopy.training.enroll_cnnbin.enroll(WORK/catalog, WORK/db,
 negatives_dir=WORK/wrong, work_dir=WORK/dataset)`` does, but its two steps
 run as separate ``audiocopy`` CLI processes so that each one's wall time and
 the dataset step's peak memory (including its worker processes) can be
@@ -447,7 +447,7 @@ def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def make_query(q: Query, by_id: dict, tools: Tools, out: Path, tmp_dir: Path, seed: int) -> int:
     """Cut, distort and write one query; returns the number of padded samples."""
-    from audiocopy.audio import write_wav
+    from audiocopy.signal.audio import write_wav
 
     cond = CONDITION_BY_NAME[q.condition]
     wav = by_id[q.track]["wav"]
@@ -552,8 +552,8 @@ def dataset_complete(dataset_dir: Path) -> bool:
 
 def training_complete(db: Path, catalog_ids: list[str]) -> bool:
     """Every catalogue track enrolled and the catalogue offset calibrated."""
-    from audiocopy import catalog
-    from audiocopy.engines import cnnbin
+    from audiocopy.engines import catalog
+    from audiocopy.engines.cnnbin import engine as cnnbin
 
     if not (db / catalog.DB_FILE).is_file():
         return False
@@ -590,7 +590,7 @@ def enrol(work: Path, catalog_ids: list[str], *, model: str, jobs: int, dataset_
     if training_complete(db, catalog_ids):
         log.info("train: every catalogue track of %s is trained, skipped", db)
     else:
-        from audiocopy.engines import cnnbin
+        from audiocopy.engines.cnnbin import engine as cnnbin
 
         before = len(cnnbin.enrolled_track_ids(db)) if db.is_dir() else 0
         result = run_measured(py + ["train", "--dataset", str(dataset_dir), "--db", str(db), "--model", model,
@@ -606,7 +606,7 @@ def enrol(work: Path, catalog_ids: list[str], *, model: str, jobs: int, dataset_
 
 def db_stats(db: Path) -> dict:
     """Per-track training seconds and model sizes from the database's files."""
-    from audiocopy import catalog
+    from audiocopy.engines import catalog
 
     records = catalog.track_records(db)
     fit = [r["metrics"]["train_seconds"] for r in records if "train_seconds" in r.get("metrics", {})]
@@ -639,8 +639,8 @@ def identify(work: Path, db: Path, queries: list[Query]) -> list[dict]:
     """One answer per query, batched through the recognizer (cached per database)."""
     from tqdm import tqdm
 
-    from audiocopy.audio import load_audio
-    from audiocopy.recognizer import Recognizer
+    from audiocopy.signal.audio import load_audio
+    from audiocopy.decision.recognizer import Recognizer
 
     cache_path = work / f"detections-{db.name}.json"
     signature = db_signature(db)
@@ -675,7 +675,7 @@ def accuracy_tables(rows: list[dict], conditions: list[Condition]) -> dict:
     ``hit_at_fpr`` threshold comes from the unseen negatives of *all*
     conditions pooled, so every row is read at one operating point.
     """
-    from audiocopy.evaluation import QueryResult, summarize
+    from audiocopy.training.evaluate import QueryResult, summarize
 
     by_cond: dict[str, list] = {c.name: [] for c in conditions}
     for r in rows:
@@ -717,11 +717,11 @@ def measure_speed(work: Path, db: Path, queries: list[Query]) -> dict:
     (``benchlib.clone_db``) under ``WORK/speed``; the cost depends on the
     number and size of the models, not on their weights.
     """
-    from audiocopy import catalog
-    from audiocopy.audio import load_audio
-    from audiocopy.engines import cnnbin
-    from audiocopy.features import log_spectrogram
-    from audiocopy.xp import device_name, get_xp, to_numpy
+    from audiocopy.engines import catalog
+    from audiocopy.signal.audio import load_audio
+    from audiocopy.engines.cnnbin import engine as cnnbin
+    from audiocopy.signal.features import log_spectrogram
+    from audiocopy.signal.xp import device_name, get_xp, to_numpy
 
     info = catalog.open_db(db)
     records = catalog.track_records(db)
@@ -745,7 +745,7 @@ def measure_speed(work: Path, db: Path, queries: list[Query]) -> dict:
         out["scoring"] += per_batch_ms(lambda b: engine.score(feats[:b]), tracks=n_tracks,
                                        repeated=n_tracks > len(records))
     if engine.encoder is not None:
-        from audiocopy.engines.stacked_head import embed_query_windows
+        from audiocopy.engines.cnnbin.stacked_head import embed_query_windows
 
         out["encoder"] = per_batch_ms(lambda b: embed_query_windows(engine.encoder, feats[:b],
                                                                     hop_frames=engine.cnn.hop_frames))
@@ -768,7 +768,7 @@ def per_batch_ms(fn, **fields) -> list[dict]:
 
 def clone_db_for_speed(db: Path, dst: Path, n_tracks: int) -> Path:
     """``db`` itself when it has exactly ``n_tracks`` tracks, else a timing copy of that size."""
-    from audiocopy import catalog
+    from audiocopy.engines import catalog
 
     if len(catalog.track_records(db)) == n_tracks:
         return db

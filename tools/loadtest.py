@@ -97,7 +97,7 @@ def load_signal(path: str | None):
     import numpy as np
 
     if path:
-        from audiocopy.audio import load_audio
+        from audiocopy.signal.audio import load_audio
         from audiocopy.config import AudioParams
 
         signal_ = load_audio(path, params=AudioParams(sample_rate=SAMPLE_RATE))
@@ -275,7 +275,7 @@ async def ramp(base: str, pcm: bytes, steps: list[int], seconds: float, max_p95_
 
 def describe_db(db: Path) -> str:
     """One line on what a load-test catalogue is, read from the database itself."""
-    from audiocopy import catalog
+    from audiocopy.engines import catalog
 
     info = catalog.open_db(db)
     ids = [r["track_id"] for r in catalog.track_records(db)]
@@ -283,7 +283,7 @@ def describe_db(db: Path) -> str:
     copies = sum(t.startswith("copy-") for t in ids)
     text = f"`{db}`: {info.engine}, {len(ids)} tracks"
     if info.engine == "cnnbin" and ids:
-        from audiocopy.engines.cnnbin import enrolled_kinds
+        from audiocopy.engines.cnnbin.engine import enrolled_kinds
 
         text = f"`{db}`: cnnbin ({', '.join(sorted(enrolled_kinds(db)))} track models), {len(ids)} tracks"
     if clones:

@@ -12,7 +12,7 @@ Usage::
 Place in the pipeline: an operator's client of the ``/ws`` protocol
 (docs/protocol.md), the same one the Live page speaks. Audio is sent as
 16 kHz mono s16le in 100 ms frames. Files are decoded with
-``audiocopy.audio.load_audio``; URLs are decoded by an ffmpeg child process.
+``audiocopy.signal.audio.load_audio``; URLs are decoded by an ffmpeg child process.
 
 Pacing: by default frames leave at the rate a live source would produce
 them, so the server treats the stream as live (it drops old windows when it
@@ -50,7 +50,7 @@ async def file_frames(path: str, frame_samples: int) -> AsyncIterator[bytes]:
     """s16le frames of a decoded file."""
     import numpy as np
 
-    from audiocopy.audio import load_audio
+    from audiocopy.signal.audio import load_audio
     from audiocopy.config import AudioParams
     from audiocopy.errors import AudiocopyError
 

@@ -3,7 +3,7 @@
 
 This is how the shipped weights in ``audiocopy/weights/`` were made. It
 trains ``models.build_encoder`` contrastively on distorted views of the
-tracks of a corpus (see ``audiocopy.training.fit_encoder``), checkpoints
+tracks of a corpus (see ``audiocopy.training.encoder.loop``), checkpoints
 after every epoch under ``--work`` and exports the best encoder so far to
 ``--out`` after every epoch that improved validation retrieval. Interrupt it
 (Ctrl-C, a time budget, a reboot) and run the same command again: it resumes
@@ -47,7 +47,7 @@ log = logging.getLogger("train_encoder")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from audiocopy.training.fit_encoder import EncoderTrainParams
+    from audiocopy.training.encoder.loop import EncoderTrainParams
 
     d = EncoderTrainParams()
     p = argparse.ArgumentParser(description="Train the fingerprint encoder (contrastive, resumable).")
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     from dataclasses import replace
 
     from audiocopy.errors import AudiocopyError
-    from audiocopy.training.fit_encoder import EncoderTrainParams, train_encoder
+    from audiocopy.training.encoder.loop import EncoderTrainParams, train_encoder
 
     if args.threads:
         import tensorflow as tf

@@ -52,7 +52,7 @@ def _plan():
 
 
 def convert() -> str:
-    from audiocopy.convert import convert_folder
+    from audiocopy.training.convert import convert_folder
 
     report = convert_folder(MP3, LICENSED)
     return f"converted {len(report.converted)}, skipped {len(report.skipped)}, failed {len(report.failed)}"
@@ -67,7 +67,7 @@ def dataset(role: str) -> str:
 
 
 def models() -> str:
-    from audiocopy.training.enroll import train_catalog
+    from audiocopy.training.enroll_cnnbin import train_catalog
 
     report = train_catalog(DATASETS, MODEL)
     return f"trained {len(report.trained)} models, {len(report.skipped)} already there"

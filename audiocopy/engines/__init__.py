@@ -27,7 +27,7 @@ from ..config import AudioParams, FeatureParams
 from ..errors import ModelError
 
 #: Engine name -> module implementing ``load(db, info) -> Engine``.
-ENGINE_MODULES = {"cnnbin": "audiocopy.engines.cnnbin", "fingerprint": "audiocopy.engines.fingerprint"}
+ENGINE_MODULES = {"cnnbin": "audiocopy.engines.cnnbin.engine", "fingerprint": "audiocopy.engines.fingerprint.engine"}
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import catalog
-from ..audio import is_audio_file, load_audio
+from ..engines import catalog
+from ..signal.audio import is_audio_file, load_audio
 from ..config import AudioParams, AugmentParams, DatasetParams, FeatureParams, as_dict, check_compatible, from_dict
 from ..errors import AudiocopyError, DatasetError
 
@@ -131,7 +131,7 @@ def windows_for_source(signal: np.ndarray, n_windows: int, rng: np.random.Genera
     as possible background music.
     Returns (n_windows, window_samples) float32.
     """
-    from ..augment import random_crop, random_distortion
+    from .augment.basic import random_crop, random_distortion
 
     length = plan.audio.window_samples
     excerpt_len = int(length * EXCERPT_FACTOR)
@@ -158,7 +158,7 @@ def windows_wanted(source: Source, params: DatasetParams) -> int:
 def _build_one(args) -> tuple[str, int, str | None]:
     """Worker: decode one source, draw windows, save features. Returns (file, n, error)."""
     source, out_dir, plan, music_bank = args
-    from ..features import log_spectrogram
+    from ..signal.features import log_spectrogram
 
     n_windows = windows_wanted(source, plan.dataset)
     try:

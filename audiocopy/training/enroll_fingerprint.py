@@ -36,15 +36,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import catalog
-from ..audio import load_audio
+from ..engines import catalog
+from ..signal.audio import load_audio
 from ..config import AudioParams, AugmentParams, FeatureParams
-from ..engines import fingerprint as fp
-from ..engines.fpencoder import track_band_db, track_subwindows
-from ..engines.fpmatch import MatchParams
+from ..engines.fingerprint import engine as fp
+from ..encoder.artifact import track_band_db, track_subwindows
+from ..engines.fingerprint.match import MatchParams
 from ..errors import AudiocopyError, DatasetError
-from ..fpindex import IndexParams
-from ..thresholds import quantile_threshold
+from ..engines.fingerprint.index.backends import IndexParams
+from ..decision.calibration import quantile_threshold
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +214,8 @@ def make_calibration_windows(negatives_dir: Path, *, audio: AudioParams, feature
     """Features of negative windows: (n, frames, bands) float16."""
     from tqdm import tqdm
 
-    from ..augment import random_distortion
-    from ..features import log_spectrogram
+    from .augment.basic import random_distortion
+    from ..signal.features import log_spectrogram
     from .dataset import list_audio
 
     files = calibration_tracks(list_audio(negatives_dir), params)

@@ -42,7 +42,7 @@ import numpy as np
 
 from ..config import CnnParams, TrainParams
 from ..errors import DatasetError
-from ..thresholds import quantile_threshold
+from ..decision.calibration import quantile_threshold
 from .dataset import Dataset, Source
 
 log = logging.getLogger(__name__)
@@ -282,8 +282,8 @@ def fit_track(dataset: Dataset, track_id: str, *, cnn: CnnParams, train: TrainPa
     """
     import keras
 
-    from ..features import feature_shape
-    from ..models import build_track_cnn
+    from ..signal.features import feature_shape
+    from .models import build_track_cnn
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(train.seed if seed is None else seed)

@@ -51,10 +51,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..audio import load_audio
+from ..signal.audio import load_audio
 from ..config import CnnParams, TrainParams
-from ..engines.fpencoder import track_band_db, track_subwindows
-from ..engines.stacked_head import UNINFORMATIVE_BIAS, embed_query_windows, informative
+from ..encoder.artifact import track_band_db, track_subwindows
+from ..engines.cnnbin.stacked_head import UNINFORMATIVE_BIAS, embed_query_windows, informative
 from ..errors import DatasetError
 from .dataset import Dataset, Source
 from .fit_cnnbin import FitResult, NegativeSampler, _balanced_bce, _logits, calibrate_track, fit_epochs, split_positives
@@ -178,7 +178,7 @@ def fit_track_head(dataset: Dataset, track_id: str, *, encoder, inputs: HeadInpu
     """
     import keras
 
-    from ..models import build_track_head
+    from .models import build_track_head
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(train.seed if seed is None else seed)

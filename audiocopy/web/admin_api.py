@@ -19,7 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .. import catalog
+from ..engines import catalog
 from .jobs import JobConflict, JobError
 from .keys import AUTH, DB_LOCK, IO_EXECUTOR, JOBS, MONITORS, RECOGNIZER, SETTINGS
 from .monitors import MonitorError

@@ -21,10 +21,10 @@ import numpy as np
 from aiohttp import web
 
 from .. import __version__
-from ..audio import load_audio
+from ..signal.audio import load_audio
 from ..errors import AudioTooShort, BadAudio, UnsupportedFormat
-from ..plays import MAX_QUERY_ROWS, PlaysLogError, PlayTracker, to_csv, to_json
-from ..stream import window_starts
+from ..plays.store import MAX_QUERY_ROWS, PlaysLogError, PlayTracker, to_csv, to_json
+from ..signal.windows import window_starts
 from .keys import (BATCHER, COMPUTE_EXECUTOR, IDENTIFY_SLOTS, IO_EXECUTOR, JOBS, MONITORS, PLAYS, RECOGNIZER,
                    SETTINGS, STARTED_AT, STREAMS)
 from .responses import fail

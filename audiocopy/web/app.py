@@ -28,8 +28,8 @@ import jinja2
 from aiohttp import WSCloseCode, web
 
 from ..errors import AudiocopyError
-from ..plays import PlaysLog
-from ..recognizer import Recognizer
+from ..plays.store import PlaysLog
+from ..decision.recognizer import Recognizer
 from . import admin_api, api, views
 from .auth import AdminAuth, load_or_create
 from .batcher import Batcher

@@ -31,7 +31,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from ..recognizer import Detection, Recognizer, StreamMemory
+from ..decision.recognizer import Detection, Recognizer, StreamMemory
 
 log = logging.getLogger(__name__)
 

@@ -93,7 +93,7 @@ def enroll_command(settings: ServerSettings, job_dir: Path) -> list[str]:
     cnnbin builds a dataset and trains a model; fingerprint only embeds the
     track and recalibrates (the training flags do not apply to it).
     """
-    from .. import catalog
+    from ..engines import catalog
 
     engine = catalog.open_db(settings.db).engine
     command = [sys.executable, "-m", "audiocopy.cli", "enroll", str(job_dir / "licensed"), "--db", str(settings.db),

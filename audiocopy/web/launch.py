@@ -13,7 +13,7 @@ from typing import Callable
 
 from aiohttp import web
 
-from ..recognizer import Recognizer
+from ..decision.recognizer import Recognizer
 from .app import create_app
 from .auth import load_or_create
 from .settings import ServerSettings, add_arguments

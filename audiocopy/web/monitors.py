@@ -34,10 +34,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .. import catalog
+from ..engines import catalog
 from ..config import AudioParams
 from ..errors import AudiocopyError, ProtocolError
-from ..plays import Play
+from ..plays.store import Play
 from . import protocol
 from .batcher import Batcher
 from .security import UrlRefused, check_monitor_url

@@ -19,10 +19,10 @@ import json
 import math
 from dataclasses import dataclass
 
-from ..audio import PCM_FORMATS
+from ..signal.audio import PCM_FORMATS
 from ..errors import ProtocolError
-from ..plays import Play
-from ..recognizer import Detection
+from ..plays.store import Play
+from ..decision.recognizer import Detection
 
 #: Client sample rates accepted in ``start`` (Hz). Telephone audio up to
 #: studio rates; soxr resamples any ratio, the bounds only reject nonsense.

@@ -25,12 +25,12 @@ from typing import Callable
 
 import numpy as np
 
-from ..audio import pcm_to_float
+from ..signal.audio import pcm_to_float
 from ..config import AudioParams
 from ..errors import BadAudio, ProtocolError
-from ..plays import Play, PlayTracker
-from ..recognizer import Detection, StreamMemory
-from ..stream import SlidingWindow
+from ..plays.store import Play, PlayTracker
+from ..decision.recognizer import Detection, StreamMemory
+from ..signal.windows import SlidingWindow
 from . import protocol
 from .batcher import Batcher, PendingWindow
 

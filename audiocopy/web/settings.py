@@ -283,7 +283,7 @@ def settings_from_args(args: argparse.Namespace | Mapping[str, Any], environ: Ma
 
 def check_database(settings: ServerSettings) -> None:
     """The database must exist and be of the expected engine; ``ConfigError`` otherwise."""
-    from .. import catalog
+    from ..engines import catalog
     from ..errors import ModelError
 
     try:

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from ..audio import AUDIO_EXTENSIONS
+from ..signal.audio import AUDIO_EXTENSIONS
 from .responses import fail
 
 log = logging.getLogger(__name__)

@@ -51,8 +51,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy import fft as spfft
 from scipy import signal as sps
 
-from .config import AugmentParams
-from .errors import AudiocopyError
+from ...config import AugmentParams
+from ...errors import AudiocopyError
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import catalog
+from ..engines import catalog
 from ..config import AudioParams, FeatureParams, as_dict, check_compatible, from_dict
 from ..errors import ModelError, ParamsMismatch
 
@@ -128,7 +128,7 @@ def window_subwindows(features, starts: np.ndarray, frames: int) -> np.ndarray:
     (NumPy or CuPy); starts: (n_sub,) start frames. Returns
     (batch, n_sub, frames, bands) float32 NumPy.
     """
-    from ..xp import to_numpy
+    from ..signal.xp import to_numpy
 
     feats = np.asarray(to_numpy(features), dtype=np.float32)
     return standardize(cut_subwindows(feats, starts, frames))
@@ -148,7 +148,7 @@ def track_band_db(signal: np.ndarray, *, audio: AudioParams, features: FeaturePa
     frame's mean power over all FFT bins (proportional to the frame's mean
     square; training uses it to mix noise at an exact SNR in feature space).
     """
-    from ..features import band_db, power_spectrogram
+    from ..signal.features import band_db, power_spectrogram
 
     signal = np.asarray(signal, dtype=np.float32)
     n_frames = features.n_frames(signal.size) if signal.size >= features.n_fft else 0
@@ -354,7 +354,7 @@ def load_encoder(json_path: Path = SHIPPED_ENCODER, *, audio: AudioParams | None
 
 def build_model(params: EncoderParams):
     """A fresh (untrained) Keras encoder for ``params``."""
-    from ..models import build_encoder
+    from ..training.models import build_encoder
 
     return build_encoder((params.frames, params.bands), widths=params.widths, hidden_dim=params.hidden_dim,
                          embedding_dim=params.embedding_dim)

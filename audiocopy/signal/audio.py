@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import AudioParams
-from .errors import AudioTooShort, BadAudio, UnsupportedFormat
+from ..config import AudioParams
+from ..errors import AudioTooShort, BadAudio, UnsupportedFormat
 
 log = logging.getLogger(__name__)
 

@@ -54,10 +54,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import catalog
-from ..config import AudioParams, FeatureParams, as_dict
-from ..engines.fpencoder import EncoderParams, build_model, save_encoder, standardize, track_band_db
-from ..errors import DatasetError
+from ...engines import catalog
+from ...config import AudioParams, FeatureParams, as_dict
+from ...encoder.artifact import EncoderParams, build_model, save_encoder, standardize, track_band_db
+from ...errors import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def _make_view(signal: np.ndarray, rng: np.random.Generator, *, audio: AudioPara
     Returns (view (length,) float32, source start sample, time scale): view
     sample n shows source sample ``start + n * scale``.
     """
-    from .. import augment
+    from ..augment import basic as augment
 
     sr = audio.sample_rate
     u = rng.random()
@@ -197,7 +197,7 @@ def _make_view(signal: np.ndarray, rng: np.random.Generator, *, audio: AudioPara
 def _cache_one(path: Path, out: Path, *, audio: AudioParams, features: FeatureParams, aug: FeatureAugParams,
                train: EncoderTrainParams, bank: list[np.ndarray]) -> np.ndarray:
     """Compute and save one track's cache file; returns its signal (for the music bank)."""
-    from ..audio import load_audio
+    from ...signal.audio import load_audio
 
     signal = load_audio(path, params=audio)
     clean, energy = track_band_db(signal, audio=audio, features=features, with_energy=True)
@@ -234,7 +234,7 @@ def build_cache(tracks: list[Path], work: Path, *, audio: AudioParams = AudioPar
     """
     from tqdm import tqdm
 
-    from ..errors import AudiocopyError
+    from ...errors import AudiocopyError
 
     cache_dir = Path(work) / CACHE_DIR
     meta = {"audio": as_dict(audio), "features": as_dict(features), "augment": as_dict(aug),
@@ -319,8 +319,8 @@ class FeatureAugmenter:
 
     def __init__(self, *, audio: AudioParams, features: FeatureParams, aug: FeatureAugParams, seed: int,
                  frames: int):
-        from .. import augment
-        from ..features import band_centres_hz
+        from ..augment import basic as augment
+        from ...signal.features import band_centres_hz
         from scipy import signal as sps
 
         self.audio, self.features, self.aug, self.frames = audio, features, aug, frames
@@ -504,7 +504,7 @@ class Validation:
 def make_validation(val: list[TrackCache], distractors: list[TrackCache], sampler: PairSampler, *,
                     train: EncoderTrainParams, floor_db: float, frames: int) -> Validation:
     """Build the fixed validation set (seeded, identical on every resume)."""
-    from ..engines.fpencoder import cut_subwindows, subwindow_starts
+    from ...encoder.artifact import cut_subwindows, subwindow_starts
 
     rng = np.random.default_rng(_seed(train.seed, "validation"))
     tracks = val + distractors

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import AudioParams
+from ..config import AudioParams
 
 
 def window_starts(n_samples: int, *, audio: AudioParams) -> np.ndarray:

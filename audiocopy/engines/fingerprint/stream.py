@@ -43,10 +43,10 @@ from types import ModuleType
 
 import numpy as np
 
-from ..features import band_db, frame_power
-from . import StreamMemory
-from .fpencoder import standardize
-from .fpmatch import vote
+from ...signal.features import band_db, frame_power
+from .. import StreamMemory
+from ...encoder.artifact import standardize
+from .match import vote
 
 
 @dataclass(eq=False)
@@ -207,7 +207,7 @@ def _compute_frames(plans: list[_Plan], windows: np.ndarray, *, n_fft: int, hop:
         parts.append(sliding_window_view(segment, n_fft)[::hop])
     frames = np.concatenate(parts)  # (new frames, n_fft)
     levels = band_db(frame_power(frames, xp=xp), audio=engine.audio, params=engine.features, xp=xp)
-    from ..xp import to_numpy
+    from ...signal.xp import to_numpy
 
     levels = np.asarray(to_numpy(levels), dtype=np.float32)
     at = 0

@@ -65,7 +65,7 @@ def embed_query_windows(encoder, features, *, hop_frames: int) -> tuple[np.ndarr
     (batch, n_sub) float32. Training and scoring both call this, so the two
     can never cut or mask sub-windows differently.
     """
-    from .fpencoder import subwindow_starts, window_subwindows
+    from ...encoder.artifact import subwindow_starts, window_subwindows
 
     starts = subwindow_starts(features.shape[1], frames=encoder.params.frames, hop_frames=hop_frames)
     sub = window_subwindows(features, starts, encoder.params.frames)
@@ -147,7 +147,7 @@ class StackedHeads:
 
     def _best_offsets(self, emb, mask):
         """(b, n_sub, dim), (b, n_sub) on ``xp`` -> (b, T) best diagonal sums (NumPy)."""
-        from ..xp import to_numpy
+        from ...signal.xp import to_numpy
 
         xp = self.xp
         b = emb.shape[0]

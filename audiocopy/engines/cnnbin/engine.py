@@ -45,10 +45,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import catalog
-from ..config import AudioParams, CnnParams, FeatureParams, as_dict, check_compatible, from_dict
-from ..errors import ModelError, ParamsMismatch
-from ..xp import array_module
-from . import EngineScores
+from ...config import AudioParams, CnnParams, FeatureParams, as_dict, check_compatible, from_dict
+from ...errors import ModelError, ParamsMismatch
+from ...signal.xp import array_module
+from .. import EngineScores
 from .stacked_head import StackedHeads, embed_query_windows
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def _read_record(rec: dict, db: Path, info) -> tuple[CnnParams, float, Path]:
 
 def _load_encoder_for(records: list[dict], info, db: Path):
     """The encoder every embedding record names (one SHA-256 for the whole database)."""
-    from .fpencoder import load_encoder
+    from ...encoder.artifact import load_encoder
 
     shas = {rec.get("encoder_sha256") for rec in records}
     if len(shas) != 1 or None in shas:
@@ -209,8 +209,8 @@ def _load_encoder_for(records: list[dict], info, db: Path):
 
 def _head_weights(records: list[dict], models: list, info, cnn: CnnParams, encoder) -> list:
     """The embedding heads' weights, each checked against the database's windows and encoder."""
-    from ..features import feature_shape
-    from .fpencoder import subwindow_starts
+    from ...signal.features import feature_shape
+    from ...encoder.artifact import subwindow_starts
     from .stacked_head import HeadWeights
 
     frames = feature_shape(audio=info.audio, params=info.features)[0]
@@ -228,7 +228,7 @@ def _head_weights(records: list[dict], models: list, info, cnn: CnnParams, encod
 
 def _spectrogram_stack(records: list[dict], models: list, info):
     """The spectrogram CNNs stacked, each checked against the database's feature shape."""
-    from ..features import feature_shape
+    from ...signal.features import feature_shape
     from .stacked_cnn import CnnWeights, StackedCnn
 
     expected_shape = feature_shape(audio=info.audio, params=info.features)

@@ -31,7 +31,7 @@ from types import ModuleType
 
 import numpy as np
 
-from .config import AudioParams, FeatureParams
+from ..config import AudioParams, FeatureParams
 
 
 def band_centres_hz(params: FeatureParams) -> np.ndarray:

@@ -35,12 +35,12 @@ from types import ModuleType
 
 import numpy as np
 
-from . import catalog
-from .config import AudioParams, FeatureParams
-from .engines import Engine, EngineScores, StreamMemory, load_engine  # noqa: F401 (StreamMemory: re-exported)
-from .features import log_spectrogram
-from .stream import cut_windows
-from .xp import get_xp
+from ..engines import catalog
+from ..config import AudioParams, FeatureParams
+from ..engines import Engine, EngineScores, StreamMemory, load_engine  # noqa: F401 (StreamMemory: re-exported)
+from ..signal.features import log_spectrogram
+from ..signal.windows import cut_windows
+from ..signal.xp import get_xp
 
 log = logging.getLogger(__name__)
 

@@ -54,13 +54,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import catalog
-from ..config import AudioParams, FeatureParams, as_dict, from_dict
-from ..errors import ModelError, ParamsMismatch
-from ..fpindex import IndexParams, create_index, load_index, resolve_backend
-from . import EngineScores
-from .fpencoder import SHIPPED_ENCODER, Encoder, load_encoder, read_encoder_record
-from .fpmatch import MatchParams, query_starts, vote
-from .fpstream import stream_votes
+from ...config import AudioParams, FeatureParams, as_dict, from_dict
+from ...errors import ModelError, ParamsMismatch
+from .index.backends import IndexParams, create_index, load_index, resolve_backend
+from .. import EngineScores
+from ...encoder.artifact import SHIPPED_ENCODER, Encoder, load_encoder, read_encoder_record
+from .match import MatchParams, query_starts, vote
+from .stream import stream_votes
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ def _qdrant_keys(index) -> list[int]:
     """Track keys present in a fresh Qdrant handle (none for other backends)."""
     if getattr(index, "kind", "") != "qdrant" or len(index) == 0:
         return []
-    from ..fpindex import unpack_ids
+    from .index.backends import unpack_ids
 
     keys, offset = set(), None
     while True:
@@ -329,7 +329,7 @@ class FingerprintEngine:
         the snapshot they refer to).
         """
         state = self._state
-        from ..xp import to_numpy
+        from ...signal.xp import to_numpy
 
         feats = np.asarray(to_numpy(features), dtype=np.float32)
         b, n_tracks = len(feats), len(state.track_ids)

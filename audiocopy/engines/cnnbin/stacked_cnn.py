@@ -116,7 +116,7 @@ class StackedCnn:
         features: (batch, frames, bands) float32 (NumPy or CuPy).
         Returns (batch, n_tracks) float32 NumPy logits.
         """
-        from ..xp import to_numpy
+        from ...signal.xp import to_numpy
 
         x = np.asarray(to_numpy(features), dtype=np.float32)
         if x.ndim != 3:

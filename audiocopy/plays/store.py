@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
-from .errors import AudiocopyError
+from ..errors import AudiocopyError
 
 log = logging.getLogger(__name__)
 

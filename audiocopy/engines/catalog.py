@@ -26,8 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .config import AudioParams, FeatureParams, as_dict, check_compatible, from_dict
-from .errors import ModelError, ParamsMismatch
+from ..config import AudioParams, FeatureParams, as_dict, check_compatible, from_dict
+from ..errors import ModelError, ParamsMismatch
 
 DB_FILE = "db.json"
 TRACKS_DIR = "tracks"

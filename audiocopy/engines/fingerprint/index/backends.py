@@ -47,9 +47,9 @@ from typing import Protocol
 
 import numpy as np
 
-from .catalog import atomic_open
-from .config import as_dict, from_dict
-from .errors import ConfigError, ModelError, ParamsMismatch
+from ...catalog import atomic_open
+from ....config import as_dict, from_dict
+from ....errors import ConfigError, ModelError, ParamsMismatch
 
 log = logging.getLogger(__name__)
 
@@ -472,7 +472,7 @@ class QdrantIndex:
 
     def save(self, path: Path, *, extra: dict | None = None) -> None:
         # The points are already persisted by Qdrant; the sidecar says what they are.
-        from .catalog import atomic_write_json
+        from ...catalog import atomic_write_json
 
         atomic_write_json(Path(path), json.loads(_header(self.kind, self.dim, self.params, self._counts, extra)))
 

@@ -36,7 +36,7 @@ and ``engines.cnnbin`` can stack many tracks' weights into one batched pass.
 """
 from __future__ import annotations
 
-from .config import CnnParams
+from ..config import CnnParams
 
 
 def build_track_cnn(input_shape: tuple[int, int], params: CnnParams, *, name: str = "track_cnn"):

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import catalog
+from ..engines import catalog
 from ..config import AugmentParams, AudioParams, CnnParams, DatasetParams, FeatureParams, TrainParams
-from ..engines import cnnbin
+from ..engines.cnnbin import engine as cnnbin
 from ..errors import DatasetError
-from ..thresholds import quantile_threshold
+from ..decision.calibration import quantile_threshold
 from .dataset import BuildPlan, Dataset, build_dataset
 from .fit_cnnbin import calibration_windows, fit_track
 
@@ -102,7 +102,7 @@ def _track_fitter(dataset: Dataset, cnn: CnnParams, train: TrainParams, progress
         return fit_spectrogram
     if cnn.kind != "embedding":
         raise DatasetError(f"unknown track model kind {cnn.kind!r} (expected 'embedding' or 'spectrogram')")
-    from ..engines.fpencoder import load_encoder
+    from ..encoder.artifact import load_encoder
     from .fit_head import embed_dataset, fit_track_head
 
     state: dict = {}

@@ -1,0 +1,1 @@
+"""audiocopy/decision."""
