@@ -103,7 +103,7 @@ def _enroll_engine(args) -> str:
 
 def cmd_enroll(args) -> int:
     if _enroll_engine(args) == "fingerprint":
-        from .engines.fingerprint.index.backends import IndexParams
+        from .config import IndexParams
         from .training.enroll_fingerprint import enroll_fingerprint
 
         report = enroll_fingerprint(Path(args.catalog_dir), Path(args.db),
@@ -146,8 +146,8 @@ def cmd_remove(args) -> int:
 
 
 def cmd_identify(args) -> int:
-    from .signal.audio import load_audio
     from .decision.recognizer import Recognizer
+    from .signal.audio import load_audio
 
     recognizer = Recognizer.open(Path(args.db))
     for name in args.files:

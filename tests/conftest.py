@@ -15,7 +15,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 import soundfile as sf
-
 from synth import melody, pattern
 
 CATALOG_KINDS = ("pulses", "chirps", "chord")

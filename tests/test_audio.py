@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
-from audiocopy.signal.audio import load_audio, pcm_to_float, resample, write_wav
-from audiocopy.config import AudioParams
-from audiocopy.errors import AudiocopyError, AudioTooShort, BadAudio, UnsupportedFormat
 from synth import peak_hz as _peak_hz
 from synth import tone as _tone
+
+from audiocopy.config import AudioParams
+from audiocopy.errors import AudiocopyError, AudioTooShort, BadAudio, UnsupportedFormat
+from audiocopy.signal.audio import load_audio, pcm_to_float, resample, write_wav
 
 SR = AudioParams().sample_rate  # 16000: the internal rate everything decodes to
 

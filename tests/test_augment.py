@@ -13,12 +13,12 @@ import time
 
 import numpy as np
 import pytest
+import synth
 from scipy import signal as sps
 
-from audiocopy.training.augment import basic as A
 from audiocopy.config import AugmentParams
 from audiocopy.errors import AudiocopyError
-import synth
+from audiocopy.training.augment import basic as A
 
 SR = 16000
 

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+from synth import melody, pattern
 
 from audiocopy.cli import main
-from synth import melody, pattern
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ import shutil
 import numpy as np
 import pytest
 
-from audiocopy.engines import catalog
 from audiocopy.config import CnnParams
+from audiocopy.decision.calibration import quantile_threshold
+from audiocopy.decision.recognizer import Recognizer
+from audiocopy.engines import catalog
 from audiocopy.engines.cnnbin.stacked_cnn import CnnWeights, StackedCnn
 from audiocopy.errors import ModelError, ParamsMismatch
-from audiocopy.decision.recognizer import Recognizer
-from audiocopy.decision.calibration import quantile_threshold
 from audiocopy.training.fit_cnnbin import shift_features
 
 

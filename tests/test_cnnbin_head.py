@@ -6,15 +6,15 @@ import shutil
 
 import numpy as np
 import pytest
+from synth import melody
 
-from audiocopy.engines import catalog
 from audiocopy.config import CnnParams, TrainParams
+from audiocopy.decision.recognizer import Recognizer
 from audiocopy.encoder.artifact import subwindow_starts
+from audiocopy.engines import catalog
 from audiocopy.engines.cnnbin.stacked_head import UNINFORMATIVE_BIAS, HeadWeights, StackedHeads, informative
 from audiocopy.errors import DatasetError, ParamsMismatch
-from audiocopy.decision.recognizer import Recognizer
 from audiocopy.training.fit_head import _fit_logistic, prototype_bias, split_rows
-from synth import melody
 
 DIM, N_SUB = 16, 10
 
@@ -166,7 +166,7 @@ def _copy(db, tmp_path):
 
 
 def test_default_databases_hold_embedding_heads_that_name_their_encoder(tiny_db):
-    from audiocopy.encoder.artifact import read_encoder_record, SHIPPED_ENCODER
+    from audiocopy.encoder.artifact import SHIPPED_ENCODER, read_encoder_record
 
     records = catalog.track_records(tiny_db)
     assert {r["cnn"]["kind"] for r in records} == {"embedding"}

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiocopy.training.convert import ConvertReport, convert_folder, output_path
 from audiocopy.errors import AudiocopyError, ConfigError
+from audiocopy.training.convert import ConvertReport, convert_folder, output_path
 
 SRC_RATE = 44100
 RATE = 22050

@@ -15,13 +15,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from synth import melody
 
 from audiocopy.config import AudioParams, AugmentParams, DatasetParams, FeatureParams
 from audiocopy.errors import DatasetError
 from audiocopy.signal.features import feature_shape
-from audiocopy.training.dataset import (CALIBRATION_SHARE, MANIFEST, MIN_WRONG_TRACKS, WINDOWS_DIR, BuildPlan,
-                                        Dataset, Source, build_dataset, plan_sources, windows_wanted)
-from synth import melody
+from audiocopy.training.dataset import (
+    CALIBRATION_SHARE,
+    MANIFEST,
+    MIN_WRONG_TRACKS,
+    WINDOWS_DIR,
+    BuildPlan,
+    Dataset,
+    Source,
+    build_dataset,
+    plan_sources,
+    windows_wanted,
+)
 
 FILE_RATE = 22050
 PARAMS = DatasetParams(positives_per_track=8, windows_per_wrong=4, windows_per_calibration=4)

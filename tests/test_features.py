@@ -12,12 +12,18 @@ import sys
 
 import numpy as np
 import pytest
-
-from audiocopy.signal import xp as xpmod
-from audiocopy.config import AudioParams, FeatureParams
-from audiocopy.signal.features import (
-    band_centres_hz, feature_shape, frame_count, log_filterbank, log_spectrogram, power_spectrogram)
 from synth import melody
+
+from audiocopy.config import AudioParams, FeatureParams
+from audiocopy.signal import xp as xpmod
+from audiocopy.signal.features import (
+    band_centres_hz,
+    feature_shape,
+    frame_count,
+    log_filterbank,
+    log_spectrogram,
+    power_spectrogram,
+)
 
 AUDIO = AudioParams()
 PARAMS = FeatureParams()

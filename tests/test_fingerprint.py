@@ -12,20 +12,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from synth import melody, pattern
 
-from audiocopy.engines import catalog
-from audiocopy.config import AudioParams, FeatureParams
-from audiocopy.engines.fingerprint import engine as fp
+from audiocopy.config import AudioParams, CalibrationParams, EncoderParams, FeatureParams, MatchParams
+from audiocopy.decision.recognizer import Recognizer
 from audiocopy.encoder.artifact import (
-    SHIPPED_ENCODER, EncoderParams, build_model, load_encoder, save_encoder, standardize, track_band_db)
-from audiocopy.engines.fingerprint.match import MatchParams, query_starts, vote
+    SHIPPED_ENCODER,
+    build_model,
+    load_encoder,
+    save_encoder,
+    standardize,
+    track_band_db,
+)
+from audiocopy.engines import catalog
+from audiocopy.engines.fingerprint import engine as fp
+from audiocopy.engines.fingerprint.match import query_starts, vote
 from audiocopy.errors import ModelError, ParamsMismatch
 from audiocopy.signal.features import log_spectrogram
-from audiocopy.decision.recognizer import Recognizer
-from audiocopy.training.enroll_fingerprint import (CalibrationParams, add_tracks, enroll_fingerprint,
-                                                   remove_tracks)
+from audiocopy.training.enroll_fingerprint import add_tracks, enroll_fingerprint, remove_tracks
 
 AUDIO, FEATURES = AudioParams(), FeatureParams()
 RATE = 22050
@@ -253,7 +257,7 @@ def test_a_lost_or_stale_index_is_rebuilt_from_the_track_vectors(db, corpus, tmp
 
 def test_qdrant_backend_enrols_and_identifies(corpus, tmp_path):
     pytest.importorskip("qdrant_client", reason="qdrant-client is not installed (pip install qdrant-client)")
-    from audiocopy.engines.fingerprint.index.backends import IndexParams
+    from audiocopy.config import IndexParams
 
     path = tmp_path / "qdb"
     enroll_fingerprint(corpus / "catalog", path, negatives_dir=corpus / "negatives", calibration=CALIB,

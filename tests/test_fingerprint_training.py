@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from synth import melody
 
-from audiocopy.config import AudioParams, FeatureParams
-from audiocopy.encoder.artifact import EncoderParams, load_encoder, track_band_db
+from audiocopy.config import ENCODER_AUGMENT, AudioParams, EncoderParams, FeatureParams
+from audiocopy.encoder.artifact import load_encoder, track_band_db
 from audiocopy.errors import DatasetError
 from audiocopy.training.encoder import loop as fe
 
@@ -64,7 +63,7 @@ def test_feature_space_positive_tracks_its_centre(tracks):
 
     clean, energy = track_band_db(load_audio(tracks[0], params=audio), audio=audio, features=features,
                                   with_energy=True)
-    aug = fe.FeatureAugmenter(audio=audio, features=features, aug=fe.FeatureAugParams(), seed=0, frames=30)
+    aug = fe.FeatureAugmenter(audio=audio, features=features, aug=ENCODER_AUGMENT, seed=0, frames=30)
     rng = np.random.default_rng(1)
     for _ in range(20):
         levels, centre = aug.positive(clean, energy, rng, None)

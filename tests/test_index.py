@@ -8,9 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audiocopy.engines.fingerprint.index import backends as fpindex
+from audiocopy.config import IndexParams
+from audiocopy.engines.fingerprint.index import base as index_base
+from audiocopy.engines.fingerprint.index.base import pack_ids, unpack_ids
+from audiocopy.engines.fingerprint.index.numpy_index import NumpyIndex
+from audiocopy.engines.fingerprint.index.open import create_index, load_index
 from audiocopy.errors import ConfigError, ModelError, ParamsMismatch
-from audiocopy.engines.fingerprint.index.backends import IndexParams, create_index, load_index, pack_ids, unpack_ids
 
 DIM = 16
 
@@ -28,7 +31,7 @@ def _tracks(seed=0, n_tracks=4, per_track=50):
 def _backends():
     out = [pytest.param("numpy", id="numpy")]
     out.append(pytest.param("faiss", id="faiss", marks=pytest.mark.skipif(
-        not fpindex.faiss_available(), reason="faiss-cpu is not installed (pip install faiss-cpu)")))
+        not index_base.faiss_available(), reason="faiss-cpu is not installed (pip install faiss-cpu)")))
     import importlib.util
 
     qdrant_ok = importlib.util.find_spec("qdrant_client") is not None
@@ -98,7 +101,7 @@ def test_adding_a_track_twice_is_refused():
         index.add(1, _unit(rng, 3), np.arange(3))
 
 
-@pytest.mark.skipif(not fpindex.faiss_available(), reason="faiss-cpu is not installed (pip install faiss-cpu)")
+@pytest.mark.skipif(not index_base.faiss_available(), reason="faiss-cpu is not installed (pip install faiss-cpu)")
 def test_faiss_switches_to_ivfpq_past_the_flat_limit_and_still_finds_neighbours(tmp_path):
     params = IndexParams(backend="faiss", flat_max_vectors=2000, pq_bytes=4, nlist=16, nprobe=16)
     data = _tracks(seed=3, n_tracks=5, per_track=600)
@@ -142,6 +145,6 @@ def test_unknown_backend_is_a_config_error():
 
 
 def test_auto_falls_back_to_numpy_without_faiss(monkeypatch):
-    monkeypatch.setattr(fpindex, "faiss_available", lambda: False)
-    assert fpindex.resolve_backend(IndexParams(backend="auto")) == "numpy"
-    assert isinstance(create_index(DIM, IndexParams()), fpindex.NumpyIndex)
+    monkeypatch.setattr(index_base, "faiss_available", lambda: False)
+    assert index_base.resolve_backend(IndexParams(backend="auto")) == "numpy"
+    assert isinstance(create_index(DIM, IndexParams()), NumpyIndex)

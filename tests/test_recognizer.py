@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import numpy as np
-
-from audiocopy.signal.audio import load_audio
-from audiocopy.decision.recognizer import Recognizer
 from synth import pattern
+
+from audiocopy.decision.recognizer import Recognizer
+from audiocopy.signal.audio import load_audio
 
 
 def test_identifies_each_catalog_track(tiny_db, tiny_corpus):

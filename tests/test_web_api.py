@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 from aiohttp import FormData
-
-from audiocopy.plays.store import Play
 from synth import melody, pattern
 from test_web_fixtures import TOKEN, auth_headers, make_client, recognizer, settings  # noqa: F401
+
+from audiocopy.plays.store import Play
 
 pytestmark = pytest.mark.asyncio
 

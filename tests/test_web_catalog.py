@@ -17,7 +17,6 @@ import textwrap
 import pytest
 import soundfile as sf
 from aiohttp import FormData
-
 from synth import pattern
 from test_web_fixtures import auth_headers, make_client, recognizer, settings, start_stream  # noqa: F401
 
@@ -26,6 +25,7 @@ pytestmark = pytest.mark.asyncio
 FAKE_ENROLL = textwrap.dedent("""
     import json, shutil, sys
     from pathlib import Path
+    from audiocopy.atomic_files import atomic_write_json
     from audiocopy.engines import catalog
     db, job_dir = Path(sys.argv[1]), Path(sys.argv[2])
     new_id = next((job_dir / "licensed").iterdir()).stem
@@ -34,7 +34,7 @@ FAKE_ENROLL = textwrap.dedent("""
     base = catalog.track_filename(new_id)
     shutil.copy(db / "tracks" / rec["model_file"], db / "tracks" / (base + ".keras"))
     rec = {k: v for k, v in rec.items() if k != "_path"}
-    catalog.atomic_write_json(db / "tracks" / (base + ".json"), {**rec, "track_id": new_id, "model_file": base + ".keras"})
+    atomic_write_json(db / "tracks" / (base + ".json"), {**rec, "track_id": new_id, "model_file": base + ".keras"})
     print("train: 100%|##########| 1/1", file=sys.stderr, flush=True)
 """)
 

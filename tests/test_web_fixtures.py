@@ -13,9 +13,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from audiocopy.config import ServerSettings
 from audiocopy.decision.recognizer import Recognizer
 from audiocopy.web.auth import AdminAuth
-from audiocopy.web.settings import ServerSettings
 
 TOKEN = "test-admin-token-0123456789"
 CLIENT_RATE = 44100

@@ -13,10 +13,10 @@ import shutil
 import pytest
 import soundfile as sf
 from aiohttp import web
-
-from audiocopy.web.security import UrlRefused, check_monitor_url, origin_allowed
 from synth import pattern
 from test_web_fixtures import auth_headers, make_client, recognizer, settings  # noqa: F401
+
+from audiocopy.web.security import UrlRefused, check_monitor_url, origin_allowed
 
 pytestmark = pytest.mark.asyncio
 

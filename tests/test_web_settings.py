@@ -6,10 +6,11 @@ import stat
 
 import pytest
 
+from audiocopy.config import MIB, ServerSettings
 from audiocopy.errors import ConfigError
 from audiocopy.web.auth import TOKEN_FILE, AdminAuth, load_or_create
 from audiocopy.web.launch import build_parser
-from audiocopy.web.settings import MIB, ServerSettings, settings_from_args
+from audiocopy.web.settings import settings_from_args
 
 
 def parse(argv, env=None, check_db=False) -> ServerSettings:

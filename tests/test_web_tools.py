@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-
 from synth import pattern
 from test_web_fixtures import TOKEN, recognizer, settings  # noqa: F401
 

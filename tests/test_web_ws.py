@@ -12,10 +12,18 @@ import asyncio
 import numpy as np
 import pytest
 from aiohttp import WSMsgType
-
 from synth import melody, pattern
-from test_web_fixtures import (CLIENT_RATE, make_client, receive_json, recognizer, s16le, settings,  # noqa: F401
-                               start_stream, stream_pcm, windows_of)
+from test_web_fixtures import (  # noqa: F401
+    CLIENT_RATE,
+    make_client,
+    receive_json,
+    recognizer,
+    s16le,
+    settings,
+    start_stream,
+    stream_pcm,
+    windows_of,
+)
 
 pytestmark = pytest.mark.asyncio
 

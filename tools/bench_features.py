@@ -56,8 +56,8 @@ for p in (REPO, REPO / "tools"):
 
 from benchlib import busy_cores, machine_info, median_ms, read_json, update_section, write_json  # noqa: E402
 
-from audiocopy.signal import xp as xpmod  # noqa: E402
 from audiocopy.config import AudioParams, FeatureParams, as_dict  # noqa: E402
+from audiocopy.signal import xp as xpmod  # noqa: E402
 from audiocopy.signal.features import band_db, frame_power, log_spectrogram  # noqa: E402
 
 log = logging.getLogger("bench_features")

@@ -56,8 +56,16 @@ for p in (REPO, REPO / "tools"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from benchlib import (BenchError, busy_cores, generic_corpus, machine_info, median_ms, read_json,  # noqa: E402
-                      update_section, write_json)
+from benchlib import (  # noqa: E402
+    BenchError,
+    busy_cores,
+    generic_corpus,
+    machine_info,
+    median_ms,
+    read_json,
+    update_section,
+    write_json,
+)
 
 log = logging.getLogger("bench_fingerprint")
 SECTION_NAME = "fingerprint"
@@ -86,9 +94,9 @@ def accuracy(bench: Path, work: Path) -> dict:
     import evaluate
     from tqdm import tqdm
 
-    from audiocopy.signal.audio import load_audio
-    from audiocopy.encoder.artifact import SHIPPED_ENCODER, read_encoder_record
     from audiocopy.decision.recognizer import Recognizer
+    from audiocopy.encoder.artifact import SHIPPED_ENCODER, read_encoder_record
+    from audiocopy.signal.audio import load_audio
     from audiocopy.training.enroll_fingerprint import enroll_fingerprint
 
     truth_path = bench / "queries" / "truth.tsv"
@@ -148,11 +156,11 @@ def accuracy(bench: Path, work: Path) -> dict:
 
 
 def enrol_speed(corpus: Path, work: Path) -> dict:
+    from audiocopy.config import AudioParams, FeatureParams
     from audiocopy.encoder.artifact import SHIPPED_ENCODER, read_encoder_record
+    from audiocopy.engines.fingerprint import engine as fp
     from audiocopy.training.dataset import list_audio
     from audiocopy.training.enroll_fingerprint import add_tracks
-    from audiocopy.engines.fingerprint import engine as fp
-    from audiocopy.config import AudioParams, FeatureParams
 
     sha = read_encoder_record(SHIPPED_ENCODER)["weights_sha256"]
     cache = read_json(work / "enrol.json", {})
@@ -189,10 +197,10 @@ def _copy_vectors(corpus: Path, work: Path, n_copies: int, encoder, hop: int) ->
     """
     from tqdm import tqdm
 
-    from audiocopy.training.augment import basic as augment
-    from audiocopy.signal.audio import load_audio
     from audiocopy.config import AudioParams, FeatureParams
     from audiocopy.encoder.artifact import track_band_db
+    from audiocopy.signal.audio import load_audio
+    from audiocopy.training.augment import basic as augment
     from audiocopy.training.dataset import list_audio
 
     audio, features = AudioParams(), FeatureParams()
@@ -231,8 +239,8 @@ def _copy_vectors(corpus: Path, work: Path, n_copies: int, encoder, hop: int) ->
 
 def _queries(corpus: Path, n: int, seed: int = 0) -> tuple[np.ndarray, list[int]]:
     """n clean 2.5 s windows of corpus tracks and the index of their source."""
-    from audiocopy.signal.audio import load_audio
     from audiocopy.config import AudioParams
+    from audiocopy.signal.audio import load_audio
     from audiocopy.training.dataset import list_audio
 
     audio = AudioParams()
@@ -253,8 +261,8 @@ def _live_streams(corpus: Path, n_streams: int, n_windows: int, seed: int = 1) -
     Returns one (windows (n_streams, window_samples), starts_s (n_streams,))
     per step: step i holds every stream's i-th window (0.5 s after the last).
     """
-    from audiocopy.signal.audio import load_audio
     from audiocopy.config import AudioParams
+    from audiocopy.signal.audio import load_audio
     from audiocopy.signal.windows import cut_windows
     from audiocopy.training.dataset import list_audio
 
@@ -291,16 +299,15 @@ def _live_ms(recognizer, steps: list, warm: int = 2) -> float:
 
 
 def scale(corpus: Path, work: Path, sizes=SIZES) -> dict:
+    from audiocopy.config import AudioParams, FeatureParams, IndexParams
+    from audiocopy.decision.recognizer import Recognizer
+    from audiocopy.encoder.artifact import SHIPPED_ENCODER, read_encoder_record
     from audiocopy.engines import catalog
-    from audiocopy.config import AudioParams, FeatureParams
     from audiocopy.engines.fingerprint import engine as fp
-    from audiocopy.encoder.artifact import read_encoder_record, SHIPPED_ENCODER
+    from audiocopy.engines.fingerprint.index.base import faiss_available
+    from audiocopy.engines.fingerprint.index.open import create_index
     from audiocopy.engines.fingerprint.match import query_starts, vote
     from audiocopy.signal.features import log_spectrogram
-    from audiocopy.engines.fingerprint.index.backends import IndexParams, create_index
-    from audiocopy.decision.recognizer import Recognizer
-
-    from audiocopy.engines.fingerprint.index.backends import faiss_available
 
     if not faiss_available():
         raise BenchError("the scale benchmark needs faiss (pip install faiss-cpu)")

@@ -36,7 +36,7 @@ for p in (REPO, REPO / "tools"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from bench_features import fmt_ms, timed, gpu_module, synchronize  # noqa: E402
+from bench_features import fmt_ms, gpu_module, synchronize, timed  # noqa: E402
 from benchlib import busy_cores, machine_info, read_json, update_section, write_json  # noqa: E402
 
 from audiocopy.engines.cnnbin.stacked_head import HeadWeights, StackedHeads  # noqa: E402

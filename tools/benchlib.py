@@ -27,7 +27,7 @@ log = logging.getLogger("bench")
 
 def write_json(path: Path, obj) -> None:
     """Write JSON through a temporary file so a crash never leaves half a file (the package's atomic writer)."""
-    from audiocopy.engines.catalog import atomic_write_json
+    from audiocopy.atomic_files import atomic_write_json
 
     atomic_write_json(Path(path), obj)
 
@@ -234,6 +234,7 @@ def clone_db(src: Path, dst: Path, tracks: int) -> None:
     so copies measure the cost of a 100-track catalogue without training one.
     Its matches are meaningless; never use it for accuracy.
     """
+    from audiocopy.atomic_files import atomic_write_json
     from audiocopy.engines import catalog
 
     records = catalog.track_records(src)
@@ -248,6 +249,6 @@ def clone_db(src: Path, dst: Path, tracks: int) -> None:
         track_id = f"clone-{i:04d}-{rec['track_id']}"
         base = catalog.track_filename(track_id)
         shutil.copy(src / catalog.TRACKS_DIR / rec["model_file"], dst / catalog.TRACKS_DIR / f"{base}.keras")
-        catalog.atomic_write_json(dst / catalog.TRACKS_DIR / f"{base}.json",
+        atomic_write_json(dst / catalog.TRACKS_DIR / f"{base}.json",
                                   {**rec, "track_id": track_id, "model_file": f"{base}.keras"})
     log.info("wrote %s with %d tracks (timing only)", dst, tracks)

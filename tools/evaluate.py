@@ -78,8 +78,18 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (BenchError, busy_cores, clone_db, generic_corpus, machine_info, median_ms, read_json,  # noqa: E402
-                      run_measured, update_section, write_json)
+from benchlib import (  # noqa: E402
+    BenchError,
+    busy_cores,
+    clone_db,
+    generic_corpus,
+    machine_info,
+    median_ms,
+    read_json,
+    run_measured,
+    update_section,
+    write_json,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere: the package lives beside tools/
@@ -639,8 +649,8 @@ def identify(work: Path, db: Path, queries: list[Query]) -> list[dict]:
     """One answer per query, batched through the recognizer (cached per database)."""
     from tqdm import tqdm
 
-    from audiocopy.signal.audio import load_audio
     from audiocopy.decision.recognizer import Recognizer
+    from audiocopy.signal.audio import load_audio
 
     cache_path = work / f"detections-{db.name}.json"
     signature = db_signature(db)
@@ -718,8 +728,8 @@ def measure_speed(work: Path, db: Path, queries: list[Query]) -> dict:
     number and size of the models, not on their weights.
     """
     from audiocopy.engines import catalog
-    from audiocopy.signal.audio import load_audio
     from audiocopy.engines.cnnbin import engine as cnnbin
+    from audiocopy.signal.audio import load_audio
     from audiocopy.signal.features import log_spectrogram
     from audiocopy.signal.xp import device_name, get_xp, to_numpy
 

@@ -35,7 +35,6 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -97,8 +96,8 @@ def load_signal(path: str | None):
     import numpy as np
 
     if path:
-        from audiocopy.signal.audio import load_audio
         from audiocopy.config import AudioParams
+        from audiocopy.signal.audio import load_audio
 
         signal_ = load_audio(path, params=AudioParams(sample_rate=SAMPLE_RATE))
     else:

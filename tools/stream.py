@@ -50,9 +50,9 @@ async def file_frames(path: str, frame_samples: int) -> AsyncIterator[bytes]:
     """s16le frames of a decoded file."""
     import numpy as np
 
-    from audiocopy.signal.audio import load_audio
     from audiocopy.config import AudioParams
     from audiocopy.errors import AudiocopyError
+    from audiocopy.signal.audio import load_audio
 
     try:
         signal = await asyncio.to_thread(load_audio, path, params=AudioParams(sample_rate=SAMPLE_RATE),

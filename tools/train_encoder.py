@@ -47,7 +47,7 @@ log = logging.getLogger("train_encoder")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from audiocopy.training.encoder.loop import EncoderTrainParams
+    from audiocopy.config import EncoderTrainParams
 
     d = EncoderTrainParams()
     p = argparse.ArgumentParser(description="Train the fingerprint encoder (contrastive, resumable).")
@@ -96,8 +96,9 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from dataclasses import replace
 
+    from audiocopy.config import EncoderTrainParams
     from audiocopy.errors import AudiocopyError
-    from audiocopy.training.encoder.loop import EncoderTrainParams, train_encoder
+    from audiocopy.training.encoder.loop import train_encoder
 
     if args.threads:
         import tensorflow as tf

@@ -35,9 +35,8 @@ from types import ModuleType
 
 import numpy as np
 
-from ..engines import catalog
 from ..config import AudioParams, FeatureParams
-from ..engines import Engine, EngineScores, StreamMemory, load_engine  # noqa: F401 (StreamMemory: re-exported)
+from ..engines import Engine, EngineScores, StreamMemory, catalog, load_engine  # noqa: F401 (StreamMemory: re-exported)
 from ..signal.features import log_spectrogram
 from ..signal.windows import cut_windows
 from ..signal.xp import get_xp

@@ -36,13 +36,12 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..engines import catalog
-from ..config import AudioParams, FeatureParams, as_dict, check_compatible, from_dict
+from ..atomic_files import atomic_write_bytes, atomic_write_json, read_json
+from ..config import AudioParams, EncoderParams, FeatureParams, as_dict, check_compatible, from_dict
 from ..errors import ModelError, ParamsMismatch
 
 log = logging.getLogger(__name__)
@@ -57,22 +56,6 @@ CHUNK_FRAMES = 1024
 #: Sub-windows per encoder call: big enough to amortise the call overhead,
 #: small enough to keep activations in cache.
 EMBED_BATCH = 512
-
-
-@dataclass(frozen=True)
-class EncoderParams:
-    """Shape of the shared encoder (``models.build_encoder``).
-
-    frames: sub-window length in feature frames (30 x 32 ms hop ~ 1 s).
-    bands: feature bands (must equal ``FeatureParams.n_bins``).
-    widths, hidden_dim, embedding_dim: see ``models.build_encoder``.
-    """
-
-    frames: int = 30
-    bands: int = 72
-    widths: tuple[int, ...] = (16, 32, 64, 128, 128)
-    hidden_dim: int = 256
-    embedding_dim: int = 64
 
 
 # --------------------------------------------------------------------------
@@ -272,7 +255,7 @@ def save_encoder(json_path: Path, model, *, params: EncoderParams, audio: AudioP
     np.savez(buf, **{f"w{i:03d}": w for i, w in enumerate(weights)})
     data = buf.getvalue()
     weights_path = json_path.with_suffix(".npz")
-    catalog.atomic_write_bytes(weights_path, data)
+    atomic_write_bytes(weights_path, data)
     record = {
         "format": ARTIFACT_FORMAT,
         "format_version": ARTIFACT_VERSION,
@@ -284,13 +267,13 @@ def save_encoder(json_path: Path, model, *, params: EncoderParams, audio: AudioP
         "encoder": as_dict(params),
         "training": training or {},
     }
-    catalog.atomic_write_json(json_path, record)
+    atomic_write_json(json_path, record)
     return record
 
 
 def read_encoder_record(json_path: Path) -> dict:
     """The JSON record of an encoder artifact (``ModelError`` if absent/corrupt)."""
-    record = catalog.read_json(Path(json_path), "encoder record")
+    record = read_json(Path(json_path), "encoder record")
     if not isinstance(record, dict) or record.get("format") != ARTIFACT_FORMAT:
         raise ModelError(f"{json_path} is not a fingerprint encoder record (format {ARTIFACT_FORMAT!r})")
     if record.get("format_version") != ARTIFACT_VERSION:

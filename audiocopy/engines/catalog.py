@@ -16,16 +16,12 @@ crash or Ctrl-C never leaves a half-written artifact that looks finished.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
+from ..atomic_files import atomic_write_json, read_json
 from ..config import AudioParams, FeatureParams, as_dict, check_compatible, from_dict
 from ..errors import ModelError, ParamsMismatch
 
@@ -53,49 +49,6 @@ class DbInfo:
             "features": as_dict(self.features),
             "calibration": self.calibration,
         }
-
-
-@contextlib.contextmanager
-def atomic_open(path: Path, suffix: str = ""):
-    """A binary file handle whose content replaces ``path`` only if the block completes.
-
-    Writes go to a temporary file in the same directory (same file system, so
-    the final rename is atomic), flushed to disk before the rename; on any
-    error the temporary file is removed and ``path`` is left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory."""
-    with atomic_open(path) as fh:
-        fh.write(data)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """JSON-serialise ``obj`` to ``path`` atomically (pretty, UTF-8)."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-
-
-def read_json(path: Path, what: str) -> Any:
-    """Read a JSON file, turning absence or corruption into ``ModelError``."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"{what} not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{what} is unreadable: {path} ({exc})") from None
 
 
 def track_filename(track_id: str) -> str:

@@ -46,9 +46,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..signal.audio import is_audio_file, load_audio, write_wav
 from ..config import AudioParams
 from ..errors import AudiocopyError, ConfigError
+from ..signal.audio import is_audio_file, load_audio, write_wav
 
 log = logging.getLogger(__name__)
 

@@ -39,10 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engines import catalog
-from ..signal.audio import is_audio_file, load_audio
+from ..atomic_files import atomic_write_json, read_json
 from ..config import AudioParams, AugmentParams, DatasetParams, FeatureParams, as_dict, check_compatible, from_dict
+from ..engines import catalog
 from ..errors import AudiocopyError, DatasetError
+from ..signal.audio import is_audio_file, load_audio
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ def build_dataset(licensed_dir: Path, wrong_dir: Path | None, out_dir: Path, pla
     (out_dir / WINDOWS_DIR).mkdir(parents=True, exist_ok=True)
     manifest = {"format_version": 1, **plan.to_json(), "sources": [s.to_json() for s in sources],
                 "complete": False, "failed": []}
-    catalog.atomic_write_json(manifest_path, manifest)
+    atomic_write_json(manifest_path, manifest)
 
     todo = [s for s in sources if s.role in roles and not (out_dir / s.file).exists()]
     log.info("dataset %s: %d sources, %d to build", out_dir, len(sources), len(todo))
@@ -259,7 +260,7 @@ def build_dataset(licensed_dir: Path, wrong_dir: Path | None, out_dir: Path, pla
     manifest["sources"] = [s.to_json() for s in sources if s.file not in by_file]
     manifest["failed"] = failed
     manifest["complete"] = all((out_dir / s["file"]).exists() for s in manifest["sources"])
-    catalog.atomic_write_json(manifest_path, manifest)
+    atomic_write_json(manifest_path, manifest)
     return manifest
 
 
@@ -286,7 +287,7 @@ def _plan_diffs(manifest: dict, plan: BuildPlan) -> list[str]:
 def read_manifest(out_dir: Path) -> dict:
     """The manifest of a dataset directory; ``DatasetError`` if absent or corrupt."""
     try:
-        return catalog.read_json(Path(out_dir) / MANIFEST, "dataset manifest")
+        return read_json(Path(out_dir) / MANIFEST, "dataset manifest")
     except AudiocopyError as exc:
         raise DatasetError(str(exc)) from None
 

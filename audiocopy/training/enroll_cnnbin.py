@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic_files import atomic_open
+from ..config import AudioParams, AugmentParams, CnnParams, DatasetParams, FeatureParams, TrainParams
+from ..decision.calibration import quantile_threshold
 from ..engines import catalog
-from ..config import AugmentParams, AudioParams, CnnParams, DatasetParams, FeatureParams, TrainParams
 from ..engines.cnnbin import engine as cnnbin
 from ..errors import DatasetError
-from ..decision.calibration import quantile_threshold
 from .dataset import BuildPlan, Dataset, build_dataset
 from .fit_cnnbin import calibration_windows, fit_track
 
@@ -80,7 +81,7 @@ def train_catalog(dataset_dir: Path, db: Path, *, cnn: CnnParams = CnnParams(), 
         keras.backend.clear_session()
         log.info("trained %s in %.1f s: %s", track_id, seconds[-1], result.metrics)
     if len(calibration):
-        with catalog.atomic_open(Path(db) / CALIBRATION_FILE) as fh:
+        with atomic_open(Path(db) / CALIBRATION_FILE) as fh:
             np.save(fh, calibration.astype(np.float16))
     offset = calibrate_catalog(db, catalog_fpr=train.catalog_fpr)
     return TrainReport(trained, [t for t in wanted if t in done],

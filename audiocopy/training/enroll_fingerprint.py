@@ -36,37 +36,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engines import catalog
-from ..signal.audio import load_audio
-from ..config import AudioParams, AugmentParams, FeatureParams
-from ..engines.fingerprint import engine as fp
-from ..encoder.artifact import track_band_db, track_subwindows
-from ..engines.fingerprint.match import MatchParams
-from ..errors import AudiocopyError, DatasetError
-from ..engines.fingerprint.index.backends import IndexParams
+from ..atomic_files import atomic_open
+from ..config import AudioParams, AugmentParams, CalibrationParams, FeatureParams, IndexParams, MatchParams
 from ..decision.calibration import quantile_threshold
+from ..encoder.artifact import track_band_db, track_subwindows
+from ..engines import catalog
+from ..engines.fingerprint import engine as fp
+from ..errors import AudiocopyError, DatasetError
+from ..signal.audio import load_audio
 
 log = logging.getLogger(__name__)
 
 #: Seconds at each end of a negative track that calibration windows avoid
 #: (fade-ins and silence are not music anybody queries).
 EDGE_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class CalibrationParams:
-    """Negative windows for the threshold.
-
-    windows_per_track: windows cut from each calibration negative.
-    distorted_fraction: share passed through ``augment.random_distortion``.
-    min_tracks: below this many calibration-split negatives, all negatives
-        are used (a tiny folder may have none in the held-out fifth).
-    """
-
-    windows_per_track: int = 64
-    distorted_fraction: float = 0.5
-    min_tracks: int = 3
-    seed: int = 0
 
 
 @dataclass
@@ -214,8 +197,8 @@ def make_calibration_windows(negatives_dir: Path, *, audio: AudioParams, feature
     """Features of negative windows: (n, frames, bands) float16."""
     from tqdm import tqdm
 
-    from .augment.basic import random_distortion
     from ..signal.features import log_spectrogram
+    from .augment.basic import random_distortion
     from .dataset import list_audio
 
     files = calibration_tracks(list_audio(negatives_dir), params)
@@ -280,7 +263,7 @@ def calibrate(db: Path, *, negatives_dir: Path | None = None, params: Calibratio
         else:
             windows = make_calibration_windows(Path(negatives_dir), audio=info.audio, features=info.features,
                                                params=params, progress=progress)
-            with catalog.atomic_open(path) as fh:
+            with atomic_open(path) as fh:
                 np.save(fh, windows)
             signature = wanted
     if not path.exists():

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AudiocopyError
 from ..decision.calibration import quantile_threshold
+from ..errors import AudiocopyError
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,8 @@ def evaluate_queries(db: Path, truth: list[tuple[str, str | None]], *, max_fpr: 
     """Identify every query of ``truth`` with the database and summarise."""
     from tqdm import tqdm
 
-    from ..signal.audio import load_audio
     from ..decision.recognizer import Recognizer
+    from ..signal.audio import load_audio
 
     recognizer = Recognizer.open(db)
     results, errors = [], []

@@ -41,8 +41,8 @@ from typing import Callable
 import numpy as np
 
 from ..config import CnnParams, TrainParams
-from ..errors import DatasetError
 from ..decision.calibration import quantile_threshold
+from ..errors import DatasetError
 from .dataset import Dataset, Source
 
 log = logging.getLogger(__name__)

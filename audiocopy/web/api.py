@@ -21,12 +21,23 @@ import numpy as np
 from aiohttp import web
 
 from .. import __version__
-from ..signal.audio import load_audio
 from ..errors import AudioTooShort, BadAudio, UnsupportedFormat
 from ..plays.store import MAX_QUERY_ROWS, PlaysLogError, PlayTracker, to_csv, to_json
+from ..signal.audio import load_audio
 from ..signal.windows import window_starts
-from .keys import (BATCHER, COMPUTE_EXECUTOR, IDENTIFY_SLOTS, IO_EXECUTOR, JOBS, MONITORS, PLAYS, RECOGNIZER,
-                   SETTINGS, STARTED_AT, STREAMS)
+from .keys import (
+    BATCHER,
+    COMPUTE_EXECUTOR,
+    IDENTIFY_SLOTS,
+    IO_EXECUTOR,
+    JOBS,
+    MONITORS,
+    PLAYS,
+    RECOGNIZER,
+    SETTINGS,
+    STARTED_AT,
+    STREAMS,
+)
 from .responses import fail
 from .uploads import receive_upload
 

@@ -27,19 +27,32 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import WSCloseCode, web
 
+from ..config import ServerSettings
+from ..decision.recognizer import Recognizer
 from ..errors import AudiocopyError
 from ..plays.store import PlaysLog
-from ..decision.recognizer import Recognizer
 from . import admin_api, api, views
 from .auth import AdminAuth, load_or_create
 from .batcher import Batcher
 from .jobs import JobManager
-from .keys import (AUTH, BATCHER, COMPUTE_EXECUTOR, DB_LOCK, IDENTIFY_SLOTS, IO_EXECUTOR, JOBS, MONITORS, PLAYS,
-                   RECOGNIZER, SETTINGS, STARTED_AT, STREAMS)
+from .keys import (
+    AUTH,
+    BATCHER,
+    COMPUTE_EXECUTOR,
+    DB_LOCK,
+    IDENTIFY_SLOTS,
+    IO_EXECUTOR,
+    JOBS,
+    MONITORS,
+    PLAYS,
+    RECOGNIZER,
+    SETTINGS,
+    STARTED_AT,
+    STREAMS,
+)
 from .monitors import MonitorManager
 from .responses import error_body
 from .security import security_headers
-from .settings import ServerSettings
 from .state import PlaySink, RecognizerHolder, StreamRegistry
 from .uploads import MULTIPART_OVERHEAD_BYTES
 from .ws import ws_handler

@@ -21,8 +21,8 @@ import os
 import secrets
 from dataclasses import dataclass
 
+from ..config import ServerSettings
 from ..errors import ConfigError
-from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
 

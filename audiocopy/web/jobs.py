@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from ..config import ServerSettings
 from ..errors import AudiocopyError
-from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
 

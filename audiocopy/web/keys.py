@@ -11,11 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
+from ..config import ServerSettings
 from .auth import AdminAuth
 from .batcher import Batcher
 from .jobs import JobManager
 from .monitors import MonitorManager
-from .settings import ServerSettings
 from .state import PlaySink, RecognizerHolder, StreamRegistry
 
 SETTINGS = web.AppKey("settings", ServerSettings)

@@ -13,10 +13,11 @@ from typing import Callable
 
 from aiohttp import web
 
+from ..config import ServerSettings
 from ..decision.recognizer import Recognizer
 from .app import create_app
 from .auth import load_or_create
-from .settings import ServerSettings, add_arguments
+from .settings import add_arguments
 
 log = logging.getLogger(__name__)
 

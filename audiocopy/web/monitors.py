@@ -34,15 +34,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..engines import catalog
-from ..config import AudioParams
+from ..atomic_files import atomic_write_json
+from ..config import AudioParams, ServerSettings
 from ..errors import AudiocopyError, ProtocolError
 from ..plays.store import Play
 from . import protocol
 from .batcher import Batcher
 from .security import UrlRefused, check_monitor_url
 from .session import StreamSession
-from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +157,7 @@ class MonitorManager:
 
     def _save(self) -> None:
         data = [{"id": m.id, "name": m.name, "url": m.url} for m in self.monitors.values()]
-        catalog.atomic_write_json(self.path, data)
+        atomic_write_json(self.path, data)
 
     async def _run(self, monitor: Monitor) -> None:
         failures = 0

@@ -19,10 +19,10 @@ import json
 import math
 from dataclasses import dataclass
 
-from ..signal.audio import PCM_FORMATS
+from ..decision.recognizer import Detection
 from ..errors import ProtocolError
 from ..plays.store import Play
-from ..decision.recognizer import Detection
+from ..signal.audio import PCM_FORMATS
 
 #: Client sample rates accepted in ``start`` (Hz). Telephone audio up to
 #: studio rates; soxr resamples any ratio, the bounds only reject nonsense.

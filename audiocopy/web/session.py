@@ -25,11 +25,11 @@ from typing import Callable
 
 import numpy as np
 
-from ..signal.audio import pcm_to_float
 from ..config import AudioParams
+from ..decision.recognizer import Detection, StreamMemory
 from ..errors import BadAudio, ProtocolError
 from ..plays.store import Play, PlayTracker
-from ..decision.recognizer import Detection, StreamMemory
+from ..signal.audio import pcm_to_float
 from ..signal.windows import SlidingWindow
 from . import protocol
 from .batcher import Batcher, PendingWindow

@@ -20,8 +20,8 @@ import logging
 from concurrent.futures import Executor
 from pathlib import Path
 
-from ..plays.store import Play, PlaysLog
 from ..decision.recognizer import Recognizer
+from ..plays.store import Play, PlaysLog
 
 log = logging.getLogger(__name__)
 

@@ -44,11 +44,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import catalog
+from ...atomic_files import atomic_write_json
 from ...config import AudioParams, CnnParams, FeatureParams, as_dict, check_compatible, from_dict
 from ...errors import ModelError, ParamsMismatch
 from ...signal.xp import array_module
-from .. import EngineScores
+from .. import EngineScores, catalog
 from .stacked_head import StackedHeads, embed_query_windows
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def save_track(db: Path, track: TrackModel, *, audio: AudioParams, features: Fea
         **track.extra,
     }
     path = tracks_dir / f"{base}.json"
-    catalog.atomic_write_json(path, record)
+    atomic_write_json(path, record)
     return path
 
 
@@ -209,8 +209,8 @@ def _load_encoder_for(records: list[dict], info, db: Path):
 
 def _head_weights(records: list[dict], models: list, info, cnn: CnnParams, encoder) -> list:
     """The embedding heads' weights, each checked against the database's windows and encoder."""
-    from ...signal.features import feature_shape
     from ...encoder.artifact import subwindow_starts
+    from ...signal.features import feature_shape
     from .stacked_head import HeadWeights
 
     frames = feature_shape(audio=info.audio, params=info.features)[0]

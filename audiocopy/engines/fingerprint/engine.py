@@ -53,13 +53,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import catalog
-from ...config import AudioParams, FeatureParams, as_dict, from_dict
-from ...errors import ModelError, ParamsMismatch
-from .index.backends import IndexParams, create_index, load_index, resolve_backend
-from .. import EngineScores
+from ...atomic_files import atomic_open, atomic_write_json, read_json
+from ...config import AudioParams, FeatureParams, IndexParams, MatchParams, as_dict, from_dict
 from ...encoder.artifact import SHIPPED_ENCODER, Encoder, load_encoder, read_encoder_record
-from .match import MatchParams, query_starts, vote
+from ...errors import ModelError, ParamsMismatch
+from .. import EngineScores, catalog
+from .index.base import resolve_backend
+from .index.open import create_index, load_index
+from .match import query_starts, vote
 from .stream import stream_votes
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class FingerprintConfig:
 
 
 def read_config(db: Path) -> FingerprintConfig:
-    raw = catalog.read_json(Path(db) / CONFIG_FILE, "fingerprint configuration")
+    raw = read_json(Path(db) / CONFIG_FILE, "fingerprint configuration")
     try:
         return FingerprintConfig(from_dict(MatchParams, raw["match"]), from_dict(IndexParams, raw["index"]),
                                  str(raw["encoder_sha256"]), int(raw["next_key"]))
@@ -97,7 +98,7 @@ def read_config(db: Path) -> FingerprintConfig:
 
 
 def write_config(db: Path, config: FingerprintConfig) -> None:
-    catalog.atomic_write_json(Path(db) / CONFIG_FILE, config.to_json())
+    atomic_write_json(Path(db) / CONFIG_FILE, config.to_json())
 
 
 def init_db(db: Path, *, audio: AudioParams, features: FeatureParams, encoder_path: Path | None = None,
@@ -136,7 +137,7 @@ def init_db(db: Path, *, audio: AudioParams, features: FeatureParams, encoder_pa
     shutil.copyfile(source.with_name(record["weights_file"]), db / ".tmp-encoder.npz")
     os.replace(db / ".tmp-encoder.npz", db / "encoder.npz")
     record["weights_file"] = "encoder.npz"
-    catalog.atomic_write_json(db / ENCODER_FILE, record)
+    atomic_write_json(db / ENCODER_FILE, record)
     if index.backend == "qdrant" and index.qdrant_collection == IndexParams().qdrant_collection:
         # One collection per database, so several databases can share a Qdrant cluster.
         import uuid
@@ -156,12 +157,12 @@ def save_track(db: Path, track_id: str, key: int, vectors: np.ndarray, *, hop_fr
     """Write one track's vectors, then its record (atomically, in that order)."""
     tracks_dir = Path(db) / catalog.TRACKS_DIR
     base = catalog.track_filename(track_id)
-    with catalog.atomic_open(tracks_dir / f"{base}.npy") as fh:
+    with atomic_open(tracks_dir / f"{base}.npy") as fh:
         np.save(fh, np.asarray(vectors, dtype=np.float16))
     record = {"track_id": track_id, "engine": NAME, "key": int(key), "vectors_file": f"{base}.npy",
               "n_vectors": int(len(vectors)), "hop_frames": int(hop_frames), "duration_s": round(duration_s, 3),
               "encoder_sha256": encoder_sha256, **(extra or {})}
-    catalog.atomic_write_json(tracks_dir / f"{base}.json", record)
+    atomic_write_json(tracks_dir / f"{base}.json", record)
     return record
 
 
@@ -247,7 +248,7 @@ def _qdrant_keys(index) -> list[int]:
     """Track keys present in a fresh Qdrant handle (none for other backends)."""
     if getattr(index, "kind", "") != "qdrant" or len(index) == 0:
         return []
-    from .index.backends import unpack_ids
+    from .index.base import unpack_ids
 
     keys, offset = set(), None
     while True:

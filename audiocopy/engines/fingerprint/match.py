@@ -32,33 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class MatchParams:
-    """Sub-window grids, search depth and voting tolerances (frames of 32 ms).
-
-    enrol_hop_frames: step between enrolled sub-windows (8 = 0.256 s).
-    query_hop_frames: step between a query window's sub-windows (5 = 0.16 s,
-        ten sub-windows per 2.5 s window). 5 and 8 being coprime, some query
-        sub-window always lies within half a frame of an enrolled one.
-    top_k: neighbours searched per sub-window.
-    offset_tolerance_frames: how far two hits' implied starts may differ at
-        the same query time (enrolment hop plus encoder slack).
-    max_time_scale: relative speed/tempo change tolerated (0.12 = ±12 %).
-    min_threshold: the decision threshold never goes below this score,
-        whatever the calibration says (a catalogue of a few tracks otherwise
-        calibrates to ~0 and any single chance hit would match).
-    target_fpr: false-positive rate per window of the whole catalogue at
-        which enrolment calibrates the threshold on held-out negatives.
-    """
-
-    enrol_hop_frames: int = 8
-    query_hop_frames: int = 5
-    top_k: int = 20
-    offset_tolerance_frames: float = 6.0
-    max_time_scale: float = 0.12
-    min_threshold: float = 0.1
-    target_fpr: float = 0.005
+from ...config import MatchParams
 
 
 def query_starts(n_frames: int, *, frames: int, params: MatchParams) -> np.ndarray:

@@ -43,9 +43,9 @@ from types import ModuleType
 
 import numpy as np
 
+from ...encoder.artifact import standardize
 from ...signal.features import band_db, frame_power
 from .. import StreamMemory
-from ...encoder.artifact import standardize
 from .match import vote
 
 

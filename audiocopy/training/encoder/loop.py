@@ -54,9 +54,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ...atomic_files import atomic_open, atomic_write_json, read_json
+from ...config import (
+    ENCODER_AUGMENT,
+    AudioParams,
+    AugmentParams,
+    EncoderParams,
+    EncoderTrainParams,
+    FeatureParams,
+    as_dict,
+)
+from ...encoder.artifact import build_model, save_encoder, standardize, track_band_db
 from ...engines import catalog
-from ...config import AudioParams, FeatureParams, as_dict
-from ...encoder.artifact import EncoderParams, build_model, save_encoder, standardize, track_band_db
 from ...errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -67,60 +76,6 @@ CHECKPOINT = "checkpoint"
 #: MP3 bit rates of the audio-domain views (kbit/s at 16 kHz): where the codec
 #: actually changes the features (see ``config.AugmentParams.codec_kbps_range``).
 VIEW_MP3_KBPS = (16, 24, 32, 48, 64)
-
-
-@dataclass(frozen=True)
-class FeatureAugParams:
-    """Ranges of the feature-space distortions (and of the audio-domain views).
-
-    A little wider than the targets (speed/tempo ±10 %, pitch ±2 semitones),
-    so that the edge of the target range is not the edge of training.
-    """
-
-    speed_range: tuple[float, float] = (0.88, 1.12)
-    pitch_semitones: tuple[float, float] = (-2.5, 2.5)
-    tempo_range: tuple[float, float] = (0.88, 1.12)
-    p_speed: float = 0.3
-    p_pitch: float = 0.3
-    p_tempo: float = 0.25
-    snr_db_range: tuple[float, float] = (-3.0, 25.0)
-    p_noise: float = 0.5
-    p_music: float = 0.2
-    p_phone: float = 0.25
-    p_reverb: float = 0.25
-    p_lowpass: float = 0.15
-
-
-@dataclass(frozen=True)
-class EncoderTrainParams:
-    """How the encoder is trained.
-
-    batch_pairs: pairs per step (2 x batch_pairs sub-windows).
-    steps_per_epoch, epochs: an epoch is a checkpoint interval; ``epochs``
-        also sets the length of the cosine learning-rate schedule.
-    temperature: NT-Xent temperature (0.05-0.1 in the literature).
-    p_view: share of positives taken from the audio-domain views.
-    views_per_track, view_seconds: audio-domain views cached per track.
-    jitter_frames: the positive is cut up to this many frames off the
-        anchor's position (enrolment keeps a vector every 8 frames).
-    val_tracks: training tracks held out to measure retrieval each epoch.
-    enrol_hop_frames: sub-window step of the validation database (as enrolment).
-    """
-
-    batch_pairs: int = 96
-    steps_per_epoch: int = 200
-    epochs: int = 60
-    learning_rate: float = 2e-3
-    warmup_steps: int = 300
-    temperature: float = 0.1
-    p_view: float = 0.5
-    views_per_track: int = 24
-    view_seconds: float = 4.0
-    jitter_frames: int = 3
-    val_tracks: int = 6
-    val_queries: int = 384
-    enrol_hop_frames: int = 8
-    seed: int = 0
 
 
 # --------------------------------------------------------------------------
@@ -150,7 +105,7 @@ def _seed(*parts) -> int:
     return int(hashlib.sha1(":".join(map(str, parts)).encode()).hexdigest()[:12], 16)
 
 
-def _make_view(signal: np.ndarray, rng: np.random.Generator, *, audio: AudioParams, aug: FeatureAugParams,
+def _make_view(signal: np.ndarray, rng: np.random.Generator, *, audio: AudioParams, aug: AugmentParams,
                length: int, bank: list[np.ndarray]) -> tuple[np.ndarray, float, float]:
     """One audio-domain view with the ``augment`` functions.
 
@@ -162,12 +117,12 @@ def _make_view(signal: np.ndarray, rng: np.random.Generator, *, audio: AudioPara
     sr = audio.sample_rate
     u = rng.random()
     kind = "speed" if u < aug.p_speed else "pitch" if u < aug.p_speed + aug.p_pitch else \
-        "tempo" if u < aug.p_speed + aug.p_pitch + aug.p_tempo else "none"
+        "tempo" if u < aug.p_speed + aug.p_pitch + aug.p_stretch else "none"
     scale = 1.0
     if kind == "speed":
         scale = rng.uniform(*aug.speed_range)
     elif kind == "tempo":
-        scale = rng.uniform(*aug.tempo_range)
+        scale = rng.uniform(*aug.stretch_range)
     need = int(math.ceil(length * scale)) + 256
     start = int(rng.integers(0, max(1, signal.size - need)))
     x = signal[start:start + need]
@@ -194,7 +149,7 @@ def _make_view(signal: np.ndarray, rng: np.random.Generator, *, audio: AudioPara
     return x.astype(np.float32, copy=False), float(start), float(scale)
 
 
-def _cache_one(path: Path, out: Path, *, audio: AudioParams, features: FeatureParams, aug: FeatureAugParams,
+def _cache_one(path: Path, out: Path, *, audio: AudioParams, features: FeatureParams, aug: AugmentParams,
                train: EncoderTrainParams, bank: list[np.ndarray]) -> np.ndarray:
     """Compute and save one track's cache file; returns its signal (for the music bank)."""
     from ...signal.audio import load_audio
@@ -215,7 +170,7 @@ def _cache_one(path: Path, out: Path, *, audio: AudioParams, features: FeaturePa
         # (that - n_fft/2) / hop.
         frame0.append((start + half * scale - half) / features.hop_length)
         scales.append(scale)
-    with catalog.atomic_open(out) as fh:
+    with atomic_open(out) as fh:
         np.savez(fh, clean=clean.astype(np.float16), energy=energy, views=np.stack(views).astype(np.float16),
                  view_energy=np.stack(view_e), view_frame0=np.array(frame0, dtype=np.float64),
                  view_scale=np.array(scales, dtype=np.float64))
@@ -223,7 +178,7 @@ def _cache_one(path: Path, out: Path, *, audio: AudioParams, features: FeaturePa
 
 
 def build_cache(tracks: list[Path], work: Path, *, audio: AudioParams = AudioParams(),
-                features: FeatureParams = FeatureParams(), aug: FeatureAugParams = FeatureAugParams(),
+                features: FeatureParams = FeatureParams(), aug: AugmentParams = ENCODER_AUGMENT,
                 train: EncoderTrainParams = EncoderTrainParams(), progress: bool = True) -> list[Path]:
     """Cache the clean features and audio-domain views of every training track.
 
@@ -241,10 +196,10 @@ def build_cache(tracks: list[Path], work: Path, *, audio: AudioParams = AudioPar
             "views_per_track": train.views_per_track, "view_seconds": train.view_seconds, "seed": train.seed}
     meta_path = cache_dir / CACHE_FILE
     if meta_path.exists():
-        old = catalog.read_json(meta_path, "encoder training cache")
+        old = read_json(meta_path, "encoder training cache")
         if {k: old.get(k) for k in meta} != json.loads(json.dumps(meta)):
             raise DatasetError(f"{cache_dir} was built with other parameters; delete it or use another --work")
-    catalog.atomic_write_json(meta_path, meta)
+    atomic_write_json(meta_path, meta)
     bank: list[np.ndarray] = []
     bank_rng = np.random.default_rng(_seed(train.seed, "bank"))
     files = []
@@ -317,11 +272,12 @@ def _shift_bands(power: np.ndarray, shift: float) -> np.ndarray:
 class FeatureAugmenter:
     """Feature-space distortions of clean band levels (see the module docstring)."""
 
-    def __init__(self, *, audio: AudioParams, features: FeatureParams, aug: FeatureAugParams, seed: int,
+    def __init__(self, *, audio: AudioParams, features: FeatureParams, aug: AugmentParams, seed: int,
                  frames: int):
-        from ..augment import basic as augment
-        from ...signal.features import band_centres_hz
         from scipy import signal as sps
+
+        from ...signal.features import band_centres_hz
+        from ..augment import basic as augment
 
         self.audio, self.features, self.aug, self.frames = audio, features, aug, frames
         rng = np.random.default_rng(_seed(seed, "noise-bank"))
@@ -370,8 +326,8 @@ class FeatureAugmenter:
             shift = bpo * math.log2(scale)
         elif u < a.p_speed + a.p_pitch:
             shift = rng.uniform(*a.pitch_semitones) * bpo / 12.0
-        elif u < a.p_speed + a.p_pitch + a.p_tempo:
-            scale = rng.uniform(*a.tempo_range)
+        elif u < a.p_speed + a.p_pitch + a.p_stretch:
+            scale = rng.uniform(*a.stretch_range)
         half = (f - 1) / 2 * scale
         centre = rng.uniform(half, len(clean) - 1 - half)
         pos = centre + (np.arange(f) - (f - 1) / 2) * scale
@@ -402,7 +358,7 @@ class FeatureAugmenter:
             color = int(rng.random() < 0.5)
             noise, n_e = self._noise(rng, f, color)
             power = power + noise * np.float32(sig_energy / n_e * 10 ** (-rng.uniform(*a.snr_db_range) / 10))
-        if rng.random() < a.p_lowpass:
+        if rng.random() < a.p_codec:
             cutoff = rng.uniform(3000, 7000)
             power = power * np.where(self.centres > cutoff, np.float32(10 ** -rng.uniform(2, 5)), 1).astype(np.float32)
         return 10.0 * np.log10(power + 1e-12), float(centre)
@@ -558,9 +514,9 @@ def split_tracks(paths: list[Path], n_val: int) -> tuple[list[Path], list[Path]]
 def _save_checkpoint(work: Path, model, optimizer, state: TrainState, meta: dict) -> None:
     arrays = {f"w{i:03d}": w for i, w in enumerate(model.get_weights())}
     arrays.update({f"o{i:03d}": np.asarray(v) for i, v in enumerate(optimizer.variables)})
-    with catalog.atomic_open(work / f"{CHECKPOINT}.npz") as fh:
+    with atomic_open(work / f"{CHECKPOINT}.npz") as fh:
         np.savez(fh, **arrays)
-    catalog.atomic_write_json(work / f"{CHECKPOINT}.json", {**meta, "epoch": state.epoch, "step": state.step,
+    atomic_write_json(work / f"{CHECKPOINT}.json", {**meta, "epoch": state.epoch, "step": state.step,
                                                           "seconds": state.seconds, "history": state.history,
                                                           "best_top1": state.best_top1})
 
@@ -569,7 +525,7 @@ def _load_checkpoint(work: Path, model, optimizer, meta: dict) -> TrainState | N
     path = work / f"{CHECKPOINT}.json"
     if not path.exists():
         return None
-    saved = catalog.read_json(path, "training checkpoint")
+    saved = read_json(path, "training checkpoint")
     diffs = [k for k in meta if json.loads(json.dumps(meta[k])) != saved.get(k)]
     if diffs:
         raise DatasetError(f"{work} holds a checkpoint made with other settings ({', '.join(diffs)}); "
@@ -588,7 +544,7 @@ def _load_checkpoint(work: Path, model, optimizer, meta: dict) -> TrainState | N
 
 def train_encoder(tracks: list[Path], work: Path, out: Path, *, audio: AudioParams = AudioParams(),
                   features: FeatureParams = FeatureParams(), encoder: EncoderParams = EncoderParams(),
-                  aug: FeatureAugParams = FeatureAugParams(), train: EncoderTrainParams = EncoderTrainParams(),
+                  aug: AugmentParams = ENCODER_AUGMENT, train: EncoderTrainParams = EncoderTrainParams(),
                   max_minutes: float | None = None, provenance: dict | None = None,
                   progress: bool = True) -> TrainState:
     """Train (or resume training) the encoder and export the best weights to ``out``.
@@ -714,9 +670,9 @@ def _record_run(out: Path, state: TrainState) -> None:
     """
     if not out.exists():
         return
-    record = catalog.read_json(out, "encoder record")
+    record = read_json(out, "encoder record")
     training = dict(record.get("training") or {})
     training.update({"run_epochs": state.epoch, "run_steps": state.step,
                      "run_train_minutes": round(state.seconds / 60, 1), "history": state.history})
     record["training"] = training
-    catalog.atomic_write_json(out, record)
+    atomic_write_json(out, record)

@@ -1,0 +1,127 @@
+"""Parameters of the encoder and the engines: what a window's evidence is made of.
+
+Place in the pipeline: read by ``encoder`` (its shape), ``engines.fingerprint``
+(sub-window grids, search depth, offset-vote tolerances, the vector index)
+and ``engines.cnnbin`` (the per-track models). A database stores the ones it
+was built with (``fingerprint.json``, each track record) and its loader
+compares them with the running code's, refusing a mismatch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CnnParams:
+    """Shape of one per-track binary CNN.
+
+    kind: which per-track network (see ``models``):
+
+        * ``"embedding"`` (default): a small CNN head over the sub-window
+          embeddings of the shared encoder (``engines.fpencoder``). Its
+          first layer is a bank of 1x1 convolutions whose kernels start as
+          the track's own embeddings, one every ``hop_frames``; a neighbour
+          max-pool absorbs tempo drift, a fixed diagonal convolution sums
+          the evidence of sub-windows that agree on one time offset, and a
+          global max-pool and one logit say "is this window track X?". See
+          ``models.build_track_head``.
+        * ``"spectrogram"``: the seed's design, a 3x3 convolution stack
+          trained from scratch on the log-frequency spectrogram
+          (``models.build_track_cnn``).
+
+    widths, pooling: the spectrogram CNN's channel widths per 3x3 block and
+        its final pooling ("global": max+mean over time and frequency;
+        "time": over time only, keeping the coarse log-frequency position of
+        each pattern: each cell spans 8 semitones after three pools).
+    hop_frames: step between the embedding head's prototypes (feature frames).
+        It must equal the step between a query window's sub-windows, so that
+        one step along the prototypes is one step along the query.
+    tolerance: the embedding head's neighbour max-pool radius in prototypes:
+        10 % of tempo change moves the last of ten sub-windows by 0.9 steps.
+    negative_quantile: each prototype's bias is set so that only this share
+        of negative sub-windows is more similar to it than zero: prototypes
+        that resemble all music (a held chord, a drum loop, noise) start
+        with a low voice.
+    """
+
+    kind: str = "embedding"
+    widths: tuple[int, ...] = (8, 16, 24, 32)
+    pooling: str = "time"
+    hop_frames: int = 5
+    tolerance: int = 1
+    negative_quantile: float = 0.99
+
+
+@dataclass(frozen=True)
+class MatchParams:
+    """Sub-window grids, search depth and voting tolerances (frames of 32 ms).
+
+    enrol_hop_frames: step between enrolled sub-windows (8 = 0.256 s).
+    query_hop_frames: step between a query window's sub-windows (5 = 0.16 s,
+        ten sub-windows per 2.5 s window). 5 and 8 being coprime, some query
+        sub-window always lies within half a frame of an enrolled one.
+    top_k: neighbours searched per sub-window.
+    offset_tolerance_frames: how far two hits' implied starts may differ at
+        the same query time (enrolment hop plus encoder slack).
+    max_time_scale: relative speed/tempo change tolerated (0.12 = ±12 %).
+    min_threshold: the decision threshold never goes below this score,
+        whatever the calibration says (a catalogue of a few tracks otherwise
+        calibrates to ~0 and any single chance hit would match).
+    target_fpr: false-positive rate per window of the whole catalogue at
+        which enrolment calibrates the threshold on held-out negatives.
+    """
+
+    enrol_hop_frames: int = 8
+    query_hop_frames: int = 5
+    top_k: int = 20
+    offset_tolerance_frames: float = 6.0
+    max_time_scale: float = 0.12
+    min_threshold: float = 0.1
+    target_fpr: float = 0.005
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """Which backend, and how it scales.
+
+    backend: "auto" (faiss if installed, else numpy), "faiss", "numpy" or "qdrant".
+    flat_max_vectors: faiss keeps exact search up to this many vectors
+        (~430 tracks of 2.5 minutes at one vector per 0.256 s), then switches
+        to IVF-PQ.
+    pq_bytes: bytes per vector in IVF-PQ (sub-quantisers of 8 bits); 16 for
+        64-dim vectors means 4 dimensions per code byte.
+    nlist: inverted lists of IVF-PQ; 0 picks ~4 sqrt(n) (a power of two
+        between 256 and 4096), the usual balance of list scans and centroids,
+        capped so that training k-means stays around a minute on two cores.
+    nprobe: lists visited per query: recall against speed.
+    qdrant_url: a Qdrant server ("http://host:6333"); None means embedded
+        local mode in a folder of the database. An API key, if the server
+        needs one, is read from the QDRANT_API_KEY environment variable,
+        never stored.
+    qdrant_collection: collection name; a new database gets its own unique
+        name, so several databases can share one Qdrant cluster.
+    """
+
+    backend: str = "auto"
+    flat_max_vectors: int = 250_000
+    pq_bytes: int = 16
+    nlist: int = 0
+    nprobe: int = 16
+    qdrant_url: str | None = None
+    qdrant_collection: str = "audiocopy"
+
+
+@dataclass(frozen=True)
+class EncoderParams:
+    """Shape of the shared encoder (``models.build_encoder``).
+
+    frames: sub-window length in feature frames (30 x 32 ms hop ~ 1 s).
+    bands: feature bands (must equal ``FeatureParams.n_bins``).
+    widths, hidden_dim, embedding_dim: see ``models.build_encoder``.
+    """
+
+    frames: int = 30
+    bands: int = 72
+    widths: tuple[int, ...] = (16, 32, 64, 128, 128)
+    hidden_dim: int = 256
+    embedding_dim: int = 64
