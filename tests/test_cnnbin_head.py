@@ -10,7 +10,7 @@ from synth import melody
 
 from audiocopy.config import CnnParams, TrainParams
 from audiocopy.decision.recognizer import Recognizer
-from audiocopy.encoder.artifact import subwindow_starts
+from audiocopy.encoder.subwindows import subwindow_starts
 from audiocopy.engines import catalog
 from audiocopy.engines.cnnbin.stacked_head import UNINFORMATIVE_BIAS, HeadWeights, StackedHeads, informative
 from audiocopy.errors import DatasetError, ParamsMismatch

@@ -16,19 +16,14 @@ from synth import melody, pattern
 
 from audiocopy.config import AudioParams, CalibrationParams, EncoderParams, FeatureParams, MatchParams
 from audiocopy.decision.recognizer import Recognizer
-from audiocopy.encoder.artifact import (
-    SHIPPED_ENCODER,
-    build_model,
-    load_encoder,
-    save_encoder,
-    standardize,
-    track_band_db,
-)
+from audiocopy.encoder.artifact import SHIPPED_ENCODER, build_model, load_encoder, save_encoder
+from audiocopy.encoder.subwindows import standardize
 from audiocopy.engines import catalog
+from audiocopy.engines.fingerprint import db as fpdb
 from audiocopy.engines.fingerprint import engine as fp
 from audiocopy.engines.fingerprint.match import query_starts, vote
 from audiocopy.errors import ModelError, ParamsMismatch
-from audiocopy.signal.features import log_spectrogram
+from audiocopy.signal.features import log_spectrogram, track_band_db
 from audiocopy.training.enroll_fingerprint import add_tracks, enroll_fingerprint, remove_tracks
 
 AUDIO, FEATURES = AudioParams(), FeatureParams()
@@ -178,13 +173,13 @@ def test_database_describes_itself(db):
     info = catalog.open_db(db)
     assert info.engine == "fingerprint"
     assert {"threshold", "target_fpr", "calibration_windows"} <= set(info.calibration)
-    config = fp.read_config(db)
+    config = fpdb.read_config(db)
     records = catalog.track_records(db)
     assert len(records) == 4 and config.next_key == 4
     for rec in records:
         assert rec["encoder_sha256"] == config.encoder_sha256 and rec["hop_frames"] == 8
         assert (db / catalog.TRACKS_DIR / rec["vectors_file"]).is_file()
-    assert (db / fp.INDEX_FILE).is_file() and (db / fp.CALIBRATION_FILE).is_file()
+    assert (db / fpdb.INDEX_FILE).is_file() and (db / fpdb.CALIBRATION_FILE).is_file()
 
 
 @pytest.mark.parametrize("start_s", [2.0, 7.37, 15.2])
@@ -216,7 +211,7 @@ def test_enrol_adds_to_an_existing_database_and_remove_deletes(db, corpus, tmp_p
     path = _copy(db, tmp_path)
     live = fp.load(path)
     recognizer = Recognizer(live)
-    windows_file = path / fp.CALIBRATION_FILE
+    windows_file = path / fpdb.CALIBRATION_FILE
     before = windows_file.stat().st_mtime_ns
     report = enroll_fingerprint(corpus / "extra", path, negatives_dir=corpus / "negatives", calibration=CALIB,
                                 progress=False)
@@ -247,7 +242,7 @@ def test_enrol_adds_to_an_existing_database_and_remove_deletes(db, corpus, tmp_p
 
 def test_a_lost_or_stale_index_is_rebuilt_from_the_track_vectors(db, corpus, tmp_path):
     path = _copy(db, tmp_path)
-    (path / fp.INDEX_FILE).unlink()
+    (path / fpdb.INDEX_FILE).unlink()
     engine = fp.load(path)
     assert len(engine.index) == sum(r["n_vectors"] for r in catalog.track_records(path))
     # A record deleted behind the index's back (crash mid-removal) is dropped on load.
@@ -262,7 +257,7 @@ def test_qdrant_backend_enrols_and_identifies(corpus, tmp_path):
     path = tmp_path / "qdb"
     enroll_fingerprint(corpus / "catalog", path, negatives_dir=corpus / "negatives", calibration=CALIB,
                        index=IndexParams(backend="qdrant"), progress=False)
-    assert (path / fp.QDRANT_DIR).is_dir() and (path / fp.QDRANT_SIDECAR).is_file()
+    assert (path / fpdb.QDRANT_DIR).is_dir() and (path / fpdb.QDRANT_SIDECAR).is_file()
     engine = fp.load(path)
     assert type(engine.index).__name__ == "QdrantIndex"
     det = Recognizer(engine).detect_windows(_window(corpus / "catalog" / "catalog3.wav", 6.0)[None])[0]
@@ -315,9 +310,9 @@ def test_database_refuses_another_encoder_and_foreign_vectors(db, tmp_path):
     path = _copy(db, tmp_path)
     other = _tiny_encoder(tmp_path)
     with pytest.raises(ParamsMismatch, match="not the one the database was enrolled with"):
-        fp.init_db(path, audio=AUDIO, features=FEATURES, encoder_path=other)
+        fpdb.init_db(path, audio=AUDIO, features=FEATURES, encoder_path=other)
     with pytest.raises(ParamsMismatch, match="enrol_hop_frames"):
-        fp.init_db(path, audio=AUDIO, features=FEATURES, match=MatchParams(enrol_hop_frames=4))
+        fpdb.init_db(path, audio=AUDIO, features=FEATURES, match=MatchParams(enrol_hop_frames=4))
     rec_path = next((path / catalog.TRACKS_DIR).glob("*.json"))
     rec = json.loads(rec_path.read_text())
     rec["encoder_sha256"] = "f" * 64

@@ -15,8 +15,9 @@ import soundfile as sf
 from synth import melody
 
 from audiocopy.config import ENCODER_AUGMENT, AudioParams, EncoderParams, FeatureParams
-from audiocopy.encoder.artifact import load_encoder, track_band_db
+from audiocopy.encoder.artifact import load_encoder
 from audiocopy.errors import DatasetError
+from audiocopy.signal.features import track_band_db
 from audiocopy.training.encoder import loop as fe
 
 TINY = EncoderParams(widths=(4, 8), hidden_dim=16, embedding_dim=8)

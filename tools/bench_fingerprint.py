@@ -158,7 +158,7 @@ def accuracy(bench: Path, work: Path) -> dict:
 def enrol_speed(corpus: Path, work: Path) -> dict:
     from audiocopy.config import AudioParams, FeatureParams
     from audiocopy.encoder.artifact import SHIPPED_ENCODER, read_encoder_record
-    from audiocopy.engines.fingerprint import engine as fp
+    from audiocopy.engines.fingerprint import db as fpdb
     from audiocopy.training.dataset import list_audio
     from audiocopy.training.enroll_fingerprint import add_tracks
 
@@ -171,7 +171,7 @@ def enrol_speed(corpus: Path, work: Path) -> dict:
 
     db = work / "corpus_db"
     shutil.rmtree(db, ignore_errors=True)
-    fp.init_db(db, audio=AudioParams(), features=FeatureParams())
+    fpdb.init_db(db, audio=AudioParams(), features=FeatureParams())
     busy = busy_cores()
     report = add_tracks(db, list_audio(corpus))
     out = {"encoder": sha, "tracks": len(report.enrolled), "audio_hours": round(report.audio_seconds / 3600, 2),
@@ -198,8 +198,8 @@ def _copy_vectors(corpus: Path, work: Path, n_copies: int, encoder, hop: int) ->
     from tqdm import tqdm
 
     from audiocopy.config import AudioParams, FeatureParams
-    from audiocopy.encoder.artifact import track_band_db
     from audiocopy.signal.audio import load_audio
+    from audiocopy.signal.features import track_band_db
     from audiocopy.training.augment import basic as augment
     from audiocopy.training.dataset import list_audio
 
@@ -303,6 +303,7 @@ def scale(corpus: Path, work: Path, sizes=SIZES) -> dict:
     from audiocopy.decision.recognizer import Recognizer
     from audiocopy.encoder.artifact import SHIPPED_ENCODER, read_encoder_record
     from audiocopy.engines import catalog
+    from audiocopy.engines.fingerprint import db as fpdb
     from audiocopy.engines.fingerprint import engine as fp
     from audiocopy.engines.fingerprint.index.base import faiss_available
     from audiocopy.engines.fingerprint.index.open import create_index
@@ -320,7 +321,7 @@ def scale(corpus: Path, work: Path, sizes=SIZES) -> dict:
     db = work / "corpus_db"
     base = fp.load(db)
     records = catalog.track_records(db)
-    real = [fp.track_vectors(db, r)[0] for r in records]
+    real = [fpdb.track_vectors(db, r)[0] for r in records]
     from audiocopy.training.dataset import list_audio
 
     stems = [p.stem for p in list_audio(corpus)]
@@ -425,6 +426,7 @@ def server_db(corpus: Path, work: Path, size: int) -> Path:
     import shutil
 
     from audiocopy.engines import catalog
+    from audiocopy.engines.fingerprint import db as fpdb
     from audiocopy.engines.fingerprint import engine as fp
     from audiocopy.training.dataset import list_audio
 
@@ -449,14 +451,14 @@ def server_db(corpus: Path, work: Path, size: int) -> Path:
     frame_s = engine.features.hop_length / engine.audio.sample_rate
     for i, (source, vectors) in enumerate(copies):
         track_id = f"copy-{i:04d}-{stems[source]}"
-        fp.save_track(tmp, track_id, key + i, vectors, hop_frames=hop, encoder_sha256=config.encoder_sha256,
+        fpdb.save_track(tmp, track_id, key + i, vectors, hop_frames=hop, encoder_sha256=config.encoder_sha256,
                       duration_s=len(vectors) * hop * frame_s, extra={"source": f"copy of {stems[source]}"})
         index.add(key + i, vectors.astype(np.float32), np.arange(len(vectors), dtype=np.int64) * hop)
-    fp.write_config(tmp, config)
+    fpdb.write_config(tmp, config)
     if getattr(index, "wants_rebuild", lambda: False)():
         log.info("rebuilding the index for %d vectors", len(index))
-        index.rebuild((int(r["key"]), *fp.track_vectors(tmp, r)) for r in catalog.track_records(tmp))
-    fp.save_index(tmp, config, index)
+        index.rebuild((int(r["key"]), *fpdb.track_vectors(tmp, r)) for r in catalog.track_records(tmp))
+    fpdb.save_index(tmp, config, index)
     os.replace(tmp, dst)
     log.info("wrote %s: %d tracks, %d vectors (%s)", dst, size, len(index), index.structure)
     return dst

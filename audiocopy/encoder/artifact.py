@@ -43,6 +43,7 @@ import numpy as np
 from ..atomic_files import atomic_write_bytes, atomic_write_json, read_json
 from ..config import AudioParams, EncoderParams, FeatureParams, as_dict, check_compatible, from_dict
 from ..errors import ModelError, ParamsMismatch
+from .subwindows import track_subwindows, window_subwindows
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,6 @@ ARTIFACT_FORMAT = "audiocopy-fingerprint-encoder"
 ARTIFACT_VERSION = 1
 #: The encoder shipped with the package (trained by ``tools/train_encoder.py``).
 SHIPPED_ENCODER = Path(__file__).resolve().parents[1] / "weights" / "fingerprint_encoder.json"
-#: Frames per chunk when computing a whole track's spectrogram (bounded RAM:
-#: 1024 frames of 2048-point FFTs are ~16 MB of float32 at a time).
-CHUNK_FRAMES = 1024
 #: Sub-windows per encoder call: big enough to amortise the call overhead,
 #: small enough to keep activations in cache.
 EMBED_BATCH = 512
@@ -60,106 +58,6 @@ EMBED_BATCH = 512
 
 # --------------------------------------------------------------------------
 # sub-windows
-
-
-def subwindow_starts(n_frames: int, *, frames: int, hop_frames: int) -> np.ndarray:
-    """Start frame of every sub-window of ``frames`` frames, ``hop_frames`` apart.
-
-    n_frames: length of the feature sequence (frames). Returns (n,) int64,
-    empty when ``n_frames < frames``. Unlike ``stream.window_starts`` the
-    tail is not forced in: the sub-window grid must stay regular so that a
-    vector's position is ``index * hop_frames``.
-    """
-    if n_frames < frames:
-        return np.zeros(0, dtype=np.int64)
-    return np.arange(0, n_frames - frames + 1, hop_frames, dtype=np.int64)
-
-
-def standardize(x: np.ndarray, *, floor_db: float | None = None) -> np.ndarray:
-    """Standardise each sub-window over its last two axes (frames, bands).
-
-    x: (..., frames, bands) float. With ``floor_db`` the values are decibels
-    and are first floored ``floor_db`` below each sub-window's peak (as
-    ``features.log_spectrogram`` does); without it they are already floored
-    features. Returns float32 of the same shape; a constant sub-window
-    (digital silence) becomes zeros, not NaN.
-    """
-    x = np.asarray(x, dtype=np.float32)
-    if floor_db is not None:
-        peak = x.max(axis=(-2, -1), keepdims=True)
-        x = np.maximum(x, peak - np.float32(floor_db))
-    mean = x.mean(axis=(-2, -1), keepdims=True)
-    std = x.std(axis=(-2, -1), keepdims=True)
-    return ((x - mean) / np.maximum(std, np.float32(1e-3))).astype(np.float32, copy=False)
-
-
-def cut_subwindows(features: np.ndarray, starts: np.ndarray, frames: int) -> np.ndarray:
-    """Gather sub-windows from a batch of feature sequences.
-
-    features: (batch, n_frames, bands); starts: (n_sub,) start frames.
-    Returns (batch, n_sub, frames, bands) float32 (a copy).
-    """
-    features = np.asarray(features, dtype=np.float32)
-    index = np.asarray(starts)[:, None] + np.arange(frames)[None, :]  # (n_sub, frames)
-    return features[:, index]
-
-
-def window_subwindows(features, starts: np.ndarray, frames: int) -> np.ndarray:
-    """The encoder's input for a batch of query windows: sub-windows cut and standardised.
-
-    features: (batch, n_frames, bands) from ``features.log_spectrogram``
-    (NumPy or CuPy); starts: (n_sub,) start frames. Returns
-    (batch, n_sub, frames, bands) float32 NumPy.
-    """
-    from ..signal.xp import to_numpy
-
-    feats = np.asarray(to_numpy(features), dtype=np.float32)
-    return standardize(cut_subwindows(feats, starts, frames))
-
-
-def track_band_db(signal: np.ndarray, *, audio: AudioParams, features: FeatureParams,
-                  with_energy: bool = False):
-    """Band levels of a whole track, frame by frame, in decibels.
-
-    signal: (n,) float32 at ``audio.sample_rate``.
-    Returns (n_frames, n_bins) float32: ``10 log10`` of the band power of every
-    STFT frame (the quantity ``features.log_spectrogram`` floors and
-    standardises), with ``features.FeatureParams.n_frames(n)`` frames; frame
-    ``i`` starts at sample ``i * hop_length``. Empty (0, n_bins) when the
-    signal is shorter than one FFT frame.
-    with_energy: also return (n_frames,) float32, ``10 log10`` of each
-    frame's mean power over all FFT bins (proportional to the frame's mean
-    square; training uses it to mix noise at an exact SNR in feature space).
-    """
-    from ..signal.features import band_db, power_spectrogram
-
-    signal = np.asarray(signal, dtype=np.float32)
-    n_frames = features.n_frames(signal.size) if signal.size >= features.n_fft else 0
-    out = np.empty((max(n_frames, 0), features.n_bins), dtype=np.float32)
-    energy = np.empty(max(n_frames, 0), dtype=np.float32)
-    # Chunks of CHUNK_FRAMES frames keep the complex spectrum small; each chunk
-    # is one "window" spanning exactly its frames plus the FFT tail.
-    for lo in range(0, n_frames, CHUNK_FRAMES):
-        count = min(CHUNK_FRAMES, n_frames - lo)
-        start = lo * features.hop_length
-        chunk = signal[start:start + (count - 1) * features.hop_length + features.n_fft]
-        power = power_spectrogram(chunk[None], params=features)[0]  # (count, n_fft // 2 + 1)
-        out[lo:lo + count] = band_db(power, audio=audio, params=features)
-        if with_energy:
-            energy[lo:lo + count] = 10.0 * np.log10(power.mean(axis=1) + 1e-12)
-    return (out, energy) if with_energy else out
-
-
-def track_subwindows(band_db: np.ndarray, *, frames: int, hop_frames: int, floor_db: float) -> np.ndarray:
-    """Every sub-window of a whole track, floored and standardised: the encoder's input.
-
-    band_db: (n_frames, bands) from ``track_band_db``. Returns
-    (n_sub, frames, bands) float32; sub-window ``i`` starts at frame
-    ``i * hop_frames``. Separate from the encoder so that enrolment can
-    prepare the next track in a helper thread while the encoder runs.
-    """
-    starts = subwindow_starts(len(band_db), frames=frames, hop_frames=hop_frames)
-    return standardize(cut_subwindows(band_db[None], starts, frames)[0], floor_db=floor_db)
 
 
 # --------------------------------------------------------------------------

@@ -33,6 +33,10 @@ import numpy as np
 
 from ..config import AudioParams, FeatureParams
 
+#: Frames per chunk when computing a whole track's spectrogram (bounded RAM:
+#: 1024 frames of 2048-point FFTs are ~16 MB of float32 at a time).
+CHUNK_FRAMES = 1024
+
 
 def band_centres_hz(params: FeatureParams) -> np.ndarray:
     """Centre frequency of each log band: (n_bins,) float64, in Hz."""
@@ -165,3 +169,36 @@ def log_spectrogram(windows, *, audio: AudioParams, params: FeatureParams, xp: M
     # A silent or constant window has std ~0: return zeros rather than NaN or
     # float32 round-off of the mean blown up by a tiny divisor.
     return xp.where(std > 1e-3, (db - mean) / xp.maximum(std, 1e-3), 0.0).astype(xp.float32)
+
+
+
+
+def track_band_db(signal: np.ndarray, *, audio: AudioParams, features: FeatureParams,
+                  with_energy: bool = False):
+    """Band levels of a whole track, frame by frame, in decibels.
+
+    signal: (n,) float32 at ``audio.sample_rate``.
+    Returns (n_frames, n_bins) float32: ``10 log10`` of the band power of every
+    STFT frame (the quantity ``features.log_spectrogram`` floors and
+    standardises), with ``features.FeatureParams.n_frames(n)`` frames; frame
+    ``i`` starts at sample ``i * hop_length``. Empty (0, n_bins) when the
+    signal is shorter than one FFT frame.
+    with_energy: also return (n_frames,) float32, ``10 log10`` of each
+    frame's mean power over all FFT bins (proportional to the frame's mean
+    square; training uses it to mix noise at an exact SNR in feature space).
+    """
+    signal = np.asarray(signal, dtype=np.float32)
+    n_frames = features.n_frames(signal.size) if signal.size >= features.n_fft else 0
+    out = np.empty((max(n_frames, 0), features.n_bins), dtype=np.float32)
+    energy = np.empty(max(n_frames, 0), dtype=np.float32)
+    # Chunks of CHUNK_FRAMES frames keep the complex spectrum small; each chunk
+    # is one "window" spanning exactly its frames plus the FFT tail.
+    for lo in range(0, n_frames, CHUNK_FRAMES):
+        count = min(CHUNK_FRAMES, n_frames - lo)
+        start = lo * features.hop_length
+        chunk = signal[start:start + (count - 1) * features.hop_length + features.n_fft]
+        power = power_spectrogram(chunk[None], params=features)[0]  # (count, n_fft // 2 + 1)
+        out[lo:lo + count] = band_db(power, audio=audio, params=features)
+        if with_energy:
+            energy[lo:lo + count] = 10.0 * np.log10(power.mean(axis=1) + 1e-12)
+    return (out, energy) if with_energy else out

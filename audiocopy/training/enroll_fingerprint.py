@@ -39,11 +39,13 @@ import numpy as np
 from ..atomic_files import atomic_open
 from ..config import AudioParams, AugmentParams, CalibrationParams, FeatureParams, IndexParams, MatchParams
 from ..decision.calibration import quantile_threshold
-from ..encoder.artifact import track_band_db, track_subwindows
+from ..encoder.subwindows import track_subwindows
 from ..engines import catalog
+from ..engines.fingerprint import db as fpdb
 from ..engines.fingerprint import engine as fp
 from ..errors import AudiocopyError, DatasetError
 from ..signal.audio import load_audio
+from ..signal.features import track_band_db
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +133,7 @@ def add_tracks(db: Path, files: list[Path], *, save_every_s: float = 60.0, progr
     # Keys for every track to come are reserved in the configuration before any
     # record exists, so a crash can waste keys but never reuse one.
     config = replace(config, next_key=key + len(todo))
-    fp.write_config(db, config)
+    fpdb.write_config(db, config)
     frames = encoder.params.frames
     for path, result in _prefetch(lambda p: _prepare(p, engine.audio, engine.features, frames=frames,
                                                      hop_frames=hop), todo):
@@ -147,7 +149,7 @@ def add_tracks(db: Path, files: list[Path], *, save_every_s: float = 60.0, progr
         if len(vectors) == 0:
             report.failed.append((str(path), "shorter than one sub-window"))
             continue
-        fp.save_track(db, path.stem, key, vectors, hop_frames=hop, encoder_sha256=config.encoder_sha256,
+        fpdb.save_track(db, path.stem, key, vectors, hop_frames=hop, encoder_sha256=config.encoder_sha256,
                       duration_s=seconds, extra={"source": str(path)})
         index.add(key, vectors, np.arange(len(vectors), dtype=np.int64) * hop)
         key += 1
@@ -155,15 +157,15 @@ def add_tracks(db: Path, files: list[Path], *, save_every_s: float = 60.0, progr
         report.audio_seconds += seconds
         report.vectors += len(vectors)
         if time.perf_counter() - last_save > save_every_s:
-            fp.save_index(db, config, index)
+            fpdb.save_index(db, config, index)
             last_save = time.perf_counter()
         bar.set_postfix(x_realtime=f"{report.audio_seconds / max(time.perf_counter() - t0, 1e-9):.0f}")
     bar.close()
     if getattr(index, "wants_rebuild", lambda: False)():
         log.info("the catalogue outgrew the index structure: rebuilding it")
         records = catalog.track_records(db)
-        index.rebuild((int(r["key"]), *fp.track_vectors(db, r)) for r in records)
-    fp.save_index(db, config, index)
+        index.rebuild((int(r["key"]), *fpdb.track_vectors(db, r)) for r in records)
+    fpdb.save_index(db, config, index)
     report.wall_seconds = time.perf_counter() - t0
     index.close() if getattr(index, "kind", "") == "qdrant" else None
     log.info("enrolled %d tracks (%.0f s of audio, %d vectors) in %.1f s: %.0fx real time (encoder alone %.0fx)",
@@ -254,7 +256,7 @@ def calibrate(db: Path, *, negatives_dir: Path | None = None, params: Calibratio
     """
     db = Path(db)
     info = catalog.open_db(db)
-    path = db / fp.CALIBRATION_FILE
+    path = db / fpdb.CALIBRATION_FILE
     signature = info.calibration.get("negatives_signature")
     if negatives_dir is not None:
         wanted = negatives_signature(Path(negatives_dir), params)
@@ -312,7 +314,7 @@ def enroll_fingerprint(catalog_dir: Path, db: Path, *, negatives_dir: Path | Non
     files = list_audio(Path(catalog_dir))
     if not files:
         raise DatasetError(f"no audio files in {catalog_dir}")
-    fp.init_db(Path(db), audio=audio, features=features, encoder_path=encoder_path, match=match, index=index)
+    fpdb.init_db(Path(db), audio=audio, features=features, encoder_path=encoder_path, match=match, index=index)
     report = add_tracks(Path(db), files, progress=progress)
     report.threshold = calibrate(Path(db), negatives_dir=negatives_dir, params=calibration, progress=progress)
     return report
@@ -331,7 +333,7 @@ def remove_tracks(db: Path, track_ids: list[str], *, progress: bool = False) -> 
             continue
         engine.index.remove(int(rec["key"]))
         catalog.remove_track(db, track_id)  # record first, then the vectors
-    fp.save_index(db, engine.config, engine.index)
+    fpdb.save_index(db, engine.config, engine.index)
     if getattr(engine.index, "kind", "") == "qdrant":
         engine.index.close()
     calibrate(db, progress=progress)

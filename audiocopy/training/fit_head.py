@@ -52,10 +52,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import CnnParams, TrainParams
-from ..encoder.artifact import track_band_db, track_subwindows
+from ..encoder.subwindows import track_subwindows
 from ..engines.cnnbin.stacked_head import UNINFORMATIVE_BIAS, embed_query_windows, informative
 from ..errors import DatasetError
 from ..signal.audio import load_audio
+from ..signal.features import track_band_db
 from .dataset import Dataset, Source
 from .fit_cnnbin import FitResult, NegativeSampler, _balanced_bce, _logits, calibrate_track, fit_epochs, split_positives
 

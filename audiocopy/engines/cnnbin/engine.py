@@ -209,7 +209,7 @@ def _load_encoder_for(records: list[dict], info, db: Path):
 
 def _head_weights(records: list[dict], models: list, info, cnn: CnnParams, encoder) -> list:
     """The embedding heads' weights, each checked against the database's windows and encoder."""
-    from ...encoder.artifact import subwindow_starts
+    from ...encoder.subwindows import subwindow_starts
     from ...signal.features import feature_shape
     from .stacked_head import HeadWeights
 

@@ -65,7 +65,7 @@ def embed_query_windows(encoder, features, *, hop_frames: int) -> tuple[np.ndarr
     (batch, n_sub) float32. Training and scoring both call this, so the two
     can never cut or mask sub-windows differently.
     """
-    from ...encoder.artifact import subwindow_starts, window_subwindows
+    from ...encoder.subwindows import subwindow_starts, window_subwindows
 
     starts = subwindow_starts(features.shape[1], frames=encoder.params.frames, hop_frames=hop_frames)
     sub = window_subwindows(features, starts, encoder.params.frames)

@@ -43,7 +43,7 @@ from types import ModuleType
 
 import numpy as np
 
-from ...encoder.artifact import standardize
+from ...encoder.subwindows import standardize
 from ...signal.features import band_db, frame_power
 from .. import StreamMemory
 from .match import vote

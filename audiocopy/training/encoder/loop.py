@@ -64,9 +64,11 @@ from ...config import (
     FeatureParams,
     as_dict,
 )
-from ...encoder.artifact import build_model, save_encoder, standardize, track_band_db
+from ...encoder.artifact import build_model, save_encoder
+from ...encoder.subwindows import standardize
 from ...engines import catalog
 from ...errors import DatasetError
+from ...signal.features import track_band_db
 
 log = logging.getLogger(__name__)
 
@@ -460,7 +462,7 @@ class Validation:
 def make_validation(val: list[TrackCache], distractors: list[TrackCache], sampler: PairSampler, *,
                     train: EncoderTrainParams, floor_db: float, frames: int) -> Validation:
     """Build the fixed validation set (seeded, identical on every resume)."""
-    from ...encoder.artifact import cut_subwindows, subwindow_starts
+    from ...encoder.subwindows import cut_subwindows, subwindow_starts
 
     rng = np.random.default_rng(_seed(train.seed, "validation"))
     tracks = val + distractors

@@ -1,0 +1,222 @@
+"""TODO docstring."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ...atomic_files import atomic_open, atomic_write_json, read_json
+from ...config import AudioParams, FeatureParams, IndexParams, MatchParams, as_dict, from_dict
+from ...encoder.artifact import SHIPPED_ENCODER, load_encoder, read_encoder_record
+from ...errors import ModelError, ParamsMismatch
+from .. import catalog
+from .index.base import resolve_backend
+from .index.open import create_index, load_index
+
+log = logging.getLogger(__name__)
+
+NAME = "fingerprint"
+CONFIG_FILE = "fingerprint.json"
+
+
+ENCODER_FILE = "encoder.json"
+
+
+INDEX_FILE = "index.npz"
+
+
+QDRANT_SIDECAR = "index.json"
+
+
+QDRANT_DIR = "qdrant"
+
+
+CALIBRATION_FILE = "calibration.npy"
+
+
+@dataclass(frozen=True)
+class FingerprintConfig:
+    """Contents of ``DB/fingerprint.json``."""
+
+    match: MatchParams
+    index: IndexParams
+    encoder_sha256: str
+    next_key: int = 0
+
+    def to_json(self) -> dict:
+        return {"engine": NAME, "match": as_dict(self.match), "index": as_dict(self.index),
+                "encoder_sha256": self.encoder_sha256, "next_key": self.next_key}
+
+
+def read_config(db: Path) -> FingerprintConfig:
+    raw = read_json(Path(db) / CONFIG_FILE, "fingerprint configuration")
+    try:
+        return FingerprintConfig(from_dict(MatchParams, raw["match"]), from_dict(IndexParams, raw["index"]),
+                                 str(raw["encoder_sha256"]), int(raw["next_key"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{Path(db) / CONFIG_FILE} is malformed ({exc})") from None
+
+
+def write_config(db: Path, config: FingerprintConfig) -> None:
+    atomic_write_json(Path(db) / CONFIG_FILE, config.to_json())
+
+
+def init_db(db: Path, *, audio: AudioParams, features: FeatureParams, encoder_path: Path | None = None,
+            match: MatchParams = MatchParams(), index: IndexParams = IndexParams()) -> FingerprintConfig:
+    """Create a fingerprint database, or check that an existing one fits.
+
+    A new database gets a copy of the encoder (default: the shipped one) and
+    the given parameters. An existing one keeps its own; asking for another
+    encoder, another enrolment hop or another index backend raises
+    ``ParamsMismatch`` (its vectors would not be comparable). Search-time
+    settings (top_k, tolerances, nprobe) may differ: the stored ones are used.
+    """
+    db = Path(db)
+    catalog.create_db(db, catalog.DbInfo(NAME, audio, features))
+    if (db / CONFIG_FILE).exists():
+        config = read_config(db)
+        diffs = []
+        if encoder_path is not None:
+            sha = read_encoder_record(Path(encoder_path))["weights_sha256"]
+            if sha != config.encoder_sha256:
+                diffs.append(f"encoder {encoder_path} (sha256 {sha[:12]}...) is not the one the database was "
+                             f"enrolled with ({config.encoder_sha256[:12]}...)")
+        if match.enrol_hop_frames != config.match.enrol_hop_frames:
+            diffs.append(f"enrol_hop_frames: saved {config.match.enrol_hop_frames}, requested {match.enrol_hop_frames}")
+        if index.backend != "auto" and index.backend != config.index.backend and config.index.backend != "auto":
+            diffs.append(f"index backend: saved {config.index.backend!r}, requested {index.backend!r}")
+        if diffs:
+            raise ParamsMismatch(f"{db} does not fit the requested settings: " + "; ".join(diffs))
+        return config
+    source = Path(encoder_path) if encoder_path is not None else SHIPPED_ENCODER
+    if not source.exists():
+        raise ModelError(f"no fingerprint encoder at {source}: train one with tools/train_encoder.py or "
+                         "reinstall the package (the weights ship in audiocopy/weights/)")
+    encoder = load_encoder(source, audio=audio, features=features)  # refuses a mismatch before copying
+    record = dict(encoder.info)
+    shutil.copyfile(source.with_name(record["weights_file"]), db / ".tmp-encoder.npz")
+    os.replace(db / ".tmp-encoder.npz", db / "encoder.npz")
+    record["weights_file"] = "encoder.npz"
+    atomic_write_json(db / ENCODER_FILE, record)
+    if index.backend == "qdrant" and index.qdrant_collection == IndexParams().qdrant_collection:
+        # One collection per database, so several databases can share a Qdrant cluster.
+        import uuid
+
+        index = replace(index, qdrant_collection=f"audiocopy-{uuid.uuid4().hex[:12]}")
+    config = FingerprintConfig(match, index, encoder.sha256, 0)
+    write_config(db, config)
+    return config
+
+
+def save_track(db: Path, track_id: str, key: int, vectors: np.ndarray, *, hop_frames: int, encoder_sha256: str,
+               duration_s: float, extra: dict | None = None) -> dict:
+    """Write one track's vectors, then its record (atomically, in that order)."""
+    tracks_dir = Path(db) / catalog.TRACKS_DIR
+    base = catalog.track_filename(track_id)
+    with atomic_open(tracks_dir / f"{base}.npy") as fh:
+        np.save(fh, np.asarray(vectors, dtype=np.float16))
+    record = {"track_id": track_id, "engine": NAME, "key": int(key), "vectors_file": f"{base}.npy",
+              "n_vectors": int(len(vectors)), "hop_frames": int(hop_frames), "duration_s": round(duration_s, 3),
+              "encoder_sha256": encoder_sha256, **(extra or {})}
+    atomic_write_json(tracks_dir / f"{base}.json", record)
+    return record
+
+
+def track_vectors(db: Path, record: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors (n, dim) float32, positions (n,) int64 start frames) of a track record."""
+    path = Path(db) / catalog.TRACKS_DIR / record["vectors_file"]
+    try:
+        vectors = np.load(path).astype(np.float32)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"track vectors {path} are missing or corrupt ({exc})") from None
+    if len(vectors) != record["n_vectors"]:
+        raise ModelError(f"track vectors {path} hold {len(vectors)} rows, the record says {record['n_vectors']}")
+    return vectors, np.arange(len(vectors), dtype=np.int64) * int(record["hop_frames"])
+
+
+def checked_records(db: Path, config: FingerprintConfig) -> list[dict]:
+    records = catalog.track_records(db)
+    for rec in records:
+        if rec.get("engine") != NAME:
+            raise ModelError(f"track record {rec['_path']} is not a fingerprint record")
+        if rec.get("encoder_sha256") != config.encoder_sha256:
+            raise ParamsMismatch(f"track {rec['track_id']!r} was embedded by another encoder "
+                                 f"({str(rec.get('encoder_sha256'))[:12]}...); remove and re-enrol it")
+    return records
+
+
+def index_path(db: Path, config: FingerprintConfig) -> Path:
+    return Path(db) / (QDRANT_SIDECAR if resolve_backend(config.index) == "qdrant" else INDEX_FILE)
+
+
+def open_index(db: Path, config: FingerprintConfig, records: list[dict], dim: int, *, writable: bool):
+    """The database's index, reconciled with its track records.
+
+    A missing or unreadable index is rebuilt from the track vectors; tracks
+    missing from the index are added, tracks without a record are dropped;
+    a faiss index that outgrew its structure is rebuilt (only when
+    ``writable``: a recognizer must not rewrite the database under an
+    enrolment). Returns (index, changed), where ``changed`` says the caller
+    should save it.
+    """
+    db = Path(db)
+    path = index_path(db, config)
+    qdrant_path = db / QDRANT_DIR
+    index, changed = None, False
+    if path.exists():
+        try:
+            index, extra = load_index(path, dim=dim, params=config.index, qdrant_path=qdrant_path)
+            if extra.get("encoder_sha256", config.encoder_sha256) != config.encoder_sha256:
+                log.warning("%s was built from another encoder's vectors; rebuilding it", path)
+                index.close()
+                index = None
+        except ParamsMismatch:
+            raise
+        except ModelError as exc:
+            log.warning("%s; rebuilding the index from the track vectors", exc)
+            index = None
+    if index is None:
+        index = create_index(dim, config.index, qdrant_path=qdrant_path)
+        for key in list(_qdrant_keys(index)):
+            index.remove(key)  # a Qdrant collection whose sidecar was lost: start clean
+        changed = True
+    by_key = {int(r["key"]): r for r in records}
+    counts = index.counts()
+    for key, n in counts.items():
+        if key not in by_key or by_key[key]["n_vectors"] != n:
+            index.remove(key)
+            changed = True
+    missing = [by_key[k] for k in by_key if k not in index.counts()]
+    if missing:
+        log.info("adding %d track(s) missing from the index", len(missing))
+    for rec in missing:
+        vectors, positions = track_vectors(db, rec)
+        index.add(int(rec["key"]), vectors, positions)
+        changed = True
+    if writable and getattr(index, "wants_rebuild", lambda: False)():
+        log.info("rebuilding the faiss index for %d vectors", len(index))
+        index.rebuild((int(r["key"]), *track_vectors(db, r)) for r in records)
+        changed = True
+    return index, changed
+
+
+def _qdrant_keys(index) -> list[int]:
+    """Track keys present in a fresh Qdrant handle (none for other backends)."""
+    if getattr(index, "kind", "") != "qdrant" or len(index) == 0:
+        return []
+    from .index.base import unpack_ids
+
+    keys, offset = set(), None
+    while True:
+        points, offset = index.client.scroll(index.collection, limit=4096, offset=offset, with_payload=False)
+        keys |= {int(unpack_ids(np.array([int(p.id)]))[0][0]) for p in points}
+        if offset is None:
+            return sorted(keys)
+
+
+def save_index(db: Path, config: FingerprintConfig, index) -> None:
+    index.save(index_path(db, config), extra={"encoder_sha256": config.encoder_sha256})
