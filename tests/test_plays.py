@@ -7,7 +7,9 @@ import sqlite3
 
 import pytest
 
-from audiocopy.plays.store import Play, PlaysLog, PlaysLogError, PlayTracker, to_csv, to_json
+from audiocopy.decision.plays import Play, PlayTracker
+from audiocopy.plays.export import to_csv, to_json
+from audiocopy.plays.store import PlaysLog, PlaysLogError
 
 HOP = 0.5
 

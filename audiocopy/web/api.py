@@ -21,8 +21,10 @@ import numpy as np
 from aiohttp import web
 
 from .. import __version__
+from ..decision.plays import PlayTracker
 from ..errors import AudioTooShort, BadAudio, UnsupportedFormat
-from ..plays.store import MAX_QUERY_ROWS, PlaysLogError, PlayTracker, to_csv, to_json
+from ..plays.export import to_csv, to_json
+from ..plays.store import MAX_QUERY_ROWS, PlaysLogError
 from ..signal.audio import load_audio
 from ..signal.windows import window_starts
 from .keys import (

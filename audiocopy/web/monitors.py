@@ -36,8 +36,8 @@ from typing import Callable
 
 from ..atomic_files import atomic_write_json
 from ..config import AudioParams, ServerSettings
+from ..decision.plays import Play
 from ..errors import AudiocopyError, ProtocolError
-from ..plays.store import Play
 from . import protocol
 from .batcher import Batcher
 from .security import UrlRefused, check_monitor_url

@@ -19,9 +19,9 @@ import json
 import math
 from dataclasses import dataclass
 
+from ..decision.plays import Play
 from ..decision.recognizer import Detection
 from ..errors import ProtocolError
-from ..plays.store import Play
 from ..signal.audio import PCM_FORMATS
 
 #: Client sample rates accepted in ``start`` (Hz). Telephone audio up to

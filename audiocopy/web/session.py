@@ -26,9 +26,9 @@ from typing import Callable
 import numpy as np
 
 from ..config import AudioParams
+from ..decision.plays import Play, PlayTracker
 from ..decision.recognizer import Detection, StreamMemory
 from ..errors import BadAudio, ProtocolError
-from ..plays.store import Play, PlayTracker
 from ..signal.audio import pcm_to_float
 from ..signal.windows import SlidingWindow
 from . import protocol

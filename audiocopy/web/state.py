@@ -20,8 +20,9 @@ import logging
 from concurrent.futures import Executor
 from pathlib import Path
 
+from ..decision.plays import Play
 from ..decision.recognizer import Recognizer
-from ..plays.store import Play, PlaysLog
+from ..plays.store import PlaysLog
 
 log = logging.getLogger(__name__)
 
