@@ -1,4 +1,4 @@
-"""Tests for ``audiocopy.training.augment.basic``: seeded synthetic signals with known answers.
+"""Tests for ``audiocopy.training.augment``: seeded synthetic signals with known answers.
 
 Tones check frequency maps (speed, stretch, pitch, codec), click trains check
 tempo, long noise checks spectral slopes and SNRs exactly, and a burst in
@@ -18,7 +18,8 @@ from scipy import signal as sps
 
 from audiocopy.config import AugmentParams
 from audiocopy.errors import AudiocopyError
-from audiocopy.training.augment import basic as A
+from audiocopy.training import augment as A
+from audiocopy.training.augment import codec as codec_module
 
 SR = 16000
 
@@ -257,7 +258,7 @@ def test_reverb_adds_a_decaying_tail_after_a_burst():
 
 
 def test_room_impulse_response_has_unit_energy_and_rt60_length():
-    ir = A.room_impulse_response(np.random.default_rng(0), sample_rate=SR, rt60_s=0.5)
+    ir = A.exponential_room_response(np.random.default_rng(0), sample_rate=SR, rt60_s=0.5)
     assert ir.shape == (SR // 2,)
     assert float(np.sum(ir.astype(np.float64) ** 2)) == pytest.approx(1.0, rel=1e-4)
 
@@ -292,7 +293,7 @@ def test_mp3_roundtrip_handles_hot_input():
 
 
 def test_mp3_roundtrip_refuses_when_mp3_is_missing(monkeypatch):
-    monkeypatch.setattr(A, "mp3_available", lambda: False)
+    monkeypatch.setattr(codec_module, "mp3_available", lambda: False)
     with pytest.raises(A.CodecUnavailable, match="MP3"):
         A.mp3_roundtrip(tone(440.0, 0.5), sample_rate=SR, bitrate_kbps=64)
     assert issubclass(A.CodecUnavailable, AudiocopyError)
@@ -375,19 +376,19 @@ def test_random_distortion_handles_short_and_silent_sources():
 
 
 def test_codec_bitrates_follow_the_configured_range():
-    assert A._codec_bitrates(AugmentParams(codec_kbps_range=(32, 128)), SR) == (32, 40, 48, 56, 64, 80, 96, 112, 128)
-    assert A._codec_bitrates(AugmentParams(codec_kbps_range=(16, 24)), SR) == (16, 24)
+    assert A.codec_bitrates(AugmentParams(codec_kbps_range=(32, 128)), SR) == (32, 40, 48, 56, 64, 80, 96, 112, 128)
+    assert A.codec_bitrates(AugmentParams(codec_kbps_range=(16, 24)), SR) == (16, 24)
     with pytest.raises(A.AugmentValueError):
-        A._codec_bitrates(AugmentParams(codec_kbps_range=(1, 7)), SR)
+        A.codec_bitrates(AugmentParams(codec_kbps_range=(1, 7)), SR)
 
 
 def test_resampling_distortions_are_exclusive_and_follow_probabilities():
     params = AugmentParams(p_speed=0.5, p_pitch=0.3, p_stretch=0.1)
-    picks = [A._resampling_choice(params, u) for u in np.linspace(0, 1, 1000, endpoint=False)]
+    picks = [A.resampling_choice(params, u) for u in np.linspace(0, 1, 1000, endpoint=False)]
     assert picks.count("speed") == 500 and picks.count("pitch") == 300
     assert picks.count("stretch") == 100 and picks.count("none") == 100
     over = AugmentParams(p_speed=1.0, p_pitch=1.0, p_stretch=0.0)  # scaled to 0.5 / 0.5
-    picks = [A._resampling_choice(over, u) for u in np.linspace(0, 1, 1000, endpoint=False)]
+    picks = [A.resampling_choice(over, u) for u in np.linspace(0, 1, 1000, endpoint=False)]
     assert picks.count("speed") == 500 and picks.count("pitch") == 500
 
 

@@ -200,7 +200,7 @@ def _copy_vectors(corpus: Path, work: Path, n_copies: int, encoder, hop: int) ->
     from audiocopy.config import AudioParams, FeatureParams
     from audiocopy.signal.audio import load_audio
     from audiocopy.signal.features import track_band_db
-    from audiocopy.training.augment import basic as augment
+    from audiocopy.training import augment
     from audiocopy.training.dataset import list_audio
 
     audio, features = AudioParams(), FeatureParams()

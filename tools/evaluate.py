@@ -17,7 +17,7 @@ project. It also reports the enrolment cost (dataset build time and peak
 RAM, training time per track, model size) and the scoring speed.
 
 Why the distortions come from other tools. The training data is distorted
-by ``audiocopy.training.augment.basic``; testing with that same code would only show that
+by ``audiocopy.training.augment``; testing with that same code would only show that
 the model learned our own implementation of "speed" or "phone". Here every
 distortion with an effect in a standard tool is made by that tool (sox for
 speed, tempo, pitch, reverb and band-pass; ffmpeg's libmp3lame or lame for

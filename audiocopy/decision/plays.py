@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""TODO: replaced by the stream decision."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field

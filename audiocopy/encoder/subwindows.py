@@ -1,4 +1,14 @@
-"""TODO docstring."""
+"""The encoder's input: one-second sub-windows, floored and standardised on their own.
+
+Place in the pipeline: between ``signal.features`` (band levels in dB) and
+the encoder. Enrolment cuts a whole track into sub-windows every
+``enrol_hop_frames``; a query window is cut into about ten sub-windows every
+``query_hop_frames``. Each sub-window is floored ``floor_db`` below its own
+peak and standardised to zero mean and unit variance over its own cells, so
+what a sub-window holds never depends on the window or track it was cut
+from: the same second of music embeds to the same vector at enrolment, in a
+file and in a live stream.
+"""
 from __future__ import annotations
 
 import numpy as np

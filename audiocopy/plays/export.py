@@ -1,4 +1,9 @@
-"""TODO docstring."""
+"""Plays as CSV and JSON, safe to open in a spreadsheet.
+
+Place in the pipeline: after the plays store, under the web API and the CLI.
+Track and source names come from users, so a cell a spreadsheet would run as
+a formula (leading ``= + - @``) is prefixed with a quote.
+"""
 from __future__ import annotations
 
 import csv

@@ -132,7 +132,8 @@ def windows_for_source(signal: np.ndarray, n_windows: int, rng: np.random.Genera
     as possible background music.
     Returns (n_windows, window_samples) float32.
     """
-    from .augment.basic import random_crop, random_distortion
+    from .augment import random_distortion
+    from .augment.mixing import random_crop
 
     length = plan.audio.window_samples
     excerpt_len = int(length * EXCERPT_FACTOR)

@@ -200,7 +200,7 @@ def make_calibration_windows(negatives_dir: Path, *, audio: AudioParams, feature
     from tqdm import tqdm
 
     from ..signal.features import log_spectrogram
-    from .augment.basic import random_distortion
+    from .augment import random_distortion
     from .dataset import list_audio
 
     files = calibration_tracks(list_audio(negatives_dir), params)

@@ -1,4 +1,31 @@
-"""TODO docstring."""
+"""A fingerprint database on disk: configuration, encoder copy, track vectors, index.
+
+Place in the pipeline: under ``engines.fingerprint.engine`` (which loads it)
+and ``training.enroll_fingerprint`` (which writes it). ``engines.catalog``
+owns ``db.json`` and ``tracks/``; this module owns the rest::
+
+    DB/db.json              engine "fingerprint", audio + feature parameters,
+                            calibration {"threshold", "target_fpr", ...}
+    DB/fingerprint.json     match and index parameters, the encoder's SHA-256,
+                            the next free track key
+    DB/encoder.json|.npz    the encoder the vectors were made with (a copy,
+                            so the database never depends on the installed
+                            package's weights)
+    DB/tracks/<f>.json      one record per track: id, key, vector count, hop,
+                            duration, encoder SHA-256, source file
+    DB/tracks/<f>.npy       its (n, dim) float16 vectors: the source of truth
+    DB/index.npz            faiss/NumPy index (derived; rebuilt from the track
+                            vectors whenever it is missing or out of step)
+    DB/index.json + qdrant/ the same for the Qdrant backend (local mode)
+    DB/calibration.npy      features of held-out negative windows
+
+Consistency. Track records are written last and deleted first, and every
+loader reconciles the index with them (adding vectors it lacks, dropping
+tracks that have no record), so an interrupted enrolment or removal leaves a
+database that loads correctly, and the next enrolment finishes the job. A
+track key is never reused: vectors of a removed track can never be taken for
+a new one.
+"""
 from __future__ import annotations
 
 import logging

@@ -114,7 +114,7 @@ def _make_view(signal: np.ndarray, rng: np.random.Generator, *, audio: AudioPara
     Returns (view (length,) float32, source start sample, time scale): view
     sample n shows source sample ``start + n * scale``.
     """
-    from ..augment import basic as augment
+    from .. import augment
 
     sr = audio.sample_rate
     u = rng.random()
@@ -134,7 +134,7 @@ def _make_view(signal: np.ndarray, rng: np.random.Generator, *, audio: AudioPara
         x = augment.time_stretch(x, scale, sample_rate=sr)
     elif kind == "pitch":
         x = augment.pitch_shift(x, rng.uniform(*aug.pitch_semitones), sample_rate=sr)
-    x = np.ascontiguousarray(augment._fit_length(np.asarray(x, dtype=np.float32), length))
+    x = np.ascontiguousarray(augment.fit_length(np.asarray(x, dtype=np.float32), length))
     if bank and rng.random() < aug.p_music:
         other = bank[int(rng.integers(len(bank)))]
         if other.size > length:
@@ -279,7 +279,7 @@ class FeatureAugmenter:
         from scipy import signal as sps
 
         from ...signal.features import band_centres_hz
-        from ..augment import basic as augment
+        from .. import augment
 
         self.audio, self.features, self.aug, self.frames = audio, features, aug, frames
         rng = np.random.default_rng(_seed(seed, "noise-bank"))
