@@ -14,14 +14,16 @@ import pytest
 import soundfile as sf
 from synth import melody
 
-from audiocopy.config import ENCODER_AUGMENT, AudioParams, EncoderParams, FeatureParams
+from audiocopy.config import ENCODER_AUGMENT, AudioParams, EncoderParams, EncoderTrainParams, FeatureParams
 from audiocopy.encoder.artifact import load_encoder
 from audiocopy.errors import DatasetError
 from audiocopy.signal.features import track_band_db
 from audiocopy.training.encoder import loop as fe
+from audiocopy.training.encoder.feature_views import FeatureAugmenter, shift_bands
+from audiocopy.training.encoder.loss import nt_xent
 
 TINY = EncoderParams(widths=(4, 8), hidden_dim=16, embedding_dim=8)
-TRAIN = fe.EncoderTrainParams(batch_pairs=8, steps_per_epoch=2, epochs=1, views_per_track=2, view_seconds=3.0,
+TRAIN = EncoderTrainParams(batch_pairs=8, steps_per_epoch=2, epochs=1, views_per_track=2, view_seconds=3.0,
                               val_tracks=1, val_queries=8, warmup_steps=1)
 
 
@@ -42,19 +44,19 @@ def test_nt_xent_is_low_for_matching_pairs_and_ignores_same_track_negatives():
     rng = np.random.default_rng(0)
     z = rng.standard_normal((4, 8)).astype(np.float32)
     z /= np.linalg.norm(z, axis=1, keepdims=True)
-    aligned = float(fe.nt_xent(tf.constant(np.concatenate([z, z])), tf.constant([0, 1, 2, 3]), 0.1))
-    shuffled = float(fe.nt_xent(tf.constant(np.concatenate([z, z[::-1]])), tf.constant([0, 1, 2, 3]), 0.1))
+    aligned = float(nt_xent(tf.constant(np.concatenate([z, z])), tf.constant([0, 1, 2, 3]), 0.1))
+    shuffled = float(nt_xent(tf.constant(np.concatenate([z, z[::-1]])), tf.constant([0, 1, 2, 3]), 0.1))
     assert aligned < 0.5 < shuffled
     # Two pairs from one track: their cross terms are masked, so identical vectors cost nothing extra.
     same = np.concatenate([z[:1], z[:1], z[:1], z[:1]])
-    masked = float(fe.nt_xent(tf.constant(same), tf.constant([7, 7]), 0.1))
+    masked = float(nt_xent(tf.constant(same), tf.constant([7, 7]), 0.1))
     assert masked == pytest.approx(0.0, abs=1e-4)
 
 
 def test_feature_space_pitch_shift_moves_content_up_the_band_axis():
     levels = np.full((4, 72), 1e-6, dtype=np.float32)
     levels[:, 30] = 1.0
-    shifted = fe._shift_bands(levels, 2.0)
+    shifted = shift_bands(levels, 2.0)
     assert int(np.argmax(shifted[0])) == 32
 
 
@@ -64,7 +66,7 @@ def test_feature_space_positive_tracks_its_centre(tracks):
 
     clean, energy = track_band_db(load_audio(tracks[0], params=audio), audio=audio, features=features,
                                   with_energy=True)
-    aug = fe.FeatureAugmenter(audio=audio, features=features, aug=ENCODER_AUGMENT, seed=0, frames=30)
+    aug = FeatureAugmenter(audio=audio, features=features, aug=ENCODER_AUGMENT, seed=0, frames=30)
     rng = np.random.default_rng(1)
     for _ in range(20):
         levels, centre = aug.positive(clean, energy, rng, None)
@@ -82,12 +84,12 @@ def test_training_checkpoints_exports_and_resumes(tracks, tmp_path):
     assert enc.embed(np.zeros((1, 30, 72), np.float32)).shape == (1, 8)
 
     # Resume: a longer schedule continues from the checkpoint instead of starting over.
-    longer = fe.EncoderTrainParams(**{**TRAIN.__dict__, "epochs": 2})
+    longer = EncoderTrainParams(**{**TRAIN.__dict__, "epochs": 2})
     state = fe.train_encoder(tracks, tmp_path / "work", out, encoder=TINY, train=longer, progress=False)
     assert state.epoch == 2 and [h["epoch"] for h in state.history] == [1, 2]
 
     # Other settings in the same folder are refused, not mixed.
-    other = fe.EncoderTrainParams(**{**TRAIN.__dict__, "batch_pairs": 4})
+    other = EncoderTrainParams(**{**TRAIN.__dict__, "batch_pairs": 4})
     with pytest.raises(DatasetError, match="other settings"):
         fe.train_encoder(tracks, tmp_path / "work", out, encoder=TINY, train=other, progress=False)
 
