@@ -146,6 +146,7 @@ def cmd_remove(args) -> int:
 
 
 def cmd_identify(args) -> int:
+    from .decision.files import analyse_signal
     from .decision.recognizer import Recognizer
     from .signal.audio import load_audio
 
@@ -153,7 +154,7 @@ def cmd_identify(args) -> int:
     for name in args.files:
         try:
             signal = load_audio(name, params=recognizer.audio)
-            det = recognizer.identify(signal)
+            det = analyse_signal(recognizer, signal, source=name).answer
             line = {"file": name, **det.to_json()}
         except AudiocopyError as exc:
             line = {"file": name, "match": None, "score": None, "offset_s": None, "error": str(exc)}

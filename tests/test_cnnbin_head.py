@@ -9,6 +9,7 @@ import pytest
 from synth import melody
 
 from audiocopy.config import CnnParams, TrainParams
+from audiocopy.decision.files import analyse_signal
 from audiocopy.decision.recognizer import Recognizer
 from audiocopy.encoder.subwindows import subwindow_starts
 from audiocopy.engines import catalog
@@ -219,11 +220,11 @@ def test_both_kinds_recognise_their_tracks(request, tiny_corpus, fixture):
     recognizer = Recognizer.open(request.getfixturevalue(fixture))
     for kind in ("chirps", "chord", "pulses"):
         signal = load_audio(tiny_corpus / "licensed" / f"{kind}.wav", params=recognizer.audio)
-        det = recognizer.identify(signal)
+        det = analyse_signal(recognizer, signal).answer
         assert det.track == kind, (fixture, kind, det)
     # Unseen music of the kind the negatives and calibration tracks are.
     other = melody(555, 3.0, recognizer.audio.sample_rate)  # as in test_cli
-    assert recognizer.identify(other).track is None
+    assert analyse_signal(recognizer, other).answer.track is None
 
 
 def test_train_cli_keeps_the_kind_of_an_existing_database(tiny_db_spectrogram, tmp_path):
@@ -263,10 +264,10 @@ def test_the_engine_scores_heads_on_the_array_module_of_its_features(tiny_db, mo
 
     engine = Recognizer.open(tiny_db).engine
     feats = np.random.default_rng(3).standard_normal((4, 75, 72)).astype(np.float32)
-    on_numpy = engine.score(feats).margins
+    on_numpy = engine.score_features(feats).margins
     alias = _ArrayModuleAlias()
     monkeypatch.setattr(cnnbin, "array_module", lambda array: alias)
-    np.testing.assert_allclose(engine.score(feats).margins, on_numpy, atol=1e-5)
+    np.testing.assert_allclose(engine.score_features(feats).margins, on_numpy, atol=1e-5)
     assert set(engine._head_stacks) == {np, alias} and engine._heads_on(alias).xp is alias
 
 

@@ -21,7 +21,6 @@ from audiocopy.config import AudioParams, AugmentParams, DatasetParams, FeatureP
 from audiocopy.errors import DatasetError
 from audiocopy.signal.features import feature_shape
 from audiocopy.training.dataset import (
-    CALIBRATION_SHARE,
     MANIFEST,
     MIN_WRONG_TRACKS,
     WINDOWS_DIR,
@@ -32,6 +31,7 @@ from audiocopy.training.dataset import (
     plan_sources,
     windows_wanted,
 )
+from audiocopy.training.sources import CALIBRATION_SHARE
 
 FILE_RATE = 22050
 PARAMS = DatasetParams(positives_per_track=8, windows_per_wrong=4, windows_per_calibration=4)

@@ -355,12 +355,12 @@ def test_stream_grid_counts_whole_frames_from_the_start_of_the_stream():
 
 
 def test_a_stream_gives_the_same_answers_with_and_without_its_cache(db, corpus):
-    from audiocopy.engines import StreamMemory
+    from audiocopy.engines import StreamState
 
     recognizer = Recognizer.open(db)
     windows, starts = _stream_windows(corpus / "catalog" / "catalog2.wav", 3.0, 9.0)  # 14 windows
-    fresh = recognizer.score_windows(windows, starts_s=starts, streams=[None] * len(windows))
-    memory = StreamMemory()
+    fresh, _ = recognizer.score_windows(windows, starts_s=starts, states=[None] * len(windows))
+    memory = StreamState()
     embedded = []
     embed = recognizer.engine.encoder.embed
 
@@ -371,7 +371,7 @@ def test_a_stream_gives_the_same_answers_with_and_without_its_cache(db, corpus):
     recognizer.engine.encoder.embed = counting_embed
     # One window per call, as a live stream that keeps up; then a stream that fell
     # behind (several of its windows in one batch) and one that lost windows (gaps).
-    one_by_one = [recognizer.score_windows(windows[i:i + 1], starts_s=starts[i:i + 1], streams=[memory])
+    one_by_one = [recognizer.score_windows(windows[i:i + 1], starts_s=starts[i:i + 1], states=[memory])[0]
                   for i in range(len(windows))]
     # Each sub-window of the stream's grid went through the encoder once: the last
     # window (6.5-9 s) ends with whole frame 277, so sub-windows start at 0, 5, ..., 245:
@@ -381,54 +381,55 @@ def test_a_stream_gives_the_same_answers_with_and_without_its_cache(db, corpus):
     np.testing.assert_allclose(np.concatenate([r.margins for r in one_by_one]), fresh.margins, atol=1e-6)
     np.testing.assert_allclose(np.concatenate([r.track_offsets_s for r in one_by_one]), fresh.track_offsets_s,
                                atol=1e-4)
-    behind = StreamMemory()
-    batched = recognizer.score_windows(windows, starts_s=starts, streams=[behind] * len(windows))
+    behind = StreamState()
+    batched, _ = recognizer.score_windows(windows, starts_s=starts, states=[behind] * len(windows))
     np.testing.assert_allclose(batched.margins, fresh.margins, atol=1e-6)
-    gappy = StreamMemory()
+    gappy = StreamState()
     keep = [0, 1, 4, 5, 6, 11]
-    part = recognizer.score_windows(windows[keep], starts_s=starts[keep], streams=[gappy] * len(keep))
+    part, _ = recognizer.score_windows(windows[keep], starts_s=starts[keep], states=[gappy] * len(keep))
     np.testing.assert_allclose(part.margins, fresh.margins[keep], atol=1e-6)
     # The cache holds about one window's worth, however long the stream.
-    cache = memory.engine_state
+    cache = memory.cache
     assert len(cache.hits) <= 10 and len(cache.band) <= 75
 
 
-def test_stream_path_names_the_track_and_its_offset_like_the_window_path(db, corpus):
-    from audiocopy.engines import StreamMemory
+def test_a_live_stream_and_lone_windows_name_the_track_and_its_offset_alike(db, corpus):
+    from audiocopy.engines import StreamState
 
     recognizer = Recognizer.open(db)
     windows, starts = _stream_windows(corpus / "catalog" / "catalog2.wav", 3.0, 8.0)
-    memory = StreamMemory()
+    memory = StreamState()
     live = [recognizer.detect_windows(windows[i:i + 1], starts[i:i + 1], [memory])[0] for i in range(len(windows))]
     offline = recognizer.detect_windows(windows, starts)
     for det, ref, start in zip(live, offline, starts):
         assert det.track == ref.track == "catalog2" and det.offset_s == start
         assert det.track_offset_s == pytest.approx(3.0 + start, abs=0.3)
-        # The sub-windows differ (stream grid, per-sub-window floor), the evidence barely.
+        # A lone window starts its own frame grid, a stream's window sits on the stream's: the
+        # sub-windows differ by a fraction of a frame, the evidence barely.
         assert det.score == pytest.approx(ref.score, abs=0.1)
 
 
 def test_two_interleaved_streams_keep_separate_caches(db, corpus):
-    from audiocopy.engines import StreamMemory
+    from audiocopy.engines import StreamState
 
     recognizer = Recognizer.open(db)
     w1, s1 = _stream_windows(corpus / "catalog" / "catalog1.wav", 2.0, 5.0)
     w3, s3 = _stream_windows(corpus / "catalog" / "catalog3.wav", 6.0, 5.0)
-    m1, m3 = StreamMemory(), StreamMemory()
+    m1, m3 = StreamState(), StreamState()
     for i in range(len(w1)):
         dets = recognizer.detect_windows(np.stack([w1[i], w3[i]]), np.array([s1[i], s3[i]]), [m1, m3])
         assert [d.track for d in dets] == ["catalog1", "catalog3"]
-    assert m1.engine_state is not m3.engine_state
+    assert m1.cache is not m3.cache
 
 
 def test_a_stream_cache_follows_database_changes(db, corpus, tmp_path):
-    from audiocopy.engines import StreamMemory
+    from audiocopy.engines import StreamState
 
     path = _copy(db, tmp_path)
     engine = fp.load(path)
     recognizer = Recognizer(engine)
     windows, starts = _stream_windows(corpus / "catalog" / "catalog1.wav", 4.0, 4.0)
-    memory = StreamMemory()
+    memory = StreamState()
     assert recognizer.detect_windows(windows[:2], starts[:2], [memory] * 2)[1].track == "catalog1"
     remove_tracks(path, ["catalog1"])
     assert engine.refresh()
@@ -438,7 +439,7 @@ def test_a_stream_cache_follows_database_changes(db, corpus, tmp_path):
     # Another engine (a database swapped in by the server) starts its own cache.
     other = Recognizer(fp.load(path))
     other.detect_windows(windows[3:4], starts[3:4], [memory])
-    assert memory.engine_state.engine() is other.engine
+    assert memory.cache.owner() is other.engine
     # An idle stream does not keep a replaced engine (and its index) alive.
     import gc
     import weakref
@@ -449,11 +450,12 @@ def test_a_stream_cache_follows_database_changes(db, corpus, tmp_path):
     assert gone() is None
 
 
-def test_streams_need_a_start_per_window(db):
-    recognizer = Recognizer.open(db)
+def test_a_batch_needs_a_start_and_a_state_per_window():
+    from audiocopy.engines import WindowBatch
+
     windows = np.zeros((2, AUDIO.window_samples), dtype=np.float32)
-    with pytest.raises(ValueError, match="one entry per window"):
-        recognizer.score_windows(windows, streams=[None, None])
+    with pytest.raises(ValueError, match="n starts and n states"):
+        WindowBatch(windows, np.zeros(2, dtype=np.int64), (None,))
 
 
 def test_stream_path_on_the_gpu_code_path_matches_numpy(db, corpus):
@@ -462,7 +464,7 @@ def test_stream_path_on_the_gpu_code_path_matches_numpy(db, corpus):
     from test_features import _ArrayModuleAlias
 
     windows, starts = _stream_windows(corpus / "catalog" / "catalog0.wav", 2.0, 4.0)
-    cpu = Recognizer.open(db).score_windows(windows, starts_s=starts, streams=[None] * len(windows))
-    gpu = Recognizer.open(db, xp=_ArrayModuleAlias()).score_windows(windows, starts_s=starts,
-                                                                    streams=[None] * len(windows))
+    cpu, _ = Recognizer.open(db).score_windows(windows, starts_s=starts, states=[None] * len(windows))
+    gpu, _ = Recognizer.open(db, xp=_ArrayModuleAlias()).score_windows(windows, starts_s=starts,
+                                                                       states=[None] * len(windows))
     np.testing.assert_allclose(gpu.margins, cpu.margins, atol=1e-4)

@@ -103,7 +103,7 @@ def test_time_budget_stops_before_the_first_epoch(tracks, tmp_path):
 def test_train_encoder_tool_leaves_out_benchmark_and_calibration_tracks(tmp_path):
     import importlib.util
 
-    from audiocopy.training.dataset import CALIBRATION_SHARE, _stable_fraction
+    from audiocopy.training.sources import is_calibration_track
 
     spec = importlib.util.spec_from_file_location("train_encoder", Path(__file__).parents[1] / "tools" /
                                                   "train_encoder.py")
@@ -116,6 +116,6 @@ def test_train_encoder_tool_leaves_out_benchmark_and_calibration_tracks(tmp_path
     split.write_text(json.dumps({"catalog": names[:5], "unseen": names[5:8], "wrong": names[8:]}))
     chosen, summary = tool.select_tracks(tmp_path, [split], keep_calibration=False)
     stems = {p.stem for p in chosen}
-    held_out = {n for n in names if _stable_fraction("split:" + n) < CALIBRATION_SHARE}
+    held_out = {n for n in names if is_calibration_track(n)}
     assert not stems & set(names[:8]) and not stems & held_out
     assert stems == set(names[8:]) - held_out and summary["trained_tracks"] == len(stems)

@@ -1,4 +1,4 @@
-"""Plays: windows -> play events (gaps, minimum length), the SQLite log, exports."""
+"""Plays: the SQLite log and the exports (the stream decision is tested in test_stream_decision.py)."""
 from __future__ import annotations
 
 import csv
@@ -7,68 +7,9 @@ import sqlite3
 
 import pytest
 
-from audiocopy.decision.plays import Play, PlayTracker
+from audiocopy.decision.play import Play
 from audiocopy.plays.export import to_csv, to_json
 from audiocopy.plays.store import PlaysLog, PlaysLogError
-
-HOP = 0.5
-
-
-def feed(tracker: PlayTracker, labels: list[str | None], score: float = 2.0) -> list[Play]:
-    """One window per label, every hop; returns the plays closed on the way and at the end."""
-    out = []
-    for i, label in enumerate(labels):
-        out += tracker.update(i * HOP, label, score if label else -1.0)
-    return out + tracker.flush()
-
-
-def tracker(**kw) -> PlayTracker:
-    return PlayTracker("radio", window_s=2.5, wall_start=1_700_000_000.0, **kw)
-
-
-def test_consecutive_windows_make_one_play():
-    plays = feed(tracker(), [None, "a", "a", "a", "a", None, None])
-    assert len(plays) == 1
-    p = plays[0]
-    assert (p.track, p.source, p.start_s, p.end_s, p.windows) == ("a", "radio", 0.5, 2.0 + 2.5, 4)
-    assert p.confidence == pytest.approx(2.0) and p.peak_score == pytest.approx(2.0)
-    assert p.started_at == "2023-11-14T22:13:20.500Z" and p.ended_at == "2023-11-14T22:13:24.500Z"
-
-
-def test_short_gap_does_not_split_a_play_but_a_long_one_does():
-    # one missed window (0.5 s) is bridged; four (2 s > gap 1.5 s) close the play
-    plays = feed(tracker(gap_s=1.5), ["a", "a", None, "a", "a", None, None, None, None, "a", "a"])
-    assert [(p.start_s, p.windows) for p in plays] == [(0.0, 4), (4.5, 2)]
-
-
-def test_play_closes_when_gap_passes_even_while_another_track_plays():
-    t = tracker(gap_s=1.0)
-    closed = []
-    for i, label in enumerate(["a", "a", "b", "b", "b", "b"]):
-        closed += t.update(i * HOP, label, 1.0)
-    assert [p.track for p in closed] == ["a"]  # closed at 2.0 s, 1.5 s after its last window
-    assert t.open_tracks == ["b"]
-
-
-def test_single_window_is_not_a_play_by_default():
-    assert feed(tracker(), [None, "a", None, None, None, None]) == []
-    assert len(feed(tracker(min_windows=1), [None, "a", None])) == 1
-
-
-def test_confidence_is_mean_and_peak_is_max():
-    t = tracker()
-    t.update(0.0, "a", 1.0)
-    t.update(0.5, "a", 3.0)
-    (p,) = t.flush()
-    assert p.confidence == pytest.approx(2.0) and p.peak_score == pytest.approx(3.0)
-
-
-def test_tracker_rejects_bad_parameters():
-    with pytest.raises(ValueError):
-        tracker(gap_s=0)
-    with pytest.raises(ValueError):
-        tracker(min_windows=0)
-
 
 def _play(track="a", source="radio", started_at="2024-05-01T10:00:00.000Z", **kw) -> Play:
     base = dict(track=track, source=source, start_s=1.0, end_s=11.0, confidence=1.5, peak_score=2.5, windows=17,

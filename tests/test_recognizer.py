@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from synth import pattern
 
+from audiocopy.decision.files import analyse_signal
 from audiocopy.decision.recognizer import Recognizer
 from audiocopy.signal.audio import load_audio
 
@@ -14,22 +15,32 @@ def test_identifies_each_catalog_track(tiny_db, tiny_corpus):
     for kind in rec.track_ids:
         signal = load_audio(tiny_corpus / "licensed" / f"{kind}.wav", params=rec.audio)
         start = 3 * rec.audio.sample_rate  # a fragment from the middle, 2.5 s long
-        det = rec.identify(signal[start:start + rec.audio.window_samples])
+        det = analyse_signal(rec, signal[start:start + rec.audio.window_samples]).answer
         assert det.candidates[0].track == kind
         assert det.track == kind and det.score > 0
         assert det.offset_s == 0.0
 
 
-def test_longer_input_reports_offset_of_best_window(tiny_db):
+def test_longer_input_is_answered_by_its_play_where_the_music_starts(tiny_db):
     rec = Recognizer.open(tiny_db)
     sr = rec.audio.sample_rate
     silence = np.zeros(3 * sr, dtype=np.float32)
-    chirps = pattern("chirps", 4, sr)
-    det = rec.identify(np.concatenate([silence, chirps]))
-    assert det.track == "chirps"
-    # The chirps start at 3.0 s: windows starting at or before 0.5 s hold only
-    # silence, so the best window must start later.
-    assert 0.5 < det.offset_s <= 3.0 + 4 - rec.audio.window_seconds + 1e-6
+    chirps = pattern("chirps", 6, sr)
+    result = analyse_signal(rec, np.concatenate([silence, chirps, silence]))
+    assert result.answer.track == "chirps" and result.answer.score > 0
+    plays = [p for p in result.plays if p.track == "chirps"]
+    assert len(plays) == 1
+    # The chirps start at 3.0 s and end at 9.0 s: the play says so within a second and a half.
+    assert abs(plays[0].start_s - 3.0) <= 1.5 and abs(plays[0].end_s - 9.0) <= 1.5
+    assert result.answer.offset_s == plays[0].start_s
+
+
+def test_a_fragment_and_a_long_file_of_the_same_music_agree(tiny_db, tiny_corpus):
+    rec = Recognizer.open(tiny_db)
+    signal = load_audio(tiny_corpus / "licensed" / "pulses.wav", params=rec.audio)
+    fragment = analyse_signal(rec, signal[:rec.audio.window_samples]).answer
+    whole = analyse_signal(rec, signal).answer
+    assert fragment.track == whole.track == "pulses"
 
 
 def test_silence_is_an_explicit_no_match(tiny_db):

@@ -11,7 +11,7 @@ from aiohttp import FormData
 from synth import melody, pattern
 from test_web_fixtures import TOKEN, auth_headers, make_client, recognizer, settings  # noqa: F401
 
-from audiocopy.decision.plays import Play
+from audiocopy.decision.play import Play
 
 pytestmark = pytest.mark.asyncio
 

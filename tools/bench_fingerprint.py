@@ -159,8 +159,8 @@ def enrol_speed(corpus: Path, work: Path) -> dict:
     from audiocopy.config import AudioParams, FeatureParams
     from audiocopy.encoder.artifact import SHIPPED_ENCODER, read_encoder_record
     from audiocopy.engines.fingerprint import db as fpdb
-    from audiocopy.training.dataset import list_audio
     from audiocopy.training.enroll_fingerprint import add_tracks
+    from audiocopy.training.sources import list_audio
 
     sha = read_encoder_record(SHIPPED_ENCODER)["weights_sha256"]
     cache = read_json(work / "enrol.json", {})
@@ -201,7 +201,7 @@ def _copy_vectors(corpus: Path, work: Path, n_copies: int, encoder, hop: int) ->
     from audiocopy.signal.audio import load_audio
     from audiocopy.signal.features import track_band_db
     from audiocopy.training import augment
-    from audiocopy.training.dataset import list_audio
+    from audiocopy.training.sources import list_audio
 
     audio, features = AudioParams(), FeatureParams()
     files = list_audio(corpus)
@@ -241,7 +241,7 @@ def _queries(corpus: Path, n: int, seed: int = 0) -> tuple[np.ndarray, list[int]
     """n clean 2.5 s windows of corpus tracks and the index of their source."""
     from audiocopy.config import AudioParams
     from audiocopy.signal.audio import load_audio
-    from audiocopy.training.dataset import list_audio
+    from audiocopy.training.sources import list_audio
 
     audio = AudioParams()
     files = list_audio(corpus)
@@ -264,7 +264,7 @@ def _live_streams(corpus: Path, n_streams: int, n_windows: int, seed: int = 1) -
     from audiocopy.config import AudioParams
     from audiocopy.signal.audio import load_audio
     from audiocopy.signal.windows import cut_windows
-    from audiocopy.training.dataset import list_audio
+    from audiocopy.training.sources import list_audio
 
     audio = AudioParams()
     files = list_audio(corpus)
@@ -322,7 +322,7 @@ def scale(corpus: Path, work: Path, sizes=SIZES) -> dict:
     base = fp.load(db)
     records = catalog.track_records(db)
     real = [fpdb.track_vectors(db, r)[0] for r in records]
-    from audiocopy.training.dataset import list_audio
+    from audiocopy.training.sources import list_audio
 
     stems = [p.stem for p in list_audio(corpus)]
     n_copies = max(sizes) - len(real)
@@ -428,7 +428,7 @@ def server_db(corpus: Path, work: Path, size: int) -> Path:
     from audiocopy.engines import catalog
     from audiocopy.engines.fingerprint import db as fpdb
     from audiocopy.engines.fingerprint import engine as fp
-    from audiocopy.training.dataset import list_audio
+    from audiocopy.training.sources import list_audio
 
     src, dst = work / "corpus_db", work / f"db{size}"
     if not (src / catalog.DB_FILE).exists():

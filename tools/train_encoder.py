@@ -74,7 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def select_tracks(corpus: Path, exclude_splits: list[Path], keep_calibration: bool) -> tuple[list[Path], dict]:
     """The corpus files to train on, and a summary of what was excluded."""
-    from audiocopy.training.dataset import CALIBRATION_SHARE, _stable_fraction, list_audio
+    from audiocopy.training.sources import is_calibration_track, list_audio
 
     files = list_audio(corpus)
     excluded: set[str] = set()
@@ -83,7 +83,7 @@ def select_tracks(corpus: Path, exclude_splits: list[Path], keep_calibration: bo
         for role in ("catalog", "unseen"):
             excluded |= set(split.get(role, []))
     calibration = set() if keep_calibration else \
-        {p.stem for p in files if _stable_fraction("split:" + p.stem) < CALIBRATION_SHARE}
+        {p.stem for p in files if is_calibration_track(p.stem)}
     chosen = [p for p in files if p.stem not in excluded and p.stem not in calibration]
     return chosen, {"corpus_tracks": len(files), "excluded_split": len(excluded & {p.stem for p in files}),
                     "excluded_calibration": len(calibration - excluded), "trained_tracks": len(chosen)}

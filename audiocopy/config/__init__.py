@@ -22,12 +22,13 @@ every parameter record, grouped by the stage that reads them:
 Units are in the field names: ``*_seconds``/``*_s``, ``*_hz``, ``*_samples``,
 ``*_frames`` (feature frames of ``FeatureParams.hop_length`` samples).
 """
+from .decision import DecisionParams
 from .engines import CnnParams, EncoderParams, IndexParams, MatchParams
 from .records import as_dict, check_compatible, from_dict
 from .server import MIB, ServerSettings
 from .signal import AudioParams, FeatureParams
 from .training import ENCODER_AUGMENT, AugmentParams, CalibrationParams, DatasetParams, EncoderTrainParams, TrainParams
 
-__all__ = ["AudioParams", "AugmentParams", "CalibrationParams", "CnnParams", "DatasetParams", "EncoderParams",
+__all__ = ["AudioParams", "AugmentParams", "CalibrationParams", "CnnParams", "DatasetParams", "DecisionParams", "EncoderParams",
            "EncoderTrainParams", "ENCODER_AUGMENT", "FeatureParams", "IndexParams", "MatchParams", "MIB",
            "ServerSettings", "TrainParams", "as_dict", "check_compatible", "from_dict"]

@@ -40,7 +40,6 @@ class ServerSettings:
         it its oldest are dropped (at a 0.5 s hop, 6 windows = 3 s behind).
     batch_linger_ms: how long the batcher waits for more windows once one
         is due; a few ms turn near-simultaneous windows into one call.
-    play_gap_s, play_min_windows: see ``plays.PlayTracker``.
     allow_private_monitors: let URL monitors reach loopback/private/
         link-local addresses (off: SSRF protection).
     negatives_dir: wrong tracks used to train tracks added from the Catalog
@@ -64,8 +63,6 @@ class ServerSettings:
     max_pending: int | None = None
     max_pending_per_stream: int = 6
     batch_linger_ms: float = 5.0
-    play_gap_s: float = 1.5
-    play_min_windows: int = 2
     allow_private_monitors: bool = False
     negatives_dir: Path | None = None
     train_positives: int = 400

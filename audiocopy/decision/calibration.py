@@ -1,9 +1,9 @@
-"""Thresholds set on negatives: the one rule behind every "no match".
+"""Thresholds set on negatives: the rules behind every "no match" and every "no play".
 
-Place in the pipeline: a pure helper under the engines' calibration
-(``training.fit_cnnbin`` per track and per catalogue, ``training.
-enroll_fingerprint`` for the fingerprint threshold) and the benchmark's
-operating point (``evaluation``).
+Place in the pipeline: pure functions of ``decision``, used wherever a
+threshold is calibrated: per track and per catalogue by cnnbin's training,
+the fingerprint threshold at enrolment, the play threshold of the stream
+decision, and the benchmark's operating point.
 
 How a threshold is calibrated. Scores of music that is *not* in the
 catalogue (held-out negative tracks no model was trained on) are collected,
@@ -32,3 +32,41 @@ def quantile_threshold(negative_scores: np.ndarray, fpr: float) -> float:
         raise ValueError("no negatives to calibrate on")
     k = int(np.floor(fpr * scores.size))
     return float(np.sort(scores, axis=None)[::-1][min(k, scores.size - 1)])
+
+
+#: Largest hypotheses used to fit the tail of the negative evidence.
+TAIL_SIZE = 20
+
+
+def play_threshold(peaks: np.ndarray, hours: float, *, rate_per_hour: float, floor: float) -> float:
+    """Evidence a play needs so that negative music makes ``rate_per_hour`` false plays per hour.
+
+    peaks: (n,) peak evidence of every hypothesis that negative streams
+    formed (``StreamDecision.evidence_peaks`` with an infinite threshold);
+    hours: how much negative audio that was; floor: the lowest threshold
+    allowed (a play must rest on more than one weak window).
+
+    Where the negatives are long enough to contain ``rate_per_hour * hours``
+    or more hypotheses, the threshold is read off them like any quantile.
+    A low rate (say 0.5 per hour) on an hour of negatives asks for fewer
+    exceedances than one, so the tail is extrapolated: the excesses of the
+    ``TAIL_SIZE`` largest peaks over the smallest of them are fitted by an
+    exponential (the peaks-over-threshold model of extreme-value theory,
+    whose maximum-likelihood scale is the mean excess), and the threshold is
+    where the fitted rate falls to ``rate_per_hour``.
+    """
+    if hours <= 0 or rate_per_hour <= 0:
+        raise ValueError(f"hours and rate_per_hour must be > 0, got {hours} and {rate_per_hour}")
+    peaks = np.sort(np.asarray(peaks, dtype=np.float64))[::-1]
+    allowed = int(np.floor(rate_per_hour * hours))
+    if allowed >= TAIL_SIZE and allowed < peaks.size:
+        return max(float(peaks[allowed]), floor)
+    tail = peaks[:TAIL_SIZE]
+    if tail.size < 2:
+        return floor
+    base = float(tail[-1])
+    scale = max(float(np.mean(tail - base)), 1e-3)
+    rate_at_base = tail.size / hours
+    if rate_at_base <= rate_per_hour:
+        return max(base, floor)
+    return max(base + scale * float(np.log(rate_at_base / rate_per_hour)), floor)

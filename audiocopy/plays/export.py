@@ -10,7 +10,7 @@ import csv
 import io
 from typing import Iterable
 
-from ..decision.plays import Play
+from ..decision.play import Play
 
 EXPORT_FIELDS = ("id", "track", "source", "start_s", "end_s", "duration_s", "confidence", "peak_score",
                  "windows", "started_at", "ended_at")

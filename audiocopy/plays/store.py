@@ -36,7 +36,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..decision.plays import Play, iso_utc
+from ..decision.play import Play, iso_utc
 from ..errors import AudiocopyError
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,6 @@ Roles and splits:
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -43,7 +42,8 @@ from ..atomic_files import atomic_write_json, read_json
 from ..config import AudioParams, AugmentParams, DatasetParams, FeatureParams, as_dict, check_compatible, from_dict
 from ..engines import catalog
 from ..errors import AudiocopyError, DatasetError
-from ..signal.audio import is_audio_file, load_audio
+from ..signal.audio import load_audio
+from .sources import is_calibration_track, list_audio, stable_seed
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,6 @@ MANIFEST = "manifest.json"
 WINDOWS_DIR = "windows"
 #: Below this many wrong tracks the negatives are too narrow; the seed asks for 100 (1000 recommended).
 MIN_WRONG_TRACKS = 100
-#: Share of wrong tracks held out for threshold calibration.
-CALIBRATION_SHARE = 0.2
 #: Source excerpt length relative to the window: speed/stretch need spare material.
 EXCERPT_FACTOR = 1.3
 #: Excerpts of other music kept for the "music mixed in" distortion.
@@ -87,22 +85,6 @@ class BuildPlan:
                 "augment": as_dict(self.augment), "dataset": as_dict(self.dataset)}
 
 
-def list_audio(folder: Path) -> list[Path]:
-    """Audio files directly inside ``folder``, sorted; ``DatasetError`` if none."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DatasetError(f"folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and is_audio_file(p))
-    stems = [p.stem for p in files]
-    dupes = sorted({s for s in stems if stems.count(s) > 1})
-    if dupes:
-        raise DatasetError(f"{folder}: several files share the track id(s) {dupes}; track id = file stem")
-    return files
-
-
-def _stable_fraction(text: str) -> float:
-    """A deterministic number in [0, 1) from a string (for splits and seeds)."""
-    return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:8], 16) / 2**32
 
 
 def plan_sources(licensed: list[Path], wrong: list[Path]) -> list[Source]:
@@ -112,14 +94,11 @@ def plan_sources(licensed: list[Path], wrong: list[Path]) -> list[Source]:
         sources.append(Source(p.stem, str(p), "licensed", "train",
                               f"{WINDOWS_DIR}/L-{catalog.track_filename(p.stem)}.npy"))
     for p in wrong:
-        split = "calibration" if _stable_fraction("split:" + p.stem) < CALIBRATION_SHARE else "train"
+        split = "calibration" if is_calibration_track(p.stem) else "train"
         sources.append(Source(p.stem, str(p), "wrong", split,
                               f"{WINDOWS_DIR}/W-{catalog.track_filename(p.stem)}.npy"))
     return sources
 
-
-def _seed_for(base_seed: int, track_id: str, role: str) -> int:
-    return int(hashlib.sha1(f"{base_seed}:{role}:{track_id}".encode()).hexdigest()[:12], 16)
 
 
 def windows_for_source(signal: np.ndarray, n_windows: int, rng: np.random.Generator, *,
@@ -167,7 +146,7 @@ def _build_one(args) -> tuple[str, int, str | None]:
         signal = load_audio(source.path, params=plan.audio)
     except AudiocopyError as exc:
         return source.file, 0, str(exc)
-    rng = np.random.default_rng(_seed_for(plan.dataset.seed, source.track_id, source.role))
+    rng = np.random.default_rng(stable_seed(plan.dataset.seed, source.role, source.track_id))
     feats = []
     for lo in range(0, n_windows, 64):  # bounded memory: 64 windows of audio at a time
         batch = windows_for_source(signal, min(64, n_windows - lo), rng, plan=plan, music_bank=music_bank)

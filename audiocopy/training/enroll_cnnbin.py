@@ -28,6 +28,8 @@ from ..engines.cnnbin import engine as cnnbin
 from ..errors import DatasetError
 from .dataset import BuildPlan, Dataset, build_dataset
 from .fit_cnnbin import calibration_windows, fit_track
+from .play_calibration import PLAY_KEYS, calibrate_play_threshold
+from .sources import is_calibration_track, list_audio
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +131,9 @@ def calibrate_catalog(db: Path, *, catalog_fpr: float) -> float:
     database has no calibration windows or no tracks).
     """
     path = Path(db) / CALIBRATION_FILE
-    catalog.set_calibration(db, {})
+    # The play threshold is carried over (``enroll`` redoes it with negatives).
+    kept = {k: v for k, v in catalog.open_db(db).calibration.items() if k in PLAY_KEYS}
+    catalog.set_calibration(db, kept)
     if not path.exists():
         log.warning("%s has no calibration windows; catalogue offset left at 0", db)
         return 0.0
@@ -137,11 +141,11 @@ def calibrate_catalog(db: Path, *, catalog_fpr: float) -> float:
     if not engine.track_ids:
         return 0.0
     windows = np.load(path).astype(np.float32)
-    best = np.concatenate([engine.score(windows[i:i + 256]).margins.max(axis=1)
+    best = np.concatenate([engine.score_features(windows[i:i + 256]).margins.max(axis=1)
                            for i in range(0, len(windows), 256)])
     offset = max(0.0, quantile_threshold(best, catalog_fpr))
     catalog.set_calibration(db, {"score_offset": offset, "catalog_fpr": catalog_fpr,
-                                 "calibration_windows": int(len(windows)), "tracks": len(engine.track_ids)})
+                                 "calibration_windows": int(len(windows)), "tracks": len(engine.track_ids), **kept})
     log.info("catalogue offset %.3f for %d tracks at %.3g false positives per window",
              offset, len(engine.track_ids), catalog_fpr)
     return offset
@@ -155,9 +159,13 @@ def enroll(catalog_dir: Path, db: Path, *, negatives_dir: Path | None, work_dir:
     """Build the dataset for a catalogue folder and train it into ``db``.
 
     work_dir: where the dataset is kept (default ``DB/dataset``); both steps
-    resume after an interruption.
+    resume after an interruption. With negatives, the play threshold is
+    calibrated last, on the same held-out negatives as the window thresholds.
     """
     work_dir = Path(work_dir) if work_dir is not None else Path(db) / "dataset"
     build_dataset(Path(catalog_dir), negatives_dir, work_dir, BuildPlan(audio, features, augment, dataset),
                   jobs=jobs, progress=progress)
-    return train_catalog(work_dir, Path(db), cnn=cnn, train=train, progress=progress)
+    report = train_catalog(work_dir, Path(db), cnn=cnn, train=train, progress=progress)
+    if negatives_dir is not None:
+        calibrate_play_threshold(Path(db), [p for p in list_audio(Path(negatives_dir)) if is_calibration_track(p.stem)])
+    return report

@@ -46,6 +46,8 @@ from ..engines.fingerprint import engine as fp
 from ..errors import AudiocopyError, DatasetError
 from ..signal.audio import load_audio
 from ..signal.features import track_band_db
+from .play_calibration import PLAY_KEYS, calibrate_play_threshold
+from .sources import is_calibration_track, list_audio, stable_seed
 
 log = logging.getLogger(__name__)
 
@@ -178,15 +180,10 @@ def add_tracks(db: Path, files: list[Path], *, save_every_s: float = 60.0, progr
 # calibration
 
 
-def _stable_fraction(text: str) -> float:
-    return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:8], 16) / 2**32
-
 
 def calibration_tracks(files: list[Path], params: CalibrationParams) -> list[Path]:
     """The held-out fifth of the negatives (as ``training.dataset``), or all of them if too few."""
-    from .dataset import CALIBRATION_SHARE
-
-    held_out = [p for p in files if _stable_fraction("split:" + p.stem) < CALIBRATION_SHARE]
+    held_out = [p for p in files if is_calibration_track(p.stem)]
     if len(held_out) >= params.min_tracks:
         return held_out
     log.warning("only %d of %d negatives are in the calibration split; calibrating on all of them",
@@ -196,12 +193,18 @@ def calibration_tracks(files: list[Path], params: CalibrationParams) -> list[Pat
 
 def make_calibration_windows(negatives_dir: Path, *, audio: AudioParams, features: FeatureParams,
                              params: CalibrationParams = CalibrationParams(), progress: bool = True) -> np.ndarray:
-    """Features of negative windows: (n, frames, bands) float16."""
+    """Band levels of negative windows: (n, frames, bands) float16 dB (``signal.features.band_db``).
+
+    Band levels, not standardised features: the engine floors and
+    standardises each sub-window on its own, exactly as it does for a
+    stream (``engines.fingerprint.stream``), so the threshold is set on
+    what live and file queries really go through.
+    """
     from tqdm import tqdm
 
-    from ..signal.features import log_spectrogram
+    from ..signal.features import band_db, power_spectrogram
     from .augment import random_distortion
-    from .dataset import list_audio
+    from .sources import list_audio
 
     files = calibration_tracks(list_audio(negatives_dir), params)
     length = audio.window_samples
@@ -214,7 +217,7 @@ def make_calibration_windows(negatives_dir: Path, *, audio: AudioParams, feature
         except AudiocopyError as exc:
             log.warning("skipped negative %s", exc)
             continue
-        rng = np.random.default_rng(int(hashlib.sha1(f"{params.seed}:{path.stem}".encode()).hexdigest()[:12], 16))
+        rng = np.random.default_rng(stable_seed(params.seed, path.stem))
         edge = int(EDGE_SECONDS * audio.sample_rate)
         lo, hi = min(edge, max(0, signal.size - excerpt)), max(0, signal.size - excerpt - edge)
         windows = np.empty((params.windows_per_track, length), dtype=np.float32)
@@ -226,7 +229,8 @@ def make_calibration_windows(negatives_dir: Path, *, audio: AudioParams, feature
                                                length=length)
             else:
                 windows[i] = np.pad(chunk[:length], (0, max(0, length - chunk[:length].size)))
-        out.append(log_spectrogram(windows, audio=audio, params=features).astype(np.float16))
+        levels = band_db(power_spectrogram(windows, params=features), audio=audio, params=features)
+        out.append(levels.astype(np.float16))
     if not out:
         raise DatasetError(f"no usable negative tracks in {negatives_dir}")
     return np.concatenate(out)
@@ -236,7 +240,7 @@ def negatives_signature(negatives_dir: Path, params: CalibrationParams) -> str:
     """Identity of a negatives folder and the calibration settings (names, sizes, times)."""
     from dataclasses import asdict
 
-    from .dataset import list_audio
+    from .sources import list_audio
 
     h = hashlib.sha1(json.dumps(asdict(params), sort_keys=True).encode())
     for p in list_audio(Path(negatives_dir)):
@@ -252,7 +256,9 @@ def calibrate(db: Path, *, negatives_dir: Path | None = None, params: Calibratio
     negatives_dir: make (and store) calibration windows from it, unless the
     stored ones were made from the same folder content with the same
     settings (the server's add-track job passes it every time); None
-    reuses ``DB/calibration.npy``.
+    reuses the stored windows. With ``negatives_dir`` the play threshold of
+    the stream decision is calibrated too (``play_calibration``); without
+    it the stored one is kept.
     """
     db = Path(db)
     info = catalog.open_db(db)
@@ -277,20 +283,25 @@ def calibrate(db: Path, *, negatives_dir: Path | None = None, params: Calibratio
     windows = np.load(path)
     if not engine.track_ids:
         catalog.set_calibration(db, {"negatives_signature": signature})
+        engine.close()
         return None
-    best = np.concatenate([engine.raw_scores(windows[i:i + 256].astype(np.float32))[0].max(axis=1)
+    best = np.concatenate([engine.raw_level_scores(windows[i:i + 256]).max(axis=1)
                            for i in range(0, len(windows), 256)])
     match = engine.match
     raw = quantile_threshold(best, match.target_fpr)
     threshold = max(raw, match.min_threshold)
+    # The play threshold is carried over unless negatives are here to redo it.
+    kept = {k: info.calibration[k] for k in PLAY_KEYS if k in info.calibration}
     catalog.set_calibration(db, {"threshold": round(threshold, 6), "quantile": round(raw, 6),
                                  "target_fpr": match.target_fpr, "calibration_windows": int(len(windows)),
                                  "tracks": len(engine.track_ids), "negatives_signature": signature,
-                                 "fpr_at_threshold": round(float((best > threshold).mean()), 6)})
-    if getattr(engine.index, "kind", "") == "qdrant":
-        engine.index.close()
+                                 "fpr_at_threshold": round(float((best > threshold).mean()), 6), **kept})
     log.info("threshold %.3f (%.3g of %d negative windows above it) for %d tracks", threshold,
              float((best > threshold).mean()), len(windows), len(engine.track_ids))
+    n_tracks = len(engine.track_ids)
+    engine.close()  # embedded Qdrant locks its folder; the play calibration opens it again
+    if negatives_dir is not None and n_tracks:
+        calibrate_play_threshold(db, calibration_tracks(list_audio(Path(negatives_dir)), params))
     return threshold
 
 
@@ -309,7 +320,7 @@ def enroll_fingerprint(catalog_dir: Path, db: Path, *, negatives_dir: Path | Non
     gets the tracks it lacks; calibration windows come from
     ``negatives_dir`` when given, else from the database's stored ones.
     """
-    from .dataset import list_audio
+    from .sources import list_audio
 
     files = list_audio(Path(catalog_dir))
     if not files:

@@ -99,6 +99,7 @@ def evaluate_queries(db: Path, truth: list[tuple[str, str | None]], *, max_fpr: 
     """Identify every query of ``truth`` with the database and summarise."""
     from tqdm import tqdm
 
+    from ..decision.files import analyse_signal
     from ..decision.recognizer import Recognizer
     from ..signal.audio import load_audio
 
@@ -106,7 +107,7 @@ def evaluate_queries(db: Path, truth: list[tuple[str, str | None]], *, max_fpr: 
     results, errors = [], []
     for file, expected in tqdm(truth, desc="evaluate", unit="file", disable=not progress):
         try:
-            det = recognizer.identify(load_audio(file, params=recognizer.audio))
+            det = analyse_signal(recognizer, load_audio(file, params=recognizer.audio), source=str(file)).answer
         except AudiocopyError as exc:
             errors.append(str(exc))
             continue

@@ -21,12 +21,11 @@ import numpy as np
 from aiohttp import web
 
 from .. import __version__
-from ..decision.plays import PlayTracker
+from ..decision.files import FileStream
 from ..errors import AudioTooShort, BadAudio, UnsupportedFormat
 from ..plays.export import to_csv, to_json
 from ..plays.store import MAX_QUERY_ROWS, PlaysLogError
 from ..signal.audio import load_audio
-from ..signal.windows import window_starts
 from .keys import (
     BATCHER,
     COMPUTE_EXECUTOR,
@@ -139,40 +138,29 @@ async def identify(request: web.Request) -> web.Response:
 
 
 async def _identify_signal(app: web.Application, recognizer, signal: np.ndarray, max_seconds: float) -> dict:
+    """Run an upload through the file decision (``decision.files``), one batch per compute job.
+
+    The windows, the plays and the answer are exactly what ``audiocopy
+    identify`` gives for the same file; only the length is capped.
+    """
     audio = recognizer.audio
     seconds = signal.size / audio.sample_rate
     truncated = seconds > max_seconds
     if truncated:
         signal = signal[: int(max_seconds * audio.sample_rate)]
-    starts = window_starts(signal.size, audio=audio)
-    tracker = PlayTracker("upload", window_s=audio.window_seconds, wall_start=time.time(),
-                          gap_s=app[SETTINGS].play_gap_s, min_windows=app[SETTINGS].play_min_windows)
+    stream = FileStream(recognizer, signal, source="upload", batch_size=IDENTIFY_CHUNK)
     loop = asyncio.get_running_loop()
-    windows_out, found = [], []
-    offsets = np.arange(audio.window_samples)
-    for i in range(0, len(starts), IDENTIFY_CHUNK):
-        chunk = starts[i:i + IDENTIFY_CHUNK]
-        windows = signal[chunk[:, None] + offsets[None, :]]  # cut per chunk: the whole set is 5x the audio
-        dets = await loop.run_in_executor(app[COMPUTE_EXECUTOR], recognizer.detect_windows, windows,
-                                          chunk / audio.sample_rate)
-        for det in dets:
-            windows_out.append({"start_s": round(det.offset_s, 3),
-                                "end_s": round(det.offset_s + audio.window_seconds, 3), "match": det.track, "score": round(det.score, 4),
-                                "candidates": [{"track": c.track, "score": round(c.score, 4)}
-                                               for c in det.candidates[:IDENTIFY_CANDIDATES]]})
-            found += tracker.update(det.offset_s, det.track, det.score)
-    found += tracker.flush()
-    plays_json = [{k: v for k, v in p.to_json().items() if k not in ("id", "source", "started_at", "ended_at")}
-                  for p in sorted(found, key=lambda p: p.start_s)]
-    match, confidence = None, None
-    if found:  # the longest play is the answer for the file
-        best = max(found, key=lambda p: (p.windows, p.confidence))
-        match, confidence = best.track, round(best.confidence, 4)
-    elif len(windows_out) < app[SETTINGS].play_min_windows:
-        # Too short for a play (a single 2.5 s fragment): the window's own
-        # calibrated decision is the answer, as for `audiocopy identify`.
-        top = max(windows_out, key=lambda w: w["score"])
-        match, confidence = top["match"], top["score"] if top["match"] else None
-    return {"file": {"seconds": round(seconds, 3), "analysed_s": round(signal.size / audio.sample_rate, 3),
-                     "truncated": truncated},
-            "match": match, "confidence": confidence, "plays": plays_json, "windows": windows_out}
+    # One batch per executor job: live batches queue between them.
+    while await loop.run_in_executor(app[COMPUTE_EXECUTOR], stream.step):
+        pass
+    result = stream.result()
+    windows_out = [{"start_s": round(det.offset_s, 3), "end_s": round(det.offset_s + audio.window_seconds, 3),
+                    "match": det.track, "score": round(det.score, 4),
+                    "candidates": [{"track": c.track, "score": round(c.score, 4)}
+                                   for c in det.candidates[:IDENTIFY_CANDIDATES]]} for det in result.windows]
+    plays_json = [{k: v for k, v in p.to_json().items() if k not in ("id", "source", "started_at", "ended_at", "open")}
+                  for p in result.plays]
+    answer = result.answer
+    return {"file": {"seconds": round(seconds, 3), "analysed_s": round(result.seconds, 3), "truncated": truncated},
+            "match": answer.track, "confidence": round(answer.score, 4) if answer.track else None,
+            "answer": answer.to_json(), "plays": plays_json, "windows": windows_out}

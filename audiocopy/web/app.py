@@ -174,7 +174,7 @@ async def _jobs(app: web.Application):
 
 async def _monitors(app: web.Application, resolver):
     holder = app[RECOGNIZER]
-    manager = MonitorManager(app[SETTINGS], app[BATCHER], lambda: holder.current.audio, app[PLAYS].record,
+    manager = MonitorManager(app[SETTINGS], app[BATCHER], lambda: holder.current, app[PLAYS].record,
                              resolve=resolver)
     app[MONITORS] = manager
     await manager.load()

@@ -31,7 +31,9 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from ..decision.recognizer import Detection, Recognizer, StreamMemory
+from ..decision.detection import Detection
+from ..decision.recognizer import Recognizer
+from ..engines import StreamState
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +55,15 @@ class PendingWindow:
     samples: (window_samples,) float32 at the recognizer's rate.
     start_s: stream time of its first sample, in seconds.
     ready_at: ``time.monotonic()`` when its last sample arrived (latency origin).
-    memory: the stream's ``StreamMemory`` (the engine's cache of work on
-        the overlap of consecutive windows), or None.
+    state: the stream's ``StreamState`` (the engine's cache of work on the
+        overlap of consecutive windows), or None.
     """
 
     owner: WindowOwner
     start_s: float
     samples: np.ndarray
     ready_at: float = field(default_factory=time.monotonic)
-    memory: StreamMemory | None = None
+    state: StreamState | None = None
 
 
 @dataclass
@@ -189,11 +191,11 @@ class Batcher:
         recognizer = self._recognizer()
         windows = np.stack([w.samples for w in batch])
         starts = np.array([w.start_s for w in batch])
-        memories = [w.memory for w in batch]
+        states = [w.state for w in batch]
         t0 = time.perf_counter()
         try:
             detections = await loop.run_in_executor(self._executor, recognizer.detect_windows, windows, starts,
-                                                    memories)
+                                                    states)
         except Exception:
             log.exception("recognizer failed on a batch of %d windows", len(batch))
             self.stats.failed += len(batch)

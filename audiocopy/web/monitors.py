@@ -35,13 +35,14 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..atomic_files import atomic_write_json
-from ..config import AudioParams, ServerSettings
-from ..decision.plays import Play
+from ..config import ServerSettings
+from ..decision.play import Play
+from ..decision.recognizer import Recognizer
 from ..errors import AudiocopyError, ProtocolError
 from . import protocol
 from .batcher import Batcher
 from .security import UrlRefused, check_monitor_url
-from .session import StreamSession
+from .session import StreamSession, new_decision
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +94,15 @@ class Monitor:
 class MonitorManager:
     """Starts, stops and persists URL monitors.
 
-    audio: returns the recognizer's current audio parameters.
+    recognizer: returns the current recognizer (audio parameters, play threshold, decision parameters).
     record_play: where closed plays go (the app's ``PlaySink.record``).
     """
 
-    def __init__(self, settings: ServerSettings, batcher: Batcher, audio: Callable[[], AudioParams],
+    def __init__(self, settings: ServerSettings, batcher: Batcher, recognizer: Callable[[], Recognizer],
                  record_play: Callable[[Play], None], *, resolve=None):
         self.settings = settings
         self._batcher = batcher
-        self._audio = audio
+        self._recognizer = recognizer
         self._record_play = record_play
         self._resolve = resolve
         self.monitors: dict[str, Monitor] = {}
@@ -182,7 +183,8 @@ class MonitorManager:
 
     async def _read_once(self, monitor: Monitor) -> None:
         """One ffmpeg run: read until the stream ends; plays are closed at the end."""
-        audio = self._audio()
+        recognizer = self._recognizer()
+        audio = recognizer.audio
         proc = await asyncio.create_subprocess_exec(*ffmpeg_command(monitor.url, audio.sample_rate),
                                                     stdin=asyncio.subprocess.DEVNULL,
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -190,8 +192,8 @@ class MonitorManager:
         stderr_task = asyncio.create_task(_collect_lines(proc.stderr, errors))
         session = StreamSession(session_id=f"monitor-{monitor.id}", start=protocol.StartRequest(
             audio.sample_rate, "s16le", 1, source=monitor.name, realtime=False), audio=audio,
-            batcher=self._batcher, emit=lambda msg: _on_message(monitor, msg), record_play=self._record_play,
-            play_gap_s=self.settings.play_gap_s, play_min_windows=self.settings.play_min_windows)
+            batcher=self._batcher, decision=new_decision(recognizer, monitor.name),
+            emit=lambda msg: _on_message(monitor, msg), record_play=self._record_play)
         monitor.state, monitor.message, monitor.connected_since = "connected", "", time.time()
         carry = b""
         try:

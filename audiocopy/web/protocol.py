@@ -19,8 +19,9 @@ import json
 import math
 from dataclasses import dataclass
 
-from ..decision.plays import Play
-from ..decision.recognizer import Detection
+from ..decision.detection import Detection
+from ..decision.play import Play
+from ..decision.stream import NowPlaying
 from ..errors import ProtocolError
 from ..signal.audio import PCM_FORMATS
 
@@ -144,25 +145,30 @@ def ready(*, session: str, start: StartRequest, internal_rate: int, window_s: fl
             "engine": engine, "max_message_bytes": max_message_bytes}
 
 
-def window(*, seq: int, start_s: float, window_s: float, detection: Detection, latency_ms: float) -> dict:
+def window(*, seq: int, start_s: float, window_s: float, detection: Detection, now: NowPlaying | None,
+           latency_ms: float) -> dict:
     """One analysed window.
 
     start_s/end_s: stream time of the window in seconds (from the first
-    sample the client sent). match: track id or null (an explicit, calibrated
-    "no match"). score: best margin (> 0 exactly when match is set).
-    candidates: best tracks with their margins. latency_ms: from the arrival
-    of the window's last sample to this message.
+    sample the client sent). match: the window's own answer, a track id or
+    null (an explicit, calibrated "no match"). score: best margin (> 0
+    exactly when match is set). candidates: best tracks with their margins.
+    stream: the stream's answer ("now playing": the open play with the most
+    evidence, with its track offset and time scale), or null; this is what
+    the Live page shows, because it holds through weak windows. latency_ms:
+    from the arrival of the window's last sample to this message.
     """
     return {"type": "window", "seq": seq, "start_s": round(start_s, 3), "end_s": round(start_s + window_s, 3),
             "match": detection.track, "score": _num(detection.score, 4),
             "candidates": [{"track": c.track, "score": _num(c.score, 4)} for c in detection.candidates],
-            "latency_ms": round(latency_ms, 1)}
+            "stream": None if now is None else now.to_json(), "latency_ms": round(latency_ms, 1)}
 
 
 def play(p: Play) -> dict:
-    """A play that just closed (see ``plays.Play``); its log row id is not known yet."""
+    """A play that just closed (see ``decision.play.Play``); its log row id is not known yet."""
     body = p.to_json()
     body.pop("id", None)
+    body.pop("open", None)
     return {"type": "play", **body}
 
 

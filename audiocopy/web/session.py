@@ -3,8 +3,10 @@
 Place in the pipeline: the per-connection layer between a transport (a
 WebSocket in ``web.ws``, an ffmpeg pipe in ``web.monitors``) and the shared
 ``Batcher``. It owns everything that belongs to one stream and nothing that
-is shared: the streaming resampler, the ``SlidingWindow``, the
-``PlayTracker`` and the counters. The model is never touched here.
+is shared: the streaming resampler, the ``SlidingWindow``, the engine's
+``StreamState`` (its cache of work on overlapping windows), the
+``StreamDecision`` that turns windows into plays, and the counters. The
+model is never touched here.
 
 Resampling. Browsers capture at 44.1 or 48 kHz; the recognizer works at
 ``AudioParams.sample_rate``. Resampling each network frame on its own would
@@ -26,8 +28,10 @@ from typing import Callable
 import numpy as np
 
 from ..config import AudioParams
-from ..decision.plays import Play, PlayTracker
-from ..decision.recognizer import Detection, StreamMemory
+from ..decision.detection import Detection
+from ..decision.play import Play
+from ..decision.stream import StreamDecision
+from ..engines import StreamState
 from ..errors import BadAudio, ProtocolError
 from ..signal.audio import pcm_to_float
 from ..signal.windows import SlidingWindow
@@ -37,18 +41,25 @@ from .batcher import Batcher, PendingWindow
 log = logging.getLogger(__name__)
 
 
+def new_decision(recognizer, source: str) -> StreamDecision:
+    """A stream's ``StreamDecision`` with the recognizer's play threshold and parameters, starting now."""
+    return StreamDecision(source, window_s=recognizer.audio.window_seconds, wall_start=time.time(),
+                          threshold=recognizer.play_threshold, params=recognizer.params)
+
+
 class StreamSession:
     """Per-stream state (see module docstring); implements ``batcher.WindowOwner``.
 
     session_id: opaque id shown to the client; start: its validated request.
     audio: the recognizer's audio parameters (internal rate, window, hop).
+    decision: the stream's own ``StreamDecision`` (made with the
+        recognizer's play threshold and decision parameters).
     emit: called with each message for the client (a dict).
     record_play: called with each closed play.
     """
 
     def __init__(self, *, session_id: str, start: protocol.StartRequest, audio: AudioParams, batcher: Batcher,
-                 emit: Callable[[dict], None], record_play: Callable[[Play], None], play_gap_s: float,
-                 play_min_windows: int):
+                 decision: StreamDecision, emit: Callable[[dict], None], record_play: Callable[[Play], None]):
         self.id = session_id
         self.start = start
         self.audio = audio
@@ -58,15 +69,14 @@ class StreamSession:
         self._window = SlidingWindow(audio)
         # Lets the engine reuse its work on the 2 s that consecutive windows
         # share; it lives and dies with the stream.
-        self._memory = StreamMemory()
+        self._state = StreamState()
         self._resampler = None
         if start.sample_rate != audio.sample_rate:
             import soxr
 
             self._resampler = soxr.ResampleStream(start.sample_rate, audio.sample_rate, 1, dtype="float32",
                                                   quality="HQ")
-        self.plays = PlayTracker(start.source, window_s=audio.window_seconds, wall_start=time.time(),
-                                 gap_s=play_gap_s, min_windows=play_min_windows)
+        self.plays = decision
         self.samples_in = 0  # client-rate sample frames received
         self.windows_cut = 0
         self.windows_answered = 0
@@ -113,7 +123,7 @@ class StreamSession:
             await self._push(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
             self._resampler = None
         await self._batcher.drain(self)
-        self._close_plays(self.plays.flush())
+        self._close_plays(self.plays.finish())
         self.closed = True
         msg = protocol.stopped(windows=self.windows_answered, dropped_windows=self.windows_lost,
                                plays=self.plays_closed, seconds=self.seconds_in)
@@ -126,7 +136,7 @@ class StreamSession:
             return
         self.closed = True
         self._batcher.cancel(self)
-        self._close_plays(self.plays.flush(), emit=False)
+        self._close_plays(self.plays.finish(), emit=False)
 
     async def _push(self, samples: np.ndarray) -> None:
         for start_s, window in self._window.push(samples):
@@ -135,7 +145,7 @@ class StreamSession:
             if self.closed:
                 return
             self.windows_cut += 1
-            self._batcher.submit(PendingWindow(self, start_s, window, memory=self._memory))
+            self._batcher.submit(PendingWindow(self, start_s, window, state=self._state))
 
     # --- batcher.WindowOwner --------------------------------------------------
 
@@ -145,9 +155,11 @@ class StreamSession:
         self.windows_answered += 1
         self.last_detection = detection
         latency_ms = 1000 * (time.monotonic() - item.ready_at)
+        update = self.plays.update(detection)
         self._emit(protocol.window(seq=int(round(item.start_s / self.audio.hop_seconds)), start_s=item.start_s,
-                                   window_s=self.audio.window_seconds, detection=detection, latency_ms=latency_ms))
-        self._close_plays(self.plays.update(item.start_s, detection.track, detection.score))
+                                   window_s=self.audio.window_seconds, detection=detection, now=update.now,
+                                   latency_ms=latency_ms))
+        self._close_plays(list(update.closed))
 
     def windows_dropped(self, items: list[PendingWindow], reason: str) -> None:
         if self.closed:

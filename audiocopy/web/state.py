@@ -20,7 +20,7 @@ import logging
 from concurrent.futures import Executor
 from pathlib import Path
 
-from ..decision.plays import Play
+from ..decision.play import Play
 from ..decision.recognizer import Recognizer
 from ..plays.store import PlaysLog
 

@@ -28,7 +28,7 @@ from ..errors import ProtocolError
 from . import protocol
 from .keys import BATCHER, PLAYS, RECOGNIZER, SETTINGS, STREAMS
 from .security import origin_allowed
-from .session import StreamSession
+from .session import StreamSession, new_decision
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,7 @@ def _start_session(request: web.Request, start: protocol.StartRequest, emit) -> 
     recognizer = app[RECOGNIZER].current
     audio = recognizer.audio
     session = StreamSession(session_id=uuid.uuid4().hex[:12], start=start, audio=audio, batcher=app[BATCHER],
-                            emit=emit, record_play=app[PLAYS].record, play_gap_s=settings.play_gap_s,
-                            play_min_windows=settings.play_min_windows)
+                            decision=new_decision(recognizer, start.source), emit=emit, record_play=app[PLAYS].record)
     emit(protocol.ready(session=session.id, start=start, internal_rate=audio.sample_rate,
                         window_s=audio.window_seconds, hop_s=audio.hop_seconds, tracks=len(recognizer.track_ids),
                         engine=recognizer.engine.name, max_message_bytes=settings.max_message_bytes))

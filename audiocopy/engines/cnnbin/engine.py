@@ -47,8 +47,9 @@ import numpy as np
 from ...atomic_files import atomic_write_json
 from ...config import AudioParams, CnnParams, FeatureParams, as_dict, check_compatible, from_dict
 from ...errors import ModelError, ParamsMismatch
+from ...signal.features import log_spectrogram
 from ...signal.xp import array_module
-from .. import EngineScores, catalog
+from .. import EngineScores, WindowBatch, catalog
 from .stacked_head import StackedHeads, embed_query_windows
 
 log = logging.getLogger(__name__)
@@ -167,16 +168,44 @@ class CnnBinEngine:
             self._head_stacks[xp] = StackedHeads(self._heads, xp=xp)
         return self._head_stacks[xp]
 
-    def score(self, features) -> EngineScores:
-        """features: (batch, frames, bands), NumPy or CuPy -> margins (batch, n_tracks)."""
+    def score(self, batch: WindowBatch) -> EngineScores:
+        """Margins of every track for every window, and offsets with the embedding heads.
+
+        The window's log-frequency spectrogram is computed on the batch's
+        array module (``signal.features.log_spectrogram``), the features
+        every track model was trained on. Stream states are not needed:
+        every window is scored whole.
+        """
+        feats = log_spectrogram(batch.samples, audio=self.audio, params=self.features, xp=batch.xp)
+        return self.score_features(feats)
+
+    def score_features(self, features) -> EngineScores:
+        """features: (batch, frames, bands), NumPy or CuPy -> margins (batch, n_tracks).
+
+        With the embedding heads, each track's offset is where its best
+        diagonal starts (the window's first sub-window matched that
+        prototype); the spectrogram CNNs cannot tell (None).
+
+        The entry point for features that are already computed (the
+        dataset's calibration windows).
+        """
         if not self.track_ids:
             return EngineScores(np.zeros((len(features), 0), dtype=np.float32))
         if self.encoder is None:
-            logits = self._stack.logits(features)
-        else:
-            emb, mask = embed_query_windows(self.encoder, features, hop_frames=self.cnn.hop_frames)
-            logits = self._heads_on(array_module(features)).logits(emb, mask)
-        return EngineScores(logits - self.thresholds[None, :])
+            return EngineScores(self._stack.logits(features) - self.thresholds[None, :])
+        emb, mask = embed_query_windows(self.encoder, features, hop_frames=self.cnn.hop_frames)
+        logits, where = self._heads_on(array_module(features)).logits(emb, mask, with_where=True)
+        # Prototype k sits k * hop_frames feature frames into its track.
+        seconds_per_prototype = self.cnn.hop_frames * self.features.hop_length / self.audio.sample_rate
+        offsets = (where * seconds_per_prototype).astype(np.float32)
+        return EngineScores(logits - self.thresholds[None, :], offsets)
+
+    def close(self) -> None:
+        """Nothing to release: the models live in memory."""
+
+    def refresh(self) -> bool:
+        """cnnbin databases are reloaded whole by their owner (``Recognizer.open``): never in place."""
+        return False
 
 
 def _read_record(rec: dict, db: Path, info) -> tuple[CnnParams, float, Path]:

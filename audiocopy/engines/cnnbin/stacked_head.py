@@ -131,13 +131,14 @@ class StackedHeads:
         valid = np.zeros(column - self.n_sub + 1, dtype=bool)
         for s, h in zip(starts, heads):
             valid[s:s + len(h.bias) - self.n_sub + 1] = True
-        # For array modules without ``maximum.reduceat`` (CuPy): each track's
-        # valid offsets as a row of indices, padded by repeating its last one
-        # (a repeat cannot change a maximum).
+        # Each track's valid offsets as a row of indices, padded by repeating
+        # its last one (a repeat cannot change a maximum, and argmax returns
+        # the first): for array modules without ``maximum.reduceat`` (CuPy),
+        # and wherever the best offset itself is wanted.
         first = np.asarray(starts, dtype=np.int64)
         n_valid = np.asarray([len(h.bias) - self.n_sub + 1 for h in heads], dtype=np.int64)
         steps = np.minimum(np.arange(n_valid.max())[None, :], (n_valid - 1)[:, None])
-        self._gather = None if xp is np else xp.asarray(first[:, None] + steps)  # (T, max offsets)
+        self._gather = xp.asarray(first[:, None] + steps)  # (T, max offsets)
         self._kernel = xp.asarray(np.concatenate(kernels).T.copy())  # (dim, C)
         self._bias = xp.asarray(np.concatenate(biases))
         self._separator = xp.asarray(np.concatenate(separator))
@@ -145,8 +146,13 @@ class StackedHeads:
         self._scale = np.asarray([h.scale for h in heads], dtype=np.float32)
         self._offset = np.asarray([h.offset for h in heads], dtype=np.float32)
 
-    def _best_offsets(self, emb, mask):
-        """(b, n_sub, dim), (b, n_sub) on ``xp`` -> (b, T) best diagonal sums (NumPy)."""
+    def _best_offsets(self, emb, mask, *, with_where: bool = False):
+        """(b, n_sub, dim), (b, n_sub) on ``xp`` -> (b, T) best diagonal sums (NumPy).
+
+        with_where: also return (b, T) int64, the prototype index k0 (within
+        each track) of the best diagonal: query sub-window j matched
+        prototype k0 + j, so the window starts k0 prototypes into the track.
+        """
         from ...signal.xp import to_numpy
 
         xp = self.xp
@@ -162,29 +168,36 @@ class StackedHeads:
         for j in range(1, self.n_sub):
             diag += pooled[:, j, j:j + width]
         # Per-track maximum over its own offsets, on the device: only (b, T) comes back.
-        if self._gather is not None:
-            return to_numpy(diag[:, self._gather].max(axis=2))
+        if with_where or self.xp is not np:
+            per_track = diag[:, self._gather]  # (b, T, max offsets)
+            best = to_numpy(per_track.max(axis=2))
+            return (best, to_numpy(per_track.argmax(axis=2)).astype(np.int64)) if with_where else best
         diag += self._invalid
         return np.maximum.reduceat(diag, self._starts, axis=1)
 
-    def logits(self, embeddings, mask) -> np.ndarray:
+    def logits(self, embeddings, mask, *, with_where: bool = False):
         """Logit of every track for every window.
 
         embeddings: (batch, n_sub, dim) float32 from ``embed_query_windows``;
         mask: (batch, n_sub) float32 informative flags.
-        Returns (batch, n_tracks) float32 NumPy logits.
+        Returns (batch, n_tracks) float32 NumPy logits; with ``with_where``
+        also (batch, n_tracks) int64, the prototype each window's best
+        diagonal starts at (``_best_offsets``).
         """
         xp = self.xp
         emb = xp.asarray(embeddings, dtype=xp.float32)
         msk = xp.asarray(mask, dtype=xp.float32)
         if emb.ndim != 3 or emb.shape[1:] != (self.n_sub, self.dim):
             raise ValueError(f"embeddings must be (batch, {self.n_sub}, {self.dim}), got {tuple(emb.shape)}")
+        if len(emb) == 0:
+            empty = np.zeros((0, self.n_tracks), dtype=np.float32)
+            return (empty, empty.astype(np.int64)) if with_where else empty
         # Two (n_sub x columns) float32 arrays per window: 8.8 MB for 100
         # three-minute tracks. Big batches are cut to stay under the budget.
         per_window = 2 * self.n_sub * self.columns * 4
         step = max(1, ACTIVATION_BUDGET_BYTES // per_window)
-        if len(emb) == 0:
-            return np.zeros((0, self.n_tracks), dtype=np.float32)
-        best = np.concatenate([self._best_offsets(emb[i:i + step], msk[i:i + step])
-                               for i in range(0, len(emb), step)])
-        return (best * self._scale + self._offset).astype(np.float32)
+        parts = [self._best_offsets(emb[i:i + step], msk[i:i + step], with_where=with_where)
+                 for i in range(0, len(emb), step)]
+        best = np.concatenate([p[0] for p in parts]) if with_where else np.concatenate(parts)
+        logits = (best * self._scale + self._offset).astype(np.float32)
+        return (logits, np.concatenate([p[1] for p in parts])) if with_where else logits

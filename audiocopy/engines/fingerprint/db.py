@@ -17,7 +17,7 @@ owns ``db.json`` and ``tracks/``; this module owns the rest::
     DB/index.npz            faiss/NumPy index (derived; rebuilt from the track
                             vectors whenever it is missing or out of step)
     DB/index.json + qdrant/ the same for the Qdrant backend (local mode)
-    DB/calibration.npy      features of held-out negative windows
+    DB/calibration_levels.npy  band levels (dB) of held-out negative windows
 
 Consistency. Track records are written last and deleted first, and every
 loader reconciles the index with them (adding vectors it lacks, dropping
@@ -62,7 +62,9 @@ QDRANT_SIDECAR = "index.json"
 QDRANT_DIR = "qdrant"
 
 
-CALIBRATION_FILE = "calibration.npy"
+#: Band levels of held-out negative windows (``calibration.npy`` in databases
+#: made before band levels were stored: ignored, remade from ``--negatives``).
+CALIBRATION_FILE = "calibration_levels.npy"
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ import numpy as np
 from ...config import AudioParams, FeatureParams, MatchParams
 from ...encoder.artifact import Encoder, load_encoder
 from ...errors import ModelError
-from .. import EngineScores, catalog
+from .. import EngineScores, WindowBatch, catalog
 from .db import (
     ENCODER_FILE,
     INDEX_FILE,
@@ -66,8 +66,7 @@ from .db import (
     read_config,
     save_index,
 )
-from .match import query_starts, vote
-from .stream import stream_votes
+from .stream import SearchContext, level_votes, stream_votes
 
 log = logging.getLogger(__name__)
 
@@ -136,31 +135,22 @@ class FingerprintEngine:
     def index(self):
         return self._state.index
 
-    def raw_scores(self, features) -> tuple[np.ndarray, np.ndarray, _State]:
-        """Uncalibrated vote scores and offsets for a batch of windows.
+    def _context(self, snapshot: _State) -> SearchContext:
+        return SearchContext(self.audio, self.features, self.match, self.encoder, snapshot.index, snapshot, self)
 
-        features: (batch, frames, bands) from ``features.log_spectrogram``.
-        Returns (scores (batch, n_tracks) float32 in [0, 1], track offsets
-        (batch, n_tracks) float32 seconds or NaN where a track had no hit,
-        the snapshot they refer to).
+    def _tables(self, votes_groups, b: int, snapshot: _State) -> tuple[np.ndarray, np.ndarray]:
+        """Vote scores and track offsets of every (window, track) from the votes of ``stream.py``.
+
+        Returns (scores (b, n_tracks) float32 in [0, 1], offsets (b, n_tracks)
+        float32 seconds, NaN where a track had no hit).
         """
-        state = self._state
-        from ...signal.xp import to_numpy
-
-        feats = np.asarray(to_numpy(features), dtype=np.float32)
-        b, n_tracks = len(feats), len(state.track_ids)
+        n_tracks = len(snapshot.track_ids)
         scores = np.zeros((b, n_tracks), dtype=np.float32)
         offsets = np.full((b, n_tracks), np.nan, dtype=np.float32)
-        if b == 0 or n_tracks == 0:
-            return scores, offsets, state
-        starts = query_starts(feats.shape[1], frames=self.encoder.params.frames, params=self.match)
-        emb = self.encoder.embed_windows(feats, starts)  # (B, S, D)
-        k = self.match.top_k
-        sims, tracks, positions = state.index.search(emb.reshape(-1, emb.shape[-1]), k)
-        votes = vote(starts, tracks.reshape(b, len(starts), k), positions.reshape(b, len(starts), k),
-                     sims.reshape(b, len(starts), k), params=self.match)
-        self._tabulate(votes, np.arange(b), np.zeros(b), state, scores, offsets)
-        return scores, offsets, state
+        if b and n_tracks:
+            for rows, leads, votes in votes_groups:
+                self._tabulate(votes, rows, leads, snapshot, scores, offsets)
+        return scores, offsets
 
     def _tabulate(self, votes, rows: np.ndarray, leads: np.ndarray, state: _State, scores: np.ndarray,
                   offsets: np.ndarray) -> None:
@@ -180,34 +170,32 @@ class FingerprintEngine:
         lead_s = np.asarray(leads, dtype=np.float64)[votes.window[ok]] / self.audio.sample_rate
         offsets[row, col[ok]] = (votes.offset_frames[ok] * seconds - lead_s).astype(np.float32)
 
-    def score_stream(self, windows: np.ndarray, start_samples: np.ndarray, memories: list, *,
-                     xp=np) -> EngineScores:
-        """Margins for live-stream windows, reusing each stream's earlier work (``fpstream``).
-
-        windows: (batch, window_samples) float32 at ``audio.sample_rate``;
-        start_samples: (batch,) int first sample of each window in its
-        stream; memories: (batch,) ``StreamMemory`` of each window's stream
-        (None: scored on its own); xp: NumPy or CuPy for the FFT.
-        Returns margins and track offsets as ``score`` does.
-        """
-        state = self._state
-        b, n_tracks = len(windows), len(state.track_ids)
-        scores = np.zeros((b, n_tracks), dtype=np.float32)
-        offsets = np.full((b, n_tracks), np.nan, dtype=np.float32)
-        if b and n_tracks:
-            for rows, leads, votes in stream_votes(self, windows, start_samples, memories, snapshot=state, xp=xp):
-                self._tabulate(votes, rows, leads, state, scores, offsets)
-        return EngineScores(scores - np.float32(state.threshold), offsets)
-
-    def score(self, features) -> EngineScores:
-        """features: (batch, frames, bands) -> margins (batch, n_tracks) and track offsets (s).
+    def score(self, batch: WindowBatch) -> EngineScores:
+        """Margins and track offsets of every track for every window (``stream.stream_votes``).
 
         margin = vote score - calibrated threshold (> 0: match at the
         database's target false-positive rate). A track offset is where in
-        the track the window starts; NaN for tracks without evidence.
+        the track the window's first sample aligns (seconds); NaN for tracks
+        without evidence. Windows with a ``StreamState`` reuse their stream's
+        earlier frames and searches; the answers are the same without it.
         """
-        scores, offsets, state = self.raw_scores(features)
-        return EngineScores(scores - np.float32(state.threshold), offsets)
+        snapshot = self._state
+        votes = stream_votes(self._context(snapshot), batch.samples, batch.start_samples, batch.states, xp=batch.xp)
+        scores, offsets = self._tables(votes, len(batch.samples), snapshot)
+        return EngineScores(scores - np.float32(snapshot.threshold), offsets)
+
+    def raw_level_scores(self, levels: np.ndarray) -> np.ndarray:
+        """Uncalibrated vote scores of independent windows given as band levels (calibration).
+
+        levels: (batch, frames, bands) from ``signal.features.band_db`` of
+        whole windows. Returns (batch, n_tracks) float32 in [0, 1].
+        """
+        snapshot = self._state
+        return self._tables(level_votes(self._context(snapshot), levels), len(levels), snapshot)[0]
+
+    def close(self) -> None:
+        """Release the index (an embedded Qdrant store locks its folder until closed)."""
+        self._state.index.close()
 
     def refresh(self) -> bool:
         """Reload if the database changed on disk (enrolment, removal, calibration).

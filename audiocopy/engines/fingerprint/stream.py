@@ -1,14 +1,13 @@
-"""Live streams through the fingerprint engine: every sub-window analysed once.
+"""Windows through the fingerprint engine: every sub-window of a stream analysed once.
 
-Place in the pipeline: inside the ``fingerprint`` engine. It is the path of
-the live server (``Recognizer.detect_windows`` given each window's
-``StreamMemory``); files and fragments take the window path
-(``FingerprintEngine.score``).
+Place in the pipeline: inside the ``fingerprint`` engine, the one path every
+window takes (``FingerprintEngine.score``): a live stream's windows, a file's
+windows, a lone fragment. What it needs from the engine arrives as one
+explicit ``SearchContext``; a stream's cache arrives in its ``StreamState``.
 
-Why. A live stream yields a 2.5 s window every 0.5 s, so four fifths of each
-window were already in the previous one. The window path recomputes all of
-it: 75 FFT frames, ten one-second sub-windows through the encoder, ten top-k
-searches. Here each stream keeps, on its own absolute grid,
+Why a cache. A stream yields a 2.5 s window every 0.5 s, so four fifths of
+each window were already in the previous one. Each stream keeps, on its own
+absolute grid,
 
 * the band levels of the FFT frames it has computed (frame ``j`` starts at
   stream sample ``j * hop_length``), and
@@ -18,7 +17,8 @@ searches. Here each stream keeps, on its own absolute grid,
 so a new window computes only the frames, embeddings and searches its last
 0.5 s adds: about 16 frames and 3 sub-windows instead of 75 and 10. Only the
 offset vote, which depends on the window's own set of sub-windows, is redone
-for every window.
+for every window. A window without a stream gets a throw-away cache: the
+same computation, nothing remembered.
 
 Why an absolute grid. 0.5 s is 15.625 frames of 32 ms, so the frames of two
 consecutive windows, each counted from its own first sample, never
@@ -29,11 +29,9 @@ and the sub-windows that fit in those (9 or 10); the vote's score is a mean
 over sub-windows, so 9 or 10 does not shift it.
 
 Equivalence. A sub-window is floored 80 dB under its own peak and
-standardised on its own, exactly as enrolment does (``fpencoder``), so what
-a cached sub-window holds never depends on the window that first saw it:
-a stream's answers are the same with or without the cache (tested). A
-single window with a fresh memory gives what ``FingerprintEngine.score``
-gives, up to that floor (per sub-window here, per window there).
+standardised on its own, exactly as enrolment does (``encoder.subwindows``),
+so what a cached sub-window holds never depends on the window that first
+saw it: a stream's answers are the same with or without the cache (tested).
 """
 from __future__ import annotations
 
@@ -43,21 +41,41 @@ from types import ModuleType
 
 import numpy as np
 
+from ...config import AudioParams, FeatureParams, MatchParams
 from ...encoder.subwindows import standardize
 from ...signal.features import band_db, frame_power
-from .. import StreamMemory
-from .match import vote
+from ...signal.xp import to_numpy
+from .. import StreamState
+from .match import Votes, vote
+
+
+@dataclass(frozen=True)
+class SearchContext:
+    """What scoring windows needs from the engine, handed over explicitly.
+
+    audio, features, match: the database's parameters. encoder: embeds
+    standardised sub-windows (``encoder.Encoder``). index: the vector index
+    of the database snapshot being searched. snapshot: that snapshot's
+    identity (cached hits from another snapshot are searched again). owner:
+    the identity of the engine (a cache made by another engine is dropped).
+    """
+
+    audio: AudioParams
+    features: FeatureParams
+    match: MatchParams
+    encoder: object
+    index: object
+    snapshot: object
+    owner: object
 
 
 @dataclass(eq=False)
 class StreamCache:
-    """One stream's frames and hits (kept in ``StreamMemory.engine_state``).
+    """One stream's frames and hits (kept in ``StreamState.cache``).
 
-    engine: weak reference to the engine the cache belongs to (another
-        engine, e.g. after the server swapped databases, starts a new cache).
-    snapshot: weak reference to the engine's database snapshot the hits
-        were searched in; after a reload the hits are dropped, the band
-        levels kept. Weak, so that an idle stream never keeps a replaced
+    owner, snapshot: weak references to the engine and the database snapshot
+        the hits were searched in; after a reload the hits are dropped, the
+        band levels kept. Weak, so an idle stream never keeps a replaced
         engine or index alive.
     band_lo: absolute index of the first frame in ``band``.
     band: (n, bands) float32 band levels (dB) of frames band_lo .. band_lo+n-1.
@@ -65,7 +83,7 @@ class StreamCache:
         similarities (k,)) from the index.
     """
 
-    engine: weakref.ref
+    owner: weakref.ref
     snapshot: weakref.ref
     band_lo: int = 0
     band: np.ndarray | None = None
@@ -84,19 +102,19 @@ class StreamCache:
             self.band_lo = frame
 
 
-def cache_of(memory: StreamMemory | None, engine, snapshot) -> StreamCache:
-    """The engine's cache in ``memory`` (a new one when absent, foreign or stale).
+def cache_of(state: StreamState | None, ctx: SearchContext) -> StreamCache:
+    """The cache in ``state`` for this engine and snapshot (a new one when absent, foreign or stale).
 
-    memory: None scores the window on its own (a throw-away cache).
+    state: None scores the window on its own (a throw-away cache).
     """
-    if memory is None:
-        return StreamCache(weakref.ref(engine), weakref.ref(snapshot))
-    cache = memory.engine_state
-    if not isinstance(cache, StreamCache) or cache.engine() is not engine:
-        cache = memory.engine_state = StreamCache(weakref.ref(engine), weakref.ref(snapshot))
-    elif cache.snapshot() is not snapshot:
+    if state is None:
+        return StreamCache(weakref.ref(ctx.owner), weakref.ref(ctx.snapshot))
+    cache = state.cache
+    if not isinstance(cache, StreamCache) or cache.owner() is not ctx.owner:
+        cache = state.cache = StreamCache(weakref.ref(ctx.owner), weakref.ref(ctx.snapshot))
+    elif cache.snapshot() is not ctx.snapshot:
         cache.hits.clear()  # tracks were added or removed: search again, the audio is the same
-        cache.snapshot = weakref.ref(snapshot)
+        cache.snapshot = weakref.ref(ctx.snapshot)
     return cache
 
 
@@ -134,7 +152,7 @@ class _Plan:
     compute: tuple[int, int] = (0, 0)  # absolute frames to compute [lo, hi)
 
 
-def _rounds(memories: list) -> list[list[int]]:
+def _rounds(states: tuple) -> list[list[int]]:
     """Batch rows in rounds with at most one window per stream each.
 
     A stream that fell behind can have several windows in one batch; the
@@ -142,57 +160,74 @@ def _rounds(memories: list) -> list[list[int]]:
     """
     rounds: list[list[int]] = []
     seen: dict[int, int] = {}
-    for row, memory in enumerate(memories):
-        r = 0 if memory is None else seen.get(id(memory), 0)
-        if memory is not None:
-            seen[id(memory)] = r + 1
+    for row, state in enumerate(states):
+        r = 0 if state is None else seen.get(id(state), 0)
+        if state is not None:
+            seen[id(state)] = r + 1
         while len(rounds) <= r:
             rounds.append([])
         rounds[r].append(row)
     return rounds
 
 
-def stream_votes(engine, windows: np.ndarray, start_samples: np.ndarray, memories: list, *, snapshot,
-                 xp: ModuleType = np):
-    """Search results and votes for a batch of live-stream windows.
+def _plan(ctx: SearchContext, row: int, start_sample: int, n_samples: int, cache: StreamCache) -> _Plan:
+    """What one window needs that its stream's cache does not hold yet."""
+    f, sub = ctx.features, ctx.encoder.params.frames
+    first, end = window_frames(start_sample, n_samples, n_fft=f.n_fft, hop=f.hop_length)
+    cache.forget_before(first)
+    starts = subwindow_grid(first, end, frames=sub, hop=ctx.match.query_hop_frames)
+    plan = _Plan(row, start_sample, first, starts, cache, [int(a) for a in starts if int(a) not in cache.hits])
+    if plan.missing:
+        need_lo, need_hi = plan.missing[0], plan.missing[-1] + sub
+        if cache.band is None or not cache.band_lo <= need_lo <= cache.band_hi:
+            cache.band, cache.band_lo = None, need_lo  # a gap (dropped windows): start afresh
+        plan.compute = (max(need_lo, cache.band_hi), need_hi)
+    return plan
 
-    engine: a ``FingerprintEngine`` (its encoder, match/feature parameters).
+
+def stream_votes(ctx: SearchContext, windows: np.ndarray, start_samples: np.ndarray, states: tuple, *,
+                 xp: ModuleType = np):
+    """Search results and votes for a batch of windows.
+
     windows: (batch, window_samples) float32; start_samples: (batch,) int,
-    each window's first sample in its stream; memories: (batch,) the
-    windows' ``StreamMemory`` (None: no stream, a fresh cache); snapshot: the
-    engine's database snapshot (its ``index`` is searched).
+    each window's first sample in its stream; states: (batch,) the windows'
+    ``StreamState`` (None: a window on its own); xp: NumPy or CuPy for the FFT.
     Yields, per group of windows that share the same relative sub-window
-    starts, (rows (g,), leads (g,), ``fpmatch.Votes``): ``Votes.window``
+    starts, (rows (g,), leads (g,), ``match.Votes``): ``Votes.window``
     indexes into ``rows``; its offsets count frames from each window's first
     whole frame, which starts ``leads`` samples after the window does.
     """
-    feats, match = engine.features, engine.match
-    n_fft, hop = feats.n_fft, feats.hop_length
-    sub_frames = engine.encoder.params.frames
     windows = np.asarray(windows, dtype=np.float32)
-    n_samples = windows.shape[1]
-    for rows in _rounds(memories):
-        plans = []
-        for row in rows:
-            s = int(start_samples[row])
-            first, end = window_frames(s, n_samples, n_fft=n_fft, hop=hop)
-            cache = cache_of(memories[row], engine, snapshot)
-            cache.forget_before(first)
-            starts = subwindow_grid(first, end, frames=sub_frames, hop=match.query_hop_frames)
-            plan = _Plan(row, s, first, starts, cache, [int(a) for a in starts if int(a) not in cache.hits])
-            if plan.missing:
-                need_lo, need_hi = plan.missing[0], plan.missing[-1] + sub_frames
-                if cache.band is None or not cache.band_lo <= need_lo <= cache.band_hi:
-                    cache.band, cache.band_lo = None, need_lo  # a gap (dropped windows): start afresh
-                plan.compute = (max(need_lo, cache.band_hi), need_hi)
-            plans.append(plan)
-        _compute_frames(plans, windows, n_fft=n_fft, hop=hop, engine=engine, xp=xp)
-        _search_missing(plans, engine, snapshot.index, sub_frames)
-        yield from _vote(plans, engine)
+    for rows in _rounds(states):
+        plans = [_plan(ctx, row, int(start_samples[row]), windows.shape[1], cache_of(states[row], ctx))
+                 for row in rows]
+        _compute_frames(ctx, plans, windows, xp=xp)
+        _search_missing(ctx, plans)
+        yield from _vote(ctx, plans)
 
 
-def _compute_frames(plans: list[_Plan], windows: np.ndarray, *, n_fft: int, hop: int, engine, xp) -> None:
+def level_votes(ctx: SearchContext, levels: np.ndarray):
+    """Votes for independent windows given as band levels (calibration negatives).
+
+    levels: (batch, frames, bands) dB band levels of whole windows, frame 0
+    at each window's first sample (``signal.features.band_db``). The same
+    sub-window grid, floor and search as ``stream_votes`` with a fresh cache.
+    Yields what ``stream_votes`` yields.
+    """
+    levels = np.asarray(levels, dtype=np.float32)
+    n_samples = (levels.shape[1] - 1) * ctx.features.hop_length + ctx.features.n_fft
+    plans = []
+    for row in range(len(levels)):
+        cache = cache_of(None, ctx)
+        cache.band, cache.band_lo = levels[row], 0
+        plans.append(_plan(ctx, row, 0, n_samples, cache))
+    _search_missing(ctx, plans)
+    yield from _vote(ctx, plans)
+
+
+def _compute_frames(ctx: SearchContext, plans: list[_Plan], windows: np.ndarray, *, xp) -> None:
     """Band levels of every frame the plans lack, in one FFT call for the round."""
+    n_fft, hop = ctx.features.n_fft, ctx.features.hop_length
     spans = [(p, np.arange(*p.compute)) for p in plans if p.compute[1] > p.compute[0]]
     if not spans:
         return
@@ -206,9 +241,7 @@ def _compute_frames(plans: list[_Plan], windows: np.ndarray, *, n_fft: int, hop:
         segment = windows[p.row, lo:lo + (len(j) - 1) * hop + n_fft]
         parts.append(sliding_window_view(segment, n_fft)[::hop])
     frames = np.concatenate(parts)  # (new frames, n_fft)
-    levels = band_db(frame_power(frames, xp=xp), audio=engine.audio, params=engine.features, xp=xp)
-    from ...signal.xp import to_numpy
-
+    levels = band_db(frame_power(frames, xp=xp), audio=ctx.audio, params=ctx.features, xp=xp)
     levels = np.asarray(to_numpy(levels), dtype=np.float32)
     at = 0
     for p, j in spans:
@@ -217,8 +250,9 @@ def _compute_frames(plans: list[_Plan], windows: np.ndarray, *, n_fft: int, hop:
         p.cache.band = new if p.cache.band is None else np.concatenate([p.cache.band, new])
 
 
-def _search_missing(plans: list[_Plan], engine, index, sub_frames: int) -> None:
+def _search_missing(ctx: SearchContext, plans: list[_Plan]) -> None:
     """Embed and search every sub-window the plans lack (one encoder call, one search)."""
+    sub_frames = ctx.encoder.params.frames
     cuts, owners = [], []
     for p in plans:
         for a in p.missing:
@@ -227,13 +261,13 @@ def _search_missing(plans: list[_Plan], engine, index, sub_frames: int) -> None:
             owners.append((p.cache, a))
     if not cuts:
         return
-    sub = standardize(np.stack(cuts), floor_db=engine.features.floor_db)
-    sims, tracks, positions = index.search(engine.encoder.embed(sub), engine.match.top_k)
+    sub = standardize(np.stack(cuts), floor_db=ctx.features.floor_db)
+    sims, tracks, positions = ctx.index.search(ctx.encoder.embed(sub), ctx.match.top_k)
     for i, (cache, a) in enumerate(owners):
         cache.hits[a] = (tracks[i], positions[i], sims[i])
 
 
-def _vote(plans: list[_Plan], engine):
+def _vote(ctx: SearchContext, plans: list[_Plan]):
     """Offset votes, one call per distinct pattern of relative sub-window starts."""
     groups: dict[tuple, list[_Plan]] = {}
     for p in plans:
@@ -244,6 +278,6 @@ def _vote(plans: list[_Plan], engine):
         tracks = np.array([[h[0] for h in w] for w in hits])
         positions = np.array([[h[1] for h in w] for w in hits])
         sims = np.array([[h[2] for h in w] for w in hits])
-        votes = vote(np.array(rel, dtype=np.int64), tracks, positions, sims, params=engine.match)
-        yield (np.array([m.row for m in members]), np.array([m.first * engine.features.hop_length - m.start_sample
-                                                             for m in members]), votes)
+        votes: Votes = vote(np.array(rel, dtype=np.int64), tracks, positions, sims, params=ctx.match)
+        leads = np.array([m.first * ctx.features.hop_length - m.start_sample for m in members])
+        yield np.array([m.row for m in members]), leads, votes

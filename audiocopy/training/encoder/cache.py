@@ -8,7 +8,6 @@ and saved (one ``.npz`` per track, skipped when present: a rerun resumes).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -22,6 +21,7 @@ from ...config import ENCODER_AUGMENT, AudioParams, AugmentParams, EncoderTrainP
 from ...engines import catalog
 from ...errors import DatasetError
 from ...signal.features import track_band_db
+from ..sources import stable_seed
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,6 @@ class TrackCache:
     view_frame0: np.ndarray
     view_scale: np.ndarray
 
-
-def stable_seed(*parts) -> int:
-    return int(hashlib.sha1(":".join(map(str, parts)).encode()).hexdigest()[:12], 16)
 
 
 def _make_view(signal: np.ndarray, rng: np.random.Generator, *, audio: AudioParams, aug: AugmentParams,

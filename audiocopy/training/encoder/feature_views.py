@@ -16,7 +16,7 @@ import numpy as np
 
 from ...config import AudioParams, AugmentParams, FeatureParams
 from ...signal.features import track_band_db
-from .cache import stable_seed
+from ..sources import stable_seed
 
 
 def _db_to_power(x: np.ndarray) -> np.ndarray:

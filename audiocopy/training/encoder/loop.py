@@ -9,7 +9,6 @@ every epoch that improves it.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from pathlib import Path
@@ -29,7 +28,8 @@ from ...config import (
 from ...encoder.artifact import build_model, save_encoder
 from ...engines import catalog
 from ...errors import DatasetError
-from .cache import build_cache, load_cache, stable_seed
+from ..sources import stable_fraction, stable_seed
+from .cache import build_cache, load_cache
 from .checkpoint import TrainState, load_checkpoint, save_checkpoint
 from .feature_views import FeatureAugmenter
 from .loss import nt_xent
@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 
 def split_tracks(paths: list[Path], n_val: int) -> tuple[list[Path], list[Path]]:
     """Deterministic (train, validation) split by a hash of the track id."""
-    order = sorted(paths, key=lambda p: hashlib.sha1(("val:" + p.stem).encode()).hexdigest())
+    order = sorted(paths, key=lambda p: stable_fraction("val:" + p.stem))
     return sorted(order[n_val:]), sorted(order[:n_val])
 
 

@@ -13,7 +13,8 @@ import numpy as np
 
 from ...config import EncoderTrainParams
 from ...encoder.subwindows import standardize
-from .cache import TrackCache, stable_seed
+from ..sources import stable_seed
+from .cache import TrackCache
 from .pairs import PairSampler
 
 

@@ -1,0 +1,72 @@
+"""Parameters of the decision: how window margins become plays.
+
+Place in the pipeline: read by ``decision`` (the stream decision that every
+file, live stream and monitor goes through) and by the calibration of the
+play threshold at enrolment. Times are stream seconds; margins and evidence
+are in the engines' margin units (0 = the window's calibrated threshold).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DecisionParams:
+    """How a stream's windows become plays (see ``decision.stream``).
+
+    top_k: candidates per window the decision looks at (best margins first).
+    support_margin: the weakest window margin that still supports a
+        hypothesis whose offset line it continues. Below the per-window
+        threshold (0) on purpose: through a room a real play has many windows
+        just under it, and a track *and* an offset that agree with the last
+        seconds are unlikely by chance.
+    runner_up_gap: a candidate other than the window's best supports or
+        starts a hypothesis only within this margin of the best one: a
+        look-alike far below the real track is explained away by it.
+    support_bonus: added to a supporting window's margin, so the weakest
+        support adds nothing and a window at the threshold adds this much.
+    offset_tolerance_s: how far (track seconds) a window's offset may sit
+        from the hypothesis' line and still support it: sub-window steps and
+        enrolment hops quantise offsets by ~0.25 s.
+    max_time_scale: relative speed/tempo change a line may have (0.12 =
+        ±12 %); until the line's slope is fitted, the tolerance grows by this
+        much per second since the last support.
+    rate_span_s: the slope (time scale) is fitted once a line's support spans
+        this long; after that the tolerance grows by ``rate_tolerance`` per s.
+    half_life_s: evidence decays with this half-life, so old support counts
+        less and a hypothesis fades once its music stops.
+    start_evidence: evidence a hypothesis needs to become a play, used when a
+        database has no calibrated value (``calibration.play_threshold``).
+    dominance: a hypothesis becomes a play only if its evidence is at least
+        this share of the strongest play supported at the same moment.
+    hold_s: an open play survives this long without support (a quiet
+        passage, a presenter talking over it); its end is the last support.
+    silence_end_s: this much silence (below ``silence_dbfs``) ends a play.
+    edge_s: a window is recognised once about this much of the music is in
+        it: a play starts ``edge_s`` after its first supporting window starts
+        and ends ``edge_s`` before its last one ends.
+    fragment_windows: a file of at most this many windows (2.5 to 3.5 s) is a
+        fragment: no stream evidence can accumulate in it, so its answer is
+        its best window's own calibrated decision.
+    false_plays_per_hour: the rate at which enrolment calibrates the play
+        threshold on held-out negative music.
+    silence_dbfs: windows quieter than this (RMS) are silence, not music.
+    """
+
+    top_k: int = 5
+    support_margin: float = -0.08
+    runner_up_gap: float = 0.15
+    support_bonus: float = 0.08
+    offset_tolerance_s: float = 0.5
+    max_time_scale: float = 0.12
+    rate_span_s: float = 4.0
+    rate_tolerance: float = 0.01
+    half_life_s: float = 8.0
+    start_evidence: float = 0.5
+    dominance: float = 0.5
+    hold_s: float = 15.0
+    silence_end_s: float = 3.0
+    edge_s: float = 1.0
+    fragment_windows: int = 3
+    false_plays_per_hour: float = 0.5
+    silence_dbfs: float = -60.0

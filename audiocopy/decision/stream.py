@@ -1,0 +1,328 @@
+"""The stream decision: window detections in, plays out, for every kind of source.
+
+Place in the pipeline: after the recognizer, before the plays store. A live
+browser stream, a radio monitor and a long file all go through one
+``StreamDecision`` per stream; nothing else turns windows into plays.
+
+Why not "a run of windows that each pass". Through a loudspeaker, a room and
+a microphone, a real play has many windows just under the per-window
+threshold; if each window had to pass on its own, one weak window would
+break the play in two and a quiet passage would lose it. But a stream knows
+more than any window: the windows of a real play agree on one track *and*
+on an offset into it that advances with stream time, at the play's speed.
+Chance agreement of both over several seconds is rare. So the decision keeps
+per-stream **hypotheses** (a track and an offset line through its
+supporting windows) and accumulates their **evidence**:
+
+* a window *supports* a hypothesis when one of its top candidates is the
+  hypothesis' track, with a margin of at least ``support_margin`` (a little
+  under the threshold) and not far below the window's best candidate
+  (``runner_up_gap``: a look-alike is explained away by the real thing), at
+  an offset within a tolerance of the line's prediction. The tolerance grows with the time since the last support by
+  the largest speed change allowed (``max_time_scale``) until the line's
+  slope has been fitted from a few seconds of support, then by the slope's
+  uncertainty only. A candidate with a positive margin that fits no
+  hypothesis starts a new one;
+* evidence is the sum of (margin + ``support_bonus``) over supporting
+  windows, decaying with a half-life, so old support counts less;
+* a hypothesis becomes a **play** when its evidence passes the play
+  threshold, calibrated on held-out negative music at a stated rate of false
+  plays per hour (``calibration.play_threshold``);
+* a play is **held** through weak windows while its line stays unbroken:
+  it ends ``hold_s`` after its last support, when another play starts while
+  it has no support (contrary evidence: the next song),
+  or after ``silence_end_s`` of silence. Its end is its last
+  supporting window, whenever that is found out.
+
+A second track's windows never extend the first track's play: there is one
+hypothesis per track. A window that passes on its own (margin > 0) but lies
+off the line continues its track's hypothesis on a new line: looped music
+repeats itself, so the same second can align with several places in the
+track. A weak window off the line supports nothing. A hypothesis does not
+become a play while a play at least ``1 / dominance`` times stronger is
+being supported (a look-alike, not a second song at once). Engines without
+offsets (cnnbin's spectrogram CNNs) give hypotheses without lines: only a
+window's best track may support them.
+
+Plays are reported as they open and as they close (``StreamUpdate``), each
+with a ``key`` that stays the same, so a store can keep open plays up to
+date and recover them after a crash.
+"""
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+
+from ..config import DecisionParams
+from .detection import Candidate, Detection
+from .play import Play, iso_utc
+
+#: Supporting observations kept per hypothesis for fitting its slope.
+MAX_OBSERVATIONS = 64
+
+
+@dataclass
+class _Hypothesis:
+    """One track heard along one offset line."""
+
+    track: str
+    t_first: float
+    t_last: float
+    offset_last: float | None
+    evidence: float = 0.0
+    t_evidence: float = 0.0
+    peak_evidence: float = 0.0
+    rate: float | None = None
+    observations: list = field(default_factory=list)  # (t, offset, margin)
+    margin_sum: float = 0.0
+    peak_margin: float = -math.inf
+    windows: int = 0
+    key: str | None = None  # set when it becomes a play
+    supported_now: bool = False
+
+    def decay_to(self, t: float, half_life_s: float) -> None:
+        if t > self.t_evidence:
+            self.evidence *= 0.5 ** ((t - self.t_evidence) / half_life_s)
+            self.t_evidence = t
+
+    def predicted_offset(self, t: float) -> float | None:
+        if self.offset_last is None:
+            return None
+        return self.offset_last + (1.0 if self.rate is None else self.rate) * (t - self.t_last)
+
+    def tolerance(self, t: float, p: DecisionParams) -> float:
+        per_s = p.max_time_scale if self.rate is None else p.rate_tolerance
+        return p.offset_tolerance_s + per_s * abs(t - self.t_last)
+
+    def fits(self, c: Candidate, t: float, p: DecisionParams) -> float | None:
+        """How far ``c`` lies from the line (s); None when it does not support it."""
+        if c.track != self.track:
+            return None
+        predicted = self.predicted_offset(t)
+        if predicted is None or c.track_offset_s is None:
+            return 0.0 if (predicted is None) == (c.track_offset_s is None) else None
+        miss = abs(c.track_offset_s - predicted)
+        return miss if miss <= self.tolerance(t, p) else None
+
+    def support(self, c: Candidate, t: float, p: DecisionParams, *, reanchor: bool = False) -> None:
+        if reanchor:  # a new line through this window: the old slope says nothing about it
+            self.observations.clear()
+            self.rate = None
+        self.decay_to(t, p.half_life_s)
+        self.evidence += max(0.0, c.score + p.support_bonus)
+        self.peak_evidence = max(self.peak_evidence, self.evidence)
+        self.t_last, self.offset_last = t, c.track_offset_s
+        self.margin_sum += c.score
+        self.peak_margin = max(self.peak_margin, c.score)
+        self.windows += 1
+        self.supported_now = True
+        if c.track_offset_s is not None:
+            self.observations.append((t, c.track_offset_s))
+            del self.observations[:-MAX_OBSERVATIONS]
+            self._fit_rate(p)
+
+    def _fit_rate(self, p: DecisionParams) -> None:
+        ts = [o[0] for o in self.observations]
+        if ts[-1] - ts[0] < p.rate_span_s:
+            return
+        n = len(ts)
+        mt = sum(ts) / n
+        mo = sum(o[1] for o in self.observations) / n
+        var = sum((t - mt) ** 2 for t in ts)
+        slope = sum((t - mt) * (o - mo) for t, o in self.observations) / var
+        self.rate = min(max(slope, 1.0 - p.max_time_scale), 1.0 + p.max_time_scale)
+
+
+@dataclass(frozen=True)
+class NowPlaying:
+    """The stream's current answer (what the Live page shows as "now playing").
+
+    track: the open play with the most evidence; evidence: its evidence;
+    track_offset_s: where in the track the stream is now (None without
+    offsets); since_s: stream time the play started; time_scale: its slope.
+    """
+
+    track: str
+    evidence: float
+    track_offset_s: float | None
+    since_s: float
+    time_scale: float | None
+
+    def to_json(self) -> dict:
+        def r(v, d):
+            return None if v is None else round(float(v), d)
+
+        return {"track": self.track, "evidence": round(self.evidence, 3),
+                "track_offset_s": r(self.track_offset_s, 2), "since_s": round(self.since_s, 3),
+                "time_scale": r(self.time_scale, 4)}
+
+
+@dataclass(frozen=True)
+class StreamUpdate:
+    """What one window changed: the current answer, and plays opened and closed."""
+
+    now: NowPlaying | None
+    opened: tuple[Play, ...] = ()
+    closed: tuple[Play, ...] = ()
+
+
+class StreamDecision:
+    """Turns one stream's window detections into plays (see the module docstring).
+
+    source: label stored with every play (e.g. "browser", a monitor's name).
+    window_s: window length (s); wall_start: wall-clock time (epoch s) of
+    stream time 0; threshold: evidence a play needs (a database's calibrated
+    value, ``Recognizer.play_threshold``); params: the decision parameters.
+    Not thread-safe: one decision belongs to one stream, fed in stream order.
+    """
+
+    def __init__(self, source: str, *, window_s: float, wall_start: float, threshold: float,
+                 params: DecisionParams = DecisionParams()):
+        if not threshold > 0:
+            raise ValueError(f"the play threshold must be > 0, got {threshold}")
+        self.source = source
+        self.window_s = window_s
+        self.wall_start = wall_start
+        self.threshold = threshold
+        self.params = params
+        self._hyps: list[_Hypothesis] = []
+        self._first_window: float | None = None  # stream time of the first and latest windows seen
+        self._last_window: float | None = None
+        self._finishing = False
+        self._silent_since: float | None = None
+        self._peaks: list[float] = []  # peak evidence of every hypothesis that ended (calibration)
+
+    # --- feeding -------------------------------------------------------------
+
+    def update(self, det: Detection) -> StreamUpdate:
+        """Take the detection of the next window (``det.offset_s`` = its stream time)."""
+        p, t = self.params, float(det.offset_s or 0.0)
+        self._first_window = t if self._first_window is None else self._first_window
+        self._last_window = t
+        for h in self._hyps:
+            h.decay_to(t, p.half_life_s)
+            h.supported_now = False
+        # A play unsupported for longer than the hold has ended: this window
+        # may not revive it (a later return to the same line is a new play).
+        closed = self._close([h for h in self._hyps if h.key is not None and t - h.t_last > p.hold_s])
+        self._prune(t)
+        if det.silent:
+            self._silent_since = t if self._silent_since is None else self._silent_since
+            if t - self._silent_since >= p.silence_end_s:
+                closed += self._close([h for h in self._hyps if h.key is not None])
+        else:
+            self._silent_since = None
+            self._assign(det, t)
+        opened = self._open_ready(t)
+        if opened:  # contrary evidence: a new play ends the plays that have no support now
+            closed += self._close([h for h in self._hyps if h.key is not None and not h.supported_now
+                                   and all(h.key != o.key for o in opened)])
+        return StreamUpdate(self.now(t), tuple(opened), tuple(closed))
+
+    def finish(self) -> list[Play]:
+        """End of stream: close every open play and forget the rest."""
+        self._finishing = True
+        closed = self._close([h for h in self._hyps if h.key is not None])
+        self._peaks += [h.peak_evidence for h in self._hyps]
+        self._hyps = []
+        return closed
+
+    # --- reading -------------------------------------------------------------
+
+    def now(self, t: float) -> NowPlaying | None:
+        """The open play with the most evidence at stream time ``t``, or None."""
+        playing = [h for h in self._hyps if h.key is not None]
+        if not playing:
+            return None
+        h = max(playing, key=lambda x: x.evidence)
+        return NowPlaying(h.track, h.evidence, h.predicted_offset(t), self._start_s(h), h.rate)
+
+    def open_plays(self) -> list[Play]:
+        """Every play in progress, as it stands (for a store to checkpoint)."""
+        return [self._play(h, open_=True) for h in self._hyps if h.key is not None]
+
+    def evidence_peaks(self) -> list[float]:
+        """Peak evidence of every hypothesis so far (the calibration's raw material)."""
+        return self._peaks + [h.peak_evidence for h in self._hyps]
+
+    # --- internals -----------------------------------------------------------
+
+    def _assign(self, det: Detection, t: float) -> None:
+        p = self.params
+        by_track = {h.track: h for h in self._hyps}
+        best = det.candidates[0].score if det.candidates else -float("inf")
+        for rank, c in enumerate(det.candidates[:p.top_k]):
+            # A runner-up far below the window's best is explained away by it.
+            # Without an offset, agreement on the track alone is weak evidence:
+            # only the window's own best track may then support or start one.
+            if c.score < p.support_margin or (rank > 0 and (c.score < best - p.runner_up_gap
+                                                            or c.track_offset_s is None)):
+                continue
+            h = by_track.get(c.track)
+            if h is None:
+                if c.score > 0:
+                    h = by_track[c.track] = _Hypothesis(c.track, t, t, c.track_offset_s, t_evidence=t)
+                    self._hyps.append(h)
+                    h.support(c, t, p)
+            elif h.fits(c, t, p) is not None:
+                h.support(c, t, p)
+            elif c.score > 0:
+                # Looped music repeats itself, so a window that passes on its
+                # own may align with another repeat: it continues the track's
+                # hypothesis on a new line. A weak window off the line does not.
+                h.support(c, t, p, reanchor=True)
+
+    def _open_ready(self, t: float) -> list[Play]:
+        # A track heard now alongside a much stronger play is far more often
+        # a look-alike of it than a second song at once; the strongest ready
+        # hypothesis goes first, so two crossing the threshold together are
+        # judged against each other too.
+        strongest = max((h.evidence for h in self._hyps if h.key is not None and h.supported_now), default=0.0)
+        opened = []
+        for h in sorted(self._hyps, key=lambda x: -x.evidence):
+            if h.key is None and h.evidence >= max(self.threshold, self.params.dominance * strongest):
+                h.key = uuid.uuid4().hex
+                opened.append(self._play(h, open_=True))
+                strongest = max(strongest, h.evidence)
+        return opened
+
+    def _close(self, hyps: list[_Hypothesis]) -> list[Play]:
+        out = [self._play(h, open_=False) for h in hyps]
+        for h in hyps:
+            self._peaks.append(h.peak_evidence)
+            self._hyps.remove(h)
+        return sorted(out, key=lambda play: play.start_s)
+
+    def _prune(self, t: float) -> None:
+        p = self.params
+        stale = [h for h in self._hyps if h.key is None and t - h.t_last > p.hold_s]
+        for h in stale:
+            self._peaks.append(h.peak_evidence)
+            self._hyps.remove(h)
+
+    def _start_s(self, h: _Hypothesis) -> float:
+        # A window is recognised once about ``edge_s`` of the music is in it,
+        # so music heard first by a window that starts later began about
+        # ``edge_s`` into it; music already there in the stream's first window
+        # began no later than the stream.
+        if h.t_first <= self._first_window:
+            return h.t_first
+        return min(h.t_first + self.params.edge_s, h.t_last + self.window_s / 2)
+
+    def _end_s(self, h: _Hypothesis, start_s: float) -> float:
+        # Likewise at the end, unless the stream itself ended with the music.
+        if self._finishing and h.t_last >= self._last_window:
+            return h.t_last + self.window_s
+        return max(start_s, h.t_last + self.window_s - self.params.edge_s)
+
+    def _play(self, h: _Hypothesis, *, open_: bool) -> Play:
+        start_s = self._start_s(h)
+        end_s = self._end_s(h, start_s)
+        track_start = h.predicted_offset(start_s)
+        track_end = h.predicted_offset(end_s)
+        return Play(track=h.track, source=self.source, start_s=start_s, end_s=end_s,
+                    confidence=h.margin_sum / max(h.windows, 1), peak_score=h.peak_margin, windows=h.windows,
+                    started_at=iso_utc(self.wall_start + start_s), ended_at=iso_utc(self.wall_start + end_s),
+                    key=h.key or "", track_start_s=track_start, track_end_s=track_end, time_scale=h.rate,
+                    open=open_)

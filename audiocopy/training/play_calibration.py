@@ -1,0 +1,84 @@
+"""Calibrating the play threshold of a database on negative music, for both engines.
+
+Place in the pipeline: the last step of enrolment (``enroll_fingerprint``,
+``enroll_cnnbin``), after the per-window threshold is set. The stream
+decision (``decision.stream``) starts a play when a hypothesis' evidence
+passes this threshold, so the threshold is what sets the rate of false plays
+per hour on music outside the catalogue.
+
+Which music. The held-out calibration negatives (``sources``), each played
+as a whole stream twice: as it is, and through a generated room and
+microphone (``augment.chain``), because a room changes which wrong tracks
+look alike and how long a false hypothesis survives. Each stream runs with
+an infinite threshold, so hypotheses grow as far as the audio takes them
+(``decision.files.negative_evidence``), and ``decision.calibration.
+play_threshold`` sets the threshold for ``DecisionParams.false_plays_per_hour``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..config import AudioParams, DecisionParams
+from ..decision.calibration import play_threshold
+from ..decision.files import negative_evidence
+from ..decision.recognizer import Recognizer
+from ..engines import catalog
+from ..errors import AudiocopyError
+from ..signal.audio import load_audio
+from .augment.chain import apply_chain, random_chain
+from .sources import stable_seed
+
+log = logging.getLogger(__name__)
+
+#: Keys of ``db.json``'s calibration written here (kept when a later
+#: recalibration has no negatives to redo them).
+PLAY_KEYS = ("play_threshold", "play_rate_per_hour", "play_calibration_hours", "play_hypotheses")
+
+
+def negative_streams(files: list[Path], *, audio: AudioParams, seed: int = 0) -> Iterator[np.ndarray]:
+    """Each negative file as it is, then through a room chain drawn from its track id.
+
+    Undecodable files are logged and skipped.
+    """
+    for path in files:
+        try:
+            signal = load_audio(path, params=audio)
+        except AudiocopyError as exc:
+            log.warning("skipped negative %s", exc)
+            continue
+        yield signal
+        rng = np.random.default_rng(stable_seed(seed, "play-calibration", path.stem))
+        yield apply_chain(signal, random_chain(rng, kind="room"), sample_rate=audio.sample_rate, rng=rng)
+
+
+def calibrate_play_threshold(db: Path, files: list[Path], *, params: DecisionParams = DecisionParams()) -> dict:
+    """Set ``play_threshold`` in ``db.json`` from negative streams; returns the calibration entries.
+
+    files: the calibration negatives (never trained on). The database's
+    per-window threshold must already be calibrated: margins are measured
+    against it.
+    """
+    recognizer = Recognizer.open(db, xp=np, params=params)
+    try:
+        if not recognizer.track_ids:
+            return {}
+        peaks, hours = negative_evidence(recognizer, negative_streams(files, audio=recognizer.audio))
+    finally:
+        recognizer.close()
+    if hours <= 0:
+        log.warning("no usable negatives for the play threshold of %s; keeping %.2f", db,
+                    recognizer.play_threshold)
+        return {}
+    threshold = play_threshold(peaks, hours, rate_per_hour=params.false_plays_per_hour,
+                               floor=3 * params.support_bonus)
+    entries = {"play_threshold": round(threshold, 4), "play_rate_per_hour": params.false_plays_per_hour,
+               "play_calibration_hours": round(hours, 3), "play_hypotheses": int(len(peaks))}
+    info = catalog.open_db(db)
+    catalog.set_calibration(db, {**info.calibration, **entries})
+    log.info("play threshold %.3f for %.2f false plays per hour (%d hypotheses in %.2f h of negatives)",
+             threshold, params.false_plays_per_hour, len(peaks), hours)
+    return entries

@@ -1,0 +1,236 @@
+"""The stream decision: synthetic window detections with known plays -> plays, holds, ends, calibration."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audiocopy.config import DecisionParams
+from audiocopy.decision.calibration import play_threshold
+from audiocopy.decision.detection import Candidate, Detection
+from audiocopy.decision.files import file_answer
+from audiocopy.decision.stream import StreamDecision
+
+HOP = 0.5
+WINDOW = 2.5
+P = DecisionParams()
+
+
+def det(t: float, cands=(), silent: bool = False) -> Detection:
+    """A window at stream time t with candidates (track, margin, offset)."""
+    cs = tuple(Candidate(tr, m, off) for tr, m, off in sorted(cands, key=lambda c: -c[1]))
+    best = cs[0] if cs else None
+    matched = best is not None and best.score > 0
+    return Detection(best.track if matched else None, best.score if best else -1.0, t, cs,
+                     best.track_offset_s if matched else None, silent=silent)
+
+
+def run(decision: StreamDecision, dets) -> tuple[list, list, list]:
+    """Feed detections; returns (opened, closed during the run + at the end, now per window)."""
+    opened, closed, nows = [], [], []
+    for d in dets:
+        u = decision.update(d)
+        opened += u.opened
+        closed += u.closed
+        nows.append(u.now)
+    closed += decision.finish()
+    return opened, closed, nows
+
+
+def decision(threshold: float = 0.6, **kw) -> StreamDecision:
+    return StreamDecision("radio", window_s=WINDOW, wall_start=1_700_000_000.0, threshold=threshold,
+                          params=DecisionParams(**kw) if kw else P)
+
+
+def line(track: str, t0: float, n: int, *, margin: float = 0.3, offset0: float = 10.0, rate: float = 1.0,
+         noise=None):
+    """n windows from stream time t0 whose track offsets follow one line."""
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        t = t0 + i * HOP
+        m = margin if noise is None else margin + noise * rng.standard_normal()
+        out.append((t, [(track, m, offset0 + rate * (t - t0))]))
+    return out
+
+
+def dets_of(items) -> list[Detection]:
+    return [det(t, c) for t, c in items]
+
+
+def test_a_clean_run_is_one_play_with_its_place_in_the_track():
+    silence_before, silence_after = [det(t * HOP, silent=True) for t in range(10)], [det(15.0, silent=True)]
+    opened, closed, nows = run(decision(), silence_before + dets_of(line("a", 5.0, 20)) + silence_after)
+    assert len(opened) == 1 and len(closed) == 1
+    p = closed[0]
+    assert (p.track, p.source, p.windows, p.key) == ("a", "radio", 20, opened[0].key)
+    assert p.start_s == pytest.approx(5.0 + P.edge_s)
+    assert p.end_s == pytest.approx(5.0 + 19 * HOP + WINDOW - P.edge_s)
+    # The offset line gives the part of the track that was played.
+    assert p.track_start_s == pytest.approx(10.0 + P.edge_s, abs=1e-6)
+    assert p.track_end_s == pytest.approx(10.0 + (p.end_s - 5.0), abs=1e-6)
+    assert nows[0] is None and nows[-2].track == "a"
+
+
+def test_music_at_the_edges_of_the_stream_starts_and_ends_with_it():
+    _, closed, _ = run(decision(), dets_of(line("a", 0.0, 20)))
+    assert closed[0].start_s == 0.0 and closed[0].end_s == pytest.approx(19 * HOP + WINDOW)
+
+
+def test_a_play_survives_weak_windows_on_its_line_and_ends_when_the_line_breaks():
+    strong = line("a", 0.0, 6)
+    # 12 windows just under the window threshold, on the same line ...
+    weak = [(t, [("a", -0.05, off)]) for t, [(_, _, off)] in line("a", 3.0, 12, offset0=13.0)]
+    # ... then weak windows of the same track 40 s away: the line broke.
+    broken = [(t, [("a", -0.05, off)]) for t, [(_, _, off)] in line("a", 9.0, 40, offset0=59.0)]
+    opened, closed, _ = run(decision(hold_s=10.0), dets_of(strong + weak + broken))
+    assert len(opened) == 1 and len(closed) == 1
+    (play,) = closed
+    assert play.windows == 18  # the weak windows on the line held and extended it
+    assert play.end_s == pytest.approx(3.0 + 11 * HOP + WINDOW - P.edge_s)
+
+
+def test_a_window_that_passes_on_its_own_continues_the_track_on_a_new_line():
+    # Looped music: the same second aligns with another repeat of the pattern.
+    first = line("a", 0.0, 8)
+    repeat = line("a", 4.0, 8, offset0=10.0 + 4.0 + 32.0)
+    opened, closed, _ = run(decision(), dets_of(first + repeat))
+    assert len(opened) == 1 and len(closed) == 1 and closed[0].windows == 16
+
+
+def test_weak_windows_off_the_line_do_not_hold_a_play():
+    strong = line("a", 0.0, 6)
+    off_line = [(3.0 + i * HOP, [("a", -0.05, 500.0 + 7 * i)]) for i in range(12)]
+    _, closed, _ = run(decision(), dets_of(strong + off_line))
+    assert len(closed) == 1 and closed[0].windows == 6
+
+
+def test_a_second_tracks_windows_never_extend_the_first_tracks_play():
+    a = line("a", 0.0, 10)
+    b = line("b", 5.0, 10, offset0=10.0 + 5.0, margin=0.6)  # b's offsets even continue a's line
+    _, closed, _ = run(decision(), dets_of(a + b))
+    by_track = {p.track: p for p in closed}
+    assert set(by_track) == {"a", "b"}
+    assert by_track["a"].windows == 10 and by_track["b"].windows == 10
+    # b's play (contrary evidence) ends a's, at a's last support
+    assert by_track["a"].end_s == pytest.approx(4.5 + WINDOW - P.edge_s)
+
+
+def test_a_look_alike_under_a_much_stronger_play_does_not_become_a_second_play():
+    items = []
+    for t, [(_, m, off)] in line("a", 0.0, 30, margin=0.8):
+        items.append((t, [("a", m, off), ("b", 0.1, 50.0 + t)]))
+    _, closed, _ = run(decision(), dets_of(items))
+    assert [p.track for p in closed] == ["a"]
+
+
+def test_a_pause_shorter_than_the_hold_keeps_one_play_a_longer_one_splits_it():
+    before = line("a", 0.0, 8)
+    after_short = line("a", 4.0 + 8.0, 8, offset0=10.0 + 12.0)  # 8 s of nothing, same line
+    _, closed, _ = run(decision(hold_s=10.0), dets_of(before + after_short))
+    assert len(closed) == 1 and closed[0].windows == 16
+    after_long = line("a", 4.0 + 20.0, 8, offset0=10.0 + 24.0)
+    _, closed, _ = run(decision(hold_s=10.0), dets_of(before + after_long))
+    assert len(closed) == 2
+
+
+def test_silence_ends_a_play_at_its_last_support():
+    a = line("a", 0.0, 8)
+    silent = [det(4.0 + i * HOP, silent=True) for i in range(10)]
+    d = decision(silence_end_s=2.0)
+    closed_during = []
+    for x in dets_of(a) + silent:
+        closed_during += d.update(x).closed
+    assert len(closed_during) == 1  # closed by the silence, before the end of the stream
+    assert closed_during[0].end_s == pytest.approx(3.5 + WINDOW - P.edge_s)
+
+
+def test_time_scale_is_the_slope_of_the_offset_line():
+    _, closed, _ = run(decision(), dets_of(line("a", 0.0, 30, rate=1.06)))
+    assert closed[0].time_scale == pytest.approx(1.06, abs=0.01)
+    _, closed, _ = run(decision(), dets_of(line("a", 0.0, 30, rate=0.93)))
+    assert closed[0].time_scale == pytest.approx(0.93, abs=0.01)
+
+
+def test_one_weak_window_alone_is_never_a_play_and_evidence_must_reach_the_threshold():
+    # Single windows above the threshold, each on its own track or line, never add up.
+    scattered = [(i * HOP, [(f"t{i % 7}", 0.05, 100.0 * i)]) for i in range(60)]
+    opened, closed, _ = run(decision(threshold=0.6), dets_of(scattered))
+    assert opened == [] and closed == []
+
+
+def test_open_plays_are_reported_once_and_checkpointable():
+    d = decision()
+    opened = []
+    for x in dets_of(line("a", 0.0, 10)):
+        opened += d.update(x).opened
+    assert len(opened) == 1 and opened[0].open
+    (current,) = d.open_plays()
+    assert current.key == opened[0].key and current.windows == 10 and current.end_s > opened[0].end_s
+
+
+def test_bad_threshold_is_refused():
+    with pytest.raises(ValueError):
+        decision(threshold=0.0)
+    with pytest.raises(ValueError):
+        decision(threshold=float("nan"))
+
+
+def _negative_stream(rng, n_windows: int, n_tracks: int = 50):
+    """Windows of music outside a catalogue: random tracks, random offsets, margins mostly below 0."""
+    out = []
+    for i in range(n_windows):
+        tracks = rng.choice(n_tracks, 5, replace=False)
+        margins = rng.normal(-0.25, 0.12, 5)
+        out.append(det(i * HOP, [(f"t{k}", float(m), float(rng.uniform(0, 200))) for k, m in zip(tracks, margins)]))
+    return out
+
+
+def _peaks(dets) -> list[float]:
+    d = decision(threshold=float("inf"))
+    for x in dets:
+        d.update(x)
+    d.finish()
+    return d.evidence_peaks()
+
+
+def test_the_false_play_calibration_holds_on_fresh_synthetic_negatives():
+    hour = int(3600 / HOP)
+    rate = 2.0  # false plays per hour the calibration aims for
+    calibration = _peaks(_negative_stream(np.random.default_rng(1), 2 * hour))
+    threshold = play_threshold(np.array(calibration), 2.0, rate_per_hour=rate, floor=0.05)
+    # Fresh negatives, 10 hours: the false-play rate stays near the target.
+    d = decision(threshold=threshold)
+    false = 0
+    for x in _negative_stream(np.random.default_rng(2), 10 * hour):
+        false += len(d.update(x).opened)
+    assert false / 10.0 <= 2.5 * rate
+    # A real play (weak but on its line) is still found at that threshold.
+    opened, _, _ = run(decision(threshold=threshold), dets_of(line("a", 0.0, 40, margin=0.0, noise=0.05)))
+    assert len(opened) == 1
+
+
+def test_play_threshold_extrapolates_below_one_event_and_reads_quantiles_above():
+    rng = np.random.default_rng(0)
+    peaks = rng.exponential(0.1, 5000)
+    # 0.5 per hour in 1 hour: an extrapolation above the largest peak's neighbourhood
+    low = play_threshold(peaks, 1.0, rate_per_hour=0.5, floor=0.0)
+    assert low > np.sort(peaks)[-2]
+    # 1000 per hour in 1 hour: simply the 1001st largest
+    high = play_threshold(peaks, 1.0, rate_per_hour=1000, floor=0.0)
+    assert high == pytest.approx(np.sort(peaks)[::-1][1000])
+    assert play_threshold(np.array([]), 1.0, rate_per_hour=0.5, floor=0.3) == 0.3
+    with pytest.raises(ValueError):
+        play_threshold(peaks, 0.0, rate_per_hour=0.5, floor=0.0)
+
+
+def test_a_fragment_is_answered_by_its_best_window_a_longer_file_by_its_plays():
+    windows = [det(0.0, [("a", 0.2, 3.0)])]
+    answer = file_answer(windows, [], (), threshold=0.6, fragment_windows=3)
+    assert answer.track == "a" and answer.score == pytest.approx(0.2)
+    # The same lone window in a long file is no match: its score is the best evidence minus the threshold.
+    long = windows + [det(0.5 * i, [("b", -0.3, 1.0)]) for i in range(1, 20)]
+    answer = file_answer(long, [], (0.28,), threshold=0.6, fragment_windows=3)
+    assert answer.track is None and answer.score == pytest.approx(0.28 - 0.6)
+    _, plays, _ = run(decision(), dets_of(line("a", 0.0, 10)))
+    answer = file_answer(dets_of(line("a", 0.0, 10)), plays, (), threshold=0.6, fragment_windows=3)
+    assert answer.track == "a" and answer.score > 0 and answer.offset_s == plays[0].start_s
