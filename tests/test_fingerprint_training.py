@@ -53,6 +53,52 @@ def test_nt_xent_is_low_for_matching_pairs_and_ignores_same_track_negatives():
     assert masked == pytest.approx(0.0, abs=1e-4)
 
 
+def _reference_nt_xent(z: np.ndarray, ids: np.ndarray, temperature: float) -> float:
+    """The two-view NT-Xent written out row by row, as the literature states it."""
+    n = len(z)
+    b = n // 2
+    sims = z @ z.T / temperature
+    total = 0.0
+    for i in range(n):
+        j = (i + b) % n
+        keep = [k for k in range(n) if k != i and (k == j or ids[k % b] != ids[i % b])]
+        total += -(sims[i, j] - np.log(np.exp(sims[i, keep]).sum()))
+    return total / n
+
+
+def test_multi_positive_loss_is_nt_xent_for_two_views_and_rewards_agreeing_views():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((12, 8)).astype(np.float32)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    ids = np.array([0, 1, 1, 2, 3, 4], dtype=np.int32)
+    got = float(nt_xent(tf.constant(z), tf.constant(ids), 0.1, 2))
+    assert got == pytest.approx(_reference_nt_xent(z, ids, 0.1), rel=1e-4)
+    # Three views of each moment: identical views leave only the floor of two positives sharing
+    # the softmax (log 2); views of other moments cost much more.
+    base = z[:4]
+    same = float(nt_xent(tf.constant(np.concatenate([base, base, base])), tf.constant([0, 1, 2, 3]), 0.1, 3))
+    other = float(nt_xent(tf.constant(np.concatenate([base, base[::-1], base[[1, 2, 3, 0]]])),
+                          tf.constant([0, 1, 2, 3]), 0.1, 3))
+    assert same == pytest.approx(np.log(2), abs=0.05) and other > 2.0
+
+
+def test_a_batch_holds_several_views_of_each_moment(tracks, tmp_path):
+    from dataclasses import replace
+
+    from audiocopy.training.encoder.cache import build_cache, load_cache
+    from audiocopy.training.encoder.pairs import PairSampler
+
+    train = replace(TRAIN, positives_per_anchor=2)
+    cache = load_cache(build_cache(tracks, tmp_path, train=train, progress=False))
+    aug = FeatureAugmenter(audio=AudioParams(), features=FeatureParams(), aug=ENCODER_AUGMENT, seed=0, frames=30)
+    sampler = PairSampler(cache, augmenter=aug, train=train, floor_db=80.0, frames=30)
+    views, ids = sampler.batch(np.random.default_rng(0), 5)
+    assert views.shape == (3, 5, 30, 72) and ids.shape == (5,)
+    assert np.isfinite(views).all()
+
+
 def test_feature_space_pitch_shift_moves_content_up_the_band_axis():
     levels = np.full((4, 72), 1e-6, dtype=np.float32)
     levels[:, 30] = 1.0

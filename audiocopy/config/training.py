@@ -32,6 +32,11 @@ class AugmentParams:
     p_phone: float = 0.3
     p_reverb: float = 0.3
     p_codec: float = 0.15
+    #: Share of audio-domain views sent through a whole acoustic chain
+    #: (``augment.chain``: loudspeaker, generated room, microphone, AGC, room
+    #: noise, codec, capture) instead of the single edits above. The cnnbin
+    #: dataset's recipe does not draw it; the encoder's cached views do.
+    p_chain: float = 0.0
     # At 16 kHz mono, LAME barely changes the features from 32 kbit/s up
     # (mean change of the standardised spectrogram 0.085 at 32, 0.005 at 128)
     # but low-passes hard at 16-24 (0.36-0.65): each kbit/s covers 8 kHz of
@@ -111,7 +116,7 @@ class CalibrationParams:
 #: low-rate codec does to the bands) and ``stretch`` a resampling of frames.
 ENCODER_AUGMENT = AugmentParams(speed_range=(0.88, 1.12), stretch_range=(0.88, 1.12), snr_db_range=(-3.0, 25.0),
                                 p_speed=0.3, p_pitch=0.3, p_stretch=0.25, p_noise=0.5, p_music=0.2, p_phone=0.25,
-                                p_reverb=0.25, p_codec=0.15)
+                                p_reverb=0.25, p_codec=0.15, p_chain=0.5)
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,10 @@ class EncoderTrainParams:
         anchor's position (enrolment keeps a vector every 8 frames).
     val_tracks: training tracks held out to measure retrieval each epoch.
     enrol_hop_frames: sub-window step of the validation database (as enrolment).
+    positives_per_anchor: distorted views of each anchor's moment in a
+        batch; with more than one, every view is a positive of every other
+        (a multi-positive NT-Xent), so each step teaches more invariances
+        per anchor for the same number of negatives.
     """
 
     batch_pairs: int = 96
@@ -143,4 +152,5 @@ class EncoderTrainParams:
     val_tracks: int = 6
     val_queries: int = 384
     enrol_hop_frames: int = 8
+    positives_per_anchor: int = 1
     seed: int = 0

@@ -237,7 +237,7 @@ def fit_epochs(model, split: ValidationSplit, sampler: NegativeSampler, train: T
         y = np.concatenate([np.ones(len(split.pos_train)), np.zeros(len(neg))]).astype(np.float32)
         order = rng.permutation(len(x))
         fit(x[order], y[order], class_weight)
-        val_loss = _balanced_bce(score(split.val), split.y_val)
+        val_loss = balanced_bce(score(split.val), split.y_val)
         if val_loss < best_loss - 1e-4:
             best_loss, best_weights, best_epoch, waited = val_loss, model.get_weights(), epoch + 1, 0
         else:
@@ -300,9 +300,9 @@ def fit_track(dataset: Dataset, track_id: str, *, cnn: CnnParams, train: TrainPa
     def fit(x, y, class_weight):
         model.fit(x, y, batch_size=train.batch_size, epochs=1, verbose=0, class_weight=class_weight, shuffle=False)
 
-    best_loss, best_epoch = fit_epochs(model, split, sampler, train, rng, score=lambda x: _logits(model, x),
+    best_loss, best_epoch = fit_epochs(model, split, sampler, train, rng, score=lambda x: batched_logits(model, x),
                                        fit=fit, transform=jitter)
-    threshold, figures = calibrate_track(lambda x: _logits(model, x), split, calibration, train, track_id)
+    threshold, figures = calibrate_track(lambda x: batched_logits(model, x), split, calibration, train, track_id)
     metrics = {
         "best_epoch": best_epoch,
         "val_loss": round(best_loss, 4),
@@ -313,8 +313,8 @@ def fit_track(dataset: Dataset, track_id: str, *, cnn: CnnParams, train: TrainPa
     return FitResult(model, threshold, metrics)
 
 
-def _logits(model, x: np.ndarray, batch: int = 512,
-            inputs: Callable[[np.ndarray], object] | None = None) -> np.ndarray:
+def batched_logits(model, x: np.ndarray, batch: int = 512,
+                   inputs: Callable[[np.ndarray], object] | None = None) -> np.ndarray:
     """(n,) logits of a Keras model, called directly (``predict`` retraces on every new size).
 
     x: (n, ...) rows, float16 or float32, converted batch by batch: by
@@ -326,7 +326,7 @@ def _logits(model, x: np.ndarray, batch: int = 512,
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
-def _balanced_bce(logits: np.ndarray, y: np.ndarray) -> float:
+def balanced_bce(logits: np.ndarray, y: np.ndarray) -> float:
     """Class-balanced binary cross-entropy of logits (for epoch selection)."""
     loss = np.logaddexp(0, -logits) * y + np.logaddexp(0, logits) * (1 - y)
     return float(0.5 * loss[y == 1].mean() + 0.5 * loss[y == 0].mean())

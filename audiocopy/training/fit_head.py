@@ -58,7 +58,8 @@ from ..errors import DatasetError
 from ..signal.audio import load_audio
 from ..signal.features import track_band_db
 from .dataset import Dataset, Source
-from .fit_cnnbin import FitResult, NegativeSampler, _balanced_bce, _logits, calibrate_track, fit_epochs, split_positives
+from .fit_cnnbin import (FitResult, NegativeSampler, balanced_bce, batched_logits, calibrate_track, fit_epochs,
+                         split_positives)
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ def _fit_logistic(raw: np.ndarray, y: np.ndarray, *, ridge: float = 1e-2, iterat
 
 def _head_logits(model, rows: np.ndarray) -> np.ndarray:
     """(n,) logits of a head for (n, n_sub, dim + 1) rows."""
-    return _logits(model, rows, inputs=lambda batch: list(split_rows(batch)))
+    return batched_logits(model, rows, inputs=lambda batch: list(split_rows(batch)))
 
 
 def fit_track_head(dataset: Dataset, track_id: str, *, encoder, inputs: HeadInputs, cnn: CnnParams,
@@ -223,7 +224,7 @@ def fit_track_head(dataset: Dataset, track_id: str, *, encoder, inputs: HeadInpu
         model.fit(list(split_rows(x)), y, batch_size=train.batch_size, epochs=1, verbose=0,
                   class_weight=class_weight, shuffle=False)
 
-    init_loss = _balanced_bce(_head_logits(model, split.val), split.y_val)
+    init_loss = balanced_bce(_head_logits(model, split.val), split.y_val)
     best_loss, best_epoch = fit_epochs(model, split, sampler, train, rng, score=lambda x: _head_logits(model, x),
                                        fit=fit, start_loss=init_loss)
     # Saved without the optimiser: a compiled Keras model also stores Adam's

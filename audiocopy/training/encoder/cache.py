@@ -21,6 +21,7 @@ from ...config import ENCODER_AUGMENT, AudioParams, AugmentParams, EncoderTrainP
 from ...engines import catalog
 from ...errors import DatasetError
 from ...signal.features import track_band_db
+from ..augment.chain import apply_chain, random_chain
 from ..sources import stable_seed
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 #: MP3 bit rates of the audio-domain views (kbit/s at 16 kHz): where the codec
 #: actually changes the features (see ``config.AugmentParams.codec_kbps_range``).
 VIEW_MP3_KBPS = (16, 24, 32, 48, 64)
+#: Kinds of acoustic chain a view may go through, room twice as often: the
+#: first use the product exists for is a microphone in a room.
+CHAIN_KINDS = ("room", "room", "phone", "broadcast")
 CACHE_DIR = "cache"
 
 
@@ -87,12 +91,17 @@ def _make_view(signal: np.ndarray, rng: np.random.Generator, *, audio: AudioPara
         if other.size > length:
             other = augment.random_crop(other, length, rng)
         x = augment.mix_music(x, other, rng.uniform(0.0, 15.0))
-    if rng.random() < aug.p_reverb:
-        x = augment.reverb(x, rng, sample_rate=sr)
-    if rng.random() < aug.p_phone:
-        x = augment.phone(x, rng, sample_rate=sr)
-    if rng.random() < 0.25 and augment.mp3_available():
-        x = augment.mp3_roundtrip(x, sample_rate=sr, bitrate_kbps=int(rng.choice(VIEW_MP3_KBPS)))
+    if rng.random() < aug.p_chain:
+        # A whole loudspeaker-room-microphone (or phone, or broadcast) chain;
+        # it keeps the view's time alignment, so the time map still holds.
+        x = apply_chain(x, random_chain(rng, kind=str(rng.choice(CHAIN_KINDS))), sample_rate=sr, rng=rng)
+    else:
+        if rng.random() < aug.p_reverb:
+            x = augment.reverb(x, rng, sample_rate=sr)
+        if rng.random() < aug.p_phone:
+            x = augment.phone(x, rng, sample_rate=sr)
+        if rng.random() < 0.25 and augment.mp3_available():
+            x = augment.mp3_roundtrip(x, sample_rate=sr, bitrate_kbps=int(rng.choice(VIEW_MP3_KBPS)))
     if rng.random() < aug.p_noise:
         x = augment.add_noise(x, rng.uniform(*aug.snr_db_range), rng, color="pink" if rng.random() < 0.5 else "white")
     return x.astype(np.float32, copy=False), float(start), float(scale)

@@ -91,11 +91,12 @@ class FeatureAugmenter:
         return levels[s:s + n_frames], energy
 
     def positive(self, clean: np.ndarray, energy: np.ndarray, rng: np.random.Generator,
-                 other: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, float]:
+                 other: tuple[np.ndarray, np.ndarray] | None, *, centre: float | None = None) -> tuple[np.ndarray, float]:
         """A distorted sub-window from a clean track.
 
         clean: (T, bands) dB levels; energy: (T,) dB frame energies; other:
-        (levels, energy) of another track for the music distortion.
+        (levels, energy) of another track for the music distortion; centre:
+        the clean frame to show (None: drawn at random).
         Returns (levels (frames, bands) dB, centre) where ``centre`` is the
         clean frame (fractional) shown at the middle of the sub-window.
         """
@@ -111,7 +112,10 @@ class FeatureAugmenter:
         elif u < a.p_speed + a.p_pitch + a.p_stretch:
             scale = rng.uniform(*a.stretch_range)
         half = (f - 1) / 2 * scale
-        centre = rng.uniform(half, len(clean) - 1 - half)
+        if centre is None:
+            centre = rng.uniform(half, len(clean) - 1 - half)
+        else:
+            centre = float(np.clip(centre, half, len(clean) - 1 - half))
         pos = centre + (np.arange(f) - (f - 1) / 2) * scale
         power = _db_to_power(_interp_frames(clean, pos))
         sig_energy = float(_db_to_power(energy[np.clip(np.round(pos).astype(int), 0, len(energy) - 1)]).mean())

@@ -131,11 +131,13 @@ def train_encoder(tracks: list[Path], work: Path, out: Path, *, audio: AudioPara
     variables = model.trainable_variables
     temperature = float(train.temperature)
 
+    n_views = 1 + train.positives_per_anchor
+
     @tf.function(reduce_retracing=True)
-    def step(anchors, positives, ids):
+    def step(views, ids):
         with tf.GradientTape() as tape:
-            z = model(tf.concat([anchors, positives], 0), training=True)
-            loss = nt_xent(z, ids, temperature)
+            z = model(tf.reshape(views, (-1, encoder.frames, encoder.bands)), training=True)
+            loss = nt_xent(z, ids, temperature, n_views)
         grads = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(grads, variables))
         return loss
@@ -156,8 +158,8 @@ def train_encoder(tracks: list[Path], work: Path, out: Path, *, audio: AudioPara
         bar = tqdm(range(train.steps_per_epoch), desc=f"epoch {state.epoch + 1}/{train.epochs}", unit="step",
                    disable=not progress, leave=False)
         for _ in bar:
-            a, p, ids = sampler.batch(rng, train.batch_pairs)
-            losses.append(float(step(a, p, ids)))
+            views, ids = sampler.batch(rng, train.batch_pairs)
+            losses.append(float(step(views, ids)))
             if len(losses) % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         bar.close()

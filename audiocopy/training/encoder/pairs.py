@@ -33,22 +33,45 @@ class PairSampler:
         start = min(max(start, 0), len(t.clean) - f)
         return t.clean[start:start + f]
 
-    def pair(self, ti: int, rng) -> tuple[np.ndarray, np.ndarray]:
-        t, f = self.tracks[ti], self.frames
+    def _positive(self, t: TrackCache, rng, centre: float | None) -> tuple[np.ndarray, float]:
+        """A distorted view of ``t``: a cached audio view, or a feature-space one.
+
+        centre: the clean frame the view must show (None: anywhere). Returns
+        (levels (frames, bands) dB, the clean frame at the view's centre).
+        """
+        f = self.frames
         if len(t.views) and rng.random() < self.train.p_view:
             v = int(rng.integers(len(t.views)))
-            i0 = int(rng.integers(0, t.views.shape[1] - f + 1))
-            centre = t.view_frame0[v] + (i0 + (f - 1) / 2) * t.view_scale[v]
-            positive = t.views[v, i0:i0 + f].astype(np.float32)
-        else:
-            other = self.tracks[int(rng.integers(len(self.tracks)))]
-            positive, centre = self.aug.positive(t.clean, t.energy, rng, (other.clean, other.energy))
-        return self._anchor(t, centre, rng), positive
+            if centre is None:
+                i0 = int(rng.integers(0, t.views.shape[1] - f + 1))
+            else:  # the view frame that shows ``centre``, kept inside the view
+                i0 = int(round((centre - t.view_frame0[v]) / t.view_scale[v] - (f - 1) / 2))
+                i0 = min(max(i0, 0), t.views.shape[1] - f)
+            return t.views[v, i0:i0 + f].astype(np.float32), t.view_frame0[v] + (i0 + (f - 1) / 2) * t.view_scale[v]
+        other = self.tracks[int(rng.integers(len(self.tracks)))]
+        return self.aug.positive(t.clean, t.energy, rng, (other.clean, other.energy), centre=centre)
 
-    def batch(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(anchors, positives) (size, frames, bands) standardised, and (size,) track indices."""
+    def group(self, ti: int, rng, n_positives: int) -> list[np.ndarray]:
+        """The anchor and ``n_positives`` distorted views of one moment of track ``ti``.
+
+        The first view picks the moment; later ones show the same clean
+        frame (within a frame or two: cached views sit on their own grid).
+        """
+        t = self.tracks[ti]
+        first, centre = self._positive(t, rng, None)
+        views = [first] + [self._positive(t, rng, centre)[0] for _ in range(n_positives - 1)]
+        return [self._anchor(t, centre, rng)] + views
+
+    def pair(self, ti: int, rng) -> tuple[np.ndarray, np.ndarray]:
+        """(anchor, positive) levels of one moment of track ``ti``."""
+        anchor, positive = self.group(ti, rng, 1)
+        return anchor, positive
+
+    def batch(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(views, track indices): views (1 + positives_per_anchor, size, frames, bands) standardised,
+        view 0 the anchors; track indices (size,) int32."""
         ids = rng.choice(len(self.tracks), size=size, replace=size > len(self.tracks))
-        pairs = [self.pair(int(i), rng) for i in ids]
-        anchors = standardize(np.stack([p[0] for p in pairs]), floor_db=self.floor_db)
-        positives = standardize(np.stack([p[1] for p in pairs]), floor_db=self.floor_db)
-        return anchors, positives, ids.astype(np.int32)
+        groups = [self.group(int(i), rng, self.train.positives_per_anchor) for i in ids]
+        views = np.stack([standardize(np.stack([g[v] for g in groups]), floor_db=self.floor_db)
+                          for v in range(len(groups[0]))])
+        return views, ids.astype(np.int32)
