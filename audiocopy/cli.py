@@ -190,7 +190,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = p.add_subparsers(dest="command", required=True)
+    _add_data_commands(sub)
+    _add_catalog_commands(sub)
+    _add_query_commands(sub)
+    return p
 
+
+def _dataset_args(q) -> None:
+    """The dataset size options shared by ``dataset`` and ``enroll``."""
+    q.add_argument("--positives", type=_positive_int, default=DatasetParams().positives_per_track,
+                   help="augmented windows per licensed track (default %(default)s)")
+    q.add_argument("--wrong-windows", type=_positive_int, default=DatasetParams().windows_per_wrong,
+                   help="augmented windows per wrong training track (default %(default)s)")
+    q.add_argument("--jobs", type=_positive_int, default=None, help="worker processes (default: all cores)")
+
+
+def _add_data_commands(sub) -> None:
+    """convert, dataset, train: the seed's offline steps."""
     c = sub.add_parser("convert", help="convert a folder of audio (mp3, ...) to mono WAV",
                        description="Convert every audio file in SRC_DIR to a mono 16-bit WAV in DST_DIR "
                                    "(skips files already converted, reports failures and carries on).")
@@ -199,20 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--rate", type=_positive_int, default=22050, help="output sample rate in Hz (default 22050)")
     c.set_defaults(func=cmd_convert)
 
-    def dataset_args(q):
-        q.add_argument("--positives", type=_positive_int, default=DatasetParams().positives_per_track,
-                       help="augmented windows per licensed track (default %(default)s)")
-        q.add_argument("--wrong-windows", type=_positive_int, default=DatasetParams().windows_per_wrong,
-                       help="augmented windows per wrong training track (default %(default)s)")
-        q.add_argument("--jobs", type=_positive_int, default=None, help="worker processes (default: all cores)")
-
     d = sub.add_parser("dataset", help="build the training dataset (positives + wrong tracks)",
                        description="Draw distorted 2.5 s windows from licensed and wrong tracks and store their "
                                    "features as on-disk shards with a manifest. Resumes when interrupted.")
     d.add_argument("--licensed", default="data/audio/wav_licensed", help="folder of licensed tracks")
     d.add_argument("--wrong", default="data/audio/wav_wrong", help="folder of wrong (negative) tracks, >= 100")
     d.add_argument("--out", default="data/datasets", help="dataset folder")
-    dataset_args(d)
+    _dataset_args(d)
     d.set_defaults(func=cmd_dataset)
 
     t = sub.add_parser("train", help="train one model per licensed track from a dataset (cnnbin)",
@@ -226,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arg(t)
     t.set_defaults(func=cmd_train)
 
+
+def _add_catalog_commands(sub) -> None:
+    """enroll, remove: changing a recognizer database."""
     e = sub.add_parser("enroll", help="build a recognizer database from a folder of tracks",
                        description="Enrol every audio file of CATALOG_DIR (track id = file stem): build the "
                                    "dataset and train/calibrate the engine. Resumes when interrupted.")
@@ -246,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--epochs", type=_positive_int, default=TrainParams().epochs,
                    help="maximum training epochs per track (early stopping picks the best)")
     _model_arg(e)
-    dataset_args(e)
+    _dataset_args(e)
     e.set_defaults(func=cmd_enroll)
 
     r = sub.add_parser("remove", help="remove tracks from a database",
@@ -256,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("track", nargs="+")
     r.set_defaults(func=cmd_remove)
 
+
+def _add_query_commands(sub) -> None:
+    """identify, evaluate, serve: using a database."""
     i = sub.add_parser("identify", help="identify audio files",
                        description="Identify each FILE. With --json, print one JSON line per file: "
                                    '{"file", "match" (track id or null), "score" (higher = more confident; '
@@ -283,7 +298,6 @@ def build_parser() -> argparse.ArgumentParser:
                                    "variable named in its help.")
     add_server_arguments(s)
     s.set_defaults(func=cmd_serve)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

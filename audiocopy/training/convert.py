@@ -129,6 +129,39 @@ def _convert_one(src: Path, dst: Path, params: AudioParams) -> None:
         raise
 
 
+def _checked_folders(src_dir, dst_dir, sample_rate: int) -> tuple[Path, Path]:
+    """The source and destination folders, checked (the destination is created)."""
+    src_dir, dst_dir = Path(src_dir), Path(dst_dir)
+    if not src_dir.is_dir():
+        raise ConfigError(f"{src_dir}: no such folder")
+    if dst_dir.resolve() == src_dir.resolve():
+        raise ConfigError(f"{dst_dir}: the destination must be another folder than the source "
+                          "(converting in place could overwrite source WAV files)")
+    if sample_rate <= 0:
+        raise ConfigError(f"sample rate must be a positive number of Hz, not {sample_rate}")
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    return src_dir, dst_dir
+
+
+def _one(src: Path, dst: Path, params: AudioParams, claimed: dict[Path, Path]) -> str:
+    """Convert one file: "" when converted, "skipped" when up to date, else why it failed."""
+    if dst in claimed:
+        return f"same output file {dst.name} as {claimed[dst].name}; rename one of them"
+    claimed[dst] = src
+    if _same_file(src, dst):
+        return "the output would overwrite the source; choose another destination folder"
+    if _up_to_date(src, dst):
+        log.debug("skipping %s: %s is up to date", src, dst)
+        return "skipped"
+    try:
+        _convert_one(src, dst, params)
+    except AudiocopyError as exc:
+        return getattr(exc, "reason", None) or str(exc)
+    except OSError as exc:  # unreadable source, full disk, no write permission
+        return f"{exc.strerror or exc} ({exc.filename or dst})"
+    return ""
+
+
 def convert_folder(
     src_dir: str | os.PathLike,
     dst_dir: str | os.PathLike,
@@ -149,51 +182,25 @@ def convert_folder(
     """
     from tqdm import tqdm
 
-    src_dir, dst_dir = Path(src_dir), Path(dst_dir)
-    if not src_dir.is_dir():
-        raise ConfigError(f"{src_dir}: no such folder")
-    if dst_dir.resolve() == src_dir.resolve():
-        raise ConfigError(f"{dst_dir}: the destination must be another folder than the source "
-                          "(converting in place could overwrite source WAV files)")
-    if sample_rate <= 0:
-        raise ConfigError(f"sample rate must be a positive number of Hz, not {sample_rate}")
-    dst_dir.mkdir(parents=True, exist_ok=True)
+    src_dir, dst_dir = _checked_folders(src_dir, dst_dir, sample_rate)
     params = AudioParams(sample_rate=sample_rate)
-
     sources = list_sources(src_dir)
     log.info("converting %d audio files from %s to %s (mono, %d Hz)", len(sources), src_dir, dst_dir, sample_rate)
     converted: list[Path] = []
     skipped: list[Path] = []
     failed: list[Failure] = []
     claimed: dict[Path, Path] = {}  # output -> the source that produces it in this run
-
-    def fail(src: Path, message: str) -> None:
-        log.warning("cannot convert %s: %s", src, message)
-        failed.append(Failure(src, message))
-
     with tqdm(sources, desc="convert", unit="file", disable=not progress) as bar:
         for src in bar:
             dst = output_path(src, dst_dir)
-            if dst in claimed:
-                fail(src, f"same output file {dst.name} as {claimed[dst].name}; rename one of them")
-                continue
-            claimed[dst] = src
-            if _same_file(src, dst):
-                fail(src, "the output would overwrite the source; choose another destination folder")
-                continue
-            if _up_to_date(src, dst):
-                log.debug("skipping %s: %s is up to date", src, dst)
+            problem = _one(src, dst, params, claimed)
+            if problem == "skipped":
                 skipped.append(src)
-                continue
-            try:
-                _convert_one(src, dst, params)
-            except AudiocopyError as exc:
-                fail(src, getattr(exc, "reason", None) or str(exc))
-                continue
-            except OSError as exc:  # unreadable source, full disk, no write permission
-                fail(src, f"{exc.strerror or exc} ({exc.filename or dst})")
-                continue
-            converted.append(src)
+            elif problem:
+                log.warning("cannot convert %s: %s", src, problem)
+                failed.append(Failure(src, problem))
+            else:
+                converted.append(src)
 
     report = ConvertReport(tuple(converted), tuple(skipped), tuple(failed))
     log.info("conversion to %s: %s", dst_dir, report.summary())

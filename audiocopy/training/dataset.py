@@ -193,8 +193,6 @@ def build_dataset(licensed_dir: Path, wrong_dir: Path | None, out_dir: Path, pla
     Sources that fail to decode are reported in the manifest's ``failed``
     list and skipped; the build goes on.
     """
-    from tqdm import tqdm
-
     out_dir = Path(out_dir)
     licensed = list_audio(licensed_dir)
     if not licensed:
@@ -219,29 +217,36 @@ def build_dataset(licensed_dir: Path, wrong_dir: Path | None, out_dir: Path, pla
 
     todo = [s for s in sources if s.role in roles and not (out_dir / s.file).exists()]
     log.info("dataset %s: %d sources, %d to build", out_dir, len(sources), len(todo))
-    failed = []
-    if todo:
-        bank = _music_bank(sources, plan, plan.dataset.seed)
-        jobs = jobs or os.cpu_count() or 1
-        args = [(s, out_dir, plan, bank) for s in todo]
-        bar = tqdm(total=len(todo), desc="dataset", unit="track", disable=not progress)
-        if jobs == 1:
-            results = map(_build_one, args)
-            for file, n, err in results:
-                failed += _note(file, err)
-                bar.update()
-        else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                for file, n, err in pool.map(_build_one, args, chunksize=1):
-                    failed += _note(file, err)
-                    bar.update()
-        bar.close()
+    failed = _build_shards(todo, sources, out_dir, plan, jobs=jobs, progress=progress) if todo else []
     by_file = {f["file"]: f for f in failed}
     manifest["sources"] = [s.to_json() for s in sources if s.file not in by_file]
     manifest["failed"] = failed
     manifest["complete"] = all((out_dir / s["file"]).exists() for s in manifest["sources"])
     atomic_write_json(manifest_path, manifest)
     return manifest
+
+
+def _build_shards(todo: list[Source], sources: list[Source], out_dir: Path, plan: BuildPlan, *, jobs: int | None,
+                  progress: bool) -> list[dict]:
+    """Write the shards of ``todo`` (in worker processes when ``jobs`` > 1); returns the failures."""
+    from tqdm import tqdm
+
+    bank = _music_bank(sources, plan, plan.dataset.seed)
+    jobs = jobs or os.cpu_count() or 1
+    args = [(s, out_dir, plan, bank) for s in todo]
+    failed = []
+    with tqdm(total=len(todo), desc="dataset", unit="track", disable=not progress) as bar:
+        if jobs == 1:
+            results = map(_build_one, args)
+            for file, _n, err in results:
+                failed += _note(file, err)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(max_workers=jobs) as pool:
+                for file, _n, err in pool.map(_build_one, args, chunksize=1):
+                    failed += _note(file, err)
+                    bar.update()
+    return failed
 
 
 def _note(file: str, err: str | None) -> list[dict]:

@@ -108,6 +108,25 @@ def _prefetch(fn, items, depth: int = 2):
                 yield item, exc
 
 
+def _enrol_one(db: Path, path: Path, key: int, seconds: float, subwindows: np.ndarray, *, engine, config,
+               report: EnrollReport) -> bool:
+    """Embed one prepared track, save its vectors and record, add it to the index; False if it is empty."""
+    hop = config.match.enrol_hop_frames
+    t_enc = time.perf_counter()
+    vectors = engine.encoder.embed(subwindows)
+    report.encoder_seconds += time.perf_counter() - t_enc
+    if len(vectors) == 0:
+        report.failed.append((str(path), "shorter than one sub-window"))
+        return False
+    fpdb.save_track(db, path.stem, key, vectors, hop_frames=hop, encoder_sha256=config.encoder_sha256,
+                    duration_s=seconds, extra={"source": str(path)})
+    engine.index.add(key, vectors, np.arange(len(vectors), dtype=np.int64) * hop)
+    report.enrolled.append(path.stem)
+    report.audio_seconds += seconds
+    report.vectors += len(vectors)
+    return True
+
+
 def add_tracks(db: Path, files: list[Path], *, save_every_s: float = 60.0, progress: bool = True) -> EnrollReport:
     """Embed and index audio files into an initialised fingerprint database.
 
@@ -145,19 +164,8 @@ def add_tracks(db: Path, files: list[Path], *, save_every_s: float = 60.0, progr
             log.warning("skipped %s", result)
             continue
         seconds, subwindows = result
-        t_enc = time.perf_counter()
-        vectors = encoder.embed(subwindows)
-        report.encoder_seconds += time.perf_counter() - t_enc
-        if len(vectors) == 0:
-            report.failed.append((str(path), "shorter than one sub-window"))
-            continue
-        fpdb.save_track(db, path.stem, key, vectors, hop_frames=hop, encoder_sha256=config.encoder_sha256,
-                      duration_s=seconds, extra={"source": str(path)})
-        index.add(key, vectors, np.arange(len(vectors), dtype=np.int64) * hop)
-        key += 1
-        report.enrolled.append(path.stem)
-        report.audio_seconds += seconds
-        report.vectors += len(vectors)
+        if _enrol_one(db, path, key, seconds, subwindows, engine=engine, config=config, report=report):
+            key += 1
         if time.perf_counter() - last_save > save_every_s:
             fpdb.save_index(db, config, index)
             last_save = time.perf_counter()
@@ -169,7 +177,7 @@ def add_tracks(db: Path, files: list[Path], *, save_every_s: float = 60.0, progr
         index.rebuild((int(r["key"]), *fpdb.track_vectors(db, r)) for r in records)
     fpdb.save_index(db, config, index)
     report.wall_seconds = time.perf_counter() - t0
-    index.close() if getattr(index, "kind", "") == "qdrant" else None
+    engine.close()
     log.info("enrolled %d tracks (%.0f s of audio, %d vectors) in %.1f s: %.0fx real time (encoder alone %.0fx)",
              len(report.enrolled), report.audio_seconds, report.vectors, report.wall_seconds,
              report.realtime_factor, report.audio_seconds / max(report.encoder_seconds, 1e-9))

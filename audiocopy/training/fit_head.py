@@ -168,6 +168,22 @@ def _head_logits(model, rows: np.ndarray) -> np.ndarray:
     return batched_logits(model, rows, inputs=lambda batch: list(split_rows(batch)))
 
 
+def _initialised_head(model, prototypes: np.ndarray, flags: np.ndarray, *, split, sampler: NegativeSampler,
+                      inputs: HeadInputs, cnn: CnnParams, train: TrainParams, rng: np.random.Generator):
+    """Epoch 0: prototypes from the track, biases from negatives, a logistic fit of the logit."""
+    # Biases from negative sub-windows with content.
+    emb, mask = split_rows(sampler.sample(max(1, BIAS_SUBWINDOWS // inputs.n_sub), rng))
+    bias = prototype_bias(prototypes, flags, emb[mask > 0], cnn.negative_quantile)
+    model.get_layer("prototypes").set_weights([prototypes.T.copy(), bias])
+    # Scale and bias of the logit from the raw evidence of training rows.
+    init_neg = sampler.sample(len(split.pos_train) * train.negatives_per_positive, rng)
+    model.get_layer("logit").set_weights([np.ones((1, 1), np.float32), np.zeros(1, np.float32)])
+    raw = _head_logits(model, np.concatenate([split.pos_train, init_neg]))
+    a, c = _fit_logistic(raw, np.concatenate([np.ones(len(split.pos_train)), np.zeros(len(init_neg))]))
+    model.get_layer("logit").set_weights([np.full((1, 1), a, np.float32), np.full(1, c, np.float32)])
+    return model
+
+
 def fit_track_head(dataset: Dataset, track_id: str, *, encoder, inputs: HeadInputs, cnn: CnnParams,
                    train: TrainParams, calibration: np.ndarray, seed: int | None = None) -> FitResult:
     """Build, fine-tune and calibrate the embedding head of one licensed track.
@@ -178,6 +194,8 @@ def fit_track_head(dataset: Dataset, track_id: str, *, encoder, inputs: HeadInpu
     ``fit_cnnbin.fit_track``, plus the number of prototypes and the
     validation loss of the initialisation).
     """
+    # Long: the head's life in order (prototypes, initialisation, fine-tuning,
+    # calibration, metrics); the initialisation is ``_initialised_head``.
     import keras
 
     from .models import build_track_head
@@ -200,23 +218,12 @@ def fit_track_head(dataset: Dataset, track_id: str, *, encoder, inputs: HeadInpu
     sampler = NegativeSampler(dataset, track_id, rows=inputs.rows)
     split = split_positives(pos, sampler, train, rng, track_id)
 
-    # Biases from negative sub-windows with content.
-    emb, mask = split_rows(sampler.sample(max(1, BIAS_SUBWINDOWS // inputs.n_sub), rng))
-    bias = prototype_bias(prototypes, flags, emb[mask > 0], cnn.negative_quantile)
-
     def build():
         return build_track_head(len(prototypes), n_sub=inputs.n_sub, dim=inputs.dim, tolerance=cnn.tolerance,
                                 name="track_head")
 
-    model = build()
-    model.get_layer("prototypes").set_weights([prototypes.T.copy(), bias])
-    # Scale and bias of the logit from the raw evidence of training rows.
-    init_neg = sampler.sample(len(split.pos_train) * train.negatives_per_positive, rng)
-    model.get_layer("logit").set_weights([np.ones((1, 1), np.float32), np.zeros(1, np.float32)])
-    raw = _head_logits(model, np.concatenate([split.pos_train, init_neg]))
-    a, c = _fit_logistic(raw, np.concatenate([np.ones(len(split.pos_train)), np.zeros(len(init_neg))]))
-    model.get_layer("logit").set_weights([np.full((1, 1), a, np.float32), np.full(1, c, np.float32)])
-
+    model = _initialised_head(build(), prototypes, flags, split=split, sampler=sampler, inputs=inputs, cnn=cnn,
+                              train=train, rng=rng)
     model.compile(optimizer=keras.optimizers.Adam(train.head_learning_rate),
                   loss=keras.losses.BinaryCrossentropy(from_logits=True))
 

@@ -121,6 +121,55 @@ def resampling_choice(params: AugmentParams, u: float) -> str:
     return "none"
 
 
+def draw_edit(params: AugmentParams, rng: np.random.Generator) -> tuple[str, float]:
+    """At most one resampling edit: ("speed" | "stretch", ratio), ("pitch", semitones) or ("none", 1.0)."""
+    kind = resampling_choice(params, float(rng.random()))
+    if kind == "speed":
+        return kind, float(rng.uniform(*params.speed_range))
+    if kind == "pitch":
+        return kind, float(rng.uniform(*params.pitch_semitones))
+    if kind == "stretch":
+        return kind, float(rng.uniform(*params.stretch_range))
+    return kind, 1.0
+
+
+def apply_edit(x: np.ndarray, kind: str, value: float, *, sample_rate: int) -> np.ndarray:
+    """Apply an edit from ``draw_edit``; speed and stretch change the length by 1 / value."""
+    if kind == "speed":
+        return speed_change(x, value, sample_rate=sample_rate)
+    if kind == "pitch":
+        return pitch_shift(x, value, sample_rate=sample_rate)
+    if kind == "stretch":
+        return time_stretch(x, value, sample_rate=sample_rate)
+    return x
+
+
+def add_damage(x: np.ndarray, rng: np.random.Generator, *, params: AugmentParams, sample_rate: int,
+               other_music: np.ndarray | None, codec_kbps: tuple[int, ...]) -> np.ndarray:
+    """Interfering music, reverb, phone, MP3 and noise, each with its own probability.
+
+    x: (n,) float32; other_music: another track's samples (None: no music
+    is mixed); codec_kbps: the MP3 bitrates to draw from (``codec_bitrates``).
+    """
+    n = x.size
+    if rng.random() < params.p_music and other_music is not None:
+        other = as_signal(other_music, "other_music")
+        if other.size:
+            if other.size > n:
+                other = random_crop(other, n, rng)
+            x = mix_music(x, other, rng.uniform(*params.snr_db_range))
+    if rng.random() < params.p_reverb:
+        x = reverb(x, rng, sample_rate=sample_rate)
+    if rng.random() < params.p_phone:
+        x = phone(x, rng, sample_rate=sample_rate)
+    if rng.random() < params.p_codec:
+        x = mp3_roundtrip(x, sample_rate=sample_rate, bitrate_kbps=int(rng.choice(codec_kbps)))
+    if rng.random() < params.p_noise:
+        color = "pink" if rng.random() < 0.5 else "white"
+        x = add_noise(x, rng.uniform(*params.snr_db_range), rng, color=color)
+    return x
+
+
 def random_distortion(
     source,
     rng: np.random.Generator,
@@ -167,36 +216,12 @@ def random_distortion(
     # margin that keeps the vocoder's edge frames and the final crop's choice
     # of offset inside real material.
     margin = max(length // 20, 256)
-    kind = resampling_choice(params, float(rng.random()))
-    if kind == "speed":
-        factor = rng.uniform(*params.speed_range)
-        x = _crop_at_most(x, int(math.ceil(length * factor)) + margin, rng)
-        x = speed_change(x, factor, sample_rate=sample_rate)
-    elif kind == "pitch":
-        semitones = rng.uniform(*params.pitch_semitones)
-        x = _crop_at_most(x, length + margin, rng)
-        x = pitch_shift(x, semitones, sample_rate=sample_rate)
-    elif kind == "stretch":
-        rate = rng.uniform(*params.stretch_range)
-        x = _crop_at_most(x, int(math.ceil(length * rate)) + margin, rng)
-        x = time_stretch(x, rate, sample_rate=sample_rate)
+    kind, value = draw_edit(params, rng)
+    if kind != "none":
+        need = length + margin if kind == "pitch" else int(math.ceil(length * value)) + margin
+        x = apply_edit(_crop_at_most(x, need, rng), kind, value, sample_rate=sample_rate)
     x = random_crop(x, length, rng)
-
-    if rng.random() < params.p_music and other_music is not None:
-        other = as_signal(other_music, "other_music")
-        if other.size:
-            if other.size > length:
-                other = random_crop(other, length, rng)
-            x = mix_music(x, other, rng.uniform(*params.snr_db_range))
-    if rng.random() < params.p_reverb:
-        x = reverb(x, rng, sample_rate=sample_rate)
-    if rng.random() < params.p_phone:
-        x = phone(x, rng, sample_rate=sample_rate)
-    if rng.random() < params.p_codec:
-        x = mp3_roundtrip(x, sample_rate=sample_rate, bitrate_kbps=int(rng.choice(codec_kbps)))
-    if rng.random() < params.p_noise:
-        color = "pink" if rng.random() < 0.5 else "white"
-        x = add_noise(x, rng.uniform(*params.snr_db_range), rng, color=color)
+    x = add_damage(x, rng, params=params, sample_rate=sample_rate, other_music=other_music, codec_kbps=codec_kbps)
 
     peak = float(np.max(np.abs(x)))
     level = 10.0 ** (rng.uniform(*PEAK_DB_RANGE) / 20.0)

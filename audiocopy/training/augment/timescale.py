@@ -107,6 +107,52 @@ def _nearest_peak(mag: np.ndarray) -> np.ndarray:
     return np.where((nearest < 0) | (nearest >= f), idx, nearest)
 
 
+def _accumulated_phase(mag: np.ndarray, phase: np.ndarray, i0: np.ndarray, n_out: int, r: int) -> np.ndarray:
+    """The vocoder's output phases before phase locking.
+
+    mag, phase: (input frames, bins) of the analysis STFT; i0: (n_out,) the
+    input frame each output frame reads (floor of its fractional position);
+    r: frames per window (n_fft / hop). Returns (n_out, bins) float32.
+    """
+    # Each bin's phase advances by its expected amount over one hop (2*pi*f/R
+    # for bin f, with R = n_fft / hop) plus a deviation, wrapped to [-pi, pi],
+    # that measures how far the partial sits from the bin centre. Output
+    # frame k's phase is that of the last reset frame r <= k (frame 0, or a
+    # transient, see below) advanced by (k - r) expected steps plus the
+    # deviations in between. The expected part is taken modulo 2*pi exactly in
+    # integers, so everything stays small enough for float32 (the summed
+    # deviations reach a few hundred radians at most).
+    bins = np.arange(phase.shape[1])
+    omega = ((_TWO_PI / r) * bins).astype(np.float32)
+    in_phase = phase[i0]
+    dev = phase[i0 + 1] - in_phase - omega
+    dev -= np.float32(_TWO_PI) * np.round(dev * np.float32(1.0 / _TWO_PI))
+    summed = np.empty((n_out, phase.shape[1]), dtype=np.float32)
+    summed[0] = 0.0
+    np.cumsum(dev[:-1], axis=0, out=summed[1:])
+
+    # Phase reset at transients: a vocoder smears a drum hit over a window
+    # and, worse, its bins drift apart in phase so the hit may nearly cancel.
+    # Where more than half of the bins at least double against the previous
+    # input frame (a broadband onset, not a new note), the output takes the
+    # input phases as they are, which rebuilds the hit coherently.
+    audible = mag[1:] > np.float32(1e-3) * mag.max()
+    onset = np.ones(mag.shape[0], dtype=bool)
+    onset[1:] = ((mag[1:] > 2.0 * mag[:-1]) & audible).mean(axis=1) > 0.5
+    onsets_so_far = np.cumsum(onset)
+    k = np.arange(n_out)
+    reset = np.ones(n_out, dtype=bool)
+    reset[1:] = onsets_so_far[i0[1:]] > onsets_so_far[i0[:-1]]  # an onset was read since the last frame
+    last = np.maximum.accumulate(np.where(reset, k, 0))
+    # (k - last) expected steps of bin f are (k - last) * f / R turns, which
+    # modulo one turn depends only on (k - last) mod R: a table of R rows.
+    expected = ((np.arange(r)[:, None] * bins) % r).astype(np.float32) * np.float32(_TWO_PI / r)
+    acc = summed - summed[last]
+    acc += expected[(k - last) % r]
+    acc += in_phase[last]
+    return acc
+
+
 def time_stretch(x, rate: float, *, sample_rate: int) -> np.ndarray:
     """Change tempo, keep pitch (phase vocoder with identity phase locking).
 
@@ -130,6 +176,9 @@ def time_stretch(x, rate: float, *, sample_rate: int) -> np.ndarray:
     """
     x = as_signal(x)
     rate = ratio_in_range(rate, "rate")
+    # Long: one vectorised algorithm (analysis, phase advance, locking,
+    # synthesis) whose steps share a dozen arrays; its phase bookkeeping is
+    # already apart in ``_accumulated_phase``.
     sample_rate = positive_int(sample_rate, "sample_rate")
     out_len = int(round(x.size / rate))
     if rate == 1.0 or x.size == 0 or out_len == 0:
@@ -155,43 +204,8 @@ def time_stretch(x, rate: float, *, sample_rate: int) -> np.ndarray:
     m0 = mag[i0]
     out_mag = m0 + frac * (mag[i0 + 1] - m0)
 
-    # Each bin's phase advances by its expected amount over one hop (2*pi*f/R
-    # for bin f, with R = n_fft / hop) plus a deviation, wrapped to [-pi, pi],
-    # that measures how far the partial sits from the bin centre. Output
-    # frame k's phase is that of the last reset frame r <= k (frame 0, or a
-    # transient, see below) advanced by (k - r) expected steps plus the
-    # deviations in between. The expected part is taken modulo 2*pi exactly in
-    # integers, so everything stays small enough for float32 (the summed
-    # deviations reach a few hundred radians at most).
-    r = n_fft // hop
-    bins = np.arange(spec.shape[1])
-    omega = ((_TWO_PI / r) * bins).astype(np.float32)
     in_phase = phase[i0]
-    dev = phase[i0 + 1] - in_phase - omega
-    dev -= np.float32(_TWO_PI) * np.round(dev * np.float32(1.0 / _TWO_PI))
-    summed = np.empty(out_mag.shape, dtype=np.float32)
-    summed[0] = 0.0
-    np.cumsum(dev[:-1], axis=0, out=summed[1:])
-
-    # Phase reset at transients: a vocoder smears a drum hit over a window
-    # and, worse, its bins drift apart in phase so the hit may nearly cancel.
-    # Where more than half of the bins at least double against the previous
-    # input frame (a broadband onset, not a new note), the output takes the
-    # input phases as they are, which rebuilds the hit coherently.
-    audible = mag[1:] > np.float32(1e-3) * mag.max()
-    onset = np.ones(mag.shape[0], dtype=bool)
-    onset[1:] = ((mag[1:] > 2.0 * mag[:-1]) & audible).mean(axis=1) > 0.5
-    onsets_so_far = np.cumsum(onset)
-    k = np.arange(n_out)
-    reset = np.ones(n_out, dtype=bool)
-    reset[1:] = onsets_so_far[i0[1:]] > onsets_so_far[i0[:-1]]  # an onset was read since the last frame
-    last = np.maximum.accumulate(np.where(reset, k, 0))
-    # (k - last) expected steps of bin f are (k - last) * f / R turns, which
-    # modulo one turn depends only on (k - last) mod R: a table of R rows.
-    expected = ((np.arange(r)[:, None] * bins) % r).astype(np.float32) * np.float32(_TWO_PI / r)
-    acc = summed - summed[last]
-    acc += expected[(k - last) % r]
-    acc += in_phase[last]
+    acc = _accumulated_phase(mag, phase, i0, n_out, n_fft // hop)
 
     # Identity phase locking: bin f takes the accumulated phase of its
     # nearest peak p plus its own analysis offset from that peak,

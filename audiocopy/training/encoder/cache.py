@@ -26,9 +26,6 @@ from ..sources import stable_seed
 
 log = logging.getLogger(__name__)
 
-#: MP3 bit rates of the audio-domain views (kbit/s at 16 kHz): where the codec
-#: actually changes the features (see ``config.AugmentParams.codec_kbps_range``).
-VIEW_MP3_KBPS = (16, 24, 32, 48, 64)
 #: Kinds of acoustic chain a view may go through, room twice as often: the
 #: first use the product exists for is a microphone in a room.
 CHAIN_KINDS = ("room", "room", "phone", "broadcast")
@@ -60,50 +57,28 @@ class TrackCache:
 
 def _make_view(signal: np.ndarray, rng: np.random.Generator, *, audio: AudioParams, aug: AugmentParams,
                length: int, bank: list[np.ndarray]) -> tuple[np.ndarray, float, float]:
-    """One audio-domain view with the ``augment`` functions.
+    """One audio-domain view: the dataset's edit and damage, or an acoustic chain.
 
     Returns (view (length,) float32, source start sample, time scale): view
     sample n shows source sample ``start + n * scale``.
     """
     from .. import augment
+    from ..augment.recipe import add_damage, apply_edit, codec_bitrates, draw_edit
 
     sr = audio.sample_rate
-    u = rng.random()
-    kind = "speed" if u < aug.p_speed else "pitch" if u < aug.p_speed + aug.p_pitch else \
-        "tempo" if u < aug.p_speed + aug.p_pitch + aug.p_stretch else "none"
-    scale = 1.0
-    if kind == "speed":
-        scale = rng.uniform(*aug.speed_range)
-    elif kind == "tempo":
-        scale = rng.uniform(*aug.stretch_range)
+    kind, value = draw_edit(aug, rng)
+    scale = value if kind in ("speed", "stretch") else 1.0
     need = int(math.ceil(length * scale)) + 256
     start = int(rng.integers(0, max(1, signal.size - need)))
-    x = signal[start:start + need]
-    if kind == "speed":
-        x = augment.speed_change(x, scale, sample_rate=sr)
-    elif kind == "tempo":
-        x = augment.time_stretch(x, scale, sample_rate=sr)
-    elif kind == "pitch":
-        x = augment.pitch_shift(x, rng.uniform(*aug.pitch_semitones), sample_rate=sr)
+    x = apply_edit(signal[start:start + need], kind, value, sample_rate=sr)
     x = np.ascontiguousarray(augment.fit_length(np.asarray(x, dtype=np.float32), length))
-    if bank and rng.random() < aug.p_music:
-        other = bank[int(rng.integers(len(bank)))]
-        if other.size > length:
-            other = augment.random_crop(other, length, rng)
-        x = augment.mix_music(x, other, rng.uniform(0.0, 15.0))
+    other = bank[int(rng.integers(len(bank)))] if bank else None
     if rng.random() < aug.p_chain:
         # A whole loudspeaker-room-microphone (or phone, or broadcast) chain;
         # it keeps the view's time alignment, so the time map still holds.
         x = apply_chain(x, random_chain(rng, kind=str(rng.choice(CHAIN_KINDS))), sample_rate=sr, rng=rng)
     else:
-        if rng.random() < aug.p_reverb:
-            x = augment.reverb(x, rng, sample_rate=sr)
-        if rng.random() < aug.p_phone:
-            x = augment.phone(x, rng, sample_rate=sr)
-        if rng.random() < 0.25 and augment.mp3_available():
-            x = augment.mp3_roundtrip(x, sample_rate=sr, bitrate_kbps=int(rng.choice(VIEW_MP3_KBPS)))
-    if rng.random() < aug.p_noise:
-        x = augment.add_noise(x, rng.uniform(*aug.snr_db_range), rng, color="pink" if rng.random() < 0.5 else "white")
+        x = add_damage(x, rng, params=aug, sample_rate=sr, other_music=other, codec_kbps=codec_bitrates(aug, sr))
     return x.astype(np.float32, copy=False), float(start), float(scale)
 
 

@@ -69,53 +69,43 @@ def split_tracks(paths: list[Path], n_val: int) -> tuple[list[Path], list[Path]]
 def train_encoder(tracks: list[Path], work: Path, out: Path, *, audio: AudioParams = AudioParams(),
                   features: FeatureParams = FeatureParams(), encoder: EncoderParams = EncoderParams(),
                   aug: AugmentParams = ENCODER_AUGMENT, train: EncoderTrainParams = EncoderTrainParams(),
-                  max_minutes: float | None = None, provenance: dict | None = None,
-                  progress: bool = True) -> TrainState:
+                  validation: list[Path] | None = None, max_minutes: float | None = None,
+                  provenance: dict | None = None, progress: bool = True) -> TrainState:
     """Train (or resume training) the encoder and export the best weights to ``out``.
 
-    tracks: training audio files; ``train.val_tracks`` of them are held out
-        for validation. work: cache and checkpoints. out: the encoder record
+    tracks: training audio files. validation: held-out files whose retrieval
+        picks the best epoch (default: ``train.val_tracks`` of ``tracks``,
+        chosen by hash). work: cache and checkpoints. out: the encoder record
         path (``.json``; weights beside it as ``.npz``).
     max_minutes: stop (after checkpointing) once this much wall time has
         been spent in this call; None runs all ``train.epochs``.
-    provenance: extra JSON recorded in the exported artifact (corpus, command).
+    provenance: extra JSON recorded in the exported artifact (corpus, command,
+        the ids of the tracks trained on).
     Returns the final training state (history: loss and validation per epoch).
     """
+    # Long: the orchestration of a run (data, model, resume, epochs, export);
+    # each step is its own function below.
     import keras
-    import tensorflow as tf
-    from tqdm import tqdm
 
     if encoder.bands != features.n_bins:
         raise DatasetError(f"encoder bands {encoder.bands} != feature bands {features.n_bins}")
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
-    train_paths, val_paths = split_tracks(list(tracks), train.val_tracks)
-    files = build_cache(train_paths + val_paths, work, audio=audio, features=features, aug=aug, train=train,
-                        progress=progress)
-    by_stem = {Path(f).stem: f for f in files}
-    train_cache = load_cache([by_stem[catalog.track_filename(p.stem)] for p in train_paths
-                              if catalog.track_filename(p.stem) in by_stem])
-    val_cache = load_cache([by_stem[catalog.track_filename(p.stem)] for p in val_paths
-                            if catalog.track_filename(p.stem) in by_stem])
-    if not val_cache:
-        raise DatasetError("no validation track could be cached")
-    hours = sum(len(t.clean) for t in train_cache) * features.hop_length / audio.sample_rate / 3600
-    log.info("training on %d tracks (%.2f h), validating on %d", len(train_cache), hours, len(val_cache))
-
+    if validation is None:
+        train_paths, val_paths = split_tracks(list(tracks), train.val_tracks)
+    else:
+        train_paths, val_paths = sorted(tracks), sorted(validation)
+    train_cache, val_cache, hours = _training_data(train_paths, val_paths, work, audio=audio, features=features,
+                                                   aug=aug, train=train, progress=progress)
     augmenter = FeatureAugmenter(audio=audio, features=features, aug=aug, seed=train.seed, frames=encoder.frames)
     sampler = PairSampler(train_cache, augmenter=augmenter, train=train, floor_db=features.floor_db,
                           frames=encoder.frames)
-    validation = make_validation(val_cache, train_cache, sampler, train=train, floor_db=features.floor_db,
-                                 frames=encoder.frames)
-
+    check = make_validation(val_cache, train_cache, sampler, train=train, floor_db=features.floor_db,
+                            frames=encoder.frames)
     keras.utils.set_random_seed(train.seed)
     model = build_model(encoder)
-    total_steps = train.epochs * train.steps_per_epoch
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=train.learning_rate / 10, decay_steps=max(1, total_steps - train.warmup_steps),
-        alpha=0.02, warmup_target=train.learning_rate, warmup_steps=train.warmup_steps)
-    optimizer = keras.optimizers.Adam(learning_rate=schedule)
+    optimizer = _optimizer(train)
     # ``epochs`` is left out of the resume check so that a finished run can be
     # extended (the cosine schedule then stretches to the new length).
     meta = {"audio": as_dict(audio), "features": as_dict(features), "encoder": as_dict(encoder),
@@ -127,54 +117,19 @@ def train_encoder(tracks: list[Path], work: Path, out: Path, *, audio: AudioPara
         optimizer.build(model.trainable_variables)
     else:
         log.info("resuming at epoch %d (step %d, %.1f min trained)", state.epoch, state.step, state.seconds / 60)
-
-    variables = model.trainable_variables
-    temperature = float(train.temperature)
-
-    n_views = 1 + train.positives_per_anchor
-
-    @tf.function(reduce_retracing=True)
-    def step(views, ids):
-        with tf.GradientTape() as tape:
-            z = model(tf.reshape(views, (-1, encoder.frames, encoder.bands)), training=True)
-            loss = nt_xent(z, ids, temperature, n_views)
-        grads = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(grads, variables))
-        return loss
-
-    infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-
-    def embed(x):
-        return np.concatenate([np.asarray(infer(x[i:i + 512])) for i in range(0, len(x), 512)])
-
+    step, embed = _compiled(model, optimizer, train, encoder)
     deadline = None if max_minutes is None else t_start + 60 * max_minutes
     while state.epoch < train.epochs:
         if deadline is not None and time.monotonic() > deadline:
             log.info("time budget of %.1f min reached", max_minutes)
             break
-        rng = np.random.default_rng(stable_seed(train.seed, "epoch", state.epoch))
-        t0 = time.monotonic()
-        losses = []
-        bar = tqdm(range(train.steps_per_epoch), desc=f"epoch {state.epoch + 1}/{train.epochs}", unit="step",
-                   disable=not progress, leave=False)
-        for _ in bar:
-            views, ids = sampler.batch(rng, train.batch_pairs)
-            losses.append(float(step(views, ids)))
-            if len(losses) % 20 == 0:
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        bar.close()
-        val = validation.run(embed, encoder.frames)
-        state.epoch += 1
-        state.step += train.steps_per_epoch
-        state.seconds += time.monotonic() - t0
-        entry = {"epoch": state.epoch, "loss": round(float(np.mean(losses)), 4), **val,
-                 "minutes": round(state.seconds / 60, 2)}
+        entry = _epoch(state, sampler, step, train, progress)
+        entry.update(check.run(embed, encoder.frames))
         state.history.append(entry)
         log.info("epoch %d: loss %.3f, val top-1 %.3f (track %.3f), %.1f min", state.epoch, entry["loss"],
-                 val["top1"], val["top1_track"], state.seconds / 60)
-        improved = val["top1"] > state.best_top1
-        if improved:
-            state.best_top1 = val["top1"]
+                 entry["top1"], entry["top1_track"], state.seconds / 60)
+        improved = entry["top1"] > state.best_top1
+        state.best_top1 = max(state.best_top1, entry["top1"])
         save_checkpoint(work, model, optimizer, state, meta)
         if improved:
             save_encoder(Path(out), model, params=encoder, audio=audio, features=features, training={
@@ -185,6 +140,80 @@ def train_encoder(tracks: list[Path], work: Path, out: Path, *, audio: AudioPara
             log.info("exported the best encoder so far to %s", out)
     _record_run(Path(out), state)
     return state
+
+
+def _training_data(train_paths: list[Path], val_paths: list[Path], work: Path, *, audio, features, aug, train,
+                   progress: bool):
+    """(training caches, validation caches, training hours), caching what is missing."""
+    files = build_cache(train_paths + val_paths, work, audio=audio, features=features, aug=aug, train=train,
+                        progress=progress)
+    by_stem = {Path(f).stem: f for f in files}
+
+    def cached(paths):
+        return load_cache([by_stem[catalog.track_filename(p.stem)] for p in paths
+                           if catalog.track_filename(p.stem) in by_stem])
+
+    train_cache, val_cache = cached(train_paths), cached(val_paths)
+    if not val_cache:
+        raise DatasetError("no validation track could be cached")
+    hours = sum(len(t.clean) for t in train_cache) * features.hop_length / audio.sample_rate / 3600
+    log.info("training on %d tracks (%.2f h), validating on %d", len(train_cache), hours, len(val_cache))
+    return train_cache, val_cache, hours
+
+
+def _optimizer(train: EncoderTrainParams):
+    """Adam on a cosine schedule with a linear warm-up."""
+    import keras
+
+    total_steps = train.epochs * train.steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=train.learning_rate / 10, decay_steps=max(1, total_steps - train.warmup_steps),
+        alpha=0.02, warmup_target=train.learning_rate, warmup_steps=train.warmup_steps)
+    return keras.optimizers.Adam(learning_rate=schedule)
+
+
+def _compiled(model, optimizer, train: EncoderTrainParams, encoder: EncoderParams):
+    """(step(views, ids) -> loss, embed(x) -> vectors), traced once by TensorFlow."""
+    import tensorflow as tf
+
+    variables = model.trainable_variables
+    temperature, n_views = float(train.temperature), 1 + train.positives_per_anchor
+
+    @tf.function(reduce_retracing=True)
+    def step(views, ids):
+        with tf.GradientTape() as tape:
+            z = model(tf.reshape(views, (-1, encoder.frames, encoder.bands)), training=True)
+            loss = nt_xent(z, ids, temperature, n_views)
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    def embed(x):
+        return np.concatenate([np.asarray(infer(x[i:i + 512])) for i in range(0, len(x), 512)])
+
+    return step, embed
+
+
+def _epoch(state: TrainState, sampler: PairSampler, step, train: EncoderTrainParams, progress: bool) -> dict:
+    """One epoch of steps (batches seeded by the epoch number); updates ``state``, returns its history entry."""
+    from tqdm import tqdm
+
+    rng = np.random.default_rng(stable_seed(train.seed, "epoch", state.epoch))
+    t0 = time.monotonic()
+    losses = []
+    bar = tqdm(range(train.steps_per_epoch), desc=f"epoch {state.epoch + 1}/{train.epochs}", unit="step",
+               disable=not progress, leave=False)
+    for _ in bar:
+        views, ids = sampler.batch(rng, train.batch_pairs)
+        losses.append(float(step(views, ids)))
+        if len(losses) % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    bar.close()
+    state.epoch += 1
+    state.step += train.steps_per_epoch
+    state.seconds += time.monotonic() - t0
+    return {"epoch": state.epoch, "loss": round(float(np.mean(losses)), 4), "minutes": round(state.seconds / 60, 2)}
 
 
 def _record_run(out: Path, state: TrainState) -> None:
