@@ -16,7 +16,7 @@ from synth import melody, pattern
 
 from audiocopy.config import AudioParams, CalibrationParams, EncoderParams, FeatureParams, MatchParams
 from audiocopy.decision.recognizer import Recognizer
-from audiocopy.encoder.artifact import SHIPPED_ENCODER, build_model, load_encoder, save_encoder
+from audiocopy.encoder.artifact import SHIPPED_ENCODER, load_encoder, save_encoder
 from audiocopy.encoder.subwindows import standardize
 from audiocopy.engines import catalog
 from audiocopy.engines.fingerprint import db as fpdb
@@ -272,7 +272,11 @@ def test_qdrant_backend_enrols_and_identifies(corpus, tmp_path):
 def _tiny_encoder(tmp_path: Path, **changes) -> Path:
     params = EncoderParams(widths=(4, 8), hidden_dim=8, embedding_dim=8)
     out = tmp_path / "enc" / "encoder.json"
-    save_encoder(out, build_model(params), params=params, audio=AUDIO, features=FEATURES)
+    from audiocopy.training.models import encoder_model
+
+    model = encoder_model(params)
+    save_encoder(out, model.get_weights(), [v.path for v in model.weights], params=params, audio=AUDIO,
+                 features=FEATURES)
     if changes:
         record = json.loads(out.read_text())
         for key, value in changes.items():
@@ -291,7 +295,7 @@ def test_encoder_round_trips_and_refuses_mismatched_params(tmp_path):
     with pytest.raises(ParamsMismatch, match="sha256"):
         load_encoder(path, expect_sha256="0" * 64)
     wrong = _tiny_encoder(tmp_path / "b", encoder__embedding_dim=16)  # record says 16, weights are 8
-    with pytest.raises(ParamsMismatch, match="shapes"):
+    with pytest.raises(ParamsMismatch, match="shape"):
         load_encoder(wrong)
 
 

@@ -11,6 +11,7 @@ from audiocopy.decision.play import Play
 from audiocopy.plays.export import to_csv, to_json
 from audiocopy.plays.store import PlaysLog, PlaysLogError
 
+
 def _play(track="a", source="radio", started_at="2024-05-01T10:00:00.000Z", **kw) -> Play:
     base = dict(track=track, source=source, start_s=1.0, end_s=11.0, confidence=1.5, peak_score=2.5, windows=17,
                 started_at=started_at, ended_at=started_at)

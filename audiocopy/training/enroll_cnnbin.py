@@ -66,7 +66,7 @@ def train_catalog(dataset_dir: Path, db: Path, *, cnn: CnnParams = CnnParams(), 
                            "(use another --db, or remove its tracks first)")
     todo = [t for t in wanted if t not in done]
     calibration = calibration_windows(dataset)
-    fit = _track_fitter(dataset, cnn, train, progress)
+    fit = _track_fitter(dataset, cnn, train, progress, Path(db))
     trained, seconds = [], []
     for track_id in tqdm(todo, desc="train", unit="track", disable=not progress):
         t0 = time.perf_counter()
@@ -90,13 +90,14 @@ def train_catalog(dataset_dir: Path, db: Path, *, cnn: CnnParams = CnnParams(), 
                        float(np.mean(seconds)) if seconds else 0.0, offset)
 
 
-def _track_fitter(dataset: Dataset, cnn: CnnParams, train: TrainParams, progress: bool):
+def _track_fitter(dataset: Dataset, cnn: CnnParams, train: TrainParams, progress: bool, db: Path):
     """``fit(track_id, calibration, seed) -> (FitResult, extra record fields)`` for ``cnn.kind``.
 
-    The embedding kind loads the shipped encoder and embeds the whole
-    dataset once (only when there is a track to train), then every track's
-    head reuses those embeddings; its records name the encoder's SHA-256,
-    which ``engines.cnnbin.load`` checks.
+    The embedding kind uses the database's own copy of the encoder (a new
+    database copies the shipped one, so retraining the shipped encoder never
+    breaks it) and embeds the whole dataset once (only when there is a track
+    to train); every track's head reuses those embeddings, and its record
+    names the encoder's SHA-256, which ``engines.cnnbin.load`` checks.
     """
     if cnn.kind == "spectrogram":
         def fit_spectrogram(track_id, calibration, seed):
@@ -105,14 +106,17 @@ def _track_fitter(dataset: Dataset, cnn: CnnParams, train: TrainParams, progress
         return fit_spectrogram
     if cnn.kind != "embedding":
         raise DatasetError(f"unknown track model kind {cnn.kind!r} (expected 'embedding' or 'spectrogram')")
-    from ..encoder.artifact import load_encoder
+    from ..encoder.artifact import SHIPPED_ENCODER, copy_encoder, load_encoder
+    from ..engines.cnnbin.engine import ENCODER_FILE
     from .fit_head import embed_dataset, fit_track_head
 
     state: dict = {}
 
     def fit_embedding(track_id, calibration, seed):
         if not state:  # first track: load the encoder and embed the dataset
-            encoder = load_encoder(audio=dataset.audio, features=dataset.features)
+            if not (Path(db) / ENCODER_FILE).exists():
+                copy_encoder(SHIPPED_ENCODER, Path(db), name=Path(ENCODER_FILE).stem)
+            encoder = load_encoder(Path(db) / ENCODER_FILE, audio=dataset.audio, features=dataset.features)
             inputs = embed_dataset(dataset, encoder, hop_frames=cnn.hop_frames, progress=progress)
             state.update(encoder=encoder, inputs=inputs, calibration=calibration_windows(dataset, inputs.rows))
         result = fit_track_head(dataset, track_id, encoder=state["encoder"], inputs=state["inputs"], cnn=cnn,

@@ -172,3 +172,9 @@ def build_encoder(input_shape: tuple[int, int], *, widths: tuple[int, ...] = (16
     x = layers.Dense(embedding_dim, name="embedding")(x)
     outputs = layers.UnitNormalization(axis=-1, name="l2")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def encoder_model(params):
+    """A fresh (untrained) Keras encoder for an ``EncoderParams`` record (``build_encoder``'s arguments)."""
+    return build_encoder((params.frames, params.bands), widths=params.widths, hidden_dim=params.hidden_dim,
+                         embedding_dim=params.embedding_dim)

@@ -55,6 +55,9 @@ from .stacked_head import StackedHeads, embed_query_windows
 log = logging.getLogger(__name__)
 
 NAME = "cnnbin"
+#: The database's own copy of the encoder the embedding heads read (older
+#: databases have none and use the shipped encoder, if it is still the same).
+ENCODER_FILE = "encoder.json"
 
 
 @dataclass(frozen=True)
@@ -227,13 +230,15 @@ def _read_record(rec: dict, db: Path, info) -> tuple[CnnParams, float, Path]:
 
 def _load_encoder_for(records: list[dict], info, db: Path):
     """The encoder every embedding record names (one SHA-256 for the whole database)."""
-    from ...encoder.artifact import load_encoder
+    from ...encoder.artifact import SHIPPED_ENCODER, load_encoder
 
     shas = {rec.get("encoder_sha256") for rec in records}
     if len(shas) != 1 or None in shas:
         raise ParamsMismatch(f"the track models of {db} name {len(shas)} different encoders "
                              f"({sorted(str(s)[:12] for s in shas)}); re-enrol them with one encoder")
-    return load_encoder(audio=info.audio, features=info.features, expect_sha256=shas.pop())
+    own = Path(db) / ENCODER_FILE
+    return load_encoder(own if own.exists() else SHIPPED_ENCODER, audio=info.audio, features=info.features,
+                        expect_sha256=shas.pop())
 
 
 def _head_weights(records: list[dict], models: list, info, cnn: CnnParams, encoder) -> list:

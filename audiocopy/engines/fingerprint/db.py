@@ -29,8 +29,6 @@ a new one.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -38,7 +36,7 @@ import numpy as np
 
 from ...atomic_files import atomic_open, atomic_write_json, read_json
 from ...config import AudioParams, FeatureParams, IndexParams, MatchParams, as_dict, from_dict
-from ...encoder.artifact import SHIPPED_ENCODER, load_encoder, read_encoder_record
+from ...encoder.artifact import SHIPPED_ENCODER, copy_encoder, load_encoder, read_encoder_record
 from ...errors import ModelError, ParamsMismatch
 from .. import catalog
 from .index.base import resolve_backend
@@ -126,11 +124,7 @@ def init_db(db: Path, *, audio: AudioParams, features: FeatureParams, encoder_pa
         raise ModelError(f"no fingerprint encoder at {source}: train one with tools/train_encoder.py or "
                          "reinstall the package (the weights ship in audiocopy/weights/)")
     encoder = load_encoder(source, audio=audio, features=features)  # refuses a mismatch before copying
-    record = dict(encoder.info)
-    shutil.copyfile(source.with_name(record["weights_file"]), db / ".tmp-encoder.npz")
-    os.replace(db / ".tmp-encoder.npz", db / "encoder.npz")
-    record["weights_file"] = "encoder.npz"
-    atomic_write_json(db / ENCODER_FILE, record)
+    copy_encoder(source, db, name=Path(ENCODER_FILE).stem)
     if index.backend == "qdrant" and index.qdrant_collection == IndexParams().qdrant_collection:
         # One collection per database, so several databases can share a Qdrant cluster.
         import uuid

@@ -25,9 +25,10 @@ from ...config import (
     FeatureParams,
     as_dict,
 )
-from ...encoder.artifact import build_model, save_encoder
+from ...encoder.artifact import save_encoder
 from ...engines import catalog
 from ...errors import DatasetError
+from ..models import encoder_model
 from ..sources import stable_fraction, stable_seed
 from .cache import build_cache, load_cache
 from .checkpoint import TrainState, load_checkpoint, save_checkpoint
@@ -104,7 +105,7 @@ def train_encoder(tracks: list[Path], work: Path, out: Path, *, audio: AudioPara
     check = make_validation(val_cache, train_cache, sampler, train=train, floor_db=features.floor_db,
                             frames=encoder.frames)
     keras.utils.set_random_seed(train.seed)
-    model = build_model(encoder)
+    model = encoder_model(encoder)
     optimizer = _optimizer(train)
     # ``epochs`` is left out of the resume check so that a finished run can be
     # extended (the cosine schedule then stretches to the new length).
@@ -132,7 +133,7 @@ def train_encoder(tracks: list[Path], work: Path, out: Path, *, audio: AudioPara
         state.best_top1 = max(state.best_top1, entry["top1"])
         save_checkpoint(work, model, optimizer, state, meta)
         if improved:
-            save_encoder(Path(out), model, params=encoder, audio=audio, features=features, training={
+            save_encoder(Path(out), model.get_weights(), [v.path for v in model.weights], params=encoder, audio=audio, features=features, training={
                 **(provenance or {}), "epochs": state.epoch, "steps": state.step,
                 "train_minutes": round(state.seconds / 60, 1), "train_tracks": len(train_cache),
                 "train_hours": round(hours, 2), "val_tracks": len(val_cache), "best": entry,
