@@ -99,6 +99,28 @@ def test_a_batch_holds_several_views_of_each_moment(tracks, tmp_path):
     assert np.isfinite(views).all()
 
 
+def test_feature_space_speech_adds_energy_in_the_voice_band(tracks):
+    from dataclasses import replace
+
+    from audiocopy.signal.audio import load_audio
+    from audiocopy.signal.features import band_centres_hz
+
+    audio, features = AudioParams(), FeatureParams()
+    clean, energy = track_band_db(load_audio(tracks[0], params=audio), audio=audio, features=features,
+                                  with_energy=True)
+    only = dict(p_speed=0, p_pitch=0, p_stretch=0, p_noise=0, p_music=0, p_phone=0, p_reverb=0, p_codec=0)
+    quiet = FeatureAugmenter(audio=audio, features=features, aug=replace(ENCODER_AUGMENT, **only, p_speech=0.0),
+                             seed=0, frames=30)
+    loud = FeatureAugmenter(audio=audio, features=features, seed=0, frames=30,
+                            aug=replace(ENCODER_AUGMENT, **only, p_speech=1.0, speech_snr_db_range=(0.0, 0.0)))
+    a, centre = quiet.positive(clean, energy, np.random.default_rng(5), None)
+    b, _ = loud.positive(clean, energy, np.random.default_rng(5), None, centre=centre)
+    voice = (band_centres_hz(features) > 300) & (band_centres_hz(features) < 3000)
+    gain_db = (b - a)[:, voice].mean()
+    assert gain_db > 1.0  # speech as loud as the music lifts the voice band
+    assert np.all(b >= a - 1e-3)  # power only adds
+
+
 def test_feature_space_pitch_shift_moves_content_up_the_band_axis():
     levels = np.full((4, 72), 1e-6, dtype=np.float32)
     levels[:, 30] = 1.0

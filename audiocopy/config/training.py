@@ -37,6 +37,13 @@ class AugmentParams:
     #: noise, codec, capture) instead of the single edits above. The cnnbin
     #: dataset's recipe does not draw it; the encoder's cached views do.
     p_chain: float = 0.0
+    #: Feature-space positives of the encoder only (its cached audio views and
+    #: the cnnbin dataset do not draw these): speech over the music (a
+    #: presenter, a shop announcement) and the SNR ranges of speech and of
+    #: other music mixed in.
+    p_speech: float = 0.0
+    speech_snr_db_range: tuple[float, float] = (-3.0, 15.0)
+    music_snr_db_range: tuple[float, float] = (0.0, 15.0)
     # At 16 kHz mono, LAME barely changes the features from 32 kbit/s up
     # (mean change of the standardised spectrogram 0.085 at 32, 0.005 at 128)
     # but low-passes hard at 16-24 (0.36-0.65): each kbit/s covers 8 kHz of
@@ -116,7 +123,8 @@ class CalibrationParams:
 #: low-rate codec does to the bands) and ``stretch`` a resampling of frames.
 ENCODER_AUGMENT = AugmentParams(speed_range=(0.88, 1.12), stretch_range=(0.88, 1.12), snr_db_range=(-3.0, 25.0),
                                 p_speed=0.3, p_pitch=0.3, p_stretch=0.25, p_noise=0.5, p_music=0.2, p_phone=0.25,
-                                p_reverb=0.25, p_codec=0.15, p_chain=0.5)
+                                p_reverb=0.25, p_codec=0.15, p_chain=0.5, p_speech=0.25,
+                                music_snr_db_range=(-3.0, 15.0))
 
 
 @dataclass(frozen=True)

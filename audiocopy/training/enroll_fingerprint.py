@@ -309,7 +309,9 @@ def calibrate(db: Path, *, negatives_dir: Path | None = None, params: Calibratio
     n_tracks = len(engine.track_ids)
     engine.close()  # embedded Qdrant locks its folder; the play calibration opens it again
     if negatives_dir is not None and n_tracks:
-        calibrate_play_threshold(db, calibration_tracks(list_audio(Path(negatives_dir)), params))
+        # Every negative, not only the held-out fifth: nothing in a fingerprint
+        # database was trained on them, and a rate per hour needs hours.
+        calibrate_play_threshold(db, list_audio(Path(negatives_dir)))
     return threshold
 
 

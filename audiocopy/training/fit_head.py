@@ -58,8 +58,15 @@ from ..errors import DatasetError
 from ..signal.audio import load_audio
 from ..signal.features import track_band_db
 from .dataset import Dataset, Source
-from .fit_cnnbin import (FitResult, NegativeSampler, balanced_bce, batched_logits, calibrate_track, fit_epochs,
-                         split_positives)
+from .fit_cnnbin import (
+    FitResult,
+    NegativeSampler,
+    balanced_bce,
+    batched_logits,
+    calibrate_track,
+    fit_epochs,
+    split_positives,
+)
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,10 @@ decision (``decision.stream``) starts a play when a hypothesis' evidence
 passes this threshold, so the threshold is what sets the rate of false plays
 per hour on music outside the catalogue.
 
-Which music. The held-out calibration negatives (``sources``), each played
-as a whole stream twice: as it is, and through a generated room and
+Which music. Negative tracks (for cnnbin its held-out calibration fifth,
+which no track model was trained against; for fingerprint every negative,
+since nothing in its database was trained on any), each played as a whole
+stream twice: as it is, and through a generated room and
 microphone (``augment.chain``), because a room changes which wrong tracks
 look alike and how long a false hypothesis survives. Each stream runs with
 an infinite threshold, so hypotheses grow as far as the audio takes them
@@ -23,7 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from ..config import AudioParams, DecisionParams
-from ..decision.calibration import play_threshold
+from ..decision.calibration import TAIL_SIZE, play_threshold
 from ..decision.files import negative_evidence
 from ..decision.recognizer import Recognizer
 from ..engines import catalog
@@ -58,7 +60,7 @@ def negative_streams(files: list[Path], *, audio: AudioParams, seed: int = 0) ->
 def calibrate_play_threshold(db: Path, files: list[Path], *, params: DecisionParams = DecisionParams()) -> dict:
     """Set ``play_threshold`` in ``db.json`` from negative streams; returns the calibration entries.
 
-    files: the calibration negatives (never trained on). The database's
+    files: negative tracks no model of the database was trained on. The database's
     per-window threshold must already be calibrated: margins are measured
     against it.
     """
@@ -73,8 +75,12 @@ def calibrate_play_threshold(db: Path, files: list[Path], *, params: DecisionPar
         log.warning("no usable negatives for the play threshold of %s; keeping %.2f", db,
                     recognizer.play_threshold)
         return {}
+    if len(peaks) < TAIL_SIZE:
+        log.warning("%s: only %d hypotheses in %.2f h of negative music, too few to fit the tail of their "
+                    "evidence; the play threshold is at least the default %.2f (give more negatives)", db,
+                    len(peaks), hours, params.start_evidence)
     threshold = play_threshold(peaks, hours, rate_per_hour=params.false_plays_per_hour,
-                               floor=3 * params.support_bonus)
+                               floor=params.start_evidence if len(peaks) < TAIL_SIZE else 3 * params.support_bonus)
     entries = {"play_threshold": round(threshold, 4), "play_rate_per_hour": params.false_plays_per_hour,
                "play_calibration_hours": round(hours, 3), "play_hypotheses": int(len(peaks))}
     info = catalog.open_db(db)

@@ -110,6 +110,16 @@ def _cache_one(path: Path, out: Path, *, audio: AudioParams, features: FeaturePa
     return signal
 
 
+#: Fields of ``AugmentParams`` that only the feature-space positives read: a
+#: cache of audio views does not depend on them.
+FEATURE_ONLY_FIELDS = ("p_speech", "speech_snr_db_range", "music_snr_db_range")
+
+
+def view_params(aug: AugmentParams) -> dict:
+    """The distortion parameters the cached audio views depend on (the cache's identity)."""
+    return {k: v for k, v in as_dict(aug).items() if k not in FEATURE_ONLY_FIELDS}
+
+
 def build_cache(tracks: list[Path], work: Path, *, audio: AudioParams = AudioParams(),
                 features: FeatureParams = FeatureParams(), aug: AugmentParams = ENCODER_AUGMENT,
                 train: EncoderTrainParams = EncoderTrainParams(), progress: bool = True) -> list[Path]:
@@ -125,7 +135,7 @@ def build_cache(tracks: list[Path], work: Path, *, audio: AudioParams = AudioPar
     from ...errors import AudiocopyError
 
     cache_dir = Path(work) / CACHE_DIR
-    meta = {"audio": as_dict(audio), "features": as_dict(features), "augment": as_dict(aug),
+    meta = {"audio": as_dict(audio), "features": as_dict(features), "augment": view_params(aug),
             "views_per_track": train.views_per_track, "view_seconds": train.view_seconds, "seed": train.seed}
     meta_path = cache_dir / CACHE_FILE
     if meta_path.exists():

@@ -71,6 +71,13 @@ class FeatureAugmenter:
         for x in (white, pink):
             levels, energy = track_band_db(x, audio=audio, features=features, with_energy=True)
             self.noise.append((_db_to_power(levels), float(_db_to_power(energy).mean())))
+        # One talker at a time over the music (a presenter, an announcement):
+        # the formant voices of ``augment.ambience``, one long recording.
+        from ..augment.ambience import default_voice_bank
+
+        speech = np.concatenate(default_voice_bank(audio.sample_rate).voices).astype(np.float32)
+        levels, energy = track_band_db(speech, audio=audio, features=features, with_energy=True)
+        self.speech = (_db_to_power(levels), _db_to_power(energy))
         centres = band_centres_hz(features)
         sr = audio.sample_rate
         # A bank of phone-like responses: band-pass with random edges, tilt, one resonance.
@@ -84,6 +91,15 @@ class FeatureAugmenter:
             peak = 10 ** (rng.uniform(-6, 8) / 10 * np.exp(-0.5 * (np.log2(centres / f0) / 0.3) ** 2))
             self.eq.append((gain * peak).astype(np.float32))
         self.centres = centres
+
+    def _speech(self, rng, n_frames: int, sig_energy: float, snr_db: float) -> np.ndarray:
+        """Band power of ``n_frames`` of speech at ``snr_db`` below the music (over its voiced frames)."""
+        levels, energy = self.speech
+        s = int(rng.integers(0, len(levels) - n_frames))
+        talk = energy[s:s + n_frames]
+        voiced = talk[talk > 0.1 * talk.max()] if talk.max() > 0 else talk
+        speech_energy = max(float(voiced.mean()), 1e-12)
+        return levels[s:s + n_frames] * np.float32(sig_energy / speech_energy * 10 ** (-snr_db / 10))
 
     def _noise(self, rng, n_frames: int, color: int) -> tuple[np.ndarray, float]:
         levels, energy = self.noise[color]
@@ -135,7 +151,10 @@ class FeatureAugmenter:
             o = _db_to_power(o_levels[s:s + f])
             if len(o) == f:
                 o_e = float(_db_to_power(o_energy[s:s + f]).mean())
-                power = power + o * np.float32(sig_energy / max(o_e, 1e-12) * 10 ** (-rng.uniform(0, 15) / 10))
+                power = power + o * np.float32(sig_energy / max(o_e, 1e-12)
+                                               * 10 ** (-rng.uniform(*a.music_snr_db_range) / 10))
+        if rng.random() < a.p_speech:
+            power = power + self._speech(rng, f, sig_energy, rng.uniform(*a.speech_snr_db_range))
         if rng.random() < a.p_phone:
             noise, n_e = self._noise(rng, f, 1)
             power = power + noise * np.float32(sig_energy / n_e * 10 ** (-rng.uniform(5, 20) / 10))
