@@ -27,10 +27,15 @@ import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import BenchError, busy_cores, machine_info, run_measured, update_section  # noqa: E402
-
 REPO = Path(__file__).resolve().parent.parent
+for _p in (REPO, REPO / "tools"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+from bench.common import BenchError  # noqa: E402
+from bench.doc import update_section  # noqa: E402
+from bench.machine import busy_cores, machine_info, run_measured  # noqa: E402
+
 log = logging.getLogger("bench_dataset")
 
 

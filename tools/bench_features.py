@@ -22,7 +22,7 @@ Two steps, each on NumPy and on CuPy:
 CuPy runs in two variants: *on device* (input already in GPU memory, output
 left there; the stream is synchronised inside the timed call, so the time is
 the GPU's work, not just the launch) and *with copies* (NumPy in, NumPy out:
-what the server really pays). Timings are ``benchlib.median_ms`` after
+what the server really pays). Timings are ``bench.machine.median_ms`` after
 warm-up calls (which compile CuPy's kernels and make cuFFT's plans).
 
 On a machine without a usable GPU the CuPy rows say so; nothing fails.
@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import logging
 import shlex
 import sys
@@ -54,7 +53,10 @@ for p in (REPO, REPO / "tools"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from benchlib import busy_cores, machine_info, median_ms, read_json, update_section, write_json  # noqa: E402
+from bench.common import read_json, write_json  # noqa: E402
+from bench.doc import update_section  # noqa: E402
+from bench.gpu import NO_GPU, fmt_ms, gpu_module, synchronize  # noqa: E402
+from bench.machine import busy_cores, machine_info, timed  # noqa: E402
 
 from audiocopy.config import AudioParams, FeatureParams, as_dict  # noqa: E402
 from audiocopy.signal import xp as xpmod  # noqa: E402
@@ -67,7 +69,6 @@ DEFAULT_JSON = Path("data/bench/features_gpu.json")
 STEPS = ("log_spectrogram", "stream")
 VARIANTS = ("numpy", "cupy", "cupy+copies")
 VARIANT_LABELS = {"numpy": "NumPy (CPU)", "cupy": "CuPy, on device", "cupy+copies": "CuPy + host copies"}
-NO_GPU = "no usable GPU"
 
 
 # --------------------------------------------------------------------------- input
@@ -134,39 +135,6 @@ def step_function(step: str, *, audio: AudioParams, params: FeatureParams):
         # As fpstream: frame_power copies the cut frames to xp, FFT power, band levels in dB.
         return lambda x, xp: band_db(frame_power(x, xp=xp), audio=audio, params=params, xp=xp)
     raise ValueError(f"unknown step {step!r}")
-
-
-# --------------------------------------------------------------------------- devices
-
-def gpu_module(prefer: str = "auto") -> tuple[ModuleType | None, str]:
-    """(CuPy or None, what the GPU is or why there is none)."""
-    if prefer == "numpy":
-        return None, f"{NO_GPU} (--numpy-only)"
-    if importlib.util.find_spec("cupy") is None:
-        return None, f"{NO_GPU} (CuPy is not installed)"
-    try:
-        cupy = xpmod.get_xp("cupy")
-    except RuntimeError as exc:
-        return None, f"{NO_GPU} ({exc})"
-    try:
-        name = xpmod.device_name(cupy)
-    except Exception as exc:  # a name is decoration: never a reason to fail
-        log.warning("could not read the GPU's name: %s", exc)
-        name = "gpu (cupy)"
-    return cupy, name
-
-
-def synchronize(xp: ModuleType) -> None:
-    """Wait for the work queued on ``xp``'s current stream (no-op for NumPy)."""
-    if xp is not np:
-        xp.cuda.get_current_stream().synchronize()
-
-
-def timed(fn, *, max_runs: int, budget_s: float) -> tuple[float, int]:
-    """(median ms, runs): about ``budget_s`` seconds of calls, between 5 and ``max_runs`` of them."""
-    probe = median_ms(fn, runs=1, warmup=3)
-    runs = int(max(5, min(max_runs, budget_s * 1000 / max(probe, 1e-3))))
-    return median_ms(fn, runs=runs, warmup=1), runs
 
 
 # --------------------------------------------------------------------------- measurement
@@ -273,11 +241,6 @@ def run_benchmark(args: argparse.Namespace) -> dict:
 
 # --------------------------------------------------------------------------- report
 
-def fmt_ms(ms: float) -> str:
-    """Milliseconds with about three significant digits (0.00512, 0.785, 22.7, 229.0)."""
-    return f"{ms:.1f}" if ms >= 10 else f"{ms:.2f}" if ms >= 1 else f"{ms:#.3g}"
-
-
 def table(result: dict) -> str:
     """The markdown table of a result."""
     tol = result["tolerance"]
@@ -336,7 +299,7 @@ def render(result: dict, json_path: str) -> str:
         "- **Variants:** NumPy = SciPy's float32 FFT on one thread; *CuPy, on device* = input already in GPU "
         "memory, output left there, stream synchronised inside the timed call; *CuPy + host copies* = NumPy in, "
         "NumPy out (host→device copy of the input, device→host copy of the output), as the server calls it.",
-        f"- **Timing:** `benchlib.median_ms`, median of {runs} timed calls per row (fewer for slow rows) after "
+        f"- **Timing:** `bench.machine.median_ms`, median of {runs} timed calls per row (fewer for slow rows) after "
         "warm-up calls that compile CuPy's kernels and make cuFFT's plans.", "",
         table(result), "",
         agree, "",

@@ -36,8 +36,10 @@ for p in (REPO, REPO / "tools"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from bench_features import fmt_ms, gpu_module, synchronize, timed  # noqa: E402
-from benchlib import busy_cores, machine_info, read_json, update_section, write_json  # noqa: E402
+from bench.common import read_json, write_json  # noqa: E402
+from bench.doc import update_section  # noqa: E402
+from bench.gpu import fmt_ms, gpu_module, synchronize  # noqa: E402
+from bench.machine import busy_cores, machine_info, timed  # noqa: E402
 
 from audiocopy.engines.cnnbin.stacked_head import HeadWeights, StackedHeads  # noqa: E402
 

@@ -38,7 +38,10 @@ from typing import AsyncIterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-SAMPLE_RATE = 16000
+from audiocopy.config import AudioParams  # noqa: E402
+
+#: Send PCM at the recognizer's own rate, so the server never resamples.
+SAMPLE_RATE = AudioParams().sample_rate
 FRAME_SECONDS = 0.1
 
 
@@ -50,7 +53,6 @@ async def file_frames(path: str, frame_samples: int) -> AsyncIterator[bytes]:
     """s16le frames of a decoded file."""
     import numpy as np
 
-    from audiocopy.config import AudioParams
     from audiocopy.errors import AudiocopyError
     from audiocopy.signal.audio import load_audio
 

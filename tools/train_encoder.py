@@ -9,17 +9,28 @@ after every epoch under ``--work`` and exports the best encoder so far to
 (Ctrl-C, a time budget, a reboot) and run the same command again: it resumes
 from the last checkpoint, and the cache of features is reused.
 
-Which tracks. Benchmarks must measure music the encoder never heard, so the
-tracks that ``tools/evaluate.py`` puts in the catalogue or among the unseen
-negatives are excluded (``--exclude-split WORK/split.json``), and so are the
-wrong tracks that enrolment holds out for calibrating the decision threshold
-(the same hash-chosen fifth as ``training.dataset``): the false-positive
-rate is then measured on music the encoder has not seen either.
+Which tracks. Benchmarks must measure music the encoder never heard, so
+``--split WORK/split.json`` (written by ``tools/evaluate.py``, e.g. with
+``--stop-after split``) excludes what that split measures: its catalogue and
+unseen tracks, every other track of their Debian packages, and the
+calibration hold-out of the remaining tracks
+(``audiocopy.training.sources.is_calibration_track``: thresholds are set on
+them, so the false-positive rate is measured on music the encoder has not
+heard either). Without ``--split`` only the calibration hold-out is
+excluded. ``--generated DIR`` adds generated music (``tools/generate_music.py``,
+with its ``manifest.json``).
+
+Provenance. The encoder's record (field ``training``) lists
+``trained_track_ids``: every corpus track id it was given (training and
+validation tracks), and ``generated``: the generated corpus' generator,
+version, seed, settings and the SHA-256 of its track ids. ``tools/evaluate.py``
+refuses to measure a split whose catalogue or unseen tracks are among them.
 
 Usage (from the repository root)::
 
+    PYTHONPATH=. .venv/bin/python tools/evaluate.py --corpus CORPUS_DIR --stop-after split
     PYTHONPATH=. .venv/bin/python tools/train_encoder.py --corpus CORPUS_DIR \\
-        --exclude-split data/bench/split.json --max-minutes 40
+        --split data/bench/split.json --generated /work/gen_music --max-minutes 40
 
 Time on the development machine (2 CPU cores): see the ``training`` record
 in ``audiocopy/weights/fingerprint_encoder.json`` (minutes, epochs, loss and
@@ -28,7 +39,6 @@ validation history).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -41,12 +51,13 @@ for _p in (REPO, REPO / "tools"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from benchlib import generic_corpus  # noqa: E402
+from bench.common import BenchError, generic_corpus, ids_sha256, read_json  # noqa: E402
 
 log = logging.getLogger("train_encoder")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The command line (defaults from ``EncoderTrainParams``)."""
     from audiocopy.config import EncoderTrainParams
 
     d = EncoderTrainParams()
@@ -56,11 +67,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="cache and checkpoints (default data/encoder_train); reruns resume from it")
     p.add_argument("--out", type=Path, default=REPO / "audiocopy" / "weights" / "fingerprint_encoder.json",
                    help="encoder record to write (weights beside it as .npz)")
-    p.add_argument("--exclude-split", type=Path, action="append", default=[],
-                   help="split.json of tools/evaluate.py: its catalog and unseen tracks are not trained on "
-                        "(repeatable)")
+    p.add_argument("--split", type=Path, action="append", default=[],
+                   help="split.json of tools/evaluate.py: the tracks it measures are not trained on (repeatable)")
+    p.add_argument("--generated", type=Path, default=None,
+                   help="folder of generated music with manifest.json (tools/generate_music.py) to train on too")
     p.add_argument("--keep-calibration", action="store_true",
-                   help="also train on the wrong tracks enrolment holds out for calibration")
+                   help="without --split: also train on the tracks enrolment holds out for calibration")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this much wall time (resumable)")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (schedule length, default {d.epochs})")
     p.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch)
@@ -69,27 +81,68 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--val-tracks", type=int, default=d.val_tracks)
     p.add_argument("--threads", type=int, default=None, help="TensorFlow intra-op threads (default: all cores)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.split and args.keep_calibration:
+        p.error("--keep-calibration would train on the split's calibration hold-out; drop one of them")
+    return args
 
 
-def select_tracks(corpus: Path, exclude_splits: list[Path], keep_calibration: bool) -> tuple[list[Path], dict]:
-    """The corpus files to train on, and a summary of what was excluded."""
-    from audiocopy.training.sources import is_calibration_track, list_audio
+def excluded_ids(corpus_ids: set[str], splits: list[Path], keep_calibration: bool) -> set[str]:
+    """Corpus track ids not to train on: each split's ``encoder_excluded_ids``, or the calibration hold-out."""
+    from audiocopy.training.sources import is_calibration_track
+    from bench.split import encoder_excluded_ids, read_split
+
+    if not splits:
+        return set() if keep_calibration else {i for i in corpus_ids if is_calibration_track(i)}
+    out: set[str] = set()
+    for path in splits:
+        split = read_split(path)
+        named = set(split["catalog"]) | set(split["unseen"]) | set(split["wrong"])
+        if not named & corpus_ids:
+            raise BenchError(f"{path} names none of the tracks in the corpus: is it a split of another corpus?")
+        out |= encoder_excluded_ids(split)
+    return out
+
+
+def select_tracks(corpus: Path, splits: list[Path], keep_calibration: bool) -> tuple[list[Path], dict]:
+    """The corpus files to train on, and the provenance summary (counts and ``trained_track_ids``)."""
+    from audiocopy.training.sources import list_audio
 
     files = list_audio(corpus)
-    excluded: set[str] = set()
-    for path in exclude_splits:
-        split = json.loads(path.read_text(encoding="utf-8"))
-        for role in ("catalog", "unseen"):
-            excluded |= set(split.get(role, []))
-    calibration = set() if keep_calibration else \
-        {p.stem for p in files if is_calibration_track(p.stem)}
-    chosen = [p for p in files if p.stem not in excluded and p.stem not in calibration]
-    return chosen, {"corpus_tracks": len(files), "excluded_split": len(excluded & {p.stem for p in files}),
-                    "excluded_calibration": len(calibration - excluded), "trained_tracks": len(chosen)}
+    ids = {p.stem for p in files}
+    excluded = excluded_ids(ids, splits, keep_calibration)
+    chosen = [p for p in files if p.stem not in excluded]
+    trained = sorted(p.stem for p in chosen)
+    return chosen, {"corpus_tracks": len(files), "excluded_tracks": len(excluded & ids),
+                    "trained_tracks": len(chosen), "trained_track_ids": trained,
+                    "trained_track_ids_sha256": ids_sha256(trained)}
+
+
+def generated_tracks(folder: Path, corpus_ids: set[str]) -> tuple[list[Path], dict]:
+    """The generated tracks of ``folder`` listed in its manifest, and the record's ``generated`` summary."""
+    from audiocopy.training.sources import list_audio
+
+    manifest = read_json(folder / "manifest.json")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("tracks"), list):
+        raise BenchError(f"{folder}/manifest.json is missing or not a generated-music manifest "
+                         "(make one with tools/generate_music.py)")
+    listed = {t["id"] for t in manifest["tracks"]}
+    files = [p for p in list_audio(folder) if p.stem in listed]
+    if not files:
+        raise BenchError(f"{folder} holds none of the tracks its manifest lists")
+    clash = sorted({p.stem for p in files} & corpus_ids)
+    if clash:
+        raise BenchError(f"generated tracks share ids with corpus tracks ({clash[:3]}); rename one side")
+    ids = sorted(p.stem for p in files)
+    settings = manifest.get("settings", {})
+    return files, {"generator": manifest.get("generator"), "version": manifest.get("version"),
+                   "seed": settings.get("seed"), "settings": settings, "track_count": len(ids),
+                   "track_ids_sha256": ids_sha256(ids),
+                   "manifest_track_ids_sha256": manifest.get("track_ids_sha256")}
 
 
 def main(argv=None) -> int:
+    """Select the tracks, train (or resume) and export; 0 on success, 1 with one ``error:`` line."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
@@ -106,8 +159,14 @@ def main(argv=None) -> int:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     try:
-        tracks, summary = select_tracks(args.corpus, args.exclude_split, args.keep_calibration)
-        log.info("tracks: %s", summary)
+        tracks, summary = select_tracks(args.corpus, args.split, args.keep_calibration)
+        if args.generated:
+            from audiocopy.training.sources import list_audio
+
+            corpus_ids = {p.stem for p in list_audio(args.corpus)}
+            extra, summary["generated"] = generated_tracks(args.generated, corpus_ids)
+            tracks = tracks + extra
+        log.info("tracks: %s", {k: v for k, v in summary.items() if k not in ("trained_track_ids", "generated")})
         train = replace(EncoderTrainParams(), epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                         batch_pairs=args.batch_pairs, views_per_track=args.views_per_track,
                         val_tracks=args.val_tracks)
@@ -118,7 +177,7 @@ def main(argv=None) -> int:
                       "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}"}
         state = train_encoder(tracks, args.work, args.out, train=train, max_minutes=args.max_minutes,
                               provenance=provenance, progress=not args.quiet)
-    except AudiocopyError as exc:
+    except (AudiocopyError, BenchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,0 +1,124 @@
+"""The benchmark's package split (``tools/bench/split.py``) on tiny synthetic manifests; no corpus, no audio.
+
+What must hold: catalogue and unseen tracks come from packages that give
+no track to any other role, and from different packages; the split is a
+function of the seed; ``split.json`` carries each role's SHA-256; and the
+tracks ``tools/train_encoder.py`` leaves out are exactly what the split
+measures plus the calibration hold-out.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from bench.common import BenchError  # noqa: E402
+from bench.corpus import Track, read_manifest  # noqa: E402
+from bench.split import encoder_excluded_ids, package_split, read_split, track_split, write_split  # noqa: E402
+
+from audiocopy.training.sources import is_calibration_track  # noqa: E402
+
+#: Package -> track count: 60 tracks in 10 packages.
+SIZES = {"alpha": 9, "bravo": 8, "charlie": 7, "delta": 7, "echo": 6, "foxtrot": 6, "golf": 5, "hotel": 5,
+         "india": 4, "juliet": 3}
+
+
+def tracks(sizes=SIZES) -> list[Track]:
+    out = [Track(f"{p}__t{i:02d}", f"{p}__t{i:02d}.wav", p, f"/nowhere/{p}__t{i:02d}.wav", 22050, 60.0)
+           for p, n in sizes.items() for i in range(n)]
+    return sorted(out, key=lambda t: t.file)
+
+
+def split(seed=0, **kw):
+    args = {"n_catalog": 12, "n_unseen": 8, "n_wrong": 30, **kw}
+    return package_split(tracks(), seed=seed, **args)
+
+
+def packages_of(ids):
+    return {i.split("__")[0] for i in ids}
+
+
+def test_roles_are_package_disjoint_and_sized():
+    s = split()
+    assert (len(s["catalog"]), len(s["unseen"]), len(s["wrong"])) == (12, 8, 30)
+    cat, uns = packages_of(s["catalog"]), packages_of(s["unseen"])
+    rest = packages_of(s["wrong"] + s["spare"])
+    assert not cat & uns and not (cat | uns) & rest
+    assert packages_of(s["reserved"]) <= cat | uns  # extra tracks of measured packages are used for nothing
+    every = s["catalog"] + s["unseen"] + s["wrong"] + s["spare"] + s["reserved"]
+    assert sorted(every) == sorted(t.id for t in tracks())  # each track exactly once
+    assert s["packages"]["catalog"] == sorted(cat) and s["packages"]["unseen"] == sorted(uns)
+
+
+def test_deterministic_per_seed():
+    assert split(seed=3) == split(seed=3)
+    assert any(split(seed=0)[r] != split(seed=s)[r] for s in range(1, 6) for r in ("catalog", "unseen"))
+
+
+def test_hashes_are_sha256_of_sorted_ids(tmp_path):
+    s = split()
+    for role in ("catalog", "unseen", "wrong", "spare", "reserved"):
+        assert s["sha256"][role] == hashlib.sha256("\n".join(sorted(s[role])).encode()).hexdigest()
+    write_split(tmp_path / "split.json", s)
+    assert read_split(tmp_path / "split.json") == s
+
+
+def test_edited_split_is_refused(tmp_path):
+    s = split()
+    s["catalog"] = s["catalog"][1:]
+    write_split(tmp_path / "split.json", s)
+    with pytest.raises(BenchError, match="catalog tracks do not match"):
+        read_split(tmp_path / "split.json")
+    with pytest.raises(BenchError, match="missing"):
+        read_split(tmp_path / "absent.json")
+
+
+def test_forbidden_packages_never_measured():
+    s = split(forbidden_packages=["alpha", "bravo", "charlie"])
+    assert not packages_of(s["catalog"] + s["unseen"]) & {"alpha", "bravo", "charlie"}
+
+
+def test_too_few_tracks_is_a_clear_error():
+    with pytest.raises(BenchError, match="needs 70 tracks"):
+        split(n_catalog=70)
+
+
+def test_encoder_exclusions():
+    s = split()
+    excluded = encoder_excluded_ids(s)
+    measured = set(s["catalog"]) | set(s["unseen"]) | set(s["reserved"])
+    assert measured <= excluded
+    others = set(s["wrong"]) | set(s["spare"])
+    assert excluded - measured == {i for i in others if is_calibration_track(i)}
+    assert s["encoder_excluded"]["count"] == len(excluded)
+
+
+def test_track_split_is_the_legacy_one():
+    s = track_split(tracks(), seed=0, n_catalog=12, n_wrong=30, n_unseen=8)
+    assert s["kind"] == "track" and s["reserved"] == []
+    assert len(s["spare"]) == 60 - 50 and s == track_split(tracks(), seed=0, n_catalog=12, n_wrong=30, n_unseen=8)
+
+
+def test_manifest_needs_a_package_column(tmp_path):
+    (tmp_path / "manifest-dev.tsv").write_text("file\tversion\na.wav\t1\n", encoding="utf-8")
+    with pytest.raises(BenchError, match="'package'"):
+        read_manifest(tmp_path)
+
+
+def test_train_encoder_leaves_out_what_the_split_measures(tmp_path):
+    import train_encoder
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for t in tracks():
+        (corpus / t.file).write_bytes(b"")  # listed by extension only, never decoded here
+    s = split()
+    write_split(tmp_path / "split.json", s)
+    chosen, summary = train_encoder.select_tracks(corpus, [tmp_path / "split.json"], keep_calibration=False)
+    trained = {p.stem for p in chosen}
+    assert trained == {t.id for t in tracks()} - encoder_excluded_ids(s)
+    assert summary["trained_track_ids"] == sorted(trained)
+    assert not trained & (set(s["catalog"]) | set(s["unseen"]))

@@ -1,0 +1,86 @@
+"""Small pieces every benchmark step uses: the error type, JSON files, seeds, number formatting.
+
+Place in ``tools/bench``: the bottom; imports nothing else from it.
+
+Seeds. Every random draw of a benchmark comes from ``rng_for(seed, *parts)``:
+a generator seeded by a hash of the run seed and a description of its use
+(``"offsets", track``). Adding a condition or a track therefore leaves every
+other query unchanged, and two machines make the same queries.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: The repository root (``tools/bench/common.py`` -> two levels up).
+REPO = Path(__file__).resolve().parents[2]
+
+
+class BenchError(RuntimeError):
+    """A benchmark step cannot go on; the message says which and why (printed as one ``error:`` line)."""
+
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON through a temporary file, so a crash never leaves half a file (the package's atomic writer)."""
+    from audiocopy.atomic_files import atomic_write_json
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(path), obj)
+
+
+def read_json(path: Path, default=None):
+    """The JSON content of ``path``, or ``default`` when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+def rng_for(seed: int, *parts) -> np.random.Generator:
+    """A generator seeded from the run seed and a description of its use (see the module docstring).
+
+    The hash (SHA-1 of ``"seed:part1:part2..."``, first 64 bits) is the one the
+    pre-restructure ``evaluate.py`` used, so ``--legacy`` reproduces its queries.
+    """
+    text = ":".join(str(p) for p in (seed, *parts))
+    return np.random.default_rng(int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:16], 16))
+
+
+def ids_sha256(ids) -> str:
+    """SHA-256 (hex) of a set of track ids: sorted, joined by newlines (as the music generator's manifest)."""
+    return hashlib.sha256("\n".join(sorted(ids)).encode("utf-8")).hexdigest()
+
+
+def fmt(value, digits: int = 1) -> str:
+    """A number for a table cell; an en dash when there is none."""
+    if value is None:
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def generic_corpus(argv: list[str]) -> list[str]:
+    """A command line as a report shows it: the corpus folder is this machine's, so it reads CORPUS_DIR."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--corpus" and i + 1 < len(out):
+            out[i + 1] = "CORPUS_DIR"
+        elif arg.startswith("--corpus="):
+            out[i] = "--corpus=CORPUS_DIR"
+    return out
+
+
+def check_work_config(work: Path, cfg: dict) -> None:
+    """Refuse a work folder made with other settings (its caches would not match); record ``cfg`` otherwise."""
+    path = Path(work) / "config.json"
+    old = read_json(path)
+    if old is not None and old != cfg:
+        diffs = sorted(k for k in set(old) | set(cfg) if old.get(k) != cfg.get(k))
+        raise BenchError(f"{work} was made with other settings ({', '.join(diffs)}); "
+                         "delete it or choose another --work")
+    write_json(path, cfg)
