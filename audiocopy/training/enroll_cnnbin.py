@@ -29,7 +29,6 @@ from ..errors import DatasetError
 from .dataset import BuildPlan, Dataset, build_dataset
 from .fit_cnnbin import calibration_windows, fit_track
 from .play_calibration import PLAY_KEYS, calibrate_play_threshold
-from .sources import is_calibration_track, list_audio
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +85,11 @@ def train_catalog(dataset_dir: Path, db: Path, *, cnn: CnnParams = CnnParams(), 
         with atomic_open(Path(db) / CALIBRATION_FILE) as fh:
             np.save(fh, calibration.astype(np.float16))
     offset = calibrate_catalog(db, catalog_fpr=train.catalog_fpr)
+    # The play threshold, on the same held-out negatives as the thresholds
+    # (each played whole, as a stream), when the catalogue changed or it has none.
+    held_out = [Path(s.path) for s in dataset.sources if s.role == "wrong" and s.split == "calibration"]
+    if held_out and (trained or "play_threshold" not in catalog.open_db(db).calibration):
+        calibrate_play_threshold(Path(db), [p for p in held_out if p.exists()])
     return TrainReport(trained, [t for t in wanted if t in done],
                        float(np.mean(seconds)) if seconds else 0.0, offset)
 
@@ -163,13 +167,10 @@ def enroll(catalog_dir: Path, db: Path, *, negatives_dir: Path | None, work_dir:
     """Build the dataset for a catalogue folder and train it into ``db``.
 
     work_dir: where the dataset is kept (default ``DB/dataset``); both steps
-    resume after an interruption. With negatives, the play threshold is
-    calibrated last, on the same held-out negatives as the window thresholds.
+    resume after an interruption (``train_catalog`` also calibrates the play
+    threshold on the dataset's held-out negatives).
     """
     work_dir = Path(work_dir) if work_dir is not None else Path(db) / "dataset"
     build_dataset(Path(catalog_dir), negatives_dir, work_dir, BuildPlan(audio, features, augment, dataset),
                   jobs=jobs, progress=progress)
-    report = train_catalog(work_dir, Path(db), cnn=cnn, train=train, progress=progress)
-    if negatives_dir is not None:
-        calibrate_play_threshold(Path(db), [p for p in list_audio(Path(negatives_dir)) if is_calibration_track(p.stem)])
-    return report
+    return train_catalog(work_dir, Path(db), cnn=cnn, train=train, progress=progress)

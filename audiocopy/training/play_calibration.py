@@ -28,7 +28,7 @@ from ..config import AudioParams, DecisionParams
 from ..decision.calibration import TAIL_SIZE, play_threshold
 from ..decision.files import negative_evidence
 from ..decision.recognizer import Recognizer
-from ..engines import catalog
+from ..engines import catalog, load_engine
 from ..errors import AudiocopyError
 from ..signal.audio import load_audio
 from .augment.chain import apply_chain, random_chain
@@ -64,7 +64,10 @@ def calibrate_play_threshold(db: Path, files: list[Path], *, params: DecisionPar
     per-window threshold must already be calibrated: margins are measured
     against it.
     """
-    recognizer = Recognizer.open(db, xp=np, params=params)
+    info = catalog.open_db(db)
+    # Any threshold will do: the negatives run with an infinite one.
+    recognizer = Recognizer(load_engine(Path(db), engine_name=info.engine), xp=np, params=params,
+                            play_threshold=params.start_evidence)
     try:
         if not recognizer.track_ids:
             return {}

@@ -1,42 +1,21 @@
 """The fingerprint engine: one shared encoder plus a vector index.
 
-Place in the pipeline: an ``Engine`` (see ``engines``) between features and
-the recognizer, beside ``cnnbin``. cnnbin runs one network per track on every
-window, so its cost grows with the catalogue; here every window costs the
-same encoder pass (ten one-second sub-windows) whatever the catalogue, plus
-ten nearest-neighbour searches whose cost the index keeps nearly flat
-(``fpindex``), plus the offset vote (``fpmatch``). Enrolling a track only
-embeds it: no training, so tracks are added and removed in seconds.
+Place in the pipeline: an ``Engine`` (see ``engines``) between the signal
+stage and the decision, beside ``cnnbin``. cnnbin runs one network per track
+on every window, so its cost grows with the catalogue; here every window
+costs the same encoder pass (ten one-second sub-windows) whatever the
+catalogue, plus ten nearest-neighbour searches whose cost the index keeps
+nearly flat (``index``), plus the offset vote (``match``). Enrolling a track
+only embeds it: no training, so tracks are added and removed in seconds.
 
-Two query paths. ``score`` takes the features of independent windows
-(files, fragments, calibration). ``score_stream`` takes the windows of live
-streams with each stream's ``StreamMemory`` and embeds and searches every
-sub-window of a stream only once (``fpstream``): about three new
-sub-windows per 0.5 s hop instead of ten.
+One path for every window (``stream``): a window's frames are computed, its
+sub-windows embedded and searched, and the hits voted on; a window that
+belongs to a stream reuses the frames and hits its stream's earlier windows
+already computed (``engines.StreamState``), about three new sub-windows per
+0.5 s hop instead of ten, with the same answers. Calibration negatives come
+as stored band levels (``raw_level_scores``) and take the same path.
 
-Database layout (``catalog`` owns ``db.json`` and ``tracks/``)::
-
-    DB/db.json              engine "fingerprint", audio + feature parameters,
-                            calibration {"threshold", "target_fpr", ...}
-    DB/fingerprint.json     match and index parameters, the encoder's SHA-256,
-                            the next free track key
-    DB/encoder.json|.npz    the encoder the vectors were made with (a copy,
-                            so the database never depends on the installed
-                            package's weights)
-    DB/tracks/<f>.json      one record per track: id, key, vector count, hop,
-                            duration, encoder SHA-256, source file
-    DB/tracks/<f>.npy       its (n, dim) float16 vectors: the source of truth
-    DB/index.npz            faiss/NumPy index (derived; rebuilt from the track
-                            vectors whenever it is missing or out of step)
-    DB/index.json + qdrant/ the same for the Qdrant backend (local mode)
-    DB/calibration.npy      features of held-out negative windows
-
-Consistency. Track records are written last and deleted first, and every
-loader reconciles the index with them (adding vectors it lacks, dropping
-tracks that have no record), so an interrupted enrolment or removal leaves a
-database that loads correctly, and the next enrolment finishes the job.
-A track key is never reused: vectors of a removed track can never be taken
-for a new one.
+The database on disk (layout, consistency rules) is ``db``.
 
 Live updates. ``FingerprintEngine.refresh()`` checks (a few ``stat`` calls)
 whether enrolment or removal changed the database and, if so, loads the new
