@@ -45,6 +45,8 @@ class Detection:
         without a match or an engine that cannot tell).
     silent: the window was below the silence level (nothing was asked of
         the engine's opinion; every margin is ``SILENT_SCORE``).
+    profile: (bands,) the window's mean band level in dB, or None (what a
+        play's pitch shift is measured on; not part of the JSON).
     """
 
     track: str | None
@@ -53,6 +55,7 @@ class Detection:
     candidates: tuple[Candidate, ...] = field(default_factory=tuple)
     track_offset_s: float | None = None
     silent: bool = False
+    profile: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict:
         """The window's answer as JSON (the ``identify``/``window`` message contract)."""
@@ -70,7 +73,7 @@ def _rounded(value: float | None, digits: int) -> float | None:
 
 
 def decide_window(margins: np.ndarray, track_offsets: np.ndarray | None, track_ids: list[str], *, start_s: float,
-                  top_k: int, silent: bool = False) -> Detection:
+                  top_k: int, silent: bool = False, profile: np.ndarray | None = None) -> Detection:
     """The window decision from one row of engine margins.
 
     margins: (n_tracks,) float32; track_offsets: (n_tracks,) seconds (NaN:
@@ -83,8 +86,9 @@ def decide_window(margins: np.ndarray, track_offsets: np.ndarray | None, track_i
         offset = None if track_offsets is None or not np.isfinite(track_offsets[i]) else float(track_offsets[i])
         cands.append(Candidate(str(track_ids[i]), float(margins[i]), offset))
     if not cands:
-        return Detection(None, float("-inf"), start_s, silent=silent)
+        return Detection(None, float("-inf"), start_s, silent=silent, profile=profile)
     best = cands[0]
     matched = best.score > 0
     return Detection(track=best.track if matched else None, score=best.score, offset_s=start_s,
-                     candidates=tuple(cands), track_offset_s=best.track_offset_s if matched else None, silent=silent)
+                     candidates=tuple(cands), track_offset_s=best.track_offset_s if matched else None, silent=silent,
+                     profile=profile)

@@ -22,7 +22,6 @@ The file's single answer (``FileAnalysis.answer``, what ``identify`` prints):
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -32,7 +31,6 @@ from ..signal.windows import window_starts
 from .detection import Candidate, Detection
 from .play import Play
 from .recognizer import Recognizer
-from .stream import StreamDecision
 
 
 @dataclass(frozen=True)
@@ -74,10 +72,7 @@ class FileStream:
         self.signal = np.asarray(signal, dtype=np.float32)
         self.batch_size = batch_size
         self.starts = window_starts(self.signal.size, audio=audio)
-        self.decision = StreamDecision(source, window_s=audio.window_seconds,
-                                       wall_start=time.time() if wall_start is None else wall_start,
-                                       threshold=recognizer.play_threshold if threshold is None else threshold,
-                                       params=recognizer.params)
+        self.decision = recognizer.stream_decision(source, wall_start=wall_start, threshold=threshold)
         self._state = recognizer.new_stream_state()
         self._next = 0
         self.detections: list[Detection] = []

@@ -35,6 +35,10 @@ class Play:
         (None for engines without offsets).
     time_scale: track seconds per stream second (1.07 = played 7 % fast;
         None until the offset line spans a few seconds).
+    pitch_semitones: how far the play sounds above the track (None when it
+        could not be measured; ``decision.evidence``).
+    alteration: "none", "speed", "tempo", "pitch", "speed+pitch" or
+        "unknown": the kind of edit the two point to.
     open: the play is still in progress (``end_s`` is its latest support).
     id: row id once stored (None before).
     """
@@ -52,6 +56,8 @@ class Play:
     track_start_s: float | None = None
     track_end_s: float | None = None
     time_scale: float | None = None
+    pitch_semitones: float | None = None
+    alteration: str = "unknown"
     open: bool = False
     id: int | None = None
 
@@ -67,6 +73,7 @@ class Play:
             out[key] = _round(out[key], 3)
         for key in ("confidence", "peak_score", "time_scale"):
             out[key] = _round(out[key], 4)
+        out["pitch_semitones"] = _round(out["pitch_semitones"], 2)
         return out
 
 

@@ -15,6 +15,7 @@ blown up into amplified hiss and scored like music. Its margins are set to
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -24,6 +25,7 @@ from ..config import AudioParams, DecisionParams, FeatureParams
 from ..engines import Engine, EngineScores, StreamState, WindowBatch, catalog, load_engine
 from ..signal.xp import get_xp
 from .detection import Detection, decide_window
+from .stream import StreamDecision
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,7 @@ class Recognizer:
         if silent.any():
             margins = scores.margins.copy()
             margins[silent] = SILENT_SCORE
-            scores = EngineScores(margins, scores.track_offsets_s)
+            scores = EngineScores(margins, scores.track_offsets_s, scores.profiles)
         return scores, silent
 
     def detect_windows(self, windows: np.ndarray, starts_s: np.ndarray | None = None,
@@ -114,10 +116,28 @@ class Recognizer:
         # batches may have added or removed tracks since the last call.
         track_ids = self.engine.track_ids
         starts = np.zeros(len(windows)) if starts_s is None else np.asarray(starts_s, dtype=float)
-        offsets = scores.track_offsets_s
+        offsets, profiles = scores.track_offsets_s, scores.profiles
         return [decide_window(scores.margins[i], None if offsets is None else offsets[i], track_ids,
-                              start_s=float(starts[i]), top_k=self.params.top_k, silent=bool(silent[i]))
+                              start_s=float(starts[i]), top_k=self.params.top_k, silent=bool(silent[i]),
+                              profile=None if profiles is None else profiles[i])
                 for i in range(len(windows))]
+
+    def track_profile(self, track_id: str, start_s: float, end_s: float):
+        """The track's mean band level (dB) over a stretch of it (``Engine.track_profile``), or None."""
+        return self.engine.track_profile(track_id, start_s, end_s)
+
+    def stream_decision(self, source: str, *, wall_start: float | None = None,
+                        threshold: float | None = None) -> StreamDecision:
+        """A new stream's decision, with this database's play threshold, parameters and track spectra.
+
+        source: the plays' source label; wall_start: epoch seconds of stream
+        time 0 (default: now); threshold: overrides the play threshold
+        (calibration passes infinity to watch evidence without plays).
+        """
+        return StreamDecision(source, window_s=self.audio.window_seconds,
+                              wall_start=time.time() if wall_start is None else wall_start,
+                              threshold=self.play_threshold if threshold is None else threshold, params=self.params,
+                              track_profile=self.track_profile, bins_per_octave=self.features_params.bins_per_octave)
 
     def close(self) -> None:
         """Release the engine's files and connections."""

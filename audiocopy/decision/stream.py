@@ -54,8 +54,11 @@ import math
 import uuid
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..config import DecisionParams
 from .detection import Candidate, Detection
+from .evidence import alteration, pitch_shift_semitones
 from .play import Play, iso_utc
 
 #: Supporting observations kept per hypothesis for fitting its slope.
@@ -78,6 +81,8 @@ class _Hypothesis:
     margin_sum: float = 0.0
     peak_margin: float = -math.inf
     windows: int = 0
+    profile_sum: np.ndarray | None = None  # summed band levels (dB) of supporting windows
+    profiles: int = 0
     key: str | None = None  # set when it becomes a play
     supported_now: bool = False
 
@@ -105,10 +110,14 @@ class _Hypothesis:
         miss = abs(c.track_offset_s - predicted)
         return miss if miss <= self.tolerance(t, p) else None
 
-    def support(self, c: Candidate, t: float, p: DecisionParams, *, reanchor: bool = False) -> None:
+    def support(self, c: Candidate, t: float, p: DecisionParams, *, reanchor: bool = False,
+                profile: np.ndarray | None = None) -> None:
         if reanchor:  # a new line through this window: the old slope says nothing about it
             self.observations.clear()
             self.rate = None
+        if profile is not None and np.all(np.isfinite(profile)):
+            self.profile_sum = profile.astype(np.float64) if self.profile_sum is None else self.profile_sum + profile
+            self.profiles += 1
         self.decay_to(t, p.half_life_s)
         self.evidence += max(0.0, c.score + p.support_bonus)
         self.peak_evidence = max(self.peak_evidence, self.evidence)
@@ -174,11 +183,15 @@ class StreamDecision:
     window_s: window length (s); wall_start: wall-clock time (epoch s) of
     stream time 0; threshold: evidence a play needs (a database's calibrated
     value, ``Recognizer.play_threshold``); params: the decision parameters.
+    track_profile: ``(track, start_s, end_s) -> (bands,) or None``, the
+    track's long-term spectrum over a stretch of it (``Recognizer.
+    track_profile``), for measuring a play's pitch shift; None: no pitch.
+    bins_per_octave: the bands' resolution (``FeatureParams``).
     Not thread-safe: one decision belongs to one stream, fed in stream order.
     """
 
     def __init__(self, source: str, *, window_s: float, wall_start: float, threshold: float,
-                 params: DecisionParams = DecisionParams()):
+                 params: DecisionParams = DecisionParams(), track_profile=None, bins_per_octave: int = 12):
         if not threshold > 0:
             raise ValueError(f"the play threshold must be > 0, got {threshold}")
         self.source = source
@@ -186,6 +199,8 @@ class StreamDecision:
         self.wall_start = wall_start
         self.threshold = threshold
         self.params = params
+        self._track_profile = track_profile
+        self._bins_per_octave = bins_per_octave
         self._hyps: list[_Hypothesis] = []
         self._first_window: float | None = None  # stream time of the first and latest windows seen
         self._last_window: float | None = None
@@ -264,14 +279,14 @@ class StreamDecision:
                 if c.score > 0:
                     h = by_track[c.track] = _Hypothesis(c.track, t, t, c.track_offset_s, t_evidence=t)
                     self._hyps.append(h)
-                    h.support(c, t, p)
+                    h.support(c, t, p, profile=det.profile)
             elif h.fits(c, t, p) is not None:
-                h.support(c, t, p)
+                h.support(c, t, p, profile=det.profile)
             elif c.score > 0:
                 # Looped music repeats itself, so a window that passes on its
                 # own may align with another repeat: it continues the track's
                 # hypothesis on a new line. A weak window off the line does not.
-                h.support(c, t, p, reanchor=True)
+                h.support(c, t, p, reanchor=True, profile=det.profile)
 
     def _open_ready(self, t: float) -> list[Play]:
         # A track heard now alongside a much stronger play is far more often
@@ -321,8 +336,18 @@ class StreamDecision:
         end_s = self._end_s(h, start_s)
         track_start = h.predicted_offset(start_s)
         track_end = h.predicted_offset(end_s)
+        pitch = self._pitch(h, track_start, track_end)
         return Play(track=h.track, source=self.source, start_s=start_s, end_s=end_s,
                     confidence=h.margin_sum / max(h.windows, 1), peak_score=h.peak_margin, windows=h.windows,
                     started_at=iso_utc(self.wall_start + start_s), ended_at=iso_utc(self.wall_start + end_s),
                     key=h.key or "", track_start_s=track_start, track_end_s=track_end, time_scale=h.rate,
-                    open=open_)
+                    pitch_semitones=pitch, alteration=alteration(h.rate, pitch), open=open_)
+
+    def _pitch(self, h: _Hypothesis, track_start: float | None, track_end: float | None) -> float | None:
+        """The play's pitch shift against the stretch of the track it matched (``evidence``)."""
+        if self._track_profile is None or h.profile_sum is None or track_start is None or track_end is None:
+            return None
+        reference = self._track_profile(h.track, track_start, track_end)
+        if reference is None:
+            return None
+        return pitch_shift_semitones(h.profile_sum / h.profiles, reference, bins_per_octave=self._bins_per_octave)

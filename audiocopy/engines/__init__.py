@@ -54,10 +54,14 @@ class EngineScores:
     track_offsets_s: (batch, n_tracks) float32 position in the track (s)
         where each window's first sample aligns, NaN where a track had no
         evidence; None for engines that cannot tell.
+    profiles: (batch, bands) float32, each window's mean band level in dB
+        (its long-term spectrum, which the decision compares with the
+        track's to measure a pitch shift); None where not computed.
     """
 
     margins: np.ndarray
     track_offsets_s: np.ndarray | None = None
+    profiles: np.ndarray | None = None
 
 
 class StreamState:
@@ -123,6 +127,9 @@ class Engine(Protocol):
 
     def close(self) -> None:
         """Release files and connections (the engine is not used afterwards)."""
+
+    def track_profile(self, track_id: str, start_s: float, end_s: float) -> np.ndarray | None:
+        """The track's mean band level in dB over [start_s, end_s] of the track (None if unknown)."""
 
 
 def load_engine(db: Path, *, engine_name: str) -> Engine:

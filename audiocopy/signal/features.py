@@ -150,18 +150,22 @@ def band_db(power, *, audio: AudioParams, params: FeatureParams, xp: ModuleType 
     return 10.0 * xp.log10(power @ fb + 1e-12)
 
 
-def log_spectrogram(windows, *, audio: AudioParams, params: FeatureParams, xp: ModuleType = np):
-    """The features every engine consumes.
+def window_band_db(windows, *, audio: AudioParams, params: FeatureParams, xp: ModuleType = np):
+    """Band levels of whole windows, in decibels, before any floor or standardisation.
 
-    windows: (batch, audio.window_samples) float32 at ``audio.sample_rate``,
-        of module ``xp`` or NumPy (copied to ``xp``).
-    Returns (batch, frames, n_bins) float32 of module ``xp``: decibels
-    floored ``params.floor_db`` below each window's peak, then standardised
-    per window to zero mean and unit variance. An all-silent window maps to
-    all zeros.
+    windows: (batch, audio.window_samples) float32, of module ``xp`` or NumPy.
+    Returns (batch, frames, n_bins) float32 of module ``xp``.
     """
-    power = power_spectrogram(windows, params=params, xp=xp)
-    db = band_db(power, audio=audio, params=params, xp=xp)  # (batch, frames, n_bins)
+    return band_db(power_spectrogram(windows, params=params, xp=xp), audio=audio, params=params, xp=xp)
+
+
+def standardise_windows(db, *, params: FeatureParams, xp: ModuleType = np):
+    """Floor each window ``params.floor_db`` below its peak, then standardise it.
+
+    db: (batch, frames, n_bins) band levels (``window_band_db``). Returns the
+    same shape, zero mean and unit variance per window; an all-silent (or
+    constant) window maps to all zeros.
+    """
     peak = db.max(axis=(1, 2), keepdims=True)
     db = xp.maximum(db, peak - params.floor_db)
     mean = db.mean(axis=(1, 2), keepdims=True)
@@ -171,6 +175,17 @@ def log_spectrogram(windows, *, audio: AudioParams, params: FeatureParams, xp: M
     return xp.where(std > 1e-3, (db - mean) / xp.maximum(std, 1e-3), 0.0).astype(xp.float32)
 
 
+def log_spectrogram(windows, *, audio: AudioParams, params: FeatureParams, xp: ModuleType = np):
+    """The features of whole windows that cnnbin's models were trained on.
+
+    windows: (batch, audio.window_samples) float32 at ``audio.sample_rate``,
+        of module ``xp`` or NumPy (copied to ``xp``).
+    Returns (batch, frames, n_bins) float32 of module ``xp``: decibels
+    floored ``params.floor_db`` below each window's peak, then standardised
+    per window to zero mean and unit variance (``standardise_windows`` of
+    ``window_band_db``).
+    """
+    return standardise_windows(window_band_db(windows, audio=audio, params=params, xp=xp), params=params, xp=xp)
 
 
 def track_band_db(signal: np.ndarray, *, audio: AudioParams, features: FeatureParams,

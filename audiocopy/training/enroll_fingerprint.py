@@ -84,8 +84,9 @@ def _prepare(path: Path, audio: AudioParams, features: FeatureParams, *, frames:
     """Decode a track and cut its encoder input (runs in the helper thread): (seconds, sub-windows)."""
     signal = load_audio(path, params=audio)
     band_db = track_band_db(signal, audio=audio, features=features)
-    return signal.size / audio.sample_rate, track_subwindows(band_db, frames=frames, hop_frames=hop_frames,
-                                                             floor_db=features.floor_db)
+    return (signal.size / audio.sample_rate, track_subwindows(band_db, frames=frames, hop_frames=hop_frames,
+                                                              floor_db=features.floor_db),
+            fpdb.coarse_levels(band_db, hop_frames))
 
 
 def _prefetch(fn, items, depth: int = 2):
@@ -108,8 +109,8 @@ def _prefetch(fn, items, depth: int = 2):
                 yield item, exc
 
 
-def _enrol_one(db: Path, path: Path, key: int, seconds: float, subwindows: np.ndarray, *, engine, config,
-               report: EnrollReport) -> bool:
+def _enrol_one(db: Path, path: Path, key: int, seconds: float, subwindows: np.ndarray, levels: np.ndarray, *,
+               engine, config, report: EnrollReport) -> bool:
     """Embed one prepared track, save its vectors and record, add it to the index; False if it is empty."""
     hop = config.match.enrol_hop_frames
     t_enc = time.perf_counter()
@@ -119,7 +120,7 @@ def _enrol_one(db: Path, path: Path, key: int, seconds: float, subwindows: np.nd
         report.failed.append((str(path), "shorter than one sub-window"))
         return False
     fpdb.save_track(db, path.stem, key, vectors, hop_frames=hop, encoder_sha256=config.encoder_sha256,
-                    duration_s=seconds, extra={"source": str(path)})
+                    duration_s=seconds, levels=levels, extra={"source": str(path)})
     engine.index.add(key, vectors, np.arange(len(vectors), dtype=np.int64) * hop)
     report.enrolled.append(path.stem)
     report.audio_seconds += seconds
@@ -163,8 +164,8 @@ def add_tracks(db: Path, files: list[Path], *, save_every_s: float = 60.0, progr
             report.failed.append((str(path), str(result)))
             log.warning("skipped %s", result)
             continue
-        seconds, subwindows = result
-        if _enrol_one(db, path, key, seconds, subwindows, engine=engine, config=config, report=report):
+        seconds, subwindows, levels = result
+        if _enrol_one(db, path, key, seconds, subwindows, levels, engine=engine, config=config, report=report):
             key += 1
         if time.perf_counter() - last_save > save_every_s:
             fpdb.save_index(db, config, index)

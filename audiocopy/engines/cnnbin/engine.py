@@ -47,8 +47,8 @@ import numpy as np
 from ...atomic_files import atomic_write_json
 from ...config import AudioParams, CnnParams, FeatureParams, as_dict, check_compatible, from_dict
 from ...errors import ModelError, ParamsMismatch
-from ...signal.features import log_spectrogram
-from ...signal.xp import array_module
+from ...signal.features import standardise_windows, window_band_db
+from ...signal.xp import array_module, to_numpy
 from .. import EngineScores, WindowBatch, catalog
 from .stacked_head import StackedHeads, embed_query_windows
 
@@ -179,8 +179,10 @@ class CnnBinEngine:
         every track model was trained on. Stream states are not needed:
         every window is scored whole.
         """
-        feats = log_spectrogram(batch.samples, audio=self.audio, params=self.features, xp=batch.xp)
-        return self.score_features(feats)
+        levels = window_band_db(batch.samples, audio=self.audio, params=self.features, xp=batch.xp)
+        scores = self.score_features(standardise_windows(levels, params=self.features, xp=batch.xp))
+        profiles = np.asarray(to_numpy(levels.mean(axis=1)), dtype=np.float32)
+        return EngineScores(scores.margins, scores.track_offsets_s, profiles)
 
     def score_features(self, features) -> EngineScores:
         """features: (batch, frames, bands), NumPy or CuPy -> margins (batch, n_tracks).
@@ -202,6 +204,10 @@ class CnnBinEngine:
         seconds_per_prototype = self.cnn.hop_frames * self.features.hop_length / self.audio.sample_rate
         offsets = (where * seconds_per_prototype).astype(np.float32)
         return EngineScores(logits - self.thresholds[None, :], offsets)
+
+    def track_profile(self, track_id: str, start_s: float, end_s: float) -> None:
+        """cnnbin keeps no track spectra: its plays carry no pitch measurement."""
+        return None
 
     def close(self) -> None:
         """Nothing to release: the models live in memory."""

@@ -14,6 +14,8 @@ owns ``db.json`` and ``tracks/``; this module owns the rest::
     DB/tracks/<f>.json      one record per track: id, key, vector count, hop,
                             duration, encoder SHA-256, source file
     DB/tracks/<f>.npy       its (n, dim) float16 vectors: the source of truth
+    DB/tracks/<f>.levels.npy  its band levels every hop (dB, float16): the
+                            long-term spectrum a play's pitch is measured on
     DB/index.npz            faiss/NumPy index (derived; rebuilt from the track
                             vectors whenever it is missing or out of step)
     DB/index.json + qdrant/ the same for the Qdrant backend (local mode)
@@ -135,13 +137,29 @@ def init_db(db: Path, *, audio: AudioParams, features: FeatureParams, encoder_pa
     return config
 
 
+def coarse_levels(band_db: np.ndarray, hop_frames: int) -> np.ndarray:
+    """A track's band levels averaged over blocks of ``hop_frames`` frames: (n_blocks, bands) float16 dB.
+
+    band_db: (n_frames, bands) from ``signal.features.track_band_db``. Kept
+    with the track so a play's long-term spectrum can be compared with the
+    part of the track it matched (a pitch shift moves it along the bands);
+    at 0.256 s a block, three minutes are ~100 kB.
+    """
+    n = len(band_db) // hop_frames
+    return band_db[:n * hop_frames].reshape(n, hop_frames, -1).mean(axis=1).astype(np.float16)
+
+
 def save_track(db: Path, track_id: str, key: int, vectors: np.ndarray, *, hop_frames: int, encoder_sha256: str,
-               duration_s: float, extra: dict | None = None) -> dict:
-    """Write one track's vectors, then its record (atomically, in that order)."""
+               duration_s: float, levels: np.ndarray | None = None, extra: dict | None = None) -> dict:
+    """Write one track's vectors (and coarse levels), then its record (atomically, in that order)."""
     tracks_dir = Path(db) / catalog.TRACKS_DIR
     base = catalog.track_filename(track_id)
     with atomic_open(tracks_dir / f"{base}.npy") as fh:
         np.save(fh, np.asarray(vectors, dtype=np.float16))
+    if levels is not None:
+        with atomic_open(tracks_dir / f"{base}.levels.npy") as fh:
+            np.save(fh, np.asarray(levels, dtype=np.float16))
+        extra = {**(extra or {}), "levels_file": f"{base}.levels.npy"}
     record = {"track_id": track_id, "engine": NAME, "key": int(key), "vectors_file": f"{base}.npy",
               "n_vectors": int(len(vectors)), "hop_frames": int(hop_frames), "duration_s": round(duration_s, 3),
               "encoder_sha256": encoder_sha256, **(extra or {})}

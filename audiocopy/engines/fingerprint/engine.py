@@ -68,6 +68,7 @@ class _State:
     index: object
     threshold: float
     signature: tuple
+    levels: dict  # track id -> (levels file, hop frames) of tracks that have them
 
 
 def _signature(db: Path) -> tuple:
@@ -159,9 +160,11 @@ class FingerprintEngine:
         earlier frames and searches; the answers are the same without it.
         """
         snapshot = self._state
-        votes = stream_votes(self._context(snapshot), batch.samples, batch.start_samples, batch.states, xp=batch.xp)
+        profiles = np.full((len(batch.samples), self.features.n_bins), np.nan, dtype=np.float32)
+        votes = stream_votes(self._context(snapshot), batch.samples, batch.start_samples, batch.states, xp=batch.xp,
+                             profiles=profiles)
         scores, offsets = self._tables(votes, len(batch.samples), snapshot)
-        return EngineScores(scores - np.float32(snapshot.threshold), offsets)
+        return EngineScores(scores - np.float32(snapshot.threshold), offsets, profiles)
 
     def raw_level_scores(self, levels: np.ndarray) -> np.ndarray:
         """Uncalibrated vote scores of independent windows given as band levels (calibration).
@@ -171,6 +174,27 @@ class FingerprintEngine:
         """
         snapshot = self._state
         return self._tables(level_votes(self._context(snapshot), levels), len(levels), snapshot)[0]
+
+    def track_profile(self, track_id: str, start_s: float, end_s: float) -> np.ndarray | None:
+        """The track's mean band level (dB) over [start_s, end_s] of the track; None without stored levels.
+
+        Reads the track's coarse levels (memory-mapped, a few hundred kB) the
+        first time a play of it is measured.
+        """
+        entry = self._state.levels.get(track_id)
+        if entry is None:
+            return None
+        path, hop = entry
+        try:
+            levels = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            log.warning("track levels %s are unreadable (%s): no pitch for this play", path, exc)
+            return None
+        block_s = hop * self.features.hop_length / self.audio.sample_rate
+        lo = int(max(0.0, min(start_s, end_s)) / block_s)
+        hi = int(np.ceil(max(start_s, end_s) / block_s))
+        part = np.asarray(levels[lo:max(hi, lo + 1)], dtype=np.float32)
+        return part.mean(axis=0) if len(part) else None
 
     def close(self) -> None:
         """Release the index (an embedded Qdrant store locks its folder until closed)."""
@@ -206,7 +230,9 @@ def _make_state(db: Path, config: FingerprintConfig, records: list[dict], index,
     keys = [int(r["key"]) for r in records]
     lookup = np.full(max(keys, default=-1) + 1, -1, dtype=np.int64)
     lookup[keys] = np.arange(len(keys))
-    return _State(tuple(r["track_id"] for r in records), lookup, index, threshold, signature)
+    levels = {r["track_id"]: (Path(db) / catalog.TRACKS_DIR / r["levels_file"], int(r["hop_frames"]))
+              for r in records if r.get("levels_file")}
+    return _State(tuple(r["track_id"] for r in records), lookup, index, threshold, signature, levels)
 
 
 def load(db: Path, *, writable: bool = False, encoder: Encoder | None = None,

@@ -146,6 +146,7 @@ class _Plan:
     row: int  # row in the batch
     start_sample: int
     first: int  # first absolute frame inside the window
+    end: int  # one past its last whole frame
     starts: np.ndarray  # absolute sub-window starts the window votes with
     cache: StreamCache
     missing: list  # starts not cached yet
@@ -176,7 +177,7 @@ def _plan(ctx: SearchContext, row: int, start_sample: int, n_samples: int, cache
     first, end = window_frames(start_sample, n_samples, n_fft=f.n_fft, hop=f.hop_length)
     cache.forget_before(first)
     starts = subwindow_grid(first, end, frames=sub, hop=ctx.match.query_hop_frames)
-    plan = _Plan(row, start_sample, first, starts, cache, [int(a) for a in starts if int(a) not in cache.hits])
+    plan = _Plan(row, start_sample, first, end, starts, cache, [int(a) for a in starts if int(a) not in cache.hits])
     if plan.missing:
         need_lo, need_hi = plan.missing[0], plan.missing[-1] + sub
         if cache.band is None or not cache.band_lo <= need_lo <= cache.band_hi:
@@ -186,7 +187,7 @@ def _plan(ctx: SearchContext, row: int, start_sample: int, n_samples: int, cache
 
 
 def stream_votes(ctx: SearchContext, windows: np.ndarray, start_samples: np.ndarray, states: tuple, *,
-                 xp: ModuleType = np):
+                 xp: ModuleType = np, profiles: np.ndarray | None = None):
     """Search results and votes for a batch of windows.
 
     windows: (batch, window_samples) float32; start_samples: (batch,) int,
@@ -196,6 +197,9 @@ def stream_votes(ctx: SearchContext, windows: np.ndarray, start_samples: np.ndar
     starts, (rows (g,), leads (g,), ``match.Votes``): ``Votes.window``
     indexes into ``rows``; its offsets count frames from each window's first
     whole frame, which starts ``leads`` samples after the window does.
+    profiles: optional (batch, bands) array that receives each window's mean
+    band level in dB (what the decision compares with the track's to tell a
+    pitch shift).
     """
     windows = np.asarray(windows, dtype=np.float32)
     for rows in _rounds(states):
@@ -203,6 +207,11 @@ def stream_votes(ctx: SearchContext, windows: np.ndarray, start_samples: np.ndar
                  for row in rows]
         _compute_frames(ctx, plans, windows, xp=xp)
         _search_missing(ctx, plans)
+        if profiles is not None:
+            for p in plans:
+                if p.cache.band is not None and p.end > p.first:
+                    lo = max(p.first - p.cache.band_lo, 0)
+                    profiles[p.row] = p.cache.band[lo:p.end - p.cache.band_lo].mean(axis=0)
         yield from _vote(ctx, plans)
 
 
