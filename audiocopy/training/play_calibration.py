@@ -36,6 +36,10 @@ from .sources import stable_seed
 
 log = logging.getLogger(__name__)
 
+#: At most this many tracks of negatives are played (each twice): about two
+#: hours of streams, enough to fit the tail, a few minutes of compute.
+MAX_TRACKS = 24
+
 #: Keys of ``db.json``'s calibration written here (kept when a later
 #: recalibration has no negatives to redo them).
 PLAY_KEYS = ("play_threshold", "play_rate_per_hour", "play_calibration_hours", "play_hypotheses")
@@ -60,10 +64,13 @@ def negative_streams(files: list[Path], *, audio: AudioParams, seed: int = 0) ->
 def calibrate_play_threshold(db: Path, files: list[Path], *, params: DecisionParams = DecisionParams()) -> dict:
     """Set ``play_threshold`` in ``db.json`` from negative streams; returns the calibration entries.
 
-    files: negative tracks no model of the database was trained on. The database's
+    files: negative tracks no model of the database was trained on (at most
+    ``MAX_TRACKS`` of them are played, chosen by hash). The database's
     per-window threshold must already be calibrated: margins are measured
     against it.
     """
+    # A fixed, hash-chosen subset when there are many: enrolment stays minutes.
+    files = sorted(files, key=lambda f: stable_seed("play-calibration-order", f.stem))[:MAX_TRACKS]
     info = catalog.open_db(db)
     # Any threshold will do: the negatives run with an infinite one.
     recognizer = Recognizer(load_engine(Path(db), engine_name=info.engine), xp=np, params=params,
