@@ -18,7 +18,9 @@ import pytest
 
 import audiocopy
 from audiocopy.encoder import forward
-from audiocopy.encoder.forward import EncoderWeights, embed, prepare_weights, same_padding, weight_layout
+from audiocopy.encoder import weights as weights_module
+from audiocopy.encoder.forward import embed
+from audiocopy.encoder.weights import EncoderWeights, prepare_weights, same_padding, weight_layout
 from audiocopy.errors import ParamsMismatch
 
 SHIPPED = Path(audiocopy.__file__).resolve().parent / "weights" / "fingerprint_encoder.json"
@@ -119,13 +121,13 @@ def test_shipped_weights_match_keras(shipped):
     np.testing.assert_allclose(embed(x[:7], w), got[:7], atol=1e-6)
 
 
-def test_head_blocks_cover_every_row(shipped, monkeypatch):
+def test_products_cut_into_column_blocks_cover_every_column(shipped, monkeypatch):
     arch, arrays = shipped
     w = prepare_weights(arrays, **arch)
     x = _subwindows(23, arch["frames"], arch["bands"], seed=11)
     want = embed(x, w)
-    monkeypatch.setattr(forward, "HEAD_BLOCK", 8)
-    np.testing.assert_allclose(embed(x, w, chunk=3, threads=2), want, atol=1e-6)
+    monkeypatch.setattr(forward, "SERIAL_PRODUCT", 40_000)  # blocks of 2-3 columns, a short last one
+    np.testing.assert_allclose(embed(x, w, chunk=7, threads=2), want, atol=1e-6)
 
 
 def test_random_weights_other_widths_and_odd_sizes_match_keras(odd):
@@ -215,4 +217,4 @@ def test_weights_are_float32_on_the_module(shipped):
     w = prepare_weights([a.astype(np.float64) for a in arrays], **arch)
     assert all(a.dtype == np.float32 for a in (w.conv0, *w.depthwise, *w.pointwise, w.hidden, w.embedding))
     assert w.conv0.shape == (10, arch["widths"][0])  # 9 taps and the folded bias
-    assert forward.BN_EPSILON == 1e-3
+    assert weights_module.BN_EPSILON == 1e-3

@@ -17,8 +17,9 @@ import numpy as np
 
 from ..config import AudioParams, EncoderParams, FeatureParams
 from ..signal.xp import to_numpy
-from .forward import EncoderWeights, embed, prepare_weights
+from .forward import embed
 from .subwindows import track_subwindows, window_subwindows
+from .weights import EncoderWeights, prepare_weights
 
 
 class Encoder:

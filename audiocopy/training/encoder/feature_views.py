@@ -92,6 +92,28 @@ class FeatureAugmenter:
             self.eq.append((gain * peak).astype(np.float32))
         self.centres = centres
 
+    def _room(self, power: np.ndarray, rng) -> np.ndarray:
+        """A room's late reverberation: band power smeared over frames with a random RT60 and wet share."""
+        from scipy.signal import lfilter
+
+        rt60 = rng.uniform(0.2, 1.0)
+        g = 10 ** (-6.0 * self.features.hop_length / self.audio.sample_rate / rt60)
+        wet = rng.uniform(0.2, 0.7)
+        tail = lfilter([1.0 - g], [1.0, -g], power, axis=0, zi=(g * power[:1]))[0]
+        return (1 - wet) * power + wet * tail.astype(np.float32)
+
+    def _music(self, power: np.ndarray, other: tuple[np.ndarray, np.ndarray], rng, sig_energy: float) -> np.ndarray:
+        """Another track's frames added in the power domain at an SNR from ``music_snr_db_range``."""
+        f = len(power)
+        o_levels, o_energy = other
+        s = int(rng.integers(0, max(1, len(o_levels) - f)))
+        o = _db_to_power(o_levels[s:s + f])
+        if len(o) != f:
+            return power
+        o_e = float(_db_to_power(o_energy[s:s + f]).mean())
+        return power + o * np.float32(sig_energy / max(o_e, 1e-12)
+                                      * 10 ** (-rng.uniform(*self.aug.music_snr_db_range) / 10))
+
     def _speech(self, rng, n_frames: int, sig_energy: float, snr_db: float) -> np.ndarray:
         """Band power of ``n_frames`` of speech at ``snr_db`` below the music (over its voiced frames)."""
         levels, energy = self.speech
@@ -138,21 +160,9 @@ class FeatureAugmenter:
         if shift:
             power = shift_bands(power, shift)
         if rng.random() < a.p_reverb:
-            from scipy.signal import lfilter
-
-            rt60 = rng.uniform(0.2, 1.0)
-            g = 10 ** (-6.0 * self.features.hop_length / self.audio.sample_rate / rt60)
-            wet = rng.uniform(0.2, 0.7)
-            tail = lfilter([1.0 - g], [1.0, -g], power, axis=0, zi=(g * power[:1]))[0]
-            power = (1 - wet) * power + wet * tail.astype(np.float32)
+            power = self._room(power, rng)
         if other is not None and rng.random() < a.p_music:
-            o_levels, o_energy = other
-            s = int(rng.integers(0, max(1, len(o_levels) - f)))
-            o = _db_to_power(o_levels[s:s + f])
-            if len(o) == f:
-                o_e = float(_db_to_power(o_energy[s:s + f]).mean())
-                power = power + o * np.float32(sig_energy / max(o_e, 1e-12)
-                                               * 10 ** (-rng.uniform(*a.music_snr_db_range) / 10))
+            power = self._music(power, other, rng, sig_energy)
         if rng.random() < a.p_speech:
             power = power + self._speech(rng, f, sig_energy, rng.uniform(*a.speech_snr_db_range))
         if rng.random() < a.p_phone:
