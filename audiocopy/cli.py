@@ -151,11 +151,13 @@ def cmd_identify(args) -> int:
     from .signal.audio import load_audio
 
     recognizer = Recognizer.open(Path(args.db))
+    answered = 0
     for name in args.files:
         try:
             signal = load_audio(name, params=recognizer.audio)
             det = analyse_signal(recognizer, signal, source=name).answer
             line = {"file": name, **det.to_json()}
+            answered += 1
         except AudiocopyError as exc:
             line = {"file": name, "match": None, "score": None, "offset_s": None, "error": str(exc)}
         if args.json:
@@ -165,7 +167,9 @@ def cmd_identify(args) -> int:
         else:
             print(f"{name}: {line['match'] or '(no match)'}  score {line['score']:+.3f}  at {line['offset_s']} s",
                   flush=True)
-    return 0
+    # A batch with some unreadable files still answers the others (exit 0);
+    # when not a single file could be read, the command failed.
+    return 0 if answered else 1
 
 
 def cmd_evaluate(args) -> int:

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +13,8 @@ import soundfile as sf
 from synth import melody, pattern
 
 from audiocopy.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -126,3 +132,21 @@ def test_importing_the_package_does_not_load_tensorflow():
             "print('tensorflow' in sys.modules or 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_identify_fails_when_no_file_could_be_read_and_names_a_folder(tiny_db, tmp_path, capsys):
+    folder = tmp_path / "album.wav"  # a folder whose name looks like audio
+    folder.mkdir()
+    code = main(["-q", "identify", "--db", str(tiny_db), "--json", str(folder), str(tmp_path / "missing.wav")])
+    lines = _lines(capsys.readouterr().out)
+    assert code == 1
+    assert "is a folder" in lines[0]["error"] and "no such file" in lines[1]["error"]
+
+
+def test_tensorflow_starts_without_chatter_on_stderr():
+    code = ("import sys; from audiocopy.quiet_imports import keras; keras(); "
+            "import tensorflow as tf; print(tf.__name__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0 and done.stdout.strip() == "tensorflow"
+    assert "oneDNN" not in done.stderr and "absl::InitializeLog" not in done.stderr, done.stderr

@@ -114,6 +114,8 @@ def load_audio(
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise BadAudio(path, "is a folder, not an audio file")
     if suffix not in AUDIO_EXTENSIONS:
         raise UnsupportedFormat(path, f"unsupported file type {suffix or '(none)'!r}; "
                                       f"expected one of {', '.join(sorted(AUDIO_EXTENSIONS))}")

@@ -49,7 +49,9 @@ def train_catalog(dataset_dir: Path, db: Path, *, cnn: CnnParams = CnnParams(), 
 
     tracks: restrict to these track ids (default: all licensed tracks).
     """
-    import keras
+    from ..quiet_imports import keras as quiet_keras
+
+    keras = quiet_keras()
     from tqdm import tqdm
 
     dataset = Dataset(dataset_dir)

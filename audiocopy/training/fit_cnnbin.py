@@ -280,7 +280,9 @@ def fit_track(dataset: Dataset, track_id: str, *, cnn: CnnParams, train: TrainPa
     best epoch, validation recall at the threshold, calibration false-positive
     rate, seconds spent.
     """
-    import keras
+    from ..quiet_imports import keras as quiet_keras
+
+    keras = quiet_keras()
 
     from ..signal.features import feature_shape
     from .models import build_track_cnn

@@ -203,7 +203,9 @@ def fit_track_head(dataset: Dataset, track_id: str, *, encoder, inputs: HeadInpu
     """
     # Long: the head's life in order (prototypes, initialisation, fine-tuning,
     # calibration, metrics); the initialisation is ``_initialised_head``.
-    import keras
+    from ..quiet_imports import keras as quiet_keras
+
+    keras = quiet_keras()
 
     from .models import build_track_head
 

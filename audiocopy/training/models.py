@@ -47,8 +47,10 @@ def build_track_cnn(input_shape: tuple[int, int], params: CnnParams, *, name: st
     Returns an uncompiled ``keras.Model`` mapping (batch, frames, bands)
     float32 to (batch, 1) logits.
     """
-    import keras
-    from keras import layers
+    from ..quiet_imports import keras as quiet_keras
+
+    keras = quiet_keras()
+    layers = keras.layers
 
     inputs = keras.Input(shape=input_shape, name="features")
     x = layers.Reshape((*input_shape, 1))(inputs)
@@ -109,9 +111,11 @@ def build_track_head(n_prototypes: int, *, n_sub: int, dim: int, tolerance: int 
     * ``best_offset``, a global max-pool: the window may start anywhere.
     * ``logit``: a scale and a bias, so the loss sees calibrated logits.
     """
-    import keras
+    from ..quiet_imports import keras as quiet_keras
+
+    keras = quiet_keras()
     import numpy as np
-    from keras import layers
+    layers = keras.layers
 
     embeddings = keras.Input(shape=(n_sub, dim), name="embeddings")
     informative = keras.Input(shape=(n_sub,), name="informative")
@@ -153,8 +157,10 @@ def build_encoder(input_shape: tuple[int, int], *, widths: tuple[int, ...] = (16
     Batch normalisation is fine here: unlike cnnbin's per-track models, the
     encoder is one network and is never stacked.
     """
-    import keras
-    from keras import layers
+    from ..quiet_imports import keras as quiet_keras
+
+    keras = quiet_keras()
+    layers = keras.layers
 
     if len(widths) < 2:
         raise ValueError(f"the encoder needs at least two convolution blocks, got widths={widths}")

@@ -131,7 +131,9 @@ def enrolled_kinds(db: Path) -> set[str]:
 
 
 def _load_keras(path: Path):
-    import keras
+    from ...quiet_imports import keras as quiet_keras
+
+    keras = quiet_keras()
 
     try:
         return keras.saving.load_model(str(path), compile=False)

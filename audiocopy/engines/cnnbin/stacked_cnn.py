@@ -63,7 +63,9 @@ class StackedCnn:
     """The stacked weights of T track CNNs and their batched forward pass."""
 
     def __init__(self, weights: list[CnnWeights]):
-        import tensorflow as tf
+        from ...quiet_imports import tensorflow
+
+        tf = tensorflow()
 
         if not weights:
             raise ValueError("at least one track model is needed")
@@ -89,7 +91,9 @@ class StackedCnn:
         self._fn = tf.function(self._forward, input_signature=[tf.TensorSpec([None, None, None], tf.float32)])
 
     def _forward(self, x):
-        import tensorflow as tf
+        from ...quiet_imports import tensorflow
+
+        tf = tensorflow()
 
         h = x[..., None]
         last = len(self._kernels) - 1

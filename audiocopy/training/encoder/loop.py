@@ -86,7 +86,9 @@ def train_encoder(tracks: list[Path], work: Path, out: Path, *, audio: AudioPara
     """
     # Long: the orchestration of a run (data, model, resume, epochs, export);
     # each step is its own function below.
-    import keras
+    from ...quiet_imports import keras as quiet_keras
+
+    keras = quiet_keras()
 
     if encoder.bands != features.n_bins:
         raise DatasetError(f"encoder bands {encoder.bands} != feature bands {features.n_bins}")
@@ -164,7 +166,9 @@ def _training_data(train_paths: list[Path], val_paths: list[Path], work: Path, *
 
 def _optimizer(train: EncoderTrainParams):
     """Adam on a cosine schedule with a linear warm-up."""
-    import keras
+    from ...quiet_imports import keras as quiet_keras
+
+    keras = quiet_keras()
 
     total_steps = train.epochs * train.steps_per_epoch
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -175,7 +179,9 @@ def _optimizer(train: EncoderTrainParams):
 
 def _compiled(model, optimizer, train: EncoderTrainParams, encoder: EncoderParams):
     """(step(views, ids) -> loss, embed(x) -> vectors), traced once by TensorFlow."""
-    import tensorflow as tf
+    from ...quiet_imports import tensorflow
+
+    tf = tensorflow()
 
     variables = model.trainable_variables
     temperature, n_views = float(train.temperature), 1 + train.positives_per_anchor

@@ -23,7 +23,9 @@ def nt_xent(z, track_ids, temperature: float, views: int = 2):
     positives, minus the log of that positive's share of the row's
     softmax over all rows but itself and its masked same-track rows.
     """
-    import tensorflow as tf
+    from ...quiet_imports import tensorflow
+
+    tf = tensorflow()
 
     n = tf.shape(z)[0]
     b = n // views
