@@ -187,3 +187,18 @@ def test_train_encoder_tool_leaves_out_benchmark_and_calibration_tracks(tmp_path
     held_out = {n for n in names if is_calibration_track(n)}
     assert not stems & set(names[:8]) and not stems & held_out
     assert stems == set(names[8:]) - held_out and summary["trained_tracks"] == len(stems)
+
+
+def test_sampling_weights_set_how_often_each_track_is_drawn(tracks, tmp_path):
+    from audiocopy.training.encoder.cache import build_cache, load_cache
+    from audiocopy.training.encoder.pairs import PairSampler
+
+    cache = load_cache(build_cache(tracks, tmp_path, train=TRAIN, progress=False))
+    aug = FeatureAugmenter(audio=AudioParams(), features=FeatureParams(), aug=ENCODER_AUGMENT, seed=0, frames=30)
+    heavy = cache[0].track_id
+    sampler = PairSampler(cache, augmenter=aug, train=TRAIN, floor_db=80.0, frames=30, weights={heavy: 50.0})
+    rng = np.random.default_rng(0)
+    counts = np.bincount(np.concatenate([sampler.batch(rng, 1)[1] for _ in range(200)]), minlength=len(cache))
+    assert counts[0] > 0.8 * counts.sum()  # 50 / (50 + 3) of the draws, give or take
+    with pytest.raises(DatasetError):
+        PairSampler(cache, augmenter=aug, train=TRAIN, floor_db=80.0, frames=30, weights={heavy: 0.0})

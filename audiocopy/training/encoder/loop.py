@@ -70,14 +70,17 @@ def split_tracks(paths: list[Path], n_val: int) -> tuple[list[Path], list[Path]]
 def train_encoder(tracks: list[Path], work: Path, out: Path, *, audio: AudioParams = AudioParams(),
                   features: FeatureParams = FeatureParams(), encoder: EncoderParams = EncoderParams(),
                   aug: AugmentParams = ENCODER_AUGMENT, train: EncoderTrainParams = EncoderTrainParams(),
-                  validation: list[Path] | None = None, max_minutes: float | None = None,
-                  provenance: dict | None = None, progress: bool = True) -> TrainState:
+                  validation: list[Path] | None = None, track_weights: dict[str, float] | None = None,
+                  max_minutes: float | None = None, provenance: dict | None = None,
+                  progress: bool = True) -> TrainState:
     """Train (or resume training) the encoder and export the best weights to ``out``.
 
     tracks: training audio files. validation: held-out files whose retrieval
         picks the best epoch (default: ``train.val_tracks`` of ``tracks``,
         chosen by hash). work: cache and checkpoints. out: the encoder record
         path (``.json``; weights beside it as ``.npz``).
+    track_weights: relative sampling weight by track id (file stem; default
+        1 each), e.g. to draw real music as often as generated music.
     max_minutes: stop (after checkpointing) once this much wall time has
         been spent in this call; None runs all ``train.epochs``.
     provenance: extra JSON recorded in the exported artifact (corpus, command,
@@ -102,8 +105,10 @@ def train_encoder(tracks: list[Path], work: Path, out: Path, *, audio: AudioPara
     train_cache, val_cache, hours = _training_data(train_paths, val_paths, work, audio=audio, features=features,
                                                    aug=aug, train=train, progress=progress)
     augmenter = FeatureAugmenter(audio=audio, features=features, aug=aug, seed=train.seed, frames=encoder.frames)
+    weights = None if track_weights is None else {
+        catalog.track_filename(p.stem): float(track_weights.get(p.stem, 1.0)) for p in train_paths}
     sampler = PairSampler(train_cache, augmenter=augmenter, train=train, floor_db=features.floor_db,
-                          frames=encoder.frames)
+                          frames=encoder.frames, weights=weights)
     check = make_validation(val_cache, train_cache, sampler, train=train, floor_db=features.floor_db,
                             frames=encoder.frames)
     keras.utils.set_random_seed(train.seed)
@@ -113,7 +118,8 @@ def train_encoder(tracks: list[Path], work: Path, out: Path, *, audio: AudioPara
     # extended (the cosine schedule then stretches to the new length).
     meta = {"audio": as_dict(audio), "features": as_dict(features), "encoder": as_dict(encoder),
             "augment": as_dict(aug), "train": {k: v for k, v in as_dict(train).items() if k != "epochs"},
-            "tracks": sorted(p.stem for p in train_paths), "val_tracks": sorted(p.stem for p in val_paths)}
+            "tracks": sorted(p.stem for p in train_paths), "val_tracks": sorted(p.stem for p in val_paths),
+            "track_weights": None if weights is None else {k: weights[k] for k in sorted(weights)}}
     state = load_checkpoint(work, model, optimizer, meta)
     if state is None:
         state = TrainState()

@@ -21,11 +21,17 @@ class PairSampler:
     """Draws (anchors, positives, track ids) batches from the cache."""
 
     def __init__(self, tracks: list[TrackCache], *, augmenter: FeatureAugmenter, train: EncoderTrainParams,
-                 floor_db: float, frames: int):
+                 floor_db: float, frames: int, weights: dict[str, float] | None = None):
+        """weights: relative sampling weight by ``TrackCache.track_id`` (default 1 each): how often a
+        track's moments are drawn, e.g. to keep a few real tracks from drowning among many generated ones."""
         self.tracks = [t for t in tracks if len(t.clean) >= frames + 2 * train.jitter_frames + 8]
         if len(self.tracks) < 2:
             raise DatasetError("the encoder needs at least two training tracks longer than a few seconds")
         self.aug, self.train, self.floor_db, self.frames = augmenter, train, floor_db, frames
+        w = np.array([float((weights or {}).get(t.track_id, 1.0)) for t in self.tracks])
+        if not np.all(w > 0):
+            raise DatasetError("every training track needs a positive sampling weight")
+        self.p = None if weights is None else w / w.sum()
 
     def _anchor(self, t: TrackCache, centre: float, rng) -> np.ndarray:
         f, j = self.frames, self.train.jitter_frames
@@ -70,7 +76,7 @@ class PairSampler:
     def batch(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
         """(views, track indices): views (1 + positives_per_anchor, size, frames, bands) standardised,
         view 0 the anchors; track indices (size,) int32."""
-        ids = rng.choice(len(self.tracks), size=size, replace=size > len(self.tracks))
+        ids = rng.choice(len(self.tracks), size=size, replace=size > len(self.tracks), p=self.p)
         groups = [self.group(int(i), rng, self.train.positives_per_anchor) for i in ids]
         views = np.stack([standardize(np.stack([g[v] for g in groups]), floor_db=self.floor_db)
                           for v in range(len(groups[0]))])
