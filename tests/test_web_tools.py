@@ -5,6 +5,7 @@ import argparse
 import importlib.util
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,71 @@ def test_stream_tool_mic_errors_are_clear(monkeypatch):
     monkeypatch.setitem(sys.modules, "sounddevice", types.SimpleNamespace(RawInputStream=no_device))
     with pytest.raises(stream.StreamError, match="cannot open a microphone: Error querying device"):
         asyncio.run(stream.frames_for("mic", 1600).__anext__())
+
+
+def test_loadtest_cpu_meter_sees_named_threads_and_this_process():
+    import os
+    import threading
+
+    from audiocopy.web.app import COMPUTE_THREAD
+    from audiocopy.web.threads import name_os_thread
+
+    loadtest = load_tool("loadtest")
+    stop, named = threading.Event(), threading.Event()
+
+    def busy():
+        name_os_thread(COMPUTE_THREAD)
+        named.set()
+        while not stop.is_set():
+            sum(range(1000))
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    assert named.wait(30)  # the meter finds threads by name: start it once the name is set
+    meter = loadtest.CpuMeter(os.getpid(), loadtest.thread_groups(os.getpid()))
+    meter.start()
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:  # the main thread works too: it plays the event loop
+        sum(range(1000))
+    cpu = meter.stop()  # before the worker ends: a thread that is gone has no /proc entry to read
+    stop.set()
+    worker.join()
+    # Both got some CPU and were told apart (how much depends on what else runs on the machine).
+    assert cpu.get("compute", 0) > 0 and cpu.get("loop", 0) > 0
+    assert cpu["self"] >= cpu["compute"] and 0.4 < cpu["wall_s"] < 5 and cpu["other"] >= 0
+
+
+def test_loadtest_report_names_rate_cpu_and_stages():
+    loadtest = load_tool("loadtest")
+    before = {"windows": 10, "cut": 10, **dict.fromkeys(loadtest.STAGES, 0.1)}
+    after = {"windows": 110, "cut": 210, **dict.fromkeys(loadtest.STAGES, 0.2), "score_s": 0.6, "score_cpu_s": 0.5}
+    assert loadtest.stage_ms_per_window(before, after) == {  # prep per window cut, the others per window scored
+        **dict.fromkeys(loadtest.STAGES, 1.0), "score_s": 5.0, "score_cpu_s": 4.0, "prep_s": 0.5, "prep_cpu_s": 0.5}
+    assert loadtest.stage_ms_per_window({"windows": 1}, {"windows": 5}) == {}  # an older server: no stages
+    step = loadtest.StepResult(300, 30.0, 16800, 0, 120.0, 250.0, 400.0, 0,
+                               {"mean_batch": 40.0, "prep_s": 0.1, "score_s": 2.0, "decide_s": 0.05,
+                                "prep_cpu_s": 0.08, "score_cpu_s": 1.5, "decide_cpu_s": 0.04},
+                               {"loop": 0.2, "compute": 0.9, "other_threads": 0.3, "self": 0.3, "other": 0.1})
+    args = loadtest.build_parser().parse_args(["--db", "x", "--max-p95-ms", "300"])
+    text = loadtest.report([("100 tracks, fingerprint", [step])], [], args, ["--db", "x"], ["a note"])
+    assert "48000 Hz mono s16le audio in 100 ms frames" in text and "- a note" in text
+    assert ("| 300 | 16800 | 120.0 | 250.0 | 400.0 | 0 | 40.0 | 0.2 | 0.9 | 0.3 | 0.3 | 0.1 | "
+            "0.08 (0.10) / 1.50 (2.00) / 0.04 (0.05) |") in text
+    assert "Command: `python tools/loadtest.py --db x`" in text and "**at least 300" in text
+
+
+def test_server_runs_numpy_blas_on_one_thread():
+    import ctypes
+
+    from audiocopy.web.threads import single_threaded_blas
+
+    changed = single_threaded_blas()
+    if not changed:
+        pytest.skip("no OpenBLAS bundled with NumPy in this environment")
+    maps = Path("/proc/self/maps").read_text()
+    path = next(line.split()[-1] for line in maps.splitlines() if changed[0] in line)
+    lib = ctypes.CDLL(path)
+    getter = next(getattr(lib, n) for n in ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
+                                            "openblas_get_num_threads64_", "openblas_get_num_threads")
+                  if hasattr(lib, n))
+    assert getter() == 1

@@ -1,27 +1,36 @@
 #!/usr/bin/env python3
-"""Load test: N concurrent real-time streams against a local audiocopy server.
+"""Load test: N concurrent real-time streams against a local audiocopy server, with CPU per thread.
 
 Usage::
 
-    # against a running server
-    python tools/loadtest.py --server http://127.0.0.1:8080 --streams 1,2,4,8,12,16 --seconds 30
-    # start a server per catalogue, ramp, and write docs/benchmarks.md
-    python tools/loadtest.py --db data/bench/db10 --db data/bench/db100 --write docs/benchmarks.md
-    # timing catalogues of 10 and 100 tracks cloned from any trained database
+    # start a server for a catalogue, ramp, and write a section of docs/benchmarks.md
+    python tools/loadtest.py --db DB --streams 100,200,300 --audio track.wav --max-p95-ms 300 \
+        --write docs/benchmarks.md --section server-48k
+    # a running server (its pid gives the CPU per thread); --rate 16000 for 16 kHz clients
+    python tools/loadtest.py --server http://127.0.0.1:8080 --server-pid 1234 --streams 1,8,64
+    # timing catalogues cloned from any trained database; a 10-minute soak at a fixed N
     python tools/loadtest.py clone-db data/model data/bench/db100 --tracks 100
-    # 10-minute soak at a fixed N, with the server's RSS at the start and the end
-    python tools/loadtest.py --db data/bench/db100 --soak-streams 4 --soak-minutes 10 --write docs/benchmarks.md
+    python tools/loadtest.py --db DB --soak-streams 4 --soak-minutes 10
 
 Place in the pipeline: a benchmark tool, not a test (see the style guide).
-Each stream speaks the ``/ws`` protocol like a live microphone: 16 kHz s16le
-frames of 100 ms sent on a wall-clock schedule, audio looped from a file or
-a synthetic signal, start times staggered so streams do not tick in step.
+Each stream speaks the ``/ws`` protocol like a browser's Live page: mono
+s16le at ``--rate`` (48 kHz by default, what browsers capture) in frames of
+``--frame-ms`` (100 ms), sent on a wall-clock schedule, audio looped from a
+file or a synthetic signal, each stream at its own offset in it, start times
+staggered so streams do not tick in step.
 
 Latency of a window = arrival of its result - the moment the frame holding
 the window's last sample was sent, i.e. what a user waits once the music
 for that window has been played. The ramp raises N through ``--streams``
 and stops at the first N with p95 >= ``--max-p95-ms`` or any dropped
 window; the report names the largest N that held.
+
+CPU. Over each step the tool reads ``/proc/PID/task/*/stat`` of the server
+and groups its threads by the names the server gives them: the event loop
+(main thread), the compute worker (``compute``), the rest (BLAS/faiss/
+TensorFlow pools, I/O); plus its own process (the load generator) and the
+rest of the machine (other work competing for the cores), all in cores over
+the same interval, and the worker's own time per window in each stage.
 
 Only addresses on this machine are targeted (the tool refuses any other
 host), every loop is bounded by ``--seconds``, and a server started by the
@@ -32,12 +41,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import re
-import signal
-import socket
-import subprocess
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -47,17 +52,31 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 sys.path.insert(0, str(ROOT / "tools"))
-from benchlib import BenchError, busy_cores, clone_db, machine_info, update_section  # noqa: E402
+from benchlib import (  # noqa: E402
+    BenchError,
+    CpuMeter,
+    ManagedServer,
+    busy_cores,
+    clone_db,
+    machine_info,
+    server_facts,
+    update_section,
+)
+
+DEFAULT_RATE = 48000
+DEFAULT_FRAME_MS = 100.0
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+#: Thread names the server gives its threads (``audiocopy.web.app``).
+LOOP_THREAD, COMPUTE_THREAD = "event-loop", "compute"
+#: Worker stage counters in /api/status "batcher" (seconds), reported per window:
+#: the compute thread's CPU time and its wall time of each stage.
+STAGES = ("prep_cpu_s", "score_cpu_s", "decide_cpu_s", "prep_s", "score_s", "decide_s")
 
 
 def machine() -> str:
     """One line naming the machine, for the report."""
     m = machine_info()
     return f"{m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, Python {m['python']}"
-
-SAMPLE_RATE = 16000
-FRAME_SECONDS = 0.1
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 @dataclass
@@ -79,6 +98,7 @@ class StepResult:
     max_ms: float
     errors: int
     batcher: dict
+    cpu: dict = field(default_factory=dict)  # cores per thread group (CpuMeter)
 
     def holds(self, max_p95_ms: float) -> bool:
         return self.windows > 0 and self.dropped == 0 and self.errors == 0 and self.p95_ms < max_p95_ms
@@ -91,32 +111,36 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-def load_signal(path: str | None):
-    """Audio to loop: a file (decoded to 16 kHz) or a synthetic 20 s signal."""
+def load_frames(path: str | None, rate: int, frame_s: float) -> list[bytes]:
+    """The audio to loop as s16le frames of ``frame_s``: a file (decoded to ``rate``) or a synthetic 20 s signal."""
     import numpy as np
 
     if path:
         from audiocopy.config import AudioParams
         from audiocopy.signal.audio import load_audio
 
-        signal_ = load_audio(path, params=AudioParams(sample_rate=SAMPLE_RATE))
+        signal_ = load_audio(path, params=AudioParams(sample_rate=rate))
     else:
-        t = np.arange(20 * SAMPLE_RATE) / SAMPLE_RATE
+        t = np.arange(20 * rate) / rate
         signal_ = (0.5 * np.sin(2 * np.pi * 440 * t) * (np.mod(t, 0.25) < 0.08)).astype(np.float32)
-    return (np.clip(signal_, -1, 1) * 32767).astype("<i2").tobytes()
+    pcm = (np.clip(signal_, -1, 1) * 32767).astype("<i2").tobytes()
+    frame_bytes = 2 * int(round(rate * frame_s))
+    # Cut once: every stream sends these same bytes objects, so sending costs no slicing.
+    return [pcm[i:i + frame_bytes] for i in range(0, len(pcm) - frame_bytes + 1, frame_bytes)]
 
 
-async def one_stream(ws_url: str, pcm: bytes, seconds: float, index: int, measure_after_s: float) -> StreamResult:
+async def one_stream(ws_url: str, frames: list[bytes], rate: int, frame_s: float, seconds: float, index: int,
+                     measure_after_s: float) -> StreamResult:
     """Stream ``seconds`` of looped audio in real time; collect per-window latency."""
     import aiohttp
 
     result = StreamResult()
-    frame_bytes = int(SAMPLE_RATE * FRAME_SECONDS) * 2
-    n_frames = int(seconds / FRAME_SECONDS)
+    n_frames = int(round(seconds / frame_s))
+    offset = index * 37  # each stream at its own place in the audio
     sent_at: list[float] = []  # monotonic time each frame was sent
     await asyncio.sleep(random.Random(index).uniform(0, 0.5))  # stagger: streams are not in phase
-    async with aiohttp.ClientSession() as session, session.ws_connect(ws_url) as ws:
-        await ws.send_json({"type": "start", "sample_rate": SAMPLE_RATE, "format": "s16le", "channels": 1,
+    async with aiohttp.ClientSession() as session, session.ws_connect(ws_url, max_msg_size=0) as ws:
+        await ws.send_json({"type": "start", "sample_rate": rate, "format": "s16le", "channels": 1,
                             "source": f"loadtest-{index}", "realtime": True})
         ready = await ws.receive_json(timeout=30)
         if ready.get("type") != "ready":
@@ -131,7 +155,7 @@ async def one_stream(ws_url: str, pcm: bytes, seconds: float, index: int, measur
                 kind = data.get("type")
                 if kind == "window":
                     now = time.monotonic()
-                    last_frame = max(0, int(round(data["end_s"] / FRAME_SECONDS)) - 1)
+                    last_frame = max(0, int(round(data["end_s"] / frame_s)) - 1)
                     if data["start_s"] >= measure_after_s and last_frame < len(sent_at):
                         result.latencies_ms.append(1000 * (now - sent_at[last_frame]))
                     result.windows += 1
@@ -145,15 +169,11 @@ async def one_stream(ws_url: str, pcm: bytes, seconds: float, index: int, measur
         receiver = asyncio.create_task(receive())
         t0 = time.monotonic()
         for k in range(n_frames):
-            delay = t0 + k * FRAME_SECONDS - time.monotonic()
+            delay = t0 + k * frame_s - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            start = (k * frame_bytes) % len(pcm)
-            frame = pcm[start:start + frame_bytes]
-            if len(frame) < frame_bytes:
-                frame += pcm[: frame_bytes - len(frame)]
             sent_at.append(time.monotonic())
-            await ws.send_bytes(frame)
+            await ws.send_bytes(frames[(offset + k) % len(frames)])
         await ws.send_json({"type": "stop"})
         try:
             await asyncio.wait_for(receiver, timeout=30)
@@ -169,11 +189,44 @@ async def fetch_status(base: str) -> dict:
         return await resp.json()
 
 
-async def run_step(base: str, pcm: bytes, n: int, seconds: float) -> StepResult:
+def thread_groups(pid: int):
+    """Classifier for ``CpuMeter``: the server's threads by the names it gives them."""
+    def classify(tid: int, name: str) -> str:
+        if tid == pid or name == LOOP_THREAD:  # the main thread runs the event loop
+            return "loop"
+        return "compute" if name.startswith(COMPUTE_THREAD) else "other_threads"
+    return classify
+
+
+def stage_text(batcher: dict) -> str:
+    """"prep / score / decide" CPU ms per window with wall ms in brackets, or "-" for a server without stages."""
+    if not all(k in batcher for k in STAGES):
+        return "-"
+    return " / ".join(f"{batcher[k + '_cpu_s']:.2f} ({batcher[k + '_s']:.2f})" for k in ("prep", "score", "decide"))
+
+
+def stage_ms_per_window(before: dict, after: dict) -> dict:
+    """Worker milliseconds per window of each stage between two ``batcher`` status snapshots.
+
+    prep is per window cut (dropped ones included: they were decoded and
+    cut too), score and decide per window scored.
+    """
+    scored = after.get("windows", 0) - before.get("windows", 0)
+    cut = after.get("cut", 0) - before.get("cut", 0)
+    if scored <= 0 or cut <= 0 or not all(k in after for k in STAGES):
+        return {}
+    return {k: round(1000 * (after[k] - before[k]) / (cut if k.startswith("prep") else scored), 3) for k in STAGES}
+
+
+async def run_step(base: str, frames: list[bytes], n: int, seconds: float, rate: int, frame_s: float,
+                   server_pid: int | None) -> StepResult:
     ws_url = base.replace("http", "ws", 1) + "/ws"
     before = await fetch_status(base)
-    results = await asyncio.gather(*(one_stream(ws_url, pcm, seconds, i, measure_after_s=1.0) for i in range(n)),
-                                   return_exceptions=True)
+    meter = CpuMeter(server_pid, thread_groups(server_pid) if server_pid else None)
+    meter.start()
+    results = await asyncio.gather(*(one_stream(ws_url, frames, rate, frame_s, seconds, i, measure_after_s=1.0)
+                                     for i in range(n)), return_exceptions=True)
+    cpu = meter.stop()
     after = await fetch_status(base)
     lat, windows, dropped, errors = [], 0, 0, 0
     for r in results:
@@ -186,9 +239,10 @@ async def run_step(base: str, pcm: bytes, n: int, seconds: float) -> StepResult:
         errors += len(r.errors)
     b0, b1 = before["batcher"], after["batcher"]
     batches = b1["batches"] - b0["batches"]
-    batch = {"batches": batches, "mean_batch": round((b1["windows"] - b0["windows"]) / batches, 2) if batches else 0}
+    batch = {"batches": batches, "mean_batch": round((b1["windows"] - b0["windows"]) / batches, 2) if batches else 0,
+             **stage_ms_per_window(b0, b1)}
     return StepResult(n, seconds, windows, dropped, percentile(lat, 50), percentile(lat, 95),
-                      max(lat) if lat else float("nan"), errors, batch)
+                      max(lat) if lat else float("nan"), errors, batch, cpu)
 
 
 def check_local(url: str) -> str:
@@ -198,76 +252,22 @@ def check_local(url: str) -> str:
     return url.rstrip("/")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ManagedServer:
-    """A server.py child on a free local port, stopped on exit."""
-
-    def __init__(self, db: str, max_streams: int, extra: list[str]):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        state = Path(db) / "server-loadtest"
-        self.cmd = [sys.executable, str(ROOT / "server.py"), "--db", db, "--host", "127.0.0.1", "--port",
-                    str(self.port), "--max-streams", str(max_streams), "--state-dir", str(state),
-                    "--admin-token", "loadtest-not-a-secret-0000", *extra]
-        self.log_path = state / "server.log"
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> "ManagedServer":
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        # The server's log goes to a file: hundreds of streams log a play each,
-        # and an unread pipe would fill up and stall the server mid-measurement.
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as log_file:
-            self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=log_file, env=env)
-        deadline = time.monotonic() + 180
-        import urllib.request
-
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                tail = self.log_path.read_bytes()[-2000:].decode(errors="replace")
-                raise SystemExit(f"error: the server exited: {tail}")
-            try:
-                with urllib.request.urlopen(self.base + "/healthz", timeout=2) as resp:
-                    if json.load(resp).get("ok"):
-                        return self
-            except OSError:
-                time.sleep(0.5)
-        raise SystemExit("error: the server did not start within 180 s")
-
-    def rss_mb(self) -> float | None:
-        try:
-            text = Path(f"/proc/{self.proc.pid}/status").read_text()
-        except (OSError, AttributeError):
-            return None
-        m = re.search(r"VmRSS:\s+(\d+) kB", text)
-        return int(m.group(1)) / 1024 if m else None
-
-    def __exit__(self, *exc) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
-async def ramp(base: str, pcm: bytes, steps: list[int], seconds: float, max_p95_ms: float) -> list[StepResult]:
+async def ramp(base: str, frames: list[bytes], steps: list[int], args, server_pid: int | None) -> list[StepResult]:
+    frame_s = args.frame_ms / 1000
     # Warm-up, not reported: the first calls of a fresh server pay one-off
     # costs (graph tracing for new batch sizes, lazy imports, page faults).
-    await run_step(base, pcm, 2, 6.0)
+    await run_step(base, frames, 2, 6.0, args.rate, frame_s, server_pid)
     out = []
     for n in steps:
-        step = await run_step(base, pcm, n, seconds)
+        step = await run_step(base, frames, n, args.seconds, args.rate, frame_s, server_pid)
         out.append(step)
+        c = step.cpu
         print(f"  N={n:3d}  windows {step.windows:5d}  p50 {step.p50_ms:7.1f} ms  p95 {step.p95_ms:7.1f} ms  "
               f"max {step.max_ms:7.1f} ms  dropped {step.dropped:4d}  errors {step.errors}  "
-              f"mean batch {step.batcher['mean_batch']}", flush=True)
-        if not step.holds(max_p95_ms):
+              f"mean batch {step.batcher['mean_batch']}  cores: loop {c.get('loop', '-')} compute "
+              f"{c.get('compute', '-')} other {c.get('other_threads', '-')} generator {c.get('self', '-')} "
+              f"machine-other {c.get('other', '-')}  {stage_text(step.batcher)}", flush=True)
+        if not step.holds(args.max_p95_ms) and not args.keep_going:
             break
     return out
 
@@ -295,25 +295,38 @@ def describe_db(db: Path) -> str:
     return text + "."
 
 
-def report(runs: list[tuple[str, list[StepResult]]], soak: list[str], args, max_p95_ms: float,
-           notes: list[str] = (), section: str = "server") -> str:
-    title = "## Streaming server (tools/loadtest.py)" + ("" if section == "server" else f": {section}")
+def report(runs: list[tuple[str, list[StepResult]]], soak: list[str], args, argv: list[str],
+           notes: list[str] = ()) -> str:
+    max_p95_ms = args.max_p95_ms
+    title = "## Streaming server (tools/loadtest.py)" + ("" if args.section == "server" else f": {args.section}")
     lines = [title, "",
              f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}; "
              f"cores busy with other work when this report was written: {busy_cores()}.",
-             f"Command: `python tools/loadtest.py {' '.join(args)}`", "",
+             f"Command: `python tools/loadtest.py {shlex.join(argv)}`", "",
              *(f"- {n}" for n in notes), *([""] if notes else []),
-             f"Each stream sends 16 kHz audio in 100 ms frames in real time. Latency = result arrival - sending of "
-             f"the window's last frame. A step holds when p95 < {max_p95_ms:.0f} ms and no window is dropped. "
-             f"The load generator (one asyncio process) runs on the same machine, so its CPU time is taken "
-             f"from the server's.", ""]
+             f"Each stream sends {args.rate} Hz mono s16le audio in {args.frame_ms:g} ms frames in real time. "
+             f"Latency = result arrival - sending of the window's last frame. A step holds when p95 < "
+             f"{max_p95_ms:.0f} ms and no window is dropped. The load generator (one asyncio process) runs on the "
+             f"same machine. CPU columns are cores (CPU s per wall s) over the step, from /proc: the server's "
+             f"event-loop thread, its compute worker thread, its other threads (BLAS/TensorFlow pools, I/O), the "
+             f"generator process, and the rest of the machine (other work competing for the cores). Stages: the "
+             f"compute thread's CPU ms per window in each stage, its wall ms in brackets (prep = PCM decode, "
+             f"resampling, window cutting, per window cut; score = recognizer, whose helper threads count under other "
+             f"threads; decide = stream decision and message JSON).", ""]
     for label, steps in runs:
-        held = [s.streams for s in steps if s.holds(max_p95_ms)]
-        lines += [f"### {label}", "", "| streams | windows | p50 ms | p95 ms | max ms | dropped | mean batch |",
-                  "|---:|---:|---:|---:|---:|---:|---:|"]
-        lines += [f"| {s.streams} | {s.windows} | {s.p50_ms:.1f} | {s.p95_ms:.1f} | {s.max_ms:.1f} | {s.dropped} | "
-                  f"{s.batcher['mean_batch']} |" for s in steps]
-        if steps and steps[-1].holds(max_p95_ms):
+        first_miss = next((i for i, s in enumerate(steps) if not s.holds(max_p95_ms)), len(steps))
+        held = [s.streams for s in steps[:first_miss]]  # the ramp's answer: every step up to N held
+        lines += [f"### {label}", "",
+                  "| streams | windows | p50 ms | p95 ms | max ms | dropped | mean batch | loop | compute | "
+                  "other threads | generator | machine other | prep / score / decide ms per window |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for s in steps:
+            c = s.cpu
+            stages = stage_text(s.batcher)
+            lines.append(f"| {s.streams} | {s.windows} | {s.p50_ms:.1f} | {s.p95_ms:.1f} | {s.max_ms:.1f} | "
+                         f"{s.dropped} | {s.batcher['mean_batch']} | {c.get('loop', '-')} | {c.get('compute', '-')} | "
+                         f"{c.get('other_threads', '-')} | {c.get('self', '-')} | {c.get('other', '-')} | {stages} |")
+        if steps and first_miss == len(steps):
             verdict = f"at least {steps[-1].streams} (every step held; extend --streams to find the limit)"
         else:
             verdict = str(max(held) if held else 0)
@@ -328,38 +341,50 @@ def write_section(path: Path, body: str, name: str = "server") -> None:
     update_section(path, name, body)
 
 
-async def soak(server: ManagedServer, pcm: bytes, n: int, minutes: float) -> list[str]:
+async def soak(server: ManagedServer, frames: list[bytes], n: int, args) -> list[str]:
     rss0 = server.rss_mb()
-    step = await run_step(server.base, pcm, n, minutes * 60)
+    step = await run_step(server.base, frames, n, args.soak_minutes * 60, args.rate, args.frame_ms / 1000, server.pid)
     rss1 = server.rss_mb()
-    return [f"{n} streams for {minutes:g} min: p50 {step.p50_ms:.1f} ms, p95 {step.p95_ms:.1f} ms, "
+    return [f"{n} streams for {args.soak_minutes:g} min: p50 {step.p50_ms:.1f} ms, p95 {step.p95_ms:.1f} ms, "
             f"dropped {step.dropped}, errors {step.errors}; server RSS {rss0:.0f} MB at the start, "
-            f"{rss1:.0f} MB at the end."]
+            f"{rss1:.0f} MB at the end; cores: loop {step.cpu.get('loop')}, compute {step.cpu.get('compute')}."]
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["clone-db"]:
-        c = argparse.ArgumentParser(prog="loadtest.py clone-db")
-        c.add_argument("src", type=Path)
-        c.add_argument("dst", type=Path)
-        c.add_argument("--tracks", type=int, required=True)
-        a = c.parse_args(argv[1:])
-        try:
-            clone_db(a.src, a.dst, a.tracks)
-        except BenchError as exc:
-            raise SystemExit(f"error: {exc}") from None
-        print(f"wrote {a.dst} with {a.tracks} tracks (timing only)")
-        return 0
+def _clone_main(argv: list[str]) -> int:
+    c = argparse.ArgumentParser(prog="loadtest.py clone-db")
+    c.add_argument("src", type=Path)
+    c.add_argument("dst", type=Path)
+    c.add_argument("--tracks", type=int, required=True)
+    a = c.parse_args(argv)
+    try:
+        clone_db(a.src, a.dst, a.tracks)
+    except BenchError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(f"wrote {a.dst} with {a.tracks} tracks (timing only)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Concurrent real-time streams against a local audiocopy server.")
     p.add_argument("--server", help="base URL of a running local server (e.g. http://127.0.0.1:8080)")
+    p.add_argument("--server-pid", type=int, help="with --server: its process id, for CPU per thread")
     p.add_argument("--db", action="append", default=[], help="start a server for this database (repeatable)")
+    p.add_argument("--code", action="append", type=Path, default=[],
+                   help="checkout whose server.py serves each --db, in the same order (default: this one); "
+                        "compares two versions in one run")
     p.add_argument("--streams", action="append", default=[],
                    help="ramp of concurrent streams, e.g. 1,2,4,8 (default 1,2,4,6,8,12,16,24,32); give it "
                         "once for all databases or once per --db, in the same order")
     p.add_argument("--seconds", type=float, default=30.0, help="length of each step (default 30)")
+    p.add_argument("--server-args", default="", help="extra options for every server started with --db, e.g. "
+                                                   "\"--max-batch 128\" (one string, split like a shell)")
+    p.add_argument("--rate", type=int, default=DEFAULT_RATE, help="client sample rate in Hz (default 48000)")
+    p.add_argument("--frame-ms", type=float, default=DEFAULT_FRAME_MS, help="frame length in ms (default 100)")
     p.add_argument("--audio", help="file to loop (default: a synthetic signal)")
     p.add_argument("--max-p95-ms", type=float, default=1000.0)
+    p.add_argument("--keep-going", action="store_true",
+                   help="run every step of the ramp, also after one that did not hold (CPU figures under overload)")
+    p.add_argument("--note", action="append", default=[], help="a line for the report's notes (repeatable)")
     p.add_argument("--soak-streams", help="after the ramp, run this many streams for --soak-minutes "
                                           "('auto': half the largest N that held)")
     p.add_argument("--soak-minutes", type=float, default=10.0)
@@ -368,6 +393,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write", type=Path, help="write the report between the server markers of this markdown file")
     p.add_argument("--section", default="server",
                    help="name of the markers to write between (default server; another name adds a section)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["clone-db"]:
+        return _clone_main(argv[1:])
+    p = build_parser()
     args = p.parse_args(argv)
     if bool(args.server) == bool(args.db):
         p.error("give either --server or --db")
@@ -376,29 +409,34 @@ def main(argv: list[str] | None = None) -> int:
     if len(ramps) not in (1, len(targets)):
         p.error(f"give --streams once, or once per --db ({len(targets)})")
     ramps = [[int(x) for x in r.split(",") if x.strip()] for r in ramps] * (len(targets) if len(ramps) == 1 else 1)
+    if args.code and len(args.code) != len(args.db):
+        p.error(f"give --code once per --db ({len(args.db)})")
+    codes = args.code or [ROOT] * len(args.db)
     unknown = sorted(set(args.soak_db) - set(args.db))
     if unknown:
         p.error(f"--soak-db {unknown[0]} is not one of the --db databases")
-    pcm = load_signal(args.audio)
-    runs, soak_lines, notes = [], [], []
+    frames = load_frames(args.audio, args.rate, args.frame_ms / 1000)
+    runs, soak_lines, notes = [], [], list(args.note)
     if args.server:
         base = check_local(args.server)
         print(f"{base}: {asyncio.run(fetch_status(base))['tracks']} tracks")
-        runs.append((f"{args.server}", asyncio.run(ramp(base, pcm, ramps[0], args.seconds, args.max_p95_ms))))
-    for db, steps in zip(args.db, ramps):
+        notes.append(server_facts(args.server_pid))
+        runs.append((f"{args.server}", asyncio.run(ramp(base, frames, ramps[0], args, args.server_pid))))
+    for db, steps, code in zip(args.db, ramps, codes):
         notes.append(describe_db(Path(db)))
-        with ManagedServer(db, max(steps) + 1, []) as server:
+        with ManagedServer(db, max(steps) + 1, shlex.split(args.server_args), code) as server:
             status = asyncio.run(fetch_status(server.base))
-            label = f"{status['tracks']} tracks, {status['engine']}"
+            label = (f"{status['tracks']} tracks, {status['engine']}" + (f", server `{code}`" if args.code else "")
+                     + (f", `{args.server_args}`" if args.server_args else ""))
+            notes.append(f"{label}: " + server_facts(server.pid, code))
             print(f"{db}: {label} on {server.base}")
-            runs.append((label, asyncio.run(ramp(server.base, pcm, steps, args.seconds, args.max_p95_ms))))
+            runs.append((label, asyncio.run(ramp(server.base, frames, steps, args, server.pid))))
             if args.soak_streams and (not args.soak_db or db in args.soak_db):
                 held = [s.streams for s in runs[-1][1] if s.holds(args.max_p95_ms)]
                 n = max(1, max(held, default=2) // 2) if args.soak_streams == "auto" else int(args.soak_streams)
-                soak_lines += [f"{label}: " + line for line in
-                               asyncio.run(soak(server, pcm, n, args.soak_minutes))]
+                soak_lines += [f"{label}: " + line for line in asyncio.run(soak(server, frames, n, args))]
                 print(soak_lines[-1])
-    text = report(runs, soak_lines, argv, args.max_p95_ms, notes, args.section)
+    text = report(runs, soak_lines, args, argv, notes)
     print(text)
     if args.write:
         write_section(args.write, text, args.section)

@@ -7,9 +7,8 @@ outlives the request, so no admin token is needed; mutations are in
 
 Identify runs the uploaded file through the same windows and recognizer
 as a live stream, in chunks of ``IDENTIFY_CHUNK`` windows, each a separate
-job in the one-thread compute executor: live batches queue between the
-chunks, so an upload delays live streams by one chunk, not by the whole
-file.
+job in the compute executor: live cycles queue between the chunks, so an
+upload delays live streams by one chunk, not by the whole file.
 """
 from __future__ import annotations
 

@@ -8,6 +8,10 @@ Place in the pipeline: the top of the server package; ``server.py`` and
   dependency order: executors -> recognizer -> plays log -> batcher ->
   jobs -> monitors (teardown runs in reverse, so monitors and streams flush
   their plays before the log and the executors go away);
+* threads: the event loop (which only moves bytes), the compute executor
+  (``COMPUTE_WORKERS`` threads named "compute": every stream's decoding,
+  windows, scoring and decisions, ``web.batcher``), an I/O pool ("io": the
+  plays log, uploads, reloads); NumPy's BLAS on one thread (``web.threads``);
 * routes: pages, ``/ws``, the JSON API and ``/static``;
 * middlewares: security headers on every response and JSON errors for the
   API (a user error is a 4xx with a message, never a traceback).
@@ -54,10 +58,25 @@ from .monitors import MonitorManager
 from .responses import error_body
 from .security import security_headers
 from .state import PlaySink, RecognizerHolder, StreamRegistry
+from .threads import name_os_thread, single_threaded_blas
 from .uploads import MULTIPART_OVERHEAD_BYTES
 from .ws import ws_handler
 
 log = logging.getLogger(__name__)
+
+#: OS names of the server's threads (``/proc/PID/task/TID/comm``), so that
+#: ``tools/loadtest.py``, top -H or py-spy can tell the event loop, the
+#: compute worker and the I/O pool apart.
+LOOP_THREAD, COMPUTE_THREAD, IO_THREAD = "event-loop", "compute", "io"
+#: Compute cycles that may run at once (``Batcher(workers=...)``). A
+#: cycle's heavy parts (index search, encoder products, FFT, resampling)
+#: release the GIL, so two cycles for different streams could use two
+#: cores, but each then gets half the windows and small batches cost more per
+#: window. Measured on 2 cores shared with 1.3-1.4 cores of other work
+#: (96 streams, 100-track fingerprint catalogue): no gain from two (as many
+#: windows answered, 3.3 instead of 2.8 ms of scoring CPU per window). On
+#: free cores, two may hold more streams; that is not measured yet.
+COMPUTE_WORKERS = 1
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES_DIR = ROOT / "templates"
@@ -126,8 +145,12 @@ async def _healthz(request: web.Request) -> web.Response:
 # --- cleanup contexts ---------------------------------------------------------
 
 async def _executors(app: web.Application):
-    app[COMPUTE_EXECUTOR] = ThreadPoolExecutor(1, thread_name_prefix="compute")
-    app[IO_EXECUTOR] = ThreadPoolExecutor(4, thread_name_prefix="io")
+    name_os_thread(LOOP_THREAD)
+    single_threaded_blas()  # parallelism comes from batching streams, see ``web.threads``
+    app[COMPUTE_EXECUTOR] = ThreadPoolExecutor(COMPUTE_WORKERS, thread_name_prefix=COMPUTE_THREAD,
+                                               initializer=name_os_thread, initargs=(COMPUTE_THREAD,))
+    app[IO_EXECUTOR] = ThreadPoolExecutor(4, thread_name_prefix=IO_THREAD, initializer=name_os_thread,
+                                          initargs=(IO_THREAD,))
     yield
     for key in (COMPUTE_EXECUTOR, IO_EXECUTOR):
         app[key].shutdown(wait=True, cancel_futures=True)
@@ -153,10 +176,11 @@ async def _batcher(app: web.Application):
     holder = app[RECOGNIZER]
     batcher = Batcher(lambda: holder.current, app[COMPUTE_EXECUTOR], max_batch=s.max_batch,
                       max_pending=s.pending_limit, max_pending_per_owner=s.max_pending_per_stream,
-                      linger_s=s.batch_linger_ms / 1000)
+                      linger_s=s.batch_linger_ms / 1000, workers=COMPUTE_WORKERS)
     app[BATCHER] = batcher
     task = asyncio.create_task(batcher.run(), name="batcher")
     yield
+    await batcher.drain()  # streams closed at shutdown hand their open plays over in a last cycle
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
 

@@ -1,223 +1,232 @@
-"""Micro-batching: due windows from every stream go to the recognizer in one call.
+"""Micro-batching across streams: the event loop schedules, the compute worker does the work.
 
-Place in the pipeline: between the per-stream state (``web.session``, which
-cuts windows) and ``Recognizer.detect_windows``. Scoring 20 windows in one
-batched call costs far less than 20 calls of one (the FFT, the stacked CNN
-and the Python overhead are all paid per call), and it is the only way a
-server on two cores keeps up with many live streams. So streams never call
-the model: they ``submit`` windows, and one worker task takes whatever is
-due, up to ``max_batch``, runs one recognizer call in the app's compute
-executor (off the event loop; one thread, so model calls never compete with
-each other) and hands each result back to the stream that owns the window.
+Place in the pipeline: between the per-stream transports (``web.session``,
+which only collect bytes) and the compute cycle (``web.cycle``), which
+decodes, resamples, cuts, scores and decides for many streams at once in
+the app's compute executor. The event loop's share per network
+frame is an append and a comparison; per cycle it hands each stream's
+collected bytes to the worker and writes the ready JSON text it gets back.
+
+When a stream is due. A session knows, as a count of client samples, when
+its next window will be complete (``Outcome.next_due``); the message that
+reaches that count marks it due (``mark_due``). A free worker waits
+``linger_s`` for other streams to come due and then runs one cycle for
+every due stream and every stream with windows still waiting that is not
+in another worker's cycle. Under load cycles run back to back and each
+takes what arrived meanwhile, so batches grow with the load: that is what
+lets two cores serve hundreds of streams. With more than one worker
+(``web.app.COMPUTE_WORKERS``), cycles for different streams overlap; a
+stream is never in two cycles, so its windows and plays stay in order.
 
 Falling behind. Memory is bounded by two limits on waiting windows:
 ``max_pending_per_owner`` for each stream and ``max_pending`` overall. A live
-stream that exceeds them loses its *oldest* waiting windows: for live audio a
-late answer about old audio is worth less than a prompt one about new
-audio. The owner is told (``windows_dropped``) and tells its client. A
-stream that is not live (a file sent faster than real time, a URL monitor)
-instead awaits ``wait_capacity`` before submitting, which slows its reader
-down (back-pressure) and loses nothing.
+stream that exceeds them loses its oldest windows (``web.cycle``) and is
+told so. A stream that is not live (a file sent faster than real time, a
+URL monitor) instead awaits ``wait_room`` before its next message is read,
+which slows its sender down (back-pressure) and loses nothing.
 """
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-import numpy as np
-
-from ..decision.detection import Detection
 from ..decision.recognizer import Recognizer
-from ..engines import StreamState
+from .cycle import CycleStats, Limits, Outcome, run_cycle
+from .pipeline import Input, StreamPipeline
 
 log = logging.getLogger(__name__)
 
 
-class WindowOwner(Protocol):
-    """What a stream implements to receive its windows' fate (called on the event loop)."""
+class Owner(Protocol):
+    """A stream as the batcher sees it (implemented by ``web.session.StreamSession``)."""
 
-    def window_done(self, item: "PendingWindow", detection: Detection) -> None:
-        """The recognizer's answer for one of the owner's windows."""
+    pipeline: StreamPipeline
 
-    def windows_dropped(self, items: list["PendingWindow"], reason: str) -> None:
-        """Windows that will never be answered; reason: "behind" or "error"."""
+    @property
+    def realtime(self) -> bool:
+        """Live audio (drop when behind) or not (back-pressure)."""
+
+    def pending_windows(self) -> float:
+        """Windows' worth of audio received and not yet handed to a cycle."""
+
+    def take_input(self) -> Input:
+        """Everything collected since the last cycle (called on the event loop)."""
+
+    def deliver(self, outcome: Outcome) -> None:
+        """A cycle's result for this stream (called on the event loop)."""
 
 
-@dataclass(eq=False)
-class PendingWindow:
-    """One window waiting for compute.
-
-    samples: (window_samples,) float32 at the recognizer's rate.
-    start_s: stream time of its first sample, in seconds.
-    ready_at: ``time.monotonic()`` when its last sample arrived (latency origin).
-    state: the stream's ``StreamState`` (the engine's cache of work on the
-        overlap of consecutive windows), or None.
-    """
-
-    owner: WindowOwner
-    start_s: float
-    samples: np.ndarray
-    ready_at: float = field(default_factory=time.monotonic)
-    state: StreamState | None = None
+#: Per-stage time totals of ``CycleStats`` kept by ``BatcherStats`` (seconds).
+STAGE_TIMES = ("prep_s", "score_s", "decide_s", "prep_cpu_s", "score_cpu_s", "decide_cpu_s")
 
 
 @dataclass
 class BatcherStats:
-    """Counters since start (for /api/status and the load test)."""
+    """Counters since start (for /api/status and the load test); stage times as in ``CycleStats``."""
 
+    cycles: int = 0
     batches: int = 0
+    cut: int = 0
     windows: int = 0
     dropped: int = 0
     failed: int = 0
     max_batch_seen: int = 0
-    compute_s: float = 0.0
+    times: dict = field(default_factory=lambda: dict.fromkeys(STAGE_TIMES, 0.0))
+
+    def add(self, c: CycleStats) -> None:
+        self.cycles += 1
+        self.batches += 1 if c.windows or c.failed else 0
+        self.cut += c.cut
+        self.windows += c.windows
+        self.dropped += c.dropped
+        self.failed += c.failed
+        self.max_batch_seen = max(self.max_batch_seen, c.windows)
+        for k in STAGE_TIMES:
+            self.times[k] += getattr(c, k)
 
     def to_json(self) -> dict:
-        return {"batches": self.batches, "windows": self.windows, "dropped": self.dropped, "failed": self.failed,
-                "mean_batch": round(self.windows / self.batches, 2) if self.batches else 0.0,
+        score_ms = 1000 * self.times["score_s"]
+        return {"cycles": self.cycles, "batches": self.batches, "cut": self.cut, "windows": self.windows,
+                "dropped": self.dropped,
+                "failed": self.failed, "mean_batch": round(self.windows / self.batches, 2) if self.batches else 0.0,
                 "max_batch": self.max_batch_seen,
-                "mean_compute_ms": round(1000 * self.compute_s / self.batches, 2) if self.batches else 0.0}
+                "mean_compute_ms": round(score_ms / self.batches, 2) if self.batches else 0.0,
+                **{k: round(v, 6) for k, v in self.times.items()}}
 
 
 class Batcher:
-    """Collects windows from all streams and scores them in batches.
+    """Schedules compute cycles for all streams (see module docstring).
 
-    recognizer: returns the recognizer to use for the next batch (a callable,
-        so a hot reload takes effect between batches without a lock).
-    executor: where the blocking model call runs (owned by the app).
-    max_batch: most windows per call; max_pending: most waiting windows in
-        total; max_pending_per_owner: most waiting windows per stream;
-    linger_s: once a window is due, wait this long for others to join.
+    recognizer: returns the recognizer to use for the next cycle (a
+        callable, so a hot reload takes effect between cycles without a lock).
+    executor: where cycles run (owned by the app, with at least ``workers``
+        threads). max_batch: most windows per recognizer call; max_pending:
+        most waiting windows in total (applied per cycle); max_pending_per_owner:
+        most waiting windows per stream; linger_s: once a stream is due, wait
+        this long for others. workers: cycles that may run at once, each for
+        other streams (a stream is never in two cycles, so its windows stay
+        in order); the engines' heavy parts release the GIL, so a second
+        cycle uses a second core.
     """
 
     def __init__(self, recognizer: Callable[[], Recognizer], executor: Executor, *, max_batch: int = 64,
-                 max_pending: int = 256, max_pending_per_owner: int = 6, linger_s: float = 0.005):
+                 max_pending: int = 256, max_pending_per_owner: int = 6, linger_s: float = 0.005, workers: int = 1):
         self._recognizer = recognizer
         self._executor = executor
-        self.max_batch = max_batch
-        self.max_pending = max_pending
-        self.max_pending_per_owner = max_pending_per_owner
+        self.limits = Limits(max_batch, max_pending, max_pending_per_owner)
         self.linger_s = linger_s
-        self._queue: collections.deque[PendingWindow] = collections.deque()
-        self._queued: collections.Counter = collections.Counter()  # owner -> windows in _queue
-        self._in_flight: collections.Counter = collections.Counter()  # owner -> windows being scored
+        self.workers = max(1, workers)
+        self._due: dict[Owner, None] = {}  # insertion-ordered set: streams with work for a next cycle
+        self._queued: dict[Owner, int] = {}  # windows waiting in each stream's pipeline, after its last cycle
+        self._busy: set[Owner] = set()  # streams in a running cycle
+        self._cycles: set[asyncio.Task] = set()
         self._wakeup = asyncio.Event()
         self._changed = asyncio.Condition()
         self.stats = BatcherStats()
 
     @property
-    def pending(self) -> int:
-        """Windows waiting for compute (all streams)."""
-        return len(self._queue)
+    def max_pending_per_owner(self) -> int:
+        return self.limits.max_pending_per_owner
 
-    def submit(self, item: PendingWindow) -> None:
-        """Queue a window; drops the oldest ones when a limit is exceeded (see module doc)."""
-        owner = item.owner
-        if self._queued[owner] >= self.max_pending_per_owner:
-            self._drop([self._pop_oldest_of(owner)])
-        self._queue.append(item)
-        self._queued[owner] += 1
-        if len(self._queue) > self.max_pending:
-            oldest = self._queue.popleft()
-            _decrement(self._queued, oldest.owner)
-            self._drop([oldest])
+    @property
+    def pending(self) -> int:
+        """Windows waiting for compute (all streams, as of their last cycle)."""
+        return sum(self._queued.values())
+
+    def mark_due(self, owner: Owner) -> None:
+        """``owner`` has work for a next cycle (new audio, ``stop``, or it went away)."""
+        self._due[owner] = None
         self._wakeup.set()
 
-    async def wait_capacity(self, owner: WindowOwner) -> None:
-        """Wait until ``owner`` may submit without dropping (back-pressure)."""
+    def has_room(self, owner: Owner) -> bool:
+        """Whether a stream that is not live may send more without exceeding a limit."""
+        mine = self._queued.get(owner, 0) + owner.pending_windows()
+        return mine < self.limits.max_pending_per_owner and self.pending < self.limits.max_pending
+
+    async def wait_room(self, owner: Owner) -> None:
+        """Wait until ``owner`` may send more (back-pressure for streams that are not live)."""
+        if self.has_room(owner):
+            return
+        self.mark_due(owner)  # what it sent must be worked on for room to appear
         async with self._changed:
-            await self._changed.wait_for(lambda: self._queued[owner] < self.max_pending_per_owner
-                                         and len(self._queue) < self.max_pending)
-
-    async def drain(self, owner: WindowOwner) -> None:
-        """Wait until none of ``owner``'s windows is waiting or being scored."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._queued[owner] == 0 and self._in_flight[owner] == 0)
-
-    def cancel(self, owner: WindowOwner) -> int:
-        """Forget ``owner``'s waiting windows (it went away); returns how many."""
-        n = self._queued.pop(owner, 0)
-        if n:
-            self._queue = collections.deque(w for w in self._queue if w.owner is not owner)
-        return n
-
-
-    def _pop_oldest_of(self, owner: WindowOwner) -> PendingWindow:
-        for i, w in enumerate(self._queue):
-            if w.owner is owner:
-                del self._queue[i]
-                _decrement(self._queued, owner)
-                return w
-        raise AssertionError("owner count out of sync with the queue")  # pragma: no cover
-
-    def _drop(self, items: list[PendingWindow], reason: str = "behind") -> None:
-        self.stats.dropped += len(items) if reason == "behind" else 0
-        by_owner: dict[WindowOwner, list[PendingWindow]] = {}
-        for w in items:
-            by_owner.setdefault(w.owner, []).append(w)
-        for owner, ws in by_owner.items():
-            try:
-                owner.windows_dropped(ws, reason)
-            except Exception:  # one broken owner must not stop the others
-                log.exception("owner failed to handle dropped windows")
+            await self._changed.wait_for(lambda: self.has_room(owner))
 
     async def run(self) -> None:
-        """The worker: forever take due windows, score them, hand results back."""
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._wakeup.wait()
-            if self.linger_s > 0 and len(self._queue) < self.max_batch:
-                await asyncio.sleep(self.linger_s)
-            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-            if not self._queue:
-                self._wakeup.clear()
-            if not batch:
-                continue
-            for w in batch:
-                _decrement(self._queued, w.owner)
-                self._in_flight[w.owner] += 1
-            await self._notify()  # queue space freed: back-pressured streams may go on
-            await self._score(loop, batch)
-            for w in batch:
-                _decrement(self._in_flight, w.owner)
-            await self._notify()
-
-    async def _score(self, loop: asyncio.AbstractEventLoop, batch: list[PendingWindow]) -> None:
-        recognizer = self._recognizer()
-        windows = np.stack([w.samples for w in batch])
-        starts = np.array([w.start_s for w in batch])
-        states = [w.state for w in batch]
-        t0 = time.perf_counter()
+        """The scheduler: whenever a worker is free and streams have work, start a cycle for them."""
         try:
-            detections = await loop.run_in_executor(self._executor, recognizer.detect_windows, windows, starts,
-                                                    states)
-        except Exception:
-            log.exception("recognizer failed on a batch of %d windows", len(batch))
-            self.stats.failed += len(batch)
-            self._drop(batch, reason="error")
-            return
-        self.stats.compute_s += time.perf_counter() - t0
-        self.stats.batches += 1
-        self.stats.windows += len(batch)
-        self.stats.max_batch_seen = max(self.stats.max_batch_seen, len(batch))
-        for w, det in zip(batch, detections):
-            try:
-                w.owner.window_done(w, det)
-            except Exception:
-                log.exception("owner failed to handle a window result")
+            while True:
+                while not (len(self._cycles) < self.workers and self._ready()):
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                if self.linger_s > 0 and not any(o in self._queued for o in self._due):
+                    await asyncio.sleep(self.linger_s)  # fresh audio only: let other streams come due too
+                owners = self._take_ready()
+                if owners:
+                    task = asyncio.create_task(self._cycle(owners))
+                    self._cycles.add(task)
+                    task.add_done_callback(self._cycle_done)
+        finally:
+            for task in list(self._cycles):
+                task.cancel()
 
-    async def _notify(self) -> None:
+    def _cycle_done(self, task: asyncio.Task) -> None:
+        self._cycles.discard(task)
+        self._wakeup.set()  # a worker is free again
+
+    def _ready(self) -> bool:
+        return any(o not in self._busy for o in self._due) or any(o not in self._busy for o in self._queued)
+
+    def _take_ready(self) -> list[Owner]:
+        """Every stream with work that is in no running cycle: fresh input first, then leftover windows."""
+        owners = [o for o in self._due if o not in self._busy]
+        owners += [o for o in self._queued if o not in self._busy and o not in self._due]
+        for o in owners:
+            self._due.pop(o, None)
+        return owners
+
+    async def _cycle(self, owners: list[Owner]) -> None:
+        loop = asyncio.get_running_loop()
+        self._busy.update(owners)
+        jobs = [(owner, owner.take_input()) for owner in owners]
+        try:
+            outcomes, cstats = await loop.run_in_executor(self._executor, run_cycle, self._recognizer(), jobs,
+                                                          self.limits)
+        except Exception:  # a bug in the cycle itself: report it, keep serving
+            log.exception("compute cycle failed for %d streams", len(jobs))
+            outcomes, cstats = {owner: _failed(owner) for owner, _ in jobs}, CycleStats()
+        finally:
+            self._busy.difference_update(owners)
+        self.stats.add(cstats)
+        for owner, outcome in outcomes.items():
+            if outcome.ended or not outcome.queued:
+                self._queued.pop(owner, None)
+            else:
+                self._queued[owner] = outcome.queued
+            try:
+                owner.deliver(outcome)
+            except Exception:  # one broken owner must not stop the others
+                log.exception("a stream failed to take its results")
         async with self._changed:
             self._changed.notify_all()
 
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Shutdown: wait (bounded) until every stream's last work, its plays included, is done."""
+        deadline = time.monotonic() + timeout_s
+        while (self._due or self._queued or self._cycles) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self._due or self._queued:
+            log.warning("shut down with %d streams still waiting for compute", len(set(self._due) | set(self._queued)))
 
-def _decrement(counter: collections.Counter, key) -> None:
-    """Decrement, deleting the key at zero: ended streams must leave no entry behind."""
-    counter[key] -= 1
-    if counter[key] <= 0:
-        del counter[key]
+
+def _failed(owner: Owner) -> Outcome:
+    """The outcome for a stream whose cycle failed outright: its pipeline's state is unknown, so it ends."""
+    from . import protocol
+
+    owner.pipeline.ended = True
+    return Outcome(messages=[protocol.outgoing(protocol.error(protocol.INTERNAL_ERROR,
+                                                              "the server failed on this stream; see its log"))],
+                   ended=True)

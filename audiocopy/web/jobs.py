@@ -1,33 +1,33 @@
-"""Catalog changes: train an uploaded track or remove one, then hot-reload the recognizer.
+"""Catalog changes: enrol an uploaded track or remove one, then hot-reload the recognizer.
 
-Place in the pipeline: behind the Catalog page. Adding a track means building
-its dataset (augmented windows of the new track against the operator's wrong
-tracks) and training its model: minutes of CPU. Both changes run the CLI in a
-child process (``audiocopy enroll`` / ``audiocopy remove``), one at a time
-under the app's database lock, for four reasons: a crash or out-of-memory in
-training cannot take the server down; TensorFlow's training threads are not
-mixed into the process that answers live streams; the CLI's progress output
-gives the progress we show; and the server stays engine-agnostic, since how
-an engine enrols or forgets a track is the CLI's business. When the child
-succeeds, the server loads the database again and swaps the recognizer
-(``RecognizerHolder``) without a restart; streams keep running.
+Place in the pipeline: behind the Catalog page. Adding a track means, for
+the fingerprint engine, embedding it and recalibrating (seconds), for
+cnnbin, building its dataset (augmented windows of the new track against
+the operator's wrong tracks) and training its model (minutes of CPU). Both
+changes call library functions (``enroll_track`` / ``remove_track`` below,
+over ``training.enroll_fingerprint`` and ``training.enroll_cnnbin``), never
+the command line, in a child process (``web.child``), one at a time under
+the app's database lock: a crash or out-of-memory in training cannot take
+the server down, training's threads are not mixed into the process that
+answers live streams, and a shutdown kills the child with whatever it
+started. The child's progress bars give the progress we show; its error
+message is the job's. When the child succeeds, the server loads the
+database again and swaps the recognizer (``RecognizerHolder``) without a
+restart; streams keep running.
 
 Paths. The uploaded file is stored under a generated name in a private job
 folder; the only user-chosen text that reaches the file system is the track
 id, which ``validate_track_id`` restricts to a safe character set (the
-dataset builder takes the track id from the file stem, so the id must be a
-file name).
+enrolment takes the track id from the file stem, so the id must be a file
+name).
 """
 from __future__ import annotations
 
 import asyncio
 import collections
 import logging
-import os
 import re
 import shutil
-import signal
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -36,6 +36,7 @@ from typing import Awaitable, Callable
 
 from ..config import ServerSettings
 from ..errors import AudiocopyError
+from .child import ChildFailed, ChildProcess
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,11 @@ log = logging.getLogger(__name__)
 TRACK_ID_RE = re.compile(r"^[^\W_][\w .,()&'+!-]{0,99}$")
 #: Jobs kept in memory for the Catalog page.
 MAX_JOBS_KEPT = 50
-_PROGRESS_RE = re.compile(r"\b(dataset|train):\s+(\d+)%")
+#: Progress bars of the enrolment functions: stage -> (what the Catalog page
+#: shows, share of the job where it starts, where it ends); the reload is the rest.
+_STAGES = {"dataset": ("building the dataset", 0.0, 0.5), "train": ("training", 0.5, 0.95),
+           "enrol": ("embedding the track", 0.0, 0.6), "calibration": ("calibrating", 0.6, 0.95)}
+_PROGRESS_RE = re.compile(r"\b(dataset|train|enrol|calibration):\s+(\d+)%")
 
 
 class JobError(AudiocopyError):
@@ -87,41 +92,62 @@ class Job:
                 "finished": self.finished}
 
 
-def enroll_command(settings: ServerSettings, job_dir: Path) -> list[str]:
-    """The child process that enrols the job's track into the database, with the database's own engine.
+def enroll_track(db: Path, catalog_dir: Path, *, negatives_dir: Path | None, work_dir: Path, positives: int,
+                 epochs: int) -> None:
+    """Enrol the track(s) in ``catalog_dir`` into ``db`` with the database's own engine (runs in the child).
 
-    cnnbin builds a dataset and trains a model; fingerprint only embeds the
-    track and recalibrates (the training flags do not apply to it).
+    fingerprint only embeds the track and recalibrates (the training
+    settings do not apply); cnnbin builds a dataset under ``work_dir``
+    (``positives`` augmented windows per track), trains the track's model of
+    the kind the database holds for at most ``epochs`` epochs, and
+    recalibrates. Raises ``AudiocopyError`` (``JobError`` when the track
+    could not be enrolled) with a message for the Catalog page.
     """
     from ..engines import catalog
 
-    engine = catalog.open_db(settings.db).engine
-    command = [sys.executable, "-m", "audiocopy.cli", "enroll", str(job_dir / "licensed"), "--db", str(settings.db),
-               "--engine", engine]
-    if settings.negatives_dir is not None:
-        command += ["--negatives", str(settings.negatives_dir)]
-    if engine == "cnnbin":
-        command += ["--work", str(job_dir / "dataset"), "--positives", str(settings.train_positives),
-                    "--epochs", str(settings.train_epochs), "--jobs", "1"]
-    return command
+    if catalog.open_db(db).engine == "fingerprint":
+        from ..training.enroll_fingerprint import enroll_fingerprint
+
+        report = enroll_fingerprint(catalog_dir, db, negatives_dir=negatives_dir, progress=True)
+        if report.failed:
+            raise JobError("; ".join(f"{track}: {message}" for track, message in report.failed))
+        return
+    from ..config import CnnParams, DatasetParams, TrainParams
+    from ..engines.cnnbin.engine import enrolled_kinds
+    from ..training.enroll_cnnbin import enroll
+
+    kind = next(iter(sorted(enrolled_kinds(db))), CnnParams().kind)
+    enroll(catalog_dir, db, negatives_dir=negatives_dir, work_dir=work_dir,
+           dataset=DatasetParams(positives_per_track=positives), cnn=CnnParams(kind=kind),
+           train=TrainParams(epochs=epochs), jobs=1, progress=True)
 
 
-def remove_command(settings: ServerSettings, track_id: str) -> list[str]:
-    """The child process that removes one track and recalibrates the catalogue."""
-    return [sys.executable, "-m", "audiocopy.cli", "-q", "remove", "--db", str(settings.db), "--", track_id]
+def remove_track(db: Path, track_id: str) -> None:
+    """Remove one track from ``db`` and recalibrate the catalogue (runs in the child)."""
+    from ..config import TrainParams
+    from ..engines import catalog
+
+    info = catalog.open_db(db)
+    if info.engine == "fingerprint":
+        from ..training.enroll_fingerprint import remove_tracks
+
+        missing = remove_tracks(db, [track_id])
+    else:
+        from ..training.enroll_cnnbin import calibrate_catalog
+
+        missing = [] if catalog.remove_track(db, track_id) else [track_id]
+        calibrate_catalog(db, catalog_fpr=info.calibration.get("catalog_fpr", TrainParams().catalog_fpr))
+    if missing:
+        raise JobError(f"{track_id!r} is not enrolled")
 
 
-def _child_env() -> dict[str, str]:
-    # The child must import this very package, installed or not.
-    here = str(Path(__file__).resolve().parents[2])
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-            "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
-
-
-def _failure(tail: list[str], rc: int) -> str:
-    """The child's own error line, else its last line."""
-    return next((line for line in reversed(tail) if line.startswith("error:")),
-                tail[-1] if tail else f"exited with status {rc}")
+def progress_of(line: str) -> tuple[str, float] | None:
+    """(stage shown to the operator, overall progress 0..1) from one progress-bar line, or None."""
+    m = _PROGRESS_RE.search(line)
+    if m is None:
+        return None
+    label, lo, hi = _STAGES[m.group(1)]
+    return label, lo + (hi - lo) * int(m.group(2)) / 100
 
 
 class JobManager:
@@ -138,7 +164,7 @@ class JobManager:
         self._db_lock = db_lock
         self.jobs: collections.OrderedDict[str, Job] = collections.OrderedDict()
         self._queue: asyncio.Queue[tuple[Job, Path]] = asyncio.Queue()
-        self._proc: asyncio.subprocess.Process | None = None
+        self._child: ChildProcess | None = None  # the running job or removal (one at a time: the lock)
         self._worker: asyncio.Task | None = None
         self.root = settings.state_path / "jobs"
 
@@ -146,14 +172,9 @@ class JobManager:
         self._worker = asyncio.create_task(self._run_forever())
 
     async def close(self) -> None:
-        """Stop the worker and any running child (its job is marked failed)."""
-        if self._proc is not None and self._proc.returncode is None:
-            # The whole group, so whatever the CLI spawned (ffmpeg decoding an
-            # uploaded MP3, dataset workers) goes with it.
-            try:
-                os.killpg(self._proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        """Stop the worker and kill any running child with what it started (its job is marked failed)."""
+        if self._child is not None:
+            self._child.kill()
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
@@ -206,33 +227,29 @@ class JobManager:
                 shutil.rmtree(job_dir, ignore_errors=True)
 
     async def remove(self, track_id: str) -> None:
-        """Remove an enrolled track (child process), then reload; ``JobError`` with the CLI's message on failure.
+        """Remove an enrolled track (in a child process), then reload; ``JobError`` saying why on failure.
 
         The caller holds no lock; this waits for the database lock.
         """
         async with self._db_lock:
-            proc = await asyncio.create_subprocess_exec(
-                *remove_command(self.settings, track_id), stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=_child_env())
-            tail = await self._follow(None, proc)
-            rc = await proc.wait()
-            if rc != 0:
-                raise JobError(f"could not remove {track_id!r}: {_failure(tail, rc)}")
+            try:
+                await self._in_child(remove_track, {"db": self.settings.db, "track_id": track_id}, None)
+            except ChildFailed as exc:
+                raise JobError(f"could not remove {track_id!r}: {exc}") from None
             await self._reload()
         log.info("track %r removed", track_id)
 
     async def _run(self, job: Job, job_dir: Path) -> None:
+        s = self.settings
         async with self._db_lock:
             job.state, job.stage = "running", "starting"
-            self._proc = await asyncio.create_subprocess_exec(
-                *enroll_command(self.settings, job_dir), stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=_child_env(),
-                start_new_session=True)  # its own process group, see ``close``
-            tail = await self._follow(job, self._proc)
-            rc = await self._proc.wait()
-            self._proc = None
-            if rc != 0:
-                job.state, job.finished, job.message = "failed", time.time(), _failure(tail, rc)
+            try:
+                await self._in_child(enroll_track, {
+                    "db": s.db, "catalog_dir": job_dir / "licensed", "negatives_dir": s.negatives_dir,
+                    "work_dir": job_dir / "dataset", "positives": s.train_positives, "epochs": s.train_epochs}, job)
+            except ChildFailed as exc:
+                job.state, job.finished, job.message = "failed", time.time(), str(exc)
+                log.warning("job %s failed: %s", job.id, exc)
                 return
             job.state, job.stage, job.progress = "reloading", "reloading the recognizer", 0.97
             await self._reload()
@@ -240,22 +257,16 @@ class JobManager:
         job.message = f"{job.track_id} is now in the catalog"
         log.info("job %s done: %r added", job.id, job.track_id)
 
-    async def _follow(self, job: Job | None, proc: asyncio.subprocess.Process) -> list[str]:
-        """Read the child's stderr (progress bars and log lines) into ``job``; returns its last lines."""
-        tail: collections.deque[str] = collections.deque(maxlen=20)
-        buf = b""
-        assert proc.stderr is not None
-        while chunk := await proc.stderr.read(4096):
-            buf += chunk
-            *lines, buf = re.split(rb"[\r\n]", buf)
-            for raw in lines:
-                line = raw.decode("utf-8", "replace").strip()
-                if not line:
-                    continue
-                tail.append(line)
-                m = _PROGRESS_RE.search(line)
-                if m and job is not None:
-                    stage, pct = m.group(1), int(m.group(2)) / 100
-                    job.stage = "building the dataset" if stage == "dataset" else "training"
-                    job.progress = 0.5 * pct if stage == "dataset" else 0.5 + 0.45 * pct
-        return list(tail)
+    async def _in_child(self, target: Callable[..., None], kwargs: dict, job: Job | None) -> None:
+        """``target(**kwargs)`` in a child process; its progress bars move ``job``."""
+        def on_line(line: str) -> None:
+            log.debug("job child: %s", line)
+            progress = progress_of(line)
+            if progress is not None and job is not None:
+                job.stage, job.progress = progress
+
+        self._child = ChildProcess(target, kwargs, on_line=on_line, name=f"audiocopy-{target.__name__}")
+        try:
+            await self._child.run()
+        finally:
+            self._child = None

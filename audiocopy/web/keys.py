@@ -21,7 +21,8 @@ from .state import PlaySink, RecognizerHolder, StreamRegistry
 SETTINGS = web.AppKey("settings", ServerSettings)
 AUTH = web.AppKey("auth", AdminAuth)
 RECOGNIZER = web.AppKey("recognizer", RecognizerHolder)
-#: One thread: model calls (batches, Identify chunks) run one after another.
+#: Compute cycles of live streams (``web.batcher``) and Identify chunks, one
+#: after another (``app.COMPUTE_WORKERS`` threads, named "compute" for the OS).
 COMPUTE_EXECUTOR = web.AppKey("compute_executor", ThreadPoolExecutor)
 #: Decoding uploads, SQLite writes, database reloads: never on the event loop.
 IO_EXECUTOR = web.AppKey("io_executor", ThreadPoolExecutor)

@@ -42,7 +42,7 @@ from ..errors import AudiocopyError, ProtocolError
 from . import protocol
 from .batcher import Batcher
 from .security import UrlRefused, check_monitor_url
-from .session import StreamSession, new_decision
+from .session import StreamSession
 
 log = logging.getLogger(__name__)
 
@@ -192,16 +192,17 @@ class MonitorManager:
         stderr_task = asyncio.create_task(_collect_lines(proc.stderr, errors))
         session = StreamSession(session_id=f"monitor-{monitor.id}", start=protocol.StartRequest(
             audio.sample_rate, "s16le", 1, source=monitor.name, realtime=False), audio=audio,
-            batcher=self._batcher, decision=new_decision(recognizer, monitor.name),
-            emit=lambda msg: _on_message(monitor, msg), record_play=self._record_play)
+            batcher=self._batcher, decision=recognizer.stream_decision(monitor.name),
+            emit=lambda messages: _on_messages(monitor, messages), record_play=self._record_play)
         monitor.state, monitor.message, monitor.connected_since = "connected", "", time.time()
         carry = b""
         try:
             assert proc.stdout is not None
             while data := await proc.stdout.read(READ_BYTES):
                 data, carry = _whole_frames(carry + data, 2)
-                await session.feed(data)
+                session.feed(data)
                 monitor.seconds = session.seconds_in
+                await session.wait_room()  # back-pressure: ffmpeg waits while compute is behind
             await session.finish()
         except ProtocolError as exc:  # pragma: no cover - whole frames are always fed
             log.error("monitor %s: %s", monitor.name, exc)
@@ -224,14 +225,16 @@ def _whole_frames(data: bytes, frame_bytes: int) -> tuple[bytes, bytes]:
     return data[:cut], data[cut:]
 
 
-def _on_message(monitor: Monitor, msg: dict) -> None:
-    if msg["type"] == "window":
-        monitor.windows += 1
-        monitor.current = {k: msg[k] for k in ("start_s", "end_s", "match", "score")}
-    elif msg["type"] == "play":
-        monitor.plays += 1
-        monitor.recent_plays.appendleft({k: msg[k] for k in ("track", "start_s", "end_s", "confidence",
-                                                              "started_at")})
+def _on_messages(monitor: Monitor, messages: list[protocol.Outgoing]) -> None:
+    for out in messages:
+        msg = out.body
+        if msg["type"] == "window":
+            monitor.windows += 1
+            monitor.current = {k: msg[k] for k in ("start_s", "end_s", "match", "score")}
+        elif msg["type"] == "play":
+            monitor.plays += 1
+            monitor.recent_plays.appendleft({k: msg[k] for k in ("track", "start_s", "end_s", "confidence",
+                                                                  "started_at")})
 
 
 async def _collect_lines(stream: asyncio.StreamReader | None, sink: collections.deque) -> None:

@@ -12,12 +12,18 @@ Server -> client: ``ready``, one ``window`` per analysed window, ``play``,
 ``type``. Bad input raises ``ProtocolError(code, message)``; the handler
 answers it with an ``error`` message and keeps the connection open unless
 the error is fatal (``FATAL_CODES``).
+
+Messages leave as ``Outgoing``: the fields and their JSON text together.
+The text of the frequent ones (``window``, ``play``, ``dropped``) is made by
+the compute worker (``web.cycle``), so the event loop only writes ready
+text to sockets; in-process readers (URL monitors) read the fields.
 """
 from __future__ import annotations
 
 import json
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..decision.detection import Detection
 from ..decision.play import Play
@@ -135,6 +141,18 @@ def _num(x: float, digits: int) -> float | None:
 
 
 # --- server -> client -------------------------------------------------------
+
+class Outgoing(NamedTuple):
+    """A server message ready to send: ``body`` (its fields) and ``text`` (its JSON)."""
+
+    body: dict
+    text: str
+
+
+def outgoing(body: dict) -> Outgoing:
+    """Serialise one message (compact JSON: hundreds of streams send two a second each)."""
+    return Outgoing(body, json.dumps(body, separators=(",", ":")))
+
 
 def ready(*, session: str, start: StartRequest, internal_rate: int, window_s: float, hop_s: float,
           tracks: int, engine: str, max_message_bytes: int) -> dict:

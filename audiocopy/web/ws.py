@@ -6,10 +6,13 @@ handler is deliberately a thin loop: admission (Origin, stream limit),
 message size, and dispatch of ``start`` / binary PCM / ``stop``. Message
 formats are in ``web.protocol``, stream state in ``web.session``.
 
-Sending. Results are produced by the batcher, not by this loop, so they go
-through a bounded per-connection queue that one sender task writes to the
-socket. A client that stops reading its results fills the queue and is
-disconnected, instead of making the server buffer without limit.
+The event loop only moves bytes: a binary message is checked for size and
+handed to ``StreamSession.feed`` (an append), and results come back from
+the compute worker as ready JSON text. They go through a bounded
+per-connection ``Outbox`` that one sender task writes to the socket. A
+client that stops reading its results fills it and is disconnected,
+instead of making the server buffer without limit. A stream that is not
+live is not read further while its audio waits for compute (back-pressure).
 
 Sizes. Messages above ``max_message_bytes`` (1 MiB by default) are answered
 with a ``message_too_large`` error and ignored; the connection stays up.
@@ -19,6 +22,7 @@ aiohttp's own hard limit is set a few times higher, and a message beyond
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import uuid
 
@@ -28,7 +32,7 @@ from ..errors import ProtocolError
 from . import protocol
 from .keys import BATCHER, PLAYS, RECOGNIZER, SETTINGS, STREAMS
 from .security import origin_allowed
-from .session import StreamSession, new_decision
+from .session import StreamSession
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +55,8 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
         return ws
     streams = request.app[STREAMS]
     if not streams.try_add(ws):
-        await _refuse(ws, protocol.TOO_MANY_STREAMS,
-                      f"the server already serves {streams.limit} streams; try again later", WSCloseCode.TRY_AGAIN_LATER)
+        await _refuse(ws, protocol.TOO_MANY_STREAMS, f"the server already serves {streams.limit} streams; "
+                      "try again later", WSCloseCode.TRY_AGAIN_LATER)
         return ws
     try:
         await _serve(request, ws)
@@ -62,90 +66,141 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
 
 
 async def _refuse(ws: web.WebSocketResponse, code: str, message: str, close_code: int) -> None:
-    await ws.send_json(protocol.error(code, message))
+    await ws.send_str(protocol.outgoing(protocol.error(code, message)).text)
     await ws.close(code=close_code, message=code.encode())
 
 
 async def _serve(request: web.Request, ws: web.WebSocketResponse) -> None:
-    app = request.app
-    settings = app[SETTINGS]
-    outbox: asyncio.Queue[dict | None] = asyncio.Queue(MAX_OUTBOX)
-    closing: list[asyncio.Task] = []  # at most one close for a client that does not read
-
-    def emit(msg: dict) -> None:
-        try:
-            outbox.put_nowait(msg)
-        except asyncio.QueueFull:
-            if not closing and not ws.closed:
-                log.warning("closing a stream whose client does not read its results")
-                closing.append(asyncio.ensure_future(
-                    ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"client not reading")))
-
-    sender = asyncio.create_task(_send_loop(ws, outbox))
+    max_bytes = request.app[SETTINGS].max_message_bytes
+    outbox = Outbox(ws, MAX_OUTBOX)
     session: StreamSession | None = None
     try:
         async for msg in ws:
-            if msg.type == WSMsgType.ERROR:
-                log.info("stream connection error: %s", ws.exception())
-                break
-            if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                continue
-            size = len(msg.data) if msg.type == WSMsgType.BINARY else len(msg.data.encode("utf-8"))
-            if size > settings.max_message_bytes:
-                emit(protocol.error(protocol.MESSAGE_TOO_LARGE, f"a message may be at most "
-                                    f"{settings.max_message_bytes} bytes, this one is {size}; send smaller frames"))
-                continue
-            try:
-                if msg.type == WSMsgType.BINARY:
+            kind = msg.type
+            if kind == WSMsgType.BINARY:  # the hot path: hundreds of streams x 10 messages a second
+                data = msg.data
+                try:
+                    if len(data) > max_bytes:
+                        raise _too_large(len(data), max_bytes)
                     if session is None:
                         raise ProtocolError(protocol.NOT_STARTED, "send a \"start\" message before audio")
-                    await session.feed(msg.data)
+                    session.feed(data)
+                except ProtocolError as exc:
+                    outbox.put([protocol.outgoing(protocol.error(exc.code, str(exc)))])
                     continue
-                parsed = protocol.parse_text(msg.data)
-                if isinstance(parsed, protocol.StartRequest):
-                    if session is not None:
-                        raise ProtocolError(protocol.ALREADY_STARTED, "this stream has already started")
-                    session = _start_session(request, parsed, emit)
-                elif session is None:
-                    raise ProtocolError(protocol.NOT_STARTED, "nothing to stop: the stream has not started")
-                else:
-                    await session.finish()
+                if session.closed:
                     break
+                if not session.realtime:
+                    await session.wait_room()
+                continue
+            if kind == WSMsgType.ERROR:
+                log.info("stream connection error: %s", ws.exception())
+                break
+            if kind != WSMsgType.TEXT:
+                continue
+            try:
+                session = await _on_text(request, msg.data, session, outbox)
             except ProtocolError as exc:
-                emit(protocol.error(exc.code, str(exc)))
+                outbox.put([protocol.outgoing(protocol.error(exc.code, str(exc)))])
+            if session is not None and session.closed:
+                break
     finally:
         if session is not None and not session.closed:
             session.abandon()
-        if outbox.full():  # make room for the end marker: nothing more will be sent anyway
-            outbox.get_nowait()
-        outbox.put_nowait(None)
-        try:
-            await asyncio.wait_for(sender, timeout=5.0)
-        except Exception:  # a timeout or a dead socket must not block the handler's exit
-            sender.cancel()
+        await outbox.close()
         await ws.close()
 
 
-def _start_session(request: web.Request, start: protocol.StartRequest, emit) -> StreamSession:
+def _too_large(size: int, max_bytes: int) -> ProtocolError:
+    return ProtocolError(protocol.MESSAGE_TOO_LARGE, f"a message may be at most {max_bytes} bytes, this one is "
+                                                     f"{size}; send smaller frames")
+
+
+async def _on_text(request: web.Request, text: str, session: StreamSession | None,
+                   outbox: "Outbox") -> StreamSession | None:
+    """A text frame: ``start`` makes the session, ``stop`` finishes it; returns the session."""
+    max_bytes = request.app[SETTINGS].max_message_bytes
+    size = len(text.encode("utf-8"))
+    if size > max_bytes:
+        raise _too_large(size, max_bytes)
+    parsed = protocol.parse_text(text)
+    if isinstance(parsed, protocol.StartRequest):
+        if session is not None:
+            raise ProtocolError(protocol.ALREADY_STARTED, "this stream has already started")
+        return _start_session(request, parsed, outbox)
+    if session is None:
+        raise ProtocolError(protocol.NOT_STARTED, "nothing to stop: the stream has not started")
+    await session.finish()
+    return session
+
+
+def _start_session(request: web.Request, start: protocol.StartRequest, outbox: "Outbox") -> StreamSession:
     app = request.app
     settings = app[SETTINGS]
     recognizer = app[RECOGNIZER].current
     audio = recognizer.audio
     session = StreamSession(session_id=uuid.uuid4().hex[:12], start=start, audio=audio, batcher=app[BATCHER],
-                            decision=new_decision(recognizer, start.source), emit=emit, record_play=app[PLAYS].record)
-    emit(protocol.ready(session=session.id, start=start, internal_rate=audio.sample_rate,
-                        window_s=audio.window_seconds, hop_s=audio.hop_seconds, tracks=len(recognizer.track_ids),
-                        engine=recognizer.engine.name, max_message_bytes=settings.max_message_bytes))
+                            decision=recognizer.stream_decision(start.source), emit=outbox.put,
+                            record_play=app[PLAYS].record)
+    outbox.put([protocol.outgoing(protocol.ready(
+        session=session.id, start=start, internal_rate=audio.sample_rate, window_s=audio.window_seconds,
+        hop_s=audio.hop_seconds, tracks=len(recognizer.track_ids), engine=recognizer.engine.name,
+        max_message_bytes=settings.max_message_bytes))])
     log.info("stream %s started: %s, %d Hz %s x%d", session.id, start.source, start.sample_rate, start.fmt,
              start.channels)
     return session
 
 
-async def _send_loop(ws: web.WebSocketResponse, outbox: asyncio.Queue) -> None:
-    while (msg := await outbox.get()) is not None:
-        if ws.closed:
-            continue
+class Outbox:
+    """Ready messages waiting to be written to one client, and the task that writes them.
+
+    Results are produced by the compute worker, not by the socket loop, so
+    they wait here; one sender task writes them in order with ``send_str``
+    (the JSON text is made already). A client that stops reading fills the
+    outbox past ``limit`` messages and is disconnected, instead of making
+    the server buffer without limit.
+    """
+
+    def __init__(self, ws: web.WebSocketResponse, limit: int):
+        self._ws = ws
+        self._limit = limit
+        self._items: collections.deque[str] = collections.deque()
+        self._wake = asyncio.Event()
+        self._done = False
+        self._closing: asyncio.Task | None = None  # at most one close for a client that does not read
+        self._task = asyncio.create_task(self._run())
+
+    def put(self, messages: list[protocol.Outgoing]) -> None:
+        """Queue messages for the client (called on the event loop)."""
+        self._items.extend(m.text for m in messages)
+        if len(self._items) > self._limit and self._closing is None and not self._ws.closed:
+            log.warning("closing a stream whose client does not read its results")
+            self._items.clear()
+            self._closing = asyncio.ensure_future(
+                self._ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"client not reading"))
+        self._wake.set()
+
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Send what is queued (bounded by ``timeout_s``), then stop the sender."""
+        self._done = True
+        self._wake.set()
         try:
-            await ws.send_json(msg)
-        except (ConnectionResetError, RuntimeError) as exc:  # the client went away mid-send
-            log.debug("stopped sending to a closed stream: %s", exc)
+            await asyncio.wait_for(self._task, timeout=timeout_s)
+        except Exception:  # a timeout or a dead socket must not block the handler's exit
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        ws, items = self._ws, self._items
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while items:
+                text = items.popleft()
+                if ws.closed:
+                    continue
+                try:
+                    await ws.send_str(text)
+                except (ConnectionResetError, RuntimeError) as exc:  # the client went away mid-send
+                    log.debug("stopped sending to a closed stream: %s", exc)
+            if self._done:
+                return
