@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""Stream benchmark (issue #11): long radio programmes through two acoustic chains and the server's ``/ws`` path.
+
+What it measures. Programmes of catalogue excerpts (some sped up, stretched
+or pitch-shifted), non-catalogue music, crossfades and a presenter talking
+over intros and between songs are rendered with sox and espeak-ng, sent
+through a *broadcast* chain (compression, MP3) and a *room* chain (speaker,
+room, noise and babble, microphone, AGC, 48 kHz), and streamed through a
+real ``audiocopy serve`` as a client would stream them. The plays that
+come back, and the "now playing" answer of every window, are scored
+against the truth the planner recorded: plays found, correct plays, false
+plays per hour, pieces per found play, start and end error, the time
+scale and track positions a play reports, how often "now playing" names
+the song. The figures go to the ``broadcast`` section of ``docs/benchmarks.md``.
+
+Steps (``tools/bench``): the package split (``split``) and its role
+folders; the catalogue enrolled with ``audiocopy enroll --negatives``
+(cached in ``WORK/db``, rebuilt when the catalogue, the negatives or the
+encoder's SHA-256 change); programme plans (``broadcast_programme``),
+audio (``broadcast_render``), chains (``broadcast_chains``), streaming
+(``broadcast_stream``), scoring (``broadcast_score``) and the report
+(``broadcast_report``). Every piece of audio lives under ``--work``
+(default ``/work/bench_broadcast``) and is reused while its inputs are
+unchanged; streaming and scoring always run again (they measure the code).
+
+Usage (from the repository root)::
+
+    PYTHONPATH=. .venv/bin/python tools/bench_broadcast.py --corpus CORPUS_DIR --allow-unchecked-encoder
+    PYTHONPATH=. .venv/bin/python tools/bench_broadcast.py --corpus CORPUS_DIR --programmes 2 --minutes 30 \\
+        --allow-unchecked-encoder --no-doc      # a smaller run, report in WORK/benchmarks.md only
+
+Exit status 0, or 1 with one ``error:`` line.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+for _p in (REPO, REPO / "tools"):
+    if str(_p) not in sys.path:  # run as a script from anywhere: the package lives beside tools/
+        sys.path.insert(0, str(_p))
+
+from bench.common import BenchError, generic_corpus, ids_sha256, read_json, write_json  # noqa: E402
+
+log = logging.getLogger("bench_broadcast")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from audiocopy.encoder.artifact import SHIPPED_ENCODER
+
+    p = argparse.ArgumentParser(description="Stream benchmark: radio programmes through a broadcast and a room "
+                                            "chain, streamed through /ws, scored against their truth.")
+    p.add_argument("--corpus", required=True, type=Path, help="folder of WAV tracks with manifest-dev.tsv")
+    p.add_argument("--work", type=Path, default=Path("/work/bench_broadcast"),
+                   help="folder for the database, audio and results (default %(default)s; never the repository)")
+    p.add_argument("--programmes", type=int, default=4, help="programmes per chain (default 4)")
+    p.add_argument("--minutes", type=float, default=40.0, help="length of a programme, about (default 40)")
+    p.add_argument("--chains", default="broadcast,room", help="comma-separated chains (default broadcast,room)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, programmes and chains (default 0)")
+    p.add_argument("--catalog", type=int, default=50, help="catalogue tracks (default 50)")
+    p.add_argument("--wrong", type=int, default=100, help="wrong tracks: calibration negatives (default 100)")
+    p.add_argument("--unseen", type=int, default=30, help="unseen tracks: the non-catalogue music (default 30)")
+    p.add_argument("--encoder", type=Path, default=SHIPPED_ENCODER, help="fingerprint encoder record")
+    p.add_argument("--allow-unchecked-encoder", action="store_true",
+                   help="run with an encoder whose record has no trained_track_ids (the report says so)")
+    p.add_argument("--encoder-split", type=Path, help="for an unchecked encoder: the split.json its record names")
+    p.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md", help="report file")
+    p.add_argument("--no-doc", action="store_true", help="write the report to WORK/benchmarks.md instead")
+    p.add_argument("--worst", type=int, default=8, help="worst songs listed per chain (default 8)")
+    args = p.parse_args(argv)
+    args.chains = [c.strip() for c in args.chains.split(",") if c.strip()]
+    from bench.broadcast_chains import CHAINS
+
+    bad = [c for c in args.chains if c not in CHAINS]
+    if bad or not args.chains:
+        p.error(f"--chains: unknown {bad or 'none given'} (known: {', '.join(CHAINS)})")
+    if args.programmes < 1 or not args.minutes >= 1:
+        p.error("--programmes must be ≥ 1 and --minutes ≥ 1")
+    if args.work.resolve().is_relative_to(REPO):
+        p.error(f"--work {args.work} is inside the repository; generated audio belongs elsewhere")
+    args.work = args.work.resolve()
+    return args
+
+
+def prepare_split(args, tools) -> tuple[dict, list, dict]:
+    """Corpus, package split, role folders and the encoder's provenance; (split, tracks, provenance)."""
+    from bench.corpus import lay_out_split, read_corpus
+    from bench.pipeline import check_provenance
+    from bench.split import describe, package_split, write_split
+
+    tracks = read_corpus(args.corpus)
+    split = package_split(tracks, seed=args.seed, n_catalog=args.catalog, n_unseen=args.unseen, n_wrong=args.wrong)
+    args.work.mkdir(parents=True, exist_ok=True)
+    write_split(args.work / "split.json", split)
+    log.info("%s", describe(split))
+    provenance = check_provenance(args, split)
+    lay_out_split(args.work, split, {t.id: t for t in tracks})
+    return split, tracks, provenance
+
+
+def database(args, split: dict) -> dict:
+    """``WORK/db``: the catalogue enrolled by the CLI, rebuilt only when catalogue, negatives or encoder change."""
+    from bench.enrol import child_env, fingerprint_complete
+    from bench.machine import run_measured
+
+    from audiocopy.encoder.artifact import SHIPPED_ENCODER, read_encoder_record
+    from audiocopy.engines import catalog
+
+    db = args.work / "db"
+    encoder_sha = read_encoder_record(args.encoder)["weights_sha256"]
+    key = {"catalog": ids_sha256(split["catalog"]), "wrong": ids_sha256(split["wrong"]), "encoder": encoder_sha}
+    old = read_json(args.work / "db-key.json", {})
+    if old.get("key") == key and fingerprint_complete(db, split["catalog"], encoder_sha):
+        note = f"reused from an earlier run (enrolled in {old['enrol']['wall_s']:.0f} s)"
+    else:
+        shutil.rmtree(db, ignore_errors=True)
+        cmd = [sys.executable, "-m", "audiocopy.cli", "-q", "enroll", "--db", str(db), str(args.work / "catalog"),
+               "--negatives", str(args.work / "wrong"), "--engine", "fingerprint"]
+        if args.encoder.resolve() != SHIPPED_ENCODER.resolve():
+            cmd += ["--encoder", str(args.encoder)]
+        measured = run_measured(cmd, child_env())
+        if not fingerprint_complete(db, split["catalog"], encoder_sha):
+            raise BenchError(f"enrolment did not enrol every catalogue track into {db} (see its output above)")
+        old = {"key": key, "enrol": measured}
+        write_json(args.work / "db-key.json", old)
+        note = f"enrolled in {measured['wall_s']:.0f} s"
+    info = catalog.open_db(db)
+    return {"path": str(db), "tracks": len(catalog.track_records(db)), "calibration": info.calibration,
+            "note": note, "enrol": old["enrol"]}
+
+
+def make_programmes(args, split: dict, tracks: list, tools) -> tuple[list, dict, float]:
+    """Plans and their clean renders; (plans, name -> clean WAV, seconds spent)."""
+    from bench.broadcast_programme import Source, plan_programme
+    from bench.broadcast_render import presenter_clips, render_cached
+    from bench.corpus import audible_spans
+
+    t0 = time.perf_counter()
+    spans = audible_spans(tracks, args.work / "audible.json")
+    by_id = {t.id: t for t in tracks}
+    songs = [Source(i, by_id[i].duration, spans[i]) for i in split["catalog"]]
+    others = [Source(i, by_id[i].duration, spans[i]) for i in split["unseen"]]
+    plans = [plan_programme(f"p{k + 1}", songs, others, seed=args.seed, minutes=args.minutes)
+             for k in range(args.programmes)]
+    clips = presenter_clips(args.work, tools, seed=args.seed)
+    wavs = {t.id: t.wav for t in tracks}
+    clean = {p.name: render_cached(p, args.work / "programmes" / p.name, wavs, tools, clips) for p in plans}
+    return plans, clean, time.perf_counter() - t0
+
+
+def make_chains(args, plans: list, clean: dict, tools) -> tuple[dict, float]:
+    """Every programme through every chain; ({chain: {programme: apply_chain result}}, seconds spent)."""
+    from bench.broadcast_chains import apply_chain
+    from bench.room import speech_pool
+
+    t0 = time.perf_counter()
+    babble = speech_pool(args.work, tools, seed=args.seed, rate=44100).clips if "room" in args.chains else None
+    out = {c: {} for c in args.chains}
+    for p in plans:
+        for c in args.chains:
+            out[c][p.name] = apply_chain(c, tools, clean[p.name], args.work / "programmes" / p.name,
+                                         seed=args.seed, programme=p.name, clips=babble)
+    return out, time.perf_counter() - t0
+
+
+def stream_and_score(args, db: dict, plans: list, chained: dict) -> tuple[dict, dict, float]:
+    """Stream every chained programme through one server, keep the raw answers, score them per chain."""
+    from bench.broadcast_score import breakdown, score_stream, summarise, worst_items
+    from bench.broadcast_stream import stream_all
+
+    t0 = time.perf_counter()
+    jobs = [{"name": f"{c}-{p.name}", "wav": chained[c][p.name]["wav"], "rate": chained[c][p.name]["rate"]}
+            for c in args.chains for p in plans]
+    raw = stream_all(Path(db["path"]), args.work, jobs)
+    stream_s = time.perf_counter() - t0
+    for name, r in raw.items():
+        write_json(args.work / "streams" / f"{name}.json", r)
+    scored = {c: [score_stream(p.to_json(), raw[f"{c}-{p.name}"]["plays"], raw[f"{c}-{p.name}"]["windows"])
+                  for p in plans] for c in args.chains}
+    every = [s for c in args.chains for s in scored[c]]
+    res = {"summary": {**{c: summarise(scored[c]) for c in args.chains}, "all": summarise(every)},
+           "breakdown": {c: breakdown(scored[c]) for c in args.chains},
+           "worst": {c: worst_items(scored[c], args.worst) for c in args.chains},
+           "false": {c: [f for s in scored[c] for f in s["false"]] for c in args.chains},
+           "scored": scored}
+    stats = {"windows": sum(len(r["windows"]) for r in raw.values()),
+             "dropped": sum(r["stopped"]["dropped"] for r in raw.values()),
+             "problems": sum(len(r["problems"]) for r in raw.values()),
+             "audio_hours": round(sum(r["stopped"]["seconds"] for r in raw.values()) / 3600, 4),
+             "seconds": round(stream_s, 1), "per_stream_s": {n: r["wall_s"] for n, r in raw.items()}}
+    stats["x_realtime"] = round(stats["audio_hours"] * 3600 / stream_s, 1)
+    return res, stats, stream_s
+
+
+def audio_made(args, plans: list, chained: dict, since: float) -> dict:
+    """Minutes the audio took when it was made (None where unrecorded); ``this_run``: all of it made now.
+
+    since: when this run started (epoch s); a record newer than that was written by this run.
+    """
+    folders = [args.work / "programmes" / p.name for p in plans]
+    render = [read_json(f / "render.json", {}).get("wall_s") for f in folders]
+    chains = [r.get("wall_s") for c in chained.values() for r in c.values()]
+    records = [f / "render.json" for f in folders] + [f / f"{c}.json" for f in folders for c in chained]
+    return {"render_min": None if None in render else round(sum(render) / 60, 1),
+            "chains_min": None if None in chains else round(sum(chains) / 60, 1),
+            "this_run": all(r.stat().st_mtime >= since for r in records)}
+
+
+def command_line(argv) -> str:
+    args = sys.argv[1:] if argv is None else argv
+    return shlex.join(["PYTHONPATH=.", ".venv/bin/python", "tools/bench_broadcast.py", *generic_corpus(args)])
+
+
+def run(args, argv=None) -> dict:
+    """Every step in order; returns the results (also written to ``WORK/results.json`` and the report)."""
+    from bench.broadcast_report import SECTION, render_section
+    from bench.doc import update_section
+    from bench.external import check_tools
+    from bench.machine import load_note, machine_info
+
+    t_start, since = time.perf_counter(), time.time()
+    tools = check_tools(need_speech=True)
+    split, tracks, provenance = prepare_split(args, tools)
+    db = database(args, split)
+    plans, clean, render_s = make_programmes(args, split, tracks, tools)
+    chained, chains_s = make_chains(args, plans, clean, tools)
+    load = load_note()
+    scores, streaming, stream_s = stream_and_score(args, db, plans, chained)
+    items = [it for p in plans for it in p.items]
+    res = {"date": datetime.date.today().isoformat(), "command": command_line(argv), "machine": machine_info(),
+           "load": load, "tool_versions": tools.versions, "split": split, "corpus_tracks": len(tracks),
+           "encoder": provenance.pop("encoder"), "provenance": provenance, "database": db,
+           "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+           "chains": args.chains, "programme_minutes": ", ".join(f"{p.seconds / 60:.1f}" for p in plans) + " min",
+           "counts": {k: sum(it.kind == k for it in items) for k in ("song", "other", "talk")},
+           "chain_params": chained, "streaming": streaming,
+           "timings": {"render_s": round(render_s, 1), "chains_s": round(chains_s, 1), "stream_s": round(stream_s, 1)},
+           "audio_made": audio_made(args, plans, chained, since),
+           "results_file": str(args.work / "results.json"), **scores}
+    res["counts"]["songs"] = res["counts"].pop("song")
+    res["wall_s"] = round(time.perf_counter() - t_start, 1)
+    write_json(args.work / "results.json", res)
+    doc = args.work / "benchmarks.md" if args.no_doc else args.doc
+    update_section(doc, SECTION, render_section(res))
+    res["doc"] = str(doc)
+    return res
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        res = run(args, argv)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for c in [*res["chains"], "all"]:
+        s = res["summary"][c]
+        print(f"{c:9s} recall {s['recall']} %  precision {s['precision']} %  false/h {s['false_per_hour']}  "
+              f"pieces {s['pieces']}  start {s['start_error_s']['median']} s  end {s['end_error_s']['median']} s  "
+              f"time scale {s['time_scale_error']['median']}")
+    print(f"report: {res['doc']}; raw results: {res['results_file']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
