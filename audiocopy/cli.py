@@ -18,8 +18,8 @@ import os
 import sys
 from pathlib import Path
 
-from .config import CnnParams, DatasetParams, TrainParams
-from .errors import AudiocopyError
+from .config import CnnParams, DatasetParams, IndexParams, TrainParams
+from .errors import AudiocopyError, ConfigError
 
 log = logging.getLogger("audiocopy")
 
@@ -101,15 +101,22 @@ def _enroll_engine(args) -> str:
     return "fingerprint"
 
 
+def _index_params(args):
+    """The vector index settings of ``enroll``'s flags (used by a new database only)."""
+    if args.milvus_uri and args.index != "milvus":
+        raise ConfigError("--milvus-uri needs --index milvus")
+    return IndexParams(backend=args.index, qdrant_url=args.qdrant_url, milvus_uri=args.milvus_uri,
+                       milvus_index=args.milvus_index)
+
+
 def cmd_enroll(args) -> int:
     if _enroll_engine(args) == "fingerprint":
-        from .config import IndexParams
         from .training.enroll_fingerprint import enroll_fingerprint
 
         report = enroll_fingerprint(Path(args.catalog_dir), Path(args.db),
                                     negatives_dir=Path(args.negatives) if args.negatives else None,
                                     encoder_path=Path(args.encoder) if args.encoder else None,
-                                    index=IndexParams(backend=args.index, qdrant_url=args.qdrant_url),
+                                    index=_index_params(args),
                                     progress=not args.quiet)
         print(f"enrolled {len(report.enrolled)} tracks into {args.db} ({report.realtime_factor:.0f}x real time), "
               f"{len(report.skipped)} were already enrolled, {len(report.failed)} failed")
@@ -253,11 +260,17 @@ def _add_catalog_commands(sub) -> None:
                         "cnnbin (one CNN trained per track); an existing DB keeps its own; see docs/benchmarks.md")
     e.add_argument("--encoder", help="fingerprint: encoder record (.json) for a new database "
                                      "(default: the shipped weights)")
-    e.add_argument("--index", default="auto", choices=["auto", "faiss", "numpy", "qdrant"],
+    e.add_argument("--index", default="auto", choices=["auto", "faiss", "numpy", "qdrant", "milvus"],
                    help="fingerprint: vector index of a new database (default auto: faiss, else NumPy)")
     e.add_argument("--qdrant-url", help="fingerprint with --index qdrant: a Qdrant server, e.g. "
                                         "http://qdrant:6333 (default: embedded local mode inside DB; "
                                         "API key from QDRANT_API_KEY)")
+    e.add_argument("--milvus-uri", help="fingerprint with --index milvus: the Milvus server or cluster proxy, e.g. "
+                                        "http://127.0.0.1:19530 (token, if needed, from MILVUS_TOKEN; the URI and "
+                                        "a per-database collection are stored in DB/fingerprint.json)")
+    e.add_argument("--milvus-index", default="auto", choices=["auto", "IVF_FLAT", "IVF_PQ", "HNSW"],
+                   help="fingerprint with --index milvus: index type (default auto: IVF_FLAT, IVF_PQ past "
+                        f"{IndexParams().flat_max_vectors:,} vectors)")
     e.add_argument("--work", help="where to keep the dataset (default DB/dataset)")
     e.add_argument("--epochs", type=_positive_int, default=TrainParams().epochs,
                    help="maximum training epochs per track (early stopping picks the best)")

@@ -84,15 +84,19 @@ class MatchParams:
 class IndexParams:
     """Which backend, and how it scales.
 
-    backend: "auto" (faiss if installed, else numpy), "faiss", "numpy" or "qdrant".
+    backend: "auto" (faiss if installed, else numpy), "faiss", "numpy",
+        "qdrant" or "milvus".
     flat_max_vectors: faiss keeps exact search up to this many vectors
         (~430 tracks of 2.5 minutes at one vector per 0.256 s), then switches
-        to IVF-PQ.
+        to IVF-PQ; Milvus ("auto" index) keeps IVF_FLAT up to it, then
+        switches to IVF_PQ (and back below a quarter of it).
     pq_bytes: bytes per vector in IVF-PQ (sub-quantisers of 8 bits); 16 for
-        64-dim vectors means 4 dimensions per code byte.
-    nlist: inverted lists of IVF-PQ; 0 picks ~4 sqrt(n) (a power of two
-        between 256 and 4096), the usual balance of list scans and centroids,
-        capped so that training k-means stays around a minute on two cores.
+        64-dim vectors means 4 dimensions per code byte. Milvus' ``m``.
+    nlist: inverted lists of IVF-PQ (and Milvus' IVF_FLAT); 0 picks
+        ~4 sqrt(n) (a power of two between 256 and 4096), the usual balance
+        of list scans and centroids, capped so that training k-means stays
+        around a minute on two cores (Milvus: at most 1024, as it trains one
+        IVF per segment of 1024 rows or more).
     nprobe: lists visited per query: recall against speed.
     qdrant_url: a Qdrant server ("http://host:6333"); None means embedded
         local mode in a folder of the database. An API key, if the server
@@ -100,6 +104,25 @@ class IndexParams:
         never stored.
     qdrant_collection: collection name; a new database gets its own unique
         name, so several databases can share one Qdrant cluster.
+    milvus_uri: the Milvus server or cluster proxy ("http://host:19530",
+        "https://..." for TLS); required with backend "milvus". A token, if
+        the server needs one ("user:password" or an API key), is read from
+        the MILVUS_TOKEN environment variable, never stored.
+    milvus_collection: collection name (letters, digits, underscores); a new
+        database gets its own unique one, like Qdrant's.
+    milvus_index: "auto" (IVF_FLAT up to ``flat_max_vectors``, IVF_PQ
+        beyond), or one of "IVF_FLAT", "IVF_PQ", "HNSW" at every size.
+    hnsw_m: HNSW graph degree (links per vector; memory ~ 8 bytes x M each).
+    hnsw_ef_construction: HNSW candidate list while building: build time
+        against graph quality.
+    hnsw_ef: HNSW candidate list per query (at least the searched k):
+        recall against speed.
+    milvus_timeout_s: seconds one Milvus call may take (connect, search,
+        insert, ...) before it counts as failed; index building and
+        loading get ten times as long.
+    milvus_retries: tries per call on a transient failure (server down,
+        restarting or too slow) before one clear error is raised.
+    milvus_backoff_s: wait before the second try; doubled before each next.
     """
 
     backend: str = "auto"
@@ -109,6 +132,15 @@ class IndexParams:
     nprobe: int = 16
     qdrant_url: str | None = None
     qdrant_collection: str = "audiocopy"
+    milvus_uri: str | None = None
+    milvus_collection: str = "audiocopy"
+    milvus_index: str = "auto"
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+    hnsw_ef: int = 64
+    milvus_timeout_s: float = 10.0
+    milvus_retries: int = 3
+    milvus_backoff_s: float = 0.5
 
 
 @dataclass(frozen=True)

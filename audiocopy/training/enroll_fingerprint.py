@@ -330,6 +330,9 @@ def enroll_fingerprint(catalog_dir: Path, db: Path, *, negatives_dir: Path | Non
     catalog_dir: audio files (track id = file stem). An existing database
     gets the tracks it lacks; calibration windows come from
     ``negatives_dir`` when given, else from the database's stored ones.
+    index: the vector index of a new database (backend, and for a server
+    its URI and index type: ``--index``, ``--qdrant-url``, ``--milvus-uri``);
+    it is stored in the database, and an existing database keeps its own.
     """
     from .sources import list_audio
 
@@ -356,7 +359,7 @@ def remove_tracks(db: Path, track_ids: list[str], *, progress: bool = False) -> 
         engine.index.remove(int(rec["key"]))
         catalog.remove_track(db, track_id)  # record first, then the vectors
     fpdb.save_index(db, engine.config, engine.index)
-    if getattr(engine.index, "kind", "") == "qdrant":
-        engine.index.close()
+    if getattr(engine.index, "kind", "") in ("qdrant", "milvus"):
+        engine.index.close()  # embedded Qdrant locks its folder; a server connection is released
     calibrate(db, progress=progress)
     return missing

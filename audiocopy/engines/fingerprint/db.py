@@ -19,6 +19,9 @@ owns ``db.json`` and ``tracks/``; this module owns the rest::
     DB/index.npz            faiss/NumPy index (derived; rebuilt from the track
                             vectors whenever it is missing or out of step)
     DB/index.json + qdrant/ the same for the Qdrant backend (local mode)
+    DB/index.json           the same for the Milvus backend, whose vectors
+                            live in a collection on the server (its URI and
+                            collection name are in fingerprint.json)
     DB/calibration_levels.npy  band levels (dB) of held-out negative windows
 
 Consistency. Track records are written last and deleted first, and every
@@ -39,9 +42,9 @@ import numpy as np
 from ...atomic_files import atomic_open, atomic_write_json, read_json
 from ...config import AudioParams, FeatureParams, IndexParams, MatchParams, as_dict, from_dict
 from ...encoder.artifact import SHIPPED_ENCODER, copy_encoder, load_encoder, read_encoder_record
-from ...errors import ModelError, ParamsMismatch
+from ...errors import ConfigError, ModelError, ParamsMismatch
 from .. import catalog
-from .index.base import resolve_backend
+from .index.base import SIDECAR_BACKENDS, resolve_backend
 from .index.open import create_index, load_index
 
 log = logging.getLogger(__name__)
@@ -105,6 +108,8 @@ def init_db(db: Path, *, audio: AudioParams, features: FeatureParams, encoder_pa
     settings (top_k, tolerances, nprobe) may differ: the stored ones are used.
     """
     db = Path(db)
+    if index.backend == "milvus" and not index.milvus_uri and not (db / CONFIG_FILE).exists():
+        raise ConfigError("the milvus index backend needs the server's URI (--milvus-uri http://HOST:19530)")
     catalog.create_db(db, catalog.DbInfo(NAME, audio, features))
     if (db / CONFIG_FILE).exists():
         config = read_config(db)
@@ -127,14 +132,22 @@ def init_db(db: Path, *, audio: AudioParams, features: FeatureParams, encoder_pa
                          "reinstall the package (the weights ship in audiocopy/weights/)")
     encoder = load_encoder(source, audio=audio, features=features)  # refuses a mismatch before copying
     copy_encoder(source, db, name=Path(ENCODER_FILE).stem)
-    if index.backend == "qdrant" and index.qdrant_collection == IndexParams().qdrant_collection:
-        # One collection per database, so several databases can share a Qdrant cluster.
-        import uuid
-
-        index = replace(index, qdrant_collection=f"audiocopy-{uuid.uuid4().hex[:12]}")
+    index = _unique_collection(index)
     config = FingerprintConfig(match, index, encoder.sha256, 0)
     write_config(db, config)
     return config
+
+
+def _unique_collection(index: IndexParams) -> IndexParams:
+    """One collection per database, so several databases can share one Qdrant or Milvus cluster."""
+    import uuid
+
+    tag = uuid.uuid4().hex[:12]
+    if index.backend == "qdrant" and index.qdrant_collection == IndexParams().qdrant_collection:
+        return replace(index, qdrant_collection=f"audiocopy-{tag}")
+    if index.backend == "milvus" and index.milvus_collection == IndexParams().milvus_collection:
+        return replace(index, milvus_collection=f"audiocopy_{tag}")  # Milvus names allow no hyphen
+    return index
 
 
 def coarse_levels(band_db: np.ndarray, hop_frames: int) -> np.ndarray:
@@ -191,7 +204,7 @@ def checked_records(db: Path, config: FingerprintConfig) -> list[dict]:
 
 
 def index_path(db: Path, config: FingerprintConfig) -> Path:
-    return Path(db) / (QDRANT_SIDECAR if resolve_backend(config.index) == "qdrant" else INDEX_FILE)
+    return Path(db) / (QDRANT_SIDECAR if resolve_backend(config.index) in SIDECAR_BACKENDS else INDEX_FILE)
 
 
 def open_index(db: Path, config: FingerprintConfig, records: list[dict], dim: int, *, writable: bool):
@@ -199,7 +212,7 @@ def open_index(db: Path, config: FingerprintConfig, records: list[dict], dim: in
 
     A missing or unreadable index is rebuilt from the track vectors; tracks
     missing from the index are added, tracks without a record are dropped;
-    a faiss index that outgrew its structure is rebuilt (only when
+    a faiss or Milvus index that outgrew its structure is rebuilt (only when
     ``writable``: a recognizer must not rewrite the database under an
     enrolment). Returns (index, changed), where ``changed`` says the caller
     should save it.
@@ -222,6 +235,8 @@ def open_index(db: Path, config: FingerprintConfig, records: list[dict], dim: in
             index = None
     if index is None:
         index = create_index(dim, config.index, qdrant_path=qdrant_path)
+        if getattr(index, "kind", "") == "milvus" and len(index):
+            index.clear()  # a Milvus collection whose sidecar was lost: start clean
         for key in list(_qdrant_keys(index)):
             index.remove(key)  # a Qdrant collection whose sidecar was lost: start clean
         changed = True
@@ -239,7 +254,7 @@ def open_index(db: Path, config: FingerprintConfig, records: list[dict], dim: in
         index.add(int(rec["key"]), vectors, positions)
         changed = True
     if writable and getattr(index, "wants_rebuild", lambda: False)():
-        log.info("rebuilding the faiss index for %d vectors", len(index))
+        log.info("rebuilding the %s index for %d vectors", getattr(index, "kind", "vector"), len(index))
         index.rebuild((int(r["key"]), *track_vectors(db, r)) for r in records)
         changed = True
     return index, changed

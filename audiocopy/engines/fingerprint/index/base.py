@@ -8,20 +8,20 @@ and sits at a *position* (the sub-window's start frame in that track), which
 is all the matcher needs to vote on time offsets.
 
 This module holds what every backend shares: the ``VectorIndex`` interface
-(``numpy_index``, ``faiss_index`` and ``qdrant_index`` implement it), the id
-packing, the saved header, and the choice of backend.
+(``numpy_index``, ``faiss_index``, ``qdrant_index`` and ``milvus_index``
+implement it), the id packing, the saved header, and the choice of backend.
 
 Vector ids pack (track key, position) into one 64-bit integer
-(``key << 32 | position``): faiss and Qdrant both keep an integer per vector,
-so no side table has to be kept in step with them, and removing a track is
-one range (faiss) or one payload filter (Qdrant).
+(``key << 32 | position``): faiss, Qdrant and Milvus all keep an integer per
+vector, so no side table has to be kept in step with them, and removing a
+track is one range (faiss) or one filter (Qdrant, Milvus).
 
 Persistence. The faiss and NumPy backends save to one ``.npz`` file written
 under a temporary name and renamed into place, so a reader sees the old
 index or the new one, never half of one; the file carries its parameters and
 the per-track vector counts, which the engine compares with its track
-records. Qdrant persists by itself; a JSON sidecar beside it carries the same
-description.
+records. Qdrant and Milvus persist by themselves; a JSON sidecar beside
+them carries the same description.
 """
 from __future__ import annotations
 
@@ -41,7 +41,9 @@ log = logging.getLogger(__name__)
 
 INDEX_FORMAT = "audiocopy-vector-index"
 INDEX_VERSION = 1
-BACKENDS = ("auto", "faiss", "numpy", "qdrant")
+BACKENDS = ("auto", "faiss", "numpy", "qdrant", "milvus")
+#: Backends whose vectors live elsewhere, described by a JSON sidecar instead of an ``.npz``.
+SIDECAR_BACKENDS = ("qdrant", "milvus")
 POS_BITS = 32
 POS_MASK = (1 << POS_BITS) - 1
 

@@ -17,17 +17,29 @@ from ....config import IndexParams, from_dict
 from ....errors import ModelError, ParamsMismatch
 from .base import INDEX_FORMAT, INDEX_VERSION, VectorIndex, faiss_available, resolve_backend
 from .faiss_index import FaissIndex
+from .milvus_index import MilvusIndex
 from .numpy_index import NumpyIndex
 from .qdrant_index import QdrantIndex
 
+#: Where a Milvus collection is and how long to wait for it: the caller's
+#: settings (the database's fingerprint.json) win over the sidecar's copy, so
+#: editing the URI there moves a database to another server address.
+MILVUS_CONNECTION = ("milvus_uri", "milvus_timeout_s", "milvus_retries", "milvus_backoff_s")
+
 
 def create_index(dim: int, params: IndexParams = IndexParams(), *, qdrant_path: Path | None = None) -> VectorIndex:
-    """An empty index of the backend ``params`` chooses (see ``resolve_backend``)."""
+    """An index of the backend ``params`` chooses (see ``resolve_backend``).
+
+    Empty, except a Milvus collection of that name that already exists on
+    its server, which is opened as it is (``db.open_index`` empties it).
+    """
     backend = resolve_backend(params)
     if backend == "faiss":
         return FaissIndex(dim, params)
     if backend == "numpy":
         return NumpyIndex(dim, params)
+    if backend == "milvus":
+        return MilvusIndex(dim, params)
     return QdrantIndex(dim, params, path=qdrant_path)
 
 
@@ -53,11 +65,12 @@ def load_index(path: Path, *, dim: int, params: IndexParams | None = None,
                qdrant_path: Path | None = None) -> tuple[VectorIndex, dict]:
     """Load a saved index and check it fits; returns (index, extra).
 
-    path: the ``.npz`` (faiss, numpy) or the ``.json`` sidecar (qdrant).
-    dim: the embedding size the caller will search with; params: the
-    parameters it expects (None: take the saved ones). A different dimension
-    or backend raises ``ParamsMismatch``; search-time settings (nprobe) of
-    ``params`` win over the saved ones.
+    path: the ``.npz`` (faiss, numpy) or the ``.json`` sidecar (qdrant,
+    milvus). dim: the embedding size the caller will search with; params:
+    the parameters it expects (None: take the saved ones). A different
+    dimension or backend raises ``ParamsMismatch``; search-time settings
+    (nprobe) and Milvus connection settings of ``params`` win over the saved
+    ones.
     """
     header = read_header(path)
     try:
@@ -74,6 +87,17 @@ def load_index(path: Path, *, dim: int, params: IndexParams | None = None,
     if kind == "qdrant":
         index = QdrantIndex(dim, use, path=qdrant_path)
         index.restore(counts)
+        return index, extra
+    if kind == "milvus":
+        if params is not None:
+            use = replace(use, **{name: getattr(params, name) for name in MILVUS_CONNECTION
+                                  if getattr(params, name) is not None})
+        index = MilvusIndex(dim, use, create=False)
+        try:
+            index.restore(counts, extra)
+        except BaseException:
+            index.close()
+            raise
         return index, extra
     try:
         with np.load(path) as z:
