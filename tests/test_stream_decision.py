@@ -97,6 +97,47 @@ def test_a_window_that_passes_on_its_own_continues_the_track_on_a_new_line():
     assert len(opened) == 1 and len(closed) == 1 and closed[0].windows == 16
 
 
+def test_a_looped_play_starts_on_its_first_line_and_keeps_its_measured_speed():
+    first = line("a", 0.0, 12, rate=1.05)
+    repeat = line("a", 6.0, 6, offset0=10.0 + 6.0 * 1.05 + 32.0, rate=1.05)
+    _, closed, _ = run(decision(), dets_of(first + repeat))
+    (play,) = closed
+    assert play.start_s == 0.0 and play.track_start_s == pytest.approx(10.0, abs=1e-6)  # not on the repeat line
+    assert play.time_scale == pytest.approx(1.05, abs=1e-6)  # the longest line's slope
+
+
+def test_one_stray_offset_does_not_drag_the_line_away_from_the_weak_windows_after_it():
+    strong = line("a", 0.0, 6)
+    stray = [(3.0, [("a", 0.2, 300.0)])]  # a passing window at a wrong place in the track
+    weak = [(t, [("a", -0.05, off)]) for t, [(_, _, off)] in line("a", 3.5, 12, offset0=13.5)]
+    _, closed, _ = run(decision(), dets_of(strong + stray + weak))
+    assert len(closed) == 1 and closed[0].windows == 6 + 1 + 12
+    assert closed[0].end_s == pytest.approx(3.5 + 11 * HOP + WINDOW)  # the stream ended with the music
+
+
+def test_a_look_alike_in_a_rooms_missed_windows_neither_opens_nor_splits_the_play():
+    items = []
+    for i, (t, [(_, m, off)]) in enumerate(line("a", 0.0, 40)):
+        # Through a room every fifth window misses the track, and a look-alike
+        # passes in some of those gaps.
+        items.append((t, [("b", 0.4, 70.0 + t)] if i % 5 == 4 else [("a", m, off)]))
+    _, closed, _ = run(decision(), dets_of(items))
+    assert [(p.track, p.windows) for p in closed] == [("a", 32)]
+
+
+def test_now_playing_names_only_a_play_heard_lately_while_the_play_is_held():
+    heard = line("a", 0.0, 10)
+    unheard = [(5.0 + i * HOP, []) for i in range(16)]  # music nobody recognises, not silence
+    opened, closed, nows = run(decision(), dets_of(heard + unheard))
+    assert len(opened) == 1 and len(closed) == 1
+    last = 4.5
+    for d, now in zip(dets_of(heard + unheard), nows):
+        if d.offset_s - last > P.show_hold_s:
+            assert now is None
+        elif d.offset_s >= 1.0:
+            assert now is not None and now.track == "a"
+
+
 def test_weak_windows_off_the_line_do_not_hold_a_play():
     strong = line("a", 0.0, 6)
     off_line = [(3.0 + i * HOP, [("a", -0.05, 500.0 + 7 * i)]) for i in range(12)]

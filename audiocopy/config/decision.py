@@ -39,6 +39,14 @@ class DecisionParams:
         database has no calibrated value (``calibration.play_threshold``).
     dominance: a hypothesis becomes a play only if its evidence is at least
         this share of the strongest play supported at the same moment.
+    contrary_s: a play opened later and heard now ends an older play that
+        has not been heard for this long (the next song; a shorter gap is a
+        room's missed window).
+    reanchor_within_s: a window that passes on its own off a hypothesis'
+        line moves it to a new line (looped music) only if another such
+        window agrees with it within this long; alone it adds evidence only.
+    show_hold_s: "now playing" names only a play heard within this long; the
+        play itself is held for ``hold_s``.
     hold_s: an open play survives this long without support (a quiet
         passage, a presenter talking over it); its end is the last support.
     silence_end_s: this much silence (below ``silence_dbfs``) ends a play.
@@ -64,6 +72,9 @@ class DecisionParams:
     half_life_s: float = 8.0
     start_evidence: float = 0.5
     dominance: float = 0.5
+    contrary_s: float = 2.0
+    reanchor_within_s: float = 2.0
+    show_hold_s: float = 4.0
     hold_s: float = 15.0
     silence_end_s: float = 3.0
     edge_s: float = 1.0

@@ -29,18 +29,22 @@ supporting windows) and accumulates their **evidence**:
   threshold, calibrated on held-out negative music at a stated rate of false
   plays per hour (``calibration.play_threshold``);
 * a play is **held** through weak windows while its line stays unbroken:
-  it ends ``hold_s`` after its last support, when another play starts while
-  it has no support (contrary evidence: the next song),
-  or after ``silence_end_s`` of silence. Its end is its last
-  supporting window, whenever that is found out.
+  it ends ``hold_s`` after its last support, when a play opened after it
+  is heard while it has gone unheard for ``contrary_s`` (contrary evidence:
+  the next song), or after ``silence_end_s`` of silence. Its end is its
+  last supporting window, whenever that is found out.
 
 A second track's windows never extend the first track's play: there is one
 hypothesis per track. A window that passes on its own (margin > 0) but lies
-off the line continues its track's hypothesis on a new line: looped music
-repeats itself, so the same second can align with several places in the
-track. A weak window off the line supports nothing. A hypothesis does not
-become a play while a play at least ``1 / dominance`` times stronger is
-being supported (a look-alike, not a second song at once). Engines without
+off the line adds to its track's evidence, and two such windows that agree
+move the hypothesis to their new line: looped music repeats itself, so the
+same second can align with several places in the track, while one stray
+offset must not drag the line away from the weak windows that follow it. A
+play's place in the track starts on its first line; its time scale is the
+slope of its longest line. A weak window off the line supports nothing. A
+hypothesis does not become a play while an open play at least
+``1 / dominance`` times stronger exists (a look-alike, not a second song at
+once). "Now playing" names only plays heard in the last ``show_hold_s``. Engines without
 offsets (cnnbin's spectrogram CNNs) give hypotheses without lines: only a
 window's best track may support them.
 
@@ -67,23 +71,29 @@ MAX_OBSERVATIONS = 64
 
 @dataclass
 class _Hypothesis:
-    """One track heard along one offset line."""
+    """One track heard along one offset line (the latest of its lines, for looped music)."""
 
     track: str
     t_first: float
-    t_last: float
-    offset_last: float | None
+    t_last: float  # stream time of the latest supporting window, on the line or not
+    line_t: float  # the line's latest point: stream time and track offset (None: no offsets)
+    line_offset: float | None
     evidence: float = 0.0
     t_evidence: float = 0.0
     peak_evidence: float = 0.0
-    rate: float | None = None
-    observations: list = field(default_factory=list)  # (t, offset, margin)
+    rate: float | None = None  # the current line's fitted slope
+    observations: list = field(default_factory=list)  # (t, offset) on the current line
+    first_line: tuple | None = None  # (t, offset, rate) of the first line, frozen when a second one starts
+    long_rate: float | None = None  # slope of the longest line so far, and that line's span (s)
+    long_span: float = 0.0
+    pending: tuple | None = None  # (t, offset) of a passing window off the line, not yet confirmed
     margin_sum: float = 0.0
     peak_margin: float = -math.inf
     windows: int = 0
     profile_sum: np.ndarray | None = None  # summed band levels (dB) of supporting windows
     profiles: int = 0
     key: str | None = None  # set when it becomes a play
+    order: int = 0  # opening order of plays: contrary evidence only ends older ones
     supported_now: bool = False
 
     def decay_to(self, t: float, half_life_s: float) -> None:
@@ -92,13 +102,20 @@ class _Hypothesis:
             self.t_evidence = t
 
     def predicted_offset(self, t: float) -> float | None:
-        if self.offset_last is None:
+        if self.line_offset is None:
             return None
-        return self.offset_last + (1.0 if self.rate is None else self.rate) * (t - self.t_last)
+        return self.line_offset + (1.0 if self.rate is None else self.rate) * (t - self.line_t)
+
+    def first_line_offset(self, t: float) -> float | None:
+        """Where the *first* line puts stream time ``t`` (a play's start is on it)."""
+        if self.first_line is None:
+            return self.predicted_offset(t)
+        t0, offset0, rate0 = self.first_line
+        return offset0 + (1.0 if rate0 is None else rate0) * (t - t0)
 
     def tolerance(self, t: float, p: DecisionParams) -> float:
         per_s = p.max_time_scale if self.rate is None else p.rate_tolerance
-        return p.offset_tolerance_s + per_s * abs(t - self.t_last)
+        return p.offset_tolerance_s + per_s * abs(t - self.line_t)
 
     def fits(self, c: Candidate, t: float, p: DecisionParams) -> float | None:
         """How far ``c`` lies from the line (s); None when it does not support it."""
@@ -110,10 +127,22 @@ class _Hypothesis:
         miss = abs(c.track_offset_s - predicted)
         return miss if miss <= self.tolerance(t, p) else None
 
-    def support(self, c: Candidate, t: float, p: DecisionParams, *, reanchor: bool = False,
+    def confirms_pending(self, c: Candidate, t: float, p: DecisionParams) -> bool:
+        """Whether ``c`` continues the off-line window seen just before (two agree: a new line)."""
+        if self.pending is None or c.track_offset_s is None or t - self.pending[0] > p.reanchor_within_s:
+            return False
+        t0, offset0 = self.pending
+        dt = t - t0
+        return abs(c.track_offset_s - (offset0 + dt)) <= p.offset_tolerance_s + p.max_time_scale * dt
+
+    def support(self, c: Candidate, t: float, p: DecisionParams, *, line: str = "on",
                 profile: np.ndarray | None = None) -> None:
-        if reanchor:  # a new line through this window: the old slope says nothing about it
-            self.observations.clear()
+        """Add a supporting window. line: "on" the current line, "off" it (evidence
+        only; remembered as pending), or "new" (it and the pending window start a new line)."""
+        if line == "new":  # the old slope says nothing about the new line
+            if self.first_line is None:
+                self.first_line = (self.line_t, self.line_offset, self.rate)
+            self.observations = [self.pending] if self.pending is not None else []
             self.rate = None
         if profile is not None and np.all(np.isfinite(profile)):
             self.profile_sum = profile.astype(np.float64) if self.profile_sum is None else self.profile_sum + profile
@@ -121,11 +150,16 @@ class _Hypothesis:
         self.decay_to(t, p.half_life_s)
         self.evidence += max(0.0, c.score + p.support_bonus)
         self.peak_evidence = max(self.peak_evidence, self.evidence)
-        self.t_last, self.offset_last = t, c.track_offset_s
+        self.t_last = t
         self.margin_sum += c.score
         self.peak_margin = max(self.peak_margin, c.score)
         self.windows += 1
         self.supported_now = True
+        if line == "off":
+            self.pending = (t, c.track_offset_s)
+            return
+        self.pending = None
+        self.line_t, self.line_offset = t, c.track_offset_s
         if c.track_offset_s is not None:
             self.observations.append((t, c.track_offset_s))
             del self.observations[:-MAX_OBSERVATIONS]
@@ -133,7 +167,8 @@ class _Hypothesis:
 
     def _fit_rate(self, p: DecisionParams) -> None:
         ts = [o[0] for o in self.observations]
-        if ts[-1] - ts[0] < p.rate_span_s:
+        span = ts[-1] - ts[0]
+        if span < p.rate_span_s:
             return
         n = len(ts)
         mt = sum(ts) / n
@@ -141,6 +176,8 @@ class _Hypothesis:
         var = sum((t - mt) ** 2 for t in ts)
         slope = sum((t - mt) * (o - mo) for t, o in self.observations) / var
         self.rate = min(max(slope, 1.0 - p.max_time_scale), 1.0 + p.max_time_scale)
+        if span >= self.long_span:  # the longest line measures the play's speed best
+            self.long_rate, self.long_span = self.rate, span
 
 
 @dataclass(frozen=True)
@@ -207,6 +244,7 @@ class StreamDecision:
         self._finishing = False
         self._silent_since: float | None = None
         self._peaks: list[float] = []  # peak evidence of every hypothesis that ended (calibration)
+        self._opened = 0  # plays opened so far (their order)
 
     # --- feeding -------------------------------------------------------------
 
@@ -230,9 +268,7 @@ class StreamDecision:
             self._silent_since = None
             self._assign(det, t)
         opened = self._open_ready(t)
-        if opened:  # contrary evidence: a new play ends the plays that have no support now
-            closed += self._close([h for h in self._hyps if h.key is not None and not h.supported_now
-                                   and all(h.key != o.key for o in opened)])
+        closed += self._close(self._contradicted(t))
         return StreamUpdate(self.now(t), tuple(opened), tuple(closed))
 
     def finish(self) -> list[Play]:
@@ -246,12 +282,14 @@ class StreamDecision:
     # --- reading -------------------------------------------------------------
 
     def now(self, t: float) -> NowPlaying | None:
-        """The open play with the most evidence at stream time ``t``, or None."""
-        playing = [h for h in self._hyps if h.key is not None]
+        """The open play with the most evidence at stream time ``t`` among those heard
+        in the last ``show_hold_s``, or None: a play held through a quiet stretch is
+        still logged as one play, but the screen does not claim it is audible now."""
+        playing = [h for h in self._hyps if h.key is not None and t - h.t_last <= self.params.show_hold_s]
         if not playing:
             return None
         h = max(playing, key=lambda x: x.evidence)
-        return NowPlaying(h.track, h.evidence, h.predicted_offset(t), self._start_s(h), h.rate)
+        return NowPlaying(h.track, h.evidence, h.predicted_offset(t), self._start_s(h), h.long_rate)
 
     def open_plays(self) -> list[Play]:
         """Every play in progress, as it stands (for a store to checkpoint)."""
@@ -277,30 +315,47 @@ class StreamDecision:
             h = by_track.get(c.track)
             if h is None:
                 if c.score > 0:
-                    h = by_track[c.track] = _Hypothesis(c.track, t, t, c.track_offset_s, t_evidence=t)
+                    h = by_track[c.track] = _Hypothesis(c.track, t, t, t, c.track_offset_s, t_evidence=t)
                     self._hyps.append(h)
                     h.support(c, t, p, profile=det.profile)
             elif h.fits(c, t, p) is not None:
                 h.support(c, t, p, profile=det.profile)
             elif c.score > 0:
                 # Looped music repeats itself, so a window that passes on its
-                # own may align with another repeat: it continues the track's
-                # hypothesis on a new line. A weak window off the line does not.
-                h.support(c, t, p, reanchor=True, profile=det.profile)
+                # own may align with another repeat: it adds to the track's
+                # evidence, and a second one that agrees with it moves the
+                # hypothesis to their new line. One stray window (a wrong
+                # offset through a room) never moves the line, so the weak
+                # windows after it still find the line they belong to. A
+                # weak window off the line supports nothing.
+                line = "new" if h.confirms_pending(c, t, p) else "off"
+                h.support(c, t, p, line=line, profile=det.profile)
 
     def _open_ready(self, t: float) -> list[Play]:
         # A track heard now alongside a much stronger play is far more often
         # a look-alike of it than a second song at once; the strongest ready
         # hypothesis goes first, so two crossing the threshold together are
         # judged against each other too.
-        strongest = max((h.evidence for h in self._hyps if h.key is not None and h.supported_now), default=0.0)
+        # Every open play counts, heard this window or not: through a room a
+        # real play misses windows, and a look-alike must not open in them.
+        strongest = max((h.evidence for h in self._hyps if h.key is not None), default=0.0)
         opened = []
         for h in sorted(self._hyps, key=lambda x: -x.evidence):
             if h.key is None and h.evidence >= max(self.threshold, self.params.dominance * strongest):
                 h.key = uuid.uuid4().hex
+                self._opened += 1
+                h.order = self._opened
                 opened.append(self._play(h, open_=True))
                 strongest = max(strongest, h.evidence)
         return opened
+
+    def _contradicted(self, t: float) -> list[_Hypothesis]:
+        # Contrary evidence: a play opened later and heard now ends an older
+        # play that has not been heard for ``contrary_s`` (the next song). A
+        # shorter gap is a room's usual missed window, not a change of song.
+        newest_heard = max((h.order for h in self._hyps if h.key is not None and h.supported_now), default=0)
+        return [h for h in self._hyps
+                if h.key is not None and h.order < newest_heard and t - h.t_last >= self.params.contrary_s]
 
     def _close(self, hyps: list[_Hypothesis]) -> list[Play]:
         out = [self._play(h, open_=False) for h in hyps]
@@ -334,14 +389,14 @@ class StreamDecision:
     def _play(self, h: _Hypothesis, *, open_: bool) -> Play:
         start_s = self._start_s(h)
         end_s = self._end_s(h, start_s)
-        track_start = h.predicted_offset(start_s)
+        track_start = h.first_line_offset(start_s)
         track_end = h.predicted_offset(end_s)
         pitch = self._pitch(h, track_start, track_end)
         return Play(track=h.track, source=self.source, start_s=start_s, end_s=end_s,
                     confidence=h.margin_sum / max(h.windows, 1), peak_score=h.peak_margin, windows=h.windows,
                     started_at=iso_utc(self.wall_start + start_s), ended_at=iso_utc(self.wall_start + end_s),
-                    key=h.key or "", track_start_s=track_start, track_end_s=track_end, time_scale=h.rate,
-                    pitch_semitones=pitch, alteration=alteration(h.rate, pitch), open=open_)
+                    key=h.key or "", track_start_s=track_start, track_end_s=track_end, time_scale=h.long_rate,
+                    pitch_semitones=pitch, alteration=alteration(h.long_rate, pitch), open=open_)
 
     def _pitch(self, h: _Hypothesis, track_start: float | None, track_end: float | None) -> float | None:
         """The play's pitch shift against the stretch of the track it matched (``evidence``)."""
