@@ -333,7 +333,7 @@ def test_a_cnnbin_loader_refuses_a_fingerprint_database(db):
 
 
 # --------------------------------------------------------------------------
-# live streams (fpstream): each sub-window analysed once
+# live streams (engines.fingerprint.stream): each sub-window analysed once
 
 
 def _stream_windows(path: Path, start_s: float, seconds: float) -> tuple[np.ndarray, np.ndarray]:

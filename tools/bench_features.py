@@ -15,7 +15,7 @@ Two steps, each on NumPy and on CuPy:
 
 * ``log_spectrogram``: the features of whole windows (cnnbin, the batch path).
 * **stream**: ``frame_power`` + ``band_db`` on the frames a live stream has
-  not analysed yet, as ``engines.fpstream`` calls them (frames cut on the
+  not analysed yet, as ``engines.fingerprint.stream`` calls them (frames cut on the
   host, copied to ``xp``, band levels copied back). By default the new
   frames of one 0.5 s hop per window (16 frames of 32 ms).
 
@@ -94,7 +94,7 @@ def synthetic_windows(batch: int, *, audio: AudioParams, seed: int) -> np.ndarra
 def stream_frames(windows: np.ndarray, *, params: FeatureParams, per_window: int) -> np.ndarray:
     """(batch * per_window, n_fft) float32: the last ``per_window`` frames of each window, contiguous.
 
-    Cut as ``engines.fpstream`` cuts a hop's new frames (strided views, one
+    Cut as ``engines.fingerprint.stream`` cuts a hop's new frames (strided views, one
     concatenation); that host-side cutting is the same for both devices and
     not timed.
     """
@@ -132,7 +132,7 @@ def step_function(step: str, *, audio: AudioParams, params: FeatureParams):
     if step == "log_spectrogram":
         return lambda x, xp: log_spectrogram(x, audio=audio, params=params, xp=xp)
     if step == "stream":
-        # As fpstream: frame_power copies the cut frames to xp, FFT power, band levels in dB.
+        # As engines.fingerprint.stream: frame_power copies the cut frames to xp, FFT power, band levels in dB.
         return lambda x, xp: band_db(frame_power(x, xp=xp), audio=audio, params=params, xp=xp)
     raise ValueError(f"unknown step {step!r}")
 
@@ -295,7 +295,7 @@ def render(result: dict, json_path: str) -> str:
         f"{n_frames} frames × {f['n_bins']} bands per window).",
         "- **Steps:** `log_spectrogram` on whole windows; *stream* = `frame_power` + `band_db` on "
         f"{result['stream_frames_per_window']} new frames per window (one 0.5 s hop of a live stream, "
-        "as `engines.fpstream` calls them; frames cut on the host, not timed).",
+        "as `engines.fingerprint.stream` calls them; frames cut on the host, not timed).",
         "- **Variants:** NumPy = SciPy's float32 FFT on one thread; *CuPy, on device* = input already in GPU "
         "memory, output left there, stream synchronised inside the timed call; *CuPy + host copies* = NumPy in, "
         "NumPy out (host→device copy of the input, device→host copy of the output), as the server calls it.",

@@ -2,7 +2,7 @@
 """Train the fingerprint engine's shared encoder from scratch (resumable).
 
 This is how the shipped weights in ``audiocopy/weights/`` were made. It
-trains ``models.build_encoder`` contrastively on distorted views of the
+trains ``training.models.build_encoder`` contrastively on distorted views of the
 tracks of a corpus (see ``audiocopy.training.encoder.loop``), checkpoints
 after every epoch under ``--work`` and exports the best encoder so far to
 ``--out`` after every epoch that improved validation retrieval. Interrupt it

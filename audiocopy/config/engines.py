@@ -18,16 +18,16 @@ class CnnParams:
     kind: which per-track network (see ``models``):
 
         * ``"embedding"`` (default): a small CNN head over the sub-window
-          embeddings of the shared encoder (``engines.fpencoder``). Its
+          embeddings of the shared encoder (``encoder``). Its
           first layer is a bank of 1x1 convolutions whose kernels start as
           the track's own embeddings, one every ``hop_frames``; a neighbour
           max-pool absorbs tempo drift, a fixed diagonal convolution sums
           the evidence of sub-windows that agree on one time offset, and a
           global max-pool and one logit say "is this window track X?". See
-          ``models.build_track_head``.
+          ``training.models.build_track_head``.
         * ``"spectrogram"``: the seed's design, a 3x3 convolution stack
           trained from scratch on the log-frequency spectrogram
-          (``models.build_track_cnn``).
+          (``training.models.build_track_cnn``).
 
     widths, pooling: the spectrogram CNN's channel widths per 3x3 block and
         its final pooling ("global": max+mean over time and frequency;
@@ -145,11 +145,11 @@ class IndexParams:
 
 @dataclass(frozen=True)
 class EncoderParams:
-    """Shape of the shared encoder (``models.build_encoder``).
+    """Shape of the shared encoder (``training.models.build_encoder``).
 
     frames: sub-window length in feature frames (30 x 32 ms hop ~ 1 s).
     bands: feature bands (must equal ``FeatureParams.n_bins``).
-    widths, hidden_dim, embedding_dim: see ``models.build_encoder``.
+    widths, hidden_dim, embedding_dim: see ``training.models.build_encoder``.
     """
 
     frames: int = 30

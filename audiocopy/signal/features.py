@@ -117,7 +117,7 @@ def frame_power(frames, *, xp: ModuleType = np):
     frames: (..., n_fft) float32 samples of each frame, before the Hann
     window (applied here). Returns (..., n_fft // 2 + 1) float32 power.
     ``power_spectrogram`` cuts a window's frames and calls this; a live
-    stream (``engines.fpstream``) calls it on just the frames it has not
+    stream (``engines.fingerprint.stream``) calls it on just the frames it has not
     analysed yet. Host frames are copied to ``xp``'s device first (a no-op
     for arrays already there).
     """

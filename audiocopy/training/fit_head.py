@@ -2,7 +2,7 @@
 
 Place in the pipeline: offline, between the dataset (``training.dataset``)
 and the ``cnnbin`` engine's artifacts; the counterpart of
-``training.fit_cnnbin`` for the head of ``models.build_track_head``.
+``training.fit_cnnbin`` for the head of ``training.models.build_track_head``.
 
 Why a head on a shared encoder instead of a CNN trained from scratch. A
 binary CNN that sees one track's 400 distorted windows and a few thousand
@@ -10,7 +10,7 @@ negatives for half a minute has to learn, on its own, that a recording sped
 up by 10 % or transposed by two semitones is the same recording, and that
 another piece by the same composer is not. It learns the first partly and
 the second hardly: on the benchmark it reached 42 % of hits at 1 % false
-positives. The fingerprint encoder (``engines.fpencoder``) already learned
+positives. The fingerprint encoder (``encoder``) already learned
 that invariance, contrastively, from thousands of distorted pairs of music
 that is in no catalogue. A per-track model that starts from its embeddings
 only has to learn what makes *this* track this track.

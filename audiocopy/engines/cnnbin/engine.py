@@ -8,9 +8,9 @@ Each enrolled track owns two files in ``DB/tracks/``:
 
 * ``<name>.keras``: the Keras model, of one of two kinds (``CnnParams.kind``):
   ``"embedding"`` (default), a head over the shared fingerprint encoder's
-  sub-window embeddings (``models.build_track_head``, about 300 kB for a
+  sub-window embeddings (``training.models.build_track_head``, about 300 kB for a
   three-minute track), or ``"spectrogram"``, the seed's CNN on the
-  log-frequency spectrogram (``models.build_track_cnn``, ~200 kB);
+  log-frequency spectrogram (``training.models.build_track_cnn``, ~200 kB);
 * ``<name>.json``: its self-description: the audio, feature and CNN
   parameters it was trained with (for the embedding kind also the SHA-256
   of the encoder whose embeddings it reads), its calibrated threshold (a

@@ -4,7 +4,7 @@ Place in the pipeline: inside the ``cnnbin`` engine, between features and
 the per-track logits. Calling ``model.predict`` once per track would cost a
 hundred framework dispatches per window and leave the cores idle between
 them. Because every track model has the same architecture
-(``models.build_track_cnn``), their weights can be stacked and the whole
+(``training.models.build_track_cnn``), their weights can be stacked and the whole
 catalogue evaluated as one network that is T times wider:
 
 * layer 1 shares its input, so all tracks' first convolutions are a single
@@ -39,7 +39,7 @@ class CnnWeights:
 
     @classmethod
     def from_keras(cls, model) -> "CnnWeights":
-        """Pull the weights out of a model built by ``models.build_track_cnn``."""
+        """Pull the weights out of a model built by ``training.models.build_track_cnn``."""
         convs = []
         names = {layer.name for layer in model.layers}
         i = 0

@@ -1,7 +1,7 @@
 """All per-track embedding heads as one batched computation, on NumPy or CuPy.
 
 Place in the pipeline: inside the ``cnnbin`` engine when its tracks are of
-kind ``"embedding"`` (``models.build_track_head``), between the shared
+kind ``"embedding"`` (``training.models.build_track_head``), between the shared
 encoder's sub-window embeddings and the per-track logits. It is the
 embedding-head counterpart of ``stacked_cnn``.
 
@@ -58,7 +58,7 @@ def informative(subwindows) -> np.ndarray:
 def embed_query_windows(encoder, features, *, hop_frames: int) -> tuple[np.ndarray, np.ndarray]:
     """The heads' input for a batch of query windows.
 
-    encoder: an ``fpencoder.Encoder``. features: (batch, n_frames, bands)
+    encoder: an ``encoder.model.Encoder``. features: (batch, n_frames, bands)
     from ``features.log_spectrogram`` (NumPy or CuPy). hop_frames: the step
     between sub-windows, equal to the heads' prototype step.
     Returns embeddings (batch, n_sub, dim) float32 and the informative mask
@@ -91,7 +91,7 @@ class HeadWeights:
 
     @classmethod
     def from_keras(cls, model) -> "HeadWeights":
-        """Pull the weights out of a model built by ``models.build_track_head``."""
+        """Pull the weights out of a model built by ``training.models.build_track_head``."""
         kernel, bias = model.get_layer("prototypes").get_weights()
         w, c = model.get_layer("logit").get_weights()
         n_sub = int(model.get_layer("diagonal").get_weights()[0].shape[0])
