@@ -79,8 +79,12 @@ LOOP_THREAD, COMPUTE_THREAD, IO_THREAD = "event-loop", "compute", "io"
 COMPUTE_WORKERS = 1
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES_DIR = ROOT / "templates"
-STATIC_DIR = ROOT / "static"
+#: A regular install carries the pages inside the package (``setup.py``
+#: copies them there); an editable install or a checkout serves the
+#: repository's own folders.
+PAGES = Path(__file__).resolve().parent / "pages"
+TEMPLATES_DIR = PAGES / "templates" if (PAGES / "templates").is_dir() else ROOT / "templates"
+STATIC_DIR = PAGES / "static" if (PAGES / "static").is_dir() else ROOT / "static"
 PLAYS_FILE = "plays.sqlite"
 #: Identify uploads analysed at once; more wait their turn.
 IDENTIFY_CONCURRENCY = 2
