@@ -7,7 +7,7 @@ shown as one ``error: ...`` line with exit status 1 (2 for bad usage); no
 traceback. Progress bars go to stderr, results to stdout, so
 ``identify --json`` output stays machine-readable.
 
-Sub-commands: convert, dataset, train, enroll, remove, identify, evaluate, serve.
+Sub-commands: convert, dataset, train, enroll, remove, identify, scan, metadata, evaluate, serve.
 """
 from __future__ import annotations
 
@@ -155,28 +155,80 @@ def cmd_remove(args) -> int:
 def cmd_identify(args) -> int:
     from .decision.files import analyse_signal
     from .decision.recognizer import Recognizer
+    from .engines import metadata
     from .signal.audio import load_audio
 
     recognizer = Recognizer.open(Path(args.db))
+    entries = metadata.read_metadata(Path(args.db))  # titles are looked up here, at the edge, by track id
     answered = 0
     for name in args.files:
         try:
             signal = load_audio(name, params=recognizer.audio)
             det = analyse_signal(recognizer, signal, source=name).answer
-            line = {"file": name, **det.to_json()}
+            line = {"file": name, **det.to_json(), **metadata.describe(entries, det.track)}
             answered += 1
         except AudiocopyError as exc:
-            line = {"file": name, "match": None, "score": None, "offset_s": None, "error": str(exc)}
+            line = {"file": name, "match": None, "score": None, "offset_s": None, "title": None, "artist": None,
+                    "error": str(exc)}
         if args.json:
             print(json.dumps(line, ensure_ascii=False), flush=True)
         elif "error" in line:
             print(f"{name}: error: {line['error']}", flush=True)
         else:
-            print(f"{name}: {line['match'] or '(no match)'}  score {line['score']:+.3f}  at {line['offset_s']} s",
-                  flush=True)
+            title = f" ({' - '.join(x for x in (line['artist'], line['title']) if x)})" if line["title"] else ""
+            print(f"{name}: {line['match'] or '(no match)'}{title}  score {line['score']:+.3f}  "
+                  f"at {line['offset_s']} s", flush=True)
     # A batch with some unreadable files still answers the others (exit 0);
     # when not a single file could be read, the command failed.
     return 0 if answered else 1
+
+
+def cmd_scan(args) -> int:
+    from .atomic_files import atomic_write_bytes
+    from .decision.scan import ScanState, collect_files, rows, scan_files, state_path, to_csv, to_json
+    from .engines import catalog, metadata
+    from .web.threads import single_threaded_blas
+
+    db = Path(args.db)
+    if args.out and Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out} is a folder; give a file name")
+    files = collect_files(args.paths, recursive=args.recursive)
+    catalog.open_db(db)  # a missing or broken database is one clear error before any file is read
+    stamp = catalog.read_generation(db)  # read before loading: a change while loading means a rescan next time
+    # As in the server: OpenBLAS's spinning threads cost more than they give on products this small
+    # (measured on 2 busy cores: 54 s of wall and 13 s of CPU for 5 min of audio, 8.6 s and 1.9 s with one).
+    single_threaded_blas()
+    state = ScanState(state_path(Path(args.out) if args.out else None, db), db)
+    results = scan_files(db, files, state=state, generation=f"{stamp.number}:{stamp.token}", force=args.force,
+                         progress=not args.quiet, jobs=args.jobs, worker_setup=single_threaded_blas)
+    entries = metadata.read_metadata(db)
+
+    def describe(track):
+        return metadata.describe(entries, track)
+
+    text = to_json(results, describe) if args.format == "json" else to_csv(rows(results, describe))
+    if args.out:
+        atomic_write_bytes(Path(args.out), text.encode("utf-8"))
+    else:
+        sys.stdout.write(text)
+    failed = [r for r in results if r.error is not None]
+    print(f"scanned {len(results) - len(failed)} of {len(results)} files "
+          f"({sum(r.cached for r in results)} unchanged since the last scan), "
+          f"{sum(len(r.plays) for r in results)} plays, {len(failed)} failed", file=sys.stderr)
+    for r in failed:
+        print(f"  failed: {r.error}", file=sys.stderr)
+    return 1 if len(failed) == len(results) else 0
+
+
+def cmd_metadata(args) -> int:
+    from .engines import metadata_csv
+
+    if args.action == "export":
+        sys.stdout.write(metadata_csv.export_csv(Path(args.db)))
+        return 0
+    report = metadata_csv.import_csv(Path(args.db), Path(args.file))
+    print(f"imported {report.rows} rows into {args.db}: {report.changed} tracks changed")
+    return 0
 
 
 def cmd_evaluate(args) -> int:
@@ -291,7 +343,8 @@ def _add_query_commands(sub) -> None:
     i = sub.add_parser("identify", help="identify audio files",
                        description="Identify each FILE. With --json, print one JSON line per file: "
                                    '{"file", "match" (track id or null), "score" (higher = more confident; '
-                                   '> 0 exactly when there is a match), "offset_s"} and "error" for a bad file.')
+                                   '> 0 exactly when there is a match), "offset_s", "title", "artist" (from the '
+                                   'catalogue metadata, null when unknown)} and "error" for a bad file.')
     i.add_argument("--db", required=True)
     i.add_argument("--json", action="store_true", help="JSON lines output")
     i.add_argument("files", nargs="+", metavar="FILE")
@@ -309,12 +362,44 @@ def _add_query_commands(sub) -> None:
 
     from .web.settings import add_arguments as add_server_arguments  # cheap: no aiohttp until serve runs
 
+    _add_scan_commands(sub)
     s = sub.add_parser("serve", help="serve live recognition and the web app on http://127.0.0.1:8080",
                        description="Start the streaming recognition server (WebSocket /ws and the Live, Identify, "
                                    "Catalog, Plays and Monitors pages). Every option also reads the environment "
                                    "variable named in its help.")
     add_server_arguments(s)
     s.set_defaults(func=cmd_serve)
+
+
+def _add_scan_commands(sub) -> None:
+    """scan, metadata: archives and the catalogue's titles."""
+    c = sub.add_parser("scan", help="list every play in long recordings (airchecks, DJ sets, archives)",
+                       description="Run each audio file (or every audio file of a folder) through the same decision "
+                                   "as a live stream and list every play with its evidence (the part of the track, "
+                                   "time scale, pitch, alteration) and its title and artist. Files scanned before "
+                                   "(same size, time and database) are not decoded again unless --force; "
+                                   "undecodable files are reported and skipped. Exit 1 when every file failed.")
+    c.add_argument("--db", required=True)
+    c.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
+    c.add_argument("--recursive", action="store_true", help="look into sub-folders too")
+    c.add_argument("--format", choices=["csv", "json"], default="csv", help="output format (default csv)")
+    c.add_argument("--out", help="write to FILE (atomically) instead of stdout; the scan state is kept beside it")
+    c.add_argument("--force", action="store_true", help="rescan files scanned before")
+    c.add_argument("--jobs", type=_positive_int, default=1,
+                   help="files scanned at once, in worker processes that each load the database (default 1)")
+    c.set_defaults(func=cmd_scan)
+
+    m = sub.add_parser("metadata", help="import or export the catalogue's titles, artists and rights owners (CSV)",
+                       description="import DB FILE.csv: replace the metadata of the tracks listed (columns "
+                                   "track_id,title,artist,album,isrc,owner_id,rights_owner); all rows or none, "
+                                   "bad rows named by line. export DB: every enrolled track as CSV on stdout.")
+    msub = m.add_subparsers(dest="action", required=True)
+    mi = msub.add_parser("import", help="import metadata from a CSV file (all-or-nothing)")
+    mi.add_argument("db")
+    mi.add_argument("file", metavar="FILE.csv")
+    me = msub.add_parser("export", help="print the metadata of every enrolled track as CSV")
+    me.add_argument("db")
+    m.set_defaults(func=cmd_metadata)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,6 +64,11 @@ class Sink:
         self.messages: list[dict] = []
         self.plays = []
 
+    def record(self, item):
+        """The session's ``record_play``: keeps the closed plays (open checkpoints and source counts go by)."""
+        if getattr(item, "status", None) == "closed":
+            self.plays.append(item)
+
     def emit(self, outgoing):
         for out in outgoing:
             assert json.loads(out.text) == out.body  # ready JSON text, made off the loop
@@ -79,7 +84,7 @@ class Sink:
 def session(batcher, sink: Sink, *, rate: int = RATE, realtime: bool = True, fmt: str = "s16le") -> StreamSession:
     decision = StreamDecision("test", window_s=AUDIO.window_seconds, wall_start=0.0, threshold=1.5)
     return StreamSession(session_id="s", start=StartRequest(rate, fmt, 1, "test", realtime), audio=AUDIO,
-                         batcher=batcher, decision=decision, emit=sink.emit, record_play=sink.plays.append)
+                         batcher=batcher, decision=decision, emit=sink.emit, record_play=sink.record)
 
 
 def pcm(seconds: float, rate: int = RATE, value: float = 0.5) -> bytes:

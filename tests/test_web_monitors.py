@@ -16,7 +16,8 @@ from aiohttp import web
 from synth import pattern
 from test_web_fixtures import auth_headers, make_client, recognizer, settings  # noqa: F401
 
-from audiocopy.web.security import UrlRefused, check_monitor_url, origin_allowed
+from audiocopy.web.security import origin_allowed
+from audiocopy.web.url_guard import AddressPolicy, UrlRefused, check_url
 
 pytestmark = pytest.mark.asyncio
 
@@ -37,7 +38,7 @@ RESOLVE = fake_resolver({"radio.example": ["93.184.216.34"], "intranet.example":
 @pytest.mark.parametrize("url", ["http://radio.example/live.mp3", "https://radio.example:8443/x.aac?q=1",
                                  "http://93.184.216.34/stream", "https://v6.example/s"])
 async def test_public_urls_pass(url):
-    assert await check_monitor_url(url, allow_private=False, resolve=RESOLVE) == url
+    assert (await check_url(url, AddressPolicy(), RESOLVE)).url == url
 
 
 @pytest.mark.parametrize("url, reason", [
@@ -64,13 +65,14 @@ async def test_public_urls_pass(url):
 ])
 async def test_refused_urls(url, reason):
     with pytest.raises(UrlRefused, match=reason):
-        await check_monitor_url(url, allow_private=False, resolve=RESOLVE)
+        await check_url(url, AddressPolicy(), RESOLVE)
 
 
 async def test_private_allowed_only_when_configured():
-    assert await check_monitor_url("http://127.0.0.1:9/x", allow_private=True, resolve=RESOLVE)
+    assert (await check_url("http://127.0.0.1:9/x", AddressPolicy(allow_private=True), RESOLVE)).addresses == (
+        "127.0.0.1",)
     with pytest.raises(UrlRefused):
-        await check_monitor_url("file:///etc/passwd", allow_private=True, resolve=RESOLVE)
+        await check_url("file:///etc/passwd", AddressPolicy(allow_private=True), RESOLVE)
 
 
 async def test_origin_rules():
@@ -114,13 +116,14 @@ async def test_monitor_reads_a_stream_logs_plays_and_persists(make_client, aioht
     assert resp.status == 409  # --max-monitors 1
     plays = []
     for _ in range(300):
-        plays = (await (await client.get("/api/plays?source=test radio")).json())["plays"]
+        plays = (await (await client.get("/api/plays?source=test radio&status=closed")).json())["plays"]
         if plays:
             break
         await asyncio.sleep(0.1)
     assert plays and plays[0]["track"] == "pulses" and plays[0]["end_s"] == 8.0
-    listed = (await (await client.get("/api/monitors")).json())["monitors"]
+    listed = (await (await client.get("/api/monitors", headers=auth_headers())).json())["monitors"]
     assert listed[0]["name"] == "test radio" and listed[0]["windows"] >= 12 and listed[0]["plays"] >= 1
+    assert listed[0]["url"] == url
     assert (settings.state_path / "monitors.json").exists()
     await client.close()
 

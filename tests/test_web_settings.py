@@ -61,6 +61,15 @@ def test_bare_boolean_flag_means_true():
     (["--db", "d", "--host", "a b"], {}, "--host"),
     (["--db", "d", "--engine", "magic"], {}, "known engines"),
     (["--db", "d", "--allow-private-monitors", "maybe"], {}, "true/false"),
+    (["--db", "d", "--allowed-hosts", "http://x.example"], {}, "--allowed-hosts: invalid value"),
+    (["--db", "d", "--allowed-hosts", "a b"], {}, "not a host"),
+    (["--db", "d", "--allowed-hosts", "x.example:99999"], {}, "not a host"),
+    (["--db", "d", "--allowed-hosts", ","], {}, "at least one host"),
+    (["--db", "d", "--start-timeout-s", "0"], {}, "--start-timeout-s"),
+    (["--db", "d", "--idle-timeout-s", "soon"], {}, "--idle-timeout-s"),
+    (["--db", "d", "--max-connections-per-address", "0"], {}, "--max-connections-per-address"),
+    (["--db", "d", "--max-identify-jobs", "0"], {}, "--max-identify-jobs"),
+    (["--db", "d", "--identify-token", "short"], {}, "at least 16 characters"),
 ])
 def test_bad_values_are_one_clear_config_error(argv, env, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -109,3 +118,22 @@ def test_configured_token_wins_and_bad_hash_file_is_an_error(tmp_path):
 def test_namespace_with_extra_fields_is_accepted():
     ns = argparse.Namespace(db="d", command="serve", func=None, verbose=False, port=None)
     assert settings_from_args(ns, {}, check_db=False).port == 8080
+
+
+def test_hardening_defaults_and_the_host_allowlist():
+    s = parse(["--db", "d"])
+    assert (s.start_timeout_s, s.idle_timeout_s, s.max_identify_jobs, s.identify_token) == (10.0, 30.0, 2, None)
+    assert s.connections_per_address == 32  # max_streams + 16
+    assert s.host_allowlist == ("localhost", "127.0.0.1", "[::1]")
+    assert parse(["--db", "d", "--host", "192.168.1.5"]).host_allowlist == ("192.168.1.5", "localhost", "127.0.0.1",
+                                                                           "[::1]")
+    assert parse(["--db", "d", "--host", "fe80::1"]).host_allowlist[0] == "[fe80::1]"
+    assert parse(["--db", "d", "--host", "0.0.0.0"]).host_allowlist == ("localhost", "127.0.0.1", "[::1]")
+    env = {"AUDIOCOPY_ALLOWED_HOSTS": "Audio.Example.org, 10.0.0.2:8080,[::1]", "AUDIOCOPY_IDLE_TIMEOUT_S": "5",
+           "AUDIOCOPY_MAX_CONNECTIONS_PER_ADDRESS": "4", "AUDIOCOPY_IDENTIFY_TOKEN": "identify-token-0123456789"}
+    s = parse(["--max-identify-jobs", "3", "--start-timeout-s", "2.5"], {**env, "AUDIOCOPY_DB": "d"})
+    assert s.host_allowlist == ("audio.example.org", "10.0.0.2:8080", "[::1]")
+    assert (s.idle_timeout_s, s.start_timeout_s, s.connections_per_address, s.max_identify_jobs) == (5.0, 2.5, 4, 3)
+    public = s.public_dict()
+    assert "identify_token" not in public and "identify-token-0123456789" not in str(public)
+    assert public["allowed_hosts"] == ["audio.example.org", "10.0.0.2:8080", "[::1]"]

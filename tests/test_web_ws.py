@@ -237,7 +237,8 @@ async def test_too_many_streams(make_client):
     client = await make_client(max_streams=1)
     async with client.ws_connect("/ws") as first:
         await start_stream(first)
-        async with client.ws_connect("/ws") as second:
+        async with client.ws_connect("/ws") as second:  # the slot is taken by a valid start, not the handshake
+            await second.send_json({"type": "start", "sample_rate": 16000})
             err = await _expect_error(second, "too_many_streams")
             assert err["fatal"] is True
             await second.receive(timeout=5)

@@ -8,6 +8,7 @@ Usage::
     python tools/stream.py https://radio.example/live.mp3   # decoded by ffmpeg
     python tools/stream.py mic                              # needs `pip install sounddevice`
     python tools/stream.py song.wav --server ws://host:8080/ws --json
+    AUDIOCOPY_SOURCE_TOKEN=... python tools/stream.py mic   # plays logged under the token's source, verified
 
 Place in the pipeline: an operator's client of the ``/ws`` protocol
 (docs/protocol.md), the same one the Live page speaks. Audio is sent as
@@ -19,6 +20,13 @@ them, so the server treats the stream as live (it drops old windows when it
 falls behind). ``--no-pacing`` sends as fast as possible and marks the
 stream ``"realtime": false``, so the server slows the sender down instead
 and every window is answered.
+
+Source: plays are logged under ``--name`` (default: the file name), marked
+unverified, unless a stream token is given: ``--source-token`` or, better
+(a command line is visible to other users of the machine), the environment
+variable ``AUDIOCOPY_SOURCE_TOKEN``. The server then logs the plays under
+the source the token was issued for, verified, whatever ``--name`` says.
+A name that has a token, or is a URL monitor's, is refused without it.
 
 Output: one line per window with a match (all windows with ``--all``), one
 per play, and a summary; ``--json`` prints every server message as a JSON
@@ -33,13 +41,15 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from audiocopy.config import AudioParams  # noqa: E402
 
+#: Where the stream token is read from when ``--source-token`` is not given.
+TOKEN_ENV = "AUDIOCOPY_SOURCE_TOKEN"
 #: Send PCM at the recognizer's own rate, so the server never resamples.
 SAMPLE_RATE = AudioParams().sample_rate
 FRAME_SECONDS = 0.1
@@ -141,7 +151,9 @@ def describe(msg: dict, show_all: bool) -> str | None:
     if kind == "error":
         return f"server error {msg['code']}: {msg['message']}"
     if kind == "ready":
-        return f"connected: {msg['tracks']} tracks, {msg['window_s']} s windows every {msg['hop_s']} s"
+        proof = "verified by its token" if msg.get("source_verified") else "unverified"
+        return (f"connected as {msg.get('source')!r} ({proof}): {msg['tracks']} tracks, {msg['window_s']} s windows "
+                f"every {msg['hop_s']} s")
     if kind == "stopped":
         return (f"done: {msg['seconds']:.1f} s streamed, {msg['windows']} windows, {msg['dropped']} dropped, "
                 f"{msg['plays']} plays")
@@ -159,8 +171,12 @@ async def run(args: argparse.Namespace) -> int:
         (lambda m: (line := describe(m, args.all)) and print(line, flush=True))
     try:
         async with aiohttp.ClientSession() as session, session.ws_connect(args.server, heartbeat=30) as ws:
-            await ws.send_json({"type": "start", "sample_rate": SAMPLE_RATE, "format": "s16le", "channels": 1,
-                                "source": source_name, "realtime": realtime})
+            start = {"type": "start", "sample_rate": SAMPLE_RATE, "format": "s16le", "channels": 1,
+                     "source": source_name, "realtime": realtime}
+            token = getattr(args, "source_token", None)
+            if token:
+                start["source_token"] = token
+            await ws.send_json(start)
             ready = await ws.receive_json(timeout=30)
             out(ready)
             if ready.get("type") != "ready":
@@ -199,16 +215,24 @@ async def _receive(ws, out) -> int:
     return 1  # closed without "stopped"
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; ``--source-token`` falls back to ``$AUDIOCOPY_SOURCE_TOKEN``."""
     p = argparse.ArgumentParser(description="Stream a file, URL or microphone to an audiocopy server's /ws "
                                             "and print the matches as they arrive.")
     p.add_argument("source", help="audio file, http(s) URL, or 'mic'")
     p.add_argument("--server", default="ws://127.0.0.1:8080/ws", help="WebSocket URL (default %(default)s)")
     p.add_argument("--no-pacing", action="store_true", help="send as fast as the server analyses (files)")
     p.add_argument("--name", help="source label stored with plays (default: the file name)")
+    p.add_argument("--source-token", default=os.environ.get(TOKEN_ENV) or None, metavar="TOKEN",
+                   help=f"stream token issued by the server's admin (default: ${TOKEN_ENV}); plays are then "
+                        "logged under the token's source, verified")
     p.add_argument("--all", action="store_true", help="print every window, not only matches")
     p.add_argument("--json", action="store_true", help="print every server message as a JSON line")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
         return asyncio.run(run(args))
     except StreamError as exc:

@@ -8,16 +8,29 @@ Place in the pipeline: the storage layer under the engines. A database
                                artifact inside was built against)
     DB/tracks/<file>.json      one record per enrolled track (engine-specific
     DB/tracks/<file>.keras     payload beside it, e.g. the cnnbin model)
+    DB/generation.json         the generation stamp (below)
 
 Track ids are file stems chosen by users, so they are never used as file
 names directly: ``track_filename`` derives a safe, unique name from them.
 Every write goes to a temporary file first and is renamed into place, so a
 crash or Ctrl-C never leaves a half-written artifact that looks finished.
+
+Generation stamp. Every change of the catalogue made through this module
+(a new database, a track removed, the calibration rewritten, which is the
+last step of every enrolment and removal) bumps ``generation.json``: a
+counter and a random token, written atomically. A server holding the
+database open reads that one small file every few seconds
+(``read_generation``) and reloads when it differs from what it loaded, so a
+CLI ``enroll`` or ``remove`` on a live server's database is seen without a
+restart. The token makes two writers that raced to the same counter still
+leave a stamp that differs from both of their starting points.
 """
 from __future__ import annotations
 
 import hashlib
 import re
+import time
+import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -27,6 +40,7 @@ from ..errors import ModelError, ParamsMismatch
 
 DB_FILE = "db.json"
 TRACKS_DIR = "tracks"
+GENERATION_FILE = "generation.json"
 FORMAT_VERSION = 1
 
 
@@ -78,6 +92,7 @@ def create_db(db: Path, info: DbInfo) -> None:
         return
     (db / TRACKS_DIR).mkdir(parents=True, exist_ok=True)
     atomic_write_json(db / DB_FILE, info.to_json())
+    bump_generation(db)
 
 
 def open_db(db: Path) -> DbInfo:
@@ -107,6 +122,7 @@ def set_calibration(db: Path, calibration: dict) -> DbInfo:
     """Replace the catalogue-wide calibration in ``db.json`` (atomically)."""
     info = replace(open_db(db), calibration=calibration)
     atomic_write_json(Path(db) / DB_FILE, info.to_json())
+    bump_generation(db)
     return info
 
 
@@ -131,4 +147,52 @@ def remove_track(db: Path, track_id: str) -> bool:
         if path.exists():
             path.unlink()
             found = True
+    if found:
+        bump_generation(db)
     return found
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A catalogue's generation stamp (``generation.json``); compare whole stamps, not only ``number``.
+
+    number: how many changes were recorded (0: none, or a database made
+    before stamps existed); token: random per change; changed_at: Unix time.
+    """
+
+    number: int = 0
+    token: str = ""
+    changed_at: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"generation": self.number, "token": self.token, "changed_at": self.changed_at}
+
+
+def read_generation(db: Path) -> Generation:
+    """The stamp of ``db`` (one small read). A database without a stamp file reads as ``Generation()``.
+
+    Raises ``ModelError`` when the file exists but is malformed.
+    """
+    path = Path(db) / GENERATION_FILE
+    if not path.exists():
+        return Generation()
+    raw = read_json(path, "catalogue generation stamp")
+    try:
+        return Generation(int(raw["generation"]), str(raw["token"]), float(raw.get("changed_at", 0.0)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{path} is malformed ({exc})") from None
+
+
+def bump_generation(db: Path) -> Generation:
+    """Record that the catalogue in ``db`` changed (atomic write); returns the new stamp.
+
+    A malformed stamp file is replaced (counting restarts at 1): the stamp
+    only has to differ from what a reader saw before.
+    """
+    try:
+        number = read_generation(db).number
+    except ModelError:
+        number = 0
+    stamp = Generation(number + 1, uuid.uuid4().hex[:16], round(time.time(), 3))
+    atomic_write_json(Path(db) / GENERATION_FILE, stamp.to_json())
+    return stamp

@@ -1,175 +1,107 @@
-"""Plays: per-window detections become play events, kept in a SQLite log.
+"""The plays log in SQLite: the embedded default store, one file next to the server's other state.
 
-Place in the pipeline: the last stage, after ``recognizer``. A stream (a
-browser microphone, a radio monitor, an uploaded file) yields one
-``Detection`` every hop (0.5 s). What an operator wants to know is coarser:
-"track X was on source S from 12:00:03 to 12:03:41". ``PlayTracker`` turns
-the window stream into those plays, and ``PlaysLog`` stores them.
+Place in the pipeline: the last stage, after the stream decision
+(``decision.stream``) and the transports that know where the audio came
+from (``web.session`` hands plays over as ``plays.record.PlayRecord``).
+The web API, the exports (``plays.export``) and the CLI read it. It is one
+of the two ``plays.base.PlayStore`` backends (the other is
+``plays.postgres``); the rules of the store, and the SQL that both run,
+are in ``plays.base``.
 
-Rules (``PlayTracker``):
+A play is written three ways, always to the row of its ``key``:
 
-* Windows that match the same track extend one play. Windows overlap (2.5 s
-  every 0.5 s), so a play of a 10 s excerpt is seen by ~16 windows.
-* A play closes when its track has not been matched for ``gap_s`` seconds of
-  stream time. A gap (rather than "the next window disagrees") keeps one
-  noisy or silent window in the middle of a song from splitting it in two.
-* A play needs ``min_windows`` matching windows before it is reported: a
-  single window above the calibrated threshold is far more often a false
-  positive than a real play, whose overlapping windows agree.
+* **open**: when the decision opens it, then again as it grows (the
+  server checkpoints open plays every few seconds of stream time). An
+  update of an open play is ignored once its row is closed or recovered,
+  or when it carries fewer windows than the row: writes run on a thread
+  pool, so an older checkpoint can arrive after a newer one or after the
+  close, and must not undo them;
+* **closed**: when the decision ends it; this replaces the open row;
+* **recovered**: at start-up, ``recover`` closes every row still open. Its
+  process died (a crash, ``kill -9``, a power cut) before the play ended,
+  so the play is kept as far as its last update: its end is the latest
+  support the server had written.
 
-Times: ``start_s``/``end_s`` are seconds of *stream* time (from the first
-sample the source sent), which is what a client sees in its own messages.
-``started_at``/``ended_at`` are wall-clock UTC timestamps derived from them,
-which is what a log read days later needs.
+``totals`` sums plays and seconds per track or source in SQL, so a report
+over a year of plays never loads its rows into Python.
 
-The log (``PlaysLog``) is a SQLite database in WAL mode: readers (the Plays
-page, exports) never block the writer, and a play is committed the moment
-it closes, so it survives a crash or restart. Each call opens its own short
-connection, which makes the class safe to use from any thread (the server
-calls it from an executor, never on the event loop).
+The ``sources`` table keeps, per source name and kind, when it was first and
+last seen and how many windows were answered and dropped, so a loss of
+windows under load is on record next to the plays it could have hidden.
+
+Storage: one SQLite file in WAL mode, so readers (the Plays page, exports)
+never block the writer. Each call opens its own short connection, which
+makes the class safe to use from any thread; the server calls it from an
+executor, never on the event loop. The schema is versioned and migrated in
+place on open (``plays.schema``).
 """
 from __future__ import annotations
 
 import logging
 import sqlite3
-from dataclasses import asdict
-from datetime import datetime, timezone
+from collections.abc import Sequence
 from pathlib import Path
 
-from ..decision.play import Play, iso_utc
-from ..errors import AudiocopyError
+from .base import MAX_QUERY_ROWS, TOTAL_KEYS, PlaysLogError, PlayStore
+from .schema import SCHEMA_VERSION, SchemaError, migrate
+
+__all__ = ["MAX_QUERY_ROWS", "TOTAL_KEYS", "PlaysLog", "PlaysLogError"]
 
 log = logging.getLogger(__name__)
 
 
-class PlaysLogError(AudiocopyError):
-    """The plays database is unreadable or a query is invalid."""
+class PlaysLog(PlayStore):
+    """SQLite log of plays, open and closed (WAL mode, one connection per call).
 
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS plays (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    track TEXT NOT NULL,
-    source TEXT NOT NULL,
-    start_s REAL NOT NULL,
-    end_s REAL NOT NULL,
-    confidence REAL NOT NULL,
-    peak_score REAL NOT NULL,
-    windows INTEGER NOT NULL,
-    started_at TEXT NOT NULL,
-    ended_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS plays_started ON plays (started_at);
-CREATE INDEX IF NOT EXISTS plays_track ON plays (track);
-"""
-_COLUMNS = ("id", "track", "source", "start_s", "end_s", "confidence", "peak_score", "windows",
-            "started_at", "ended_at")
-#: Most rows one query returns: an unbounded export of a year-long log would
-#: be built in memory; callers page with ``before_id`` instead.
-MAX_QUERY_ROWS = 100_000
-
-
-class PlaysLog:
-    """Append-only SQLite log of closed plays (WAL mode, one connection per call).
-
-    path: the database file; its folder is created. Raises ``PlaysLogError``
-    when the file exists but is not a usable plays database.
+    path: the database file; its folder is created, and an older schema is
+    migrated in place. Raises ``PlaysLogError`` when the file exists but is
+    not a usable plays database, or was written by a newer release.
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.location = str(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             con = self._connect()
             try:
                 # WAL: the Plays page and exports read while streams write.
                 con.execute("PRAGMA journal_mode=WAL")
-                con.executescript(_SCHEMA)
+                was = migrate(con, name=f"plays log {self.path}")
             finally:
                 con.close()
         except sqlite3.DatabaseError as exc:
             raise PlaysLogError(f"plays log {self.path} is not usable ({exc})") from None
+        except SchemaError as exc:
+            raise PlaysLogError(str(exc)) from None
+        if was != SCHEMA_VERSION:
+            log.info("plays log %s: schema version %d -> %d", self.path, was, SCHEMA_VERSION)
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=10.0)
+        # Autocommit: every write is one statement, atomic on its own.
+        con = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
         # NORMAL is durable across application crashes in WAL mode and avoids
-        # an fsync per play; only a power loss can lose the last commits.
+        # an fsync per write; only a power loss can lose the last commits.
         con.execute("PRAGMA synchronous=NORMAL")
         return con
 
-    def add(self, play: Play) -> Play:
-        """Store one closed play; returns it with its ``id`` set."""
-        values = (play.track, play.source, play.start_s, play.end_s, play.confidence, play.peak_score,
-                  play.windows, play.started_at, play.ended_at)
-        con = self._connect()
+    def _run(self, sql: str, args: Sequence = (), *, fetch: str | None = None):
         try:
-            with con:  # one transaction, committed on exit
-                cur = con.execute(f"INSERT INTO plays ({', '.join(_COLUMNS[1:])}) VALUES (?,?,?,?,?,?,?,?,?)",
-                                  values)
-            row_id = cur.lastrowid
-        finally:
-            con.close()
-        log.info("play %s on %s: %.1f-%.1f s (%.2f)", play.track, play.source, play.start_s, play.end_s,
-                 play.confidence)
-        return Play(**{**asdict(play), "id": row_id})
+            con = self._connect()
+            try:
+                cur = con.execute(sql, args)
+                if fetch == "one":
+                    return cur.fetchone()
+                if fetch == "all":
+                    return cur.fetchall()
+                return cur.rowcount
+            finally:
+                con.close()
+        except sqlite3.DatabaseError as exc:
+            raise PlaysLogError(f"plays log {self.path}: {exc}") from None
 
-    def query(self, *, track: str | None = None, source: str | None = None, since: str | None = None,
-              until: str | None = None, limit: int = 1000, before_id: int | None = None) -> list[Play]:
-        """Plays, newest first, filtered.
-
-        track, source: case-insensitive substring (``%`` and ``_`` are
-            taken literally).
-        since, until: ISO 8601 bounds on ``started_at`` (a date such as
-            "2024-05-01" works too, as the stored strings sort by time).
-        limit: at most this many rows (1..MAX_QUERY_ROWS); before_id: only
-            rows older than this id, for paging.
-        """
-        if not 1 <= limit <= MAX_QUERY_ROWS:
-            raise PlaysLogError(f"limit must be between 1 and {MAX_QUERY_ROWS}, got {limit}")
-        where, args = [], []
-        for column, value in (("track", track), ("source", source)):
-            if value:
-                where.append(f"{column} LIKE ? ESCAPE '\\'")
-                args.append("%" + value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
-        if since:
-            where.append("started_at >= ?")
-            args.append(_normalise_time(since))
-        if until:
-            where.append("started_at <= ?")
-            args.append(_normalise_time(until, end=True))
-        if before_id is not None:
-            where.append("id < ?")
-            args.append(int(before_id))
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM plays"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        args.append(limit)
-        con = self._connect()
-        try:
-            rows = con.execute(sql, args).fetchall()
-        finally:
-            con.close()
-        return [Play(**dict(zip(_COLUMNS, row))) for row in rows]
-
-    def count(self) -> int:
-        """Number of stored plays."""
-        con = self._connect()
-        try:
-            return int(con.execute("SELECT COUNT(*) FROM plays").fetchone()[0])
-        finally:
-            con.close()
-
-
-def _normalise_time(text: str, *, end: bool = False) -> str:
-    """Validate an ISO date/time bound and bring it to the stored format."""
-    try:
-        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise PlaysLogError(f"not an ISO 8601 date or time: {text!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    if end and len(text.strip()) == 10:  # a bare date as an upper bound means "that whole day"
-        parsed = parsed.replace(hour=23, minute=59, second=59, microsecond=999000)
-    return iso_utc(parsed.timestamp())
-
+    def recover(self) -> int:
+        n = int(self._run("UPDATE plays SET status = 'recovered' WHERE status = 'open'"))
+        if n:
+            log.warning("plays log %s: %d play(s) left open by a previous run closed as recovered", self.path, n)
+        return n

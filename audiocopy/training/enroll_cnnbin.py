@@ -23,12 +23,13 @@ import numpy as np
 from ..atomic_files import atomic_open
 from ..config import AudioParams, AugmentParams, CnnParams, DatasetParams, FeatureParams, TrainParams
 from ..decision.calibration import quantile_threshold
-from ..engines import catalog
+from ..engines import catalog, metadata
 from ..engines.cnnbin import engine as cnnbin
 from ..errors import DatasetError
 from .dataset import BuildPlan, Dataset, build_dataset
 from .fit_cnnbin import calibration_windows, fit_track
 from .play_calibration import PLAY_KEYS, calibrate_play_threshold
+from .sources import list_audio
 
 log = logging.getLogger(__name__)
 
@@ -175,4 +176,7 @@ def enroll(catalog_dir: Path, db: Path, *, negatives_dir: Path | None, work_dir:
     work_dir = Path(work_dir) if work_dir is not None else Path(db) / "dataset"
     build_dataset(Path(catalog_dir), negatives_dir, work_dir, BuildPlan(audio, features, augment, dataset),
                   jobs=jobs, progress=progress)
-    return train_catalog(work_dir, Path(db), cnn=cnn, train=train, progress=progress)
+    report = train_catalog(work_dir, Path(db), cnn=cnn, train=train, progress=progress)
+    # Titles and artists from the files' tags, for tracks that have no metadata yet.
+    metadata.fill_from_files(Path(db), list_audio(Path(catalog_dir)), cnnbin.enrolled_track_ids(Path(db)))
+    return report

@@ -3,7 +3,7 @@
 Place in the pipeline: the offline side, called by ``audiocopy enroll
 --engine fingerprint`` and ``audiocopy remove`` (and the benchmark). Nothing
 is trained here: each track is decoded, its band levels computed once
-(``fpencoder.track_band_db``), every one-second sub-window every 0.256 s
+(``signal.features.track_band_db``), every one-second sub-window every 0.256 s
 embedded by the shared encoder, and the vectors stored and indexed. Adding
 tracks to an existing database and removing tracks are the same cheap
 operations, followed by a recalibration of the decision threshold.
@@ -40,7 +40,7 @@ from ..atomic_files import atomic_open
 from ..config import AudioParams, AugmentParams, CalibrationParams, FeatureParams, IndexParams, MatchParams
 from ..decision.calibration import quantile_threshold
 from ..encoder.subwindows import track_subwindows
-from ..engines import catalog
+from ..engines import catalog, metadata
 from ..engines.fingerprint import db as fpdb
 from ..engines.fingerprint import engine as fp
 from ..errors import AudiocopyError, DatasetError
@@ -341,6 +341,8 @@ def enroll_fingerprint(catalog_dir: Path, db: Path, *, negatives_dir: Path | Non
         raise DatasetError(f"no audio files in {catalog_dir}")
     fpdb.init_db(Path(db), audio=audio, features=features, encoder_path=encoder_path, match=match, index=index)
     report = add_tracks(Path(db), files, progress=progress)
+    # Titles and artists from the files' tags, for tracks that have no metadata yet.
+    metadata.fill_from_files(Path(db), files, (r["track_id"] for r in catalog.track_records(Path(db))))
     report.threshold = calibrate(Path(db), negatives_dir=negatives_dir, params=calibration, progress=progress)
     return report
 

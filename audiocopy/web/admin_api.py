@@ -4,8 +4,9 @@ Place in the pipeline: the JSON behind the Catalog and Monitors pages.
 Every mutation first checks the Origin and the admin token (``require_admin``)
 *before* reading a request body, so an unauthenticated client cannot make
 the server store a 50 MB upload. Status codes: 401 no token, 403 wrong
-token or foreign Origin, 404 unknown track/monitor, 409 conflict (duplicate,
-a job holds the database, adding disabled).
+token or foreign Origin, 404 unknown track/monitor, 409 conflict (duplicate
+track or monitor name, a job holds the database, adding disabled). Monitor
+URLs are listed in full only to requests with the admin token.
 
 Catalog changes end with a hot reload of the recognizer (see
 ``state.RecognizerHolder``): streams keep running and the next batch uses
@@ -24,8 +25,10 @@ from .jobs import JobConflict, JobError
 from .keys import AUTH, DB_LOCK, IO_EXECUTOR, JOBS, MONITORS, RECOGNIZER, SETTINGS
 from .monitors import MonitorError
 from .responses import fail
-from .security import UrlRefused, origin_allowed
-from .uploads import receive_upload
+from .security import origin_allowed
+from .uploads import MAX_TRACK_SECONDS, receive_upload
+from .url_guard import UrlRefused
+from .webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, WEBHOOKS, WebhookError
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,8 @@ log = logging.getLogger(__name__)
 def require_admin(request: web.Request) -> None:
     """Raise 403 for a foreign Origin, 401 without a token, 403 with a wrong one."""
     settings = request.app[SETTINGS]
-    if not origin_allowed(request.headers.get("Origin"), request.host, settings.allowed_origins):
+    if not origin_allowed(request.headers.get("Origin"), request.host, settings.allowed_origins,
+                          settings.host_allowlist):
         raise fail(403, "forbidden_origin", "requests from this origin are not allowed")
     ok = request.app[AUTH].check(request.headers.get("Authorization"))
     if ok is None:
@@ -48,16 +52,19 @@ def _track_rows(db: Path) -> list[dict]:
     for rec in catalog.track_records(db):
         model = Path(rec["_path"]).parent / str(rec.get("model_file", ""))
         metrics = rec.get("metrics") or {}
+        # Per-engine fields (cnnbin: threshold and model; fingerprint: duration and vectors); None where
+        # a field does not apply, and the Catalog page shows only its engine's columns.
         rows.append({"track_id": rec["track_id"], "engine": rec.get("engine"),
                      "threshold_logit": rec.get("threshold_logit"),
-                     "model_bytes": model.stat().st_size if model.is_file() else None,
+                     "model_bytes": model.stat().st_size if rec.get("model_file") and model.is_file() else None,
+                     "duration_s": rec.get("duration_s"), "n_vectors": rec.get("n_vectors"),
                      "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
                      "source": Path(str(rec.get("source", ""))).name or None})
     return rows
 
 
 async def list_catalog(request: web.Request) -> web.Response:
-    """GET /api/catalog: tracks with model size and threshold, calibration, adding enabled."""
+    """GET /api/catalog: tracks with their engine's fields, calibration, adding enabled."""
     app = request.app
     db = app[SETTINGS].db
     loop = asyncio.get_running_loop()
@@ -93,7 +100,7 @@ async def add_track(request: web.Request) -> web.Response:
         raise fail(409, "adding_disabled", "adding tracks is disabled: start the server with --negatives-dir DIR")
     settings = app[SETTINGS]
     upload = await receive_upload(request, max_bytes=settings.max_upload_bytes,
-                                  tmp_dir=settings.state_path / "uploads")
+                                  tmp_dir=settings.state_path / "uploads", max_seconds=MAX_TRACK_SECONDS)
     name = upload.fields.get("name") or Path(upload.filename).stem
     try:
         job = jobs.submit(upload.path, upload.suffix, name, app[RECOGNIZER].current.track_ids)
@@ -121,11 +128,18 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 async def list_monitors(request: web.Request) -> web.Response:
-    """GET /api/monitors: every monitor with its state and last result."""
+    """GET /api/monitors: every monitor with its state and last result.
+
+    Monitor URLs may carry stream keys: the full URL only with a valid admin
+    token, ``scheme://host/…`` otherwise (a wrong token is not an error here,
+    it just sees the redacted list).
+    """
     monitors = request.app[MONITORS]
-    return web.json_response({"monitors": [m.to_json() for m in monitors.monitors.values()],
-                              "max_monitors": monitors.settings.max_monitors,
-                              "allow_private": monitors.settings.allow_private_monitors})
+    show_url = request.app[AUTH].check(request.headers.get("Authorization")) is True
+    return web.json_response({"monitors": [m.to_json(show_url=show_url) for m in monitors.monitors.values()],
+                              "urls_shown": show_url, "max_monitors": monitors.settings.max_monitors,
+                              "allow_private": monitors.settings.allow_private_monitors,
+                              "allow_hls": monitors.settings.allow_hls_monitors})
 
 
 async def add_monitor(request: web.Request) -> web.Response:
@@ -144,9 +158,9 @@ async def add_monitor(request: web.Request) -> web.Response:
         monitor = await request.app[MONITORS].add(body["url"], name)
     except UrlRefused as exc:
         raise fail(400, "url_refused", str(exc)) from None
-    except MonitorError as exc:
-        raise fail(409, "monitor_limit", str(exc)) from None
-    return web.json_response({"monitor": monitor.to_json()}, status=201)
+    except MonitorError as exc:  # limit or duplicate name (409), bad name (400)
+        raise fail(exc.status, exc.code, str(exc)) from None
+    return web.json_response({"monitor": monitor.to_json(show_url=True)}, status=201)
 
 
 async def delete_monitor(request: web.Request) -> web.Response:
@@ -155,5 +169,54 @@ async def delete_monitor(request: web.Request) -> web.Response:
     try:
         await request.app[MONITORS].remove(request.match_info["monitor_id"])
     except MonitorError as exc:
-        raise fail(404, "unknown_monitor", str(exc)) from None
+        raise fail(exc.status, exc.code, str(exc)) from None
     return web.json_response({"removed": request.match_info["monitor_id"]})
+
+
+async def list_webhooks(request: web.Request) -> web.Response:
+    """GET /api/webhooks (admin token): receivers, the signing key, the outbox and its recent failures.
+
+    Admin only, unlike the monitor list: the answer holds the signing key,
+    and webhook URLs often carry a secret of the receiver's.
+    """
+    require_admin(request)
+    dispatcher = request.app[WEBHOOKS]
+    loop = asyncio.get_running_loop()
+    counts, failures = await loop.run_in_executor(
+        request.app[IO_EXECUTOR], lambda: (dispatcher.outbox.counts(), dispatcher.outbox.failures()))
+    s = dispatcher.settings
+    return web.json_response({
+        "webhooks": [{"id": h.id, "url": h.url, "created_at": h.created_at} for h in dispatcher.webhooks],
+        "signing_key": dispatcher.key, "signature_header": SIGNATURE_HEADER, "timestamp_header": TIMESTAMP_HEADER,
+        "max_webhooks": s.max_webhooks, "max_attempts": s.webhook_max_attempts, "outbox": counts,
+        "recent_failures": [{"delivery": d.id, "webhook_id": d.webhook_id, "event": d.event, "attempts": d.attempts,
+                             "last_error": d.last_error, "created_at": d.created_at} for d in failures]})
+
+
+async def add_webhook(request: web.Request) -> web.Response:
+    """POST /api/webhooks (JSON {"url"}): 201 with the new webhook; 400 ``url_refused`` from the URL guard."""
+    require_admin(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise fail(400, "bad_json", "send a JSON object {\"url\": ...}") from None
+    if not isinstance(body, dict) or not isinstance(body.get("url"), str):
+        raise fail(400, "bad_request", "a webhook needs a \"url\" string")
+    try:
+        hook = await request.app[WEBHOOKS].add(body["url"])
+    except UrlRefused as exc:
+        raise fail(400, "url_refused", str(exc)) from None
+    except WebhookError as exc:  # limit or duplicate (409)
+        raise fail(exc.status, exc.code, str(exc)) from None
+    return web.json_response({"webhook": {"id": hook.id, "url": hook.url, "created_at": hook.created_at}},
+                             status=201)
+
+
+async def delete_webhook(request: web.Request) -> web.Response:
+    """DELETE /api/webhooks/{webhook_id}: the receiver and its pending deliveries."""
+    require_admin(request)
+    try:
+        await request.app[WEBHOOKS].remove(request.match_info["webhook_id"])
+    except WebhookError as exc:
+        raise fail(exc.status, exc.code, str(exc)) from None
+    return web.json_response({"removed": request.match_info["webhook_id"]})

@@ -5,14 +5,20 @@ Place in the pipeline: the top of the server package; ``server.py`` and
 ``aiohttp_client``. The factory only wires things together:
 
 * typed state (``web.keys``), set up and torn down in ``cleanup_ctx`` in
-  dependency order: executors -> recognizer -> plays log -> batcher ->
-  jobs -> monitors (teardown runs in reverse, so monitors and streams flush
+  dependency order: executors -> recognizer -> plays log (which closes
+  the plays a crashed run left open, ``PlayStore.recover``; SQLite or
+  PostgreSQL as ``--store`` says, ``plays.factory``) -> webhooks
+  (closed plays to signed POSTs, ``web.webhooks``) -> batcher -> metrics
+  listeners (``web.metrics``, served at ``/metrics``) ->
+  jobs -> catalogue watcher (reloads after changes made outside the
+  server, ``web.catalog_watch``) -> monitors (teardown runs in reverse, so monitors and streams flush
   their plays before the log and the executors go away);
 * threads: the event loop (which only moves bytes), the compute executor
   (``COMPUTE_WORKERS`` threads named "compute": every stream's decoding,
   windows, scoring and decisions, ``web.batcher``), an I/O pool ("io": the
   plays log, uploads, reloads); NumPy's BLAS on one thread (``web.threads``);
-* routes: pages, ``/ws``, the JSON API and ``/static``;
+* routes: pages, ``/ws`` (admitted by stream token or free source name,
+  ``web.source_tokens``), the JSON API and ``/static``;
 * middlewares: security headers on every response and JSON errors for the
   API (a user error is a 4xx with a message, never a traceback).
 
@@ -33,15 +39,18 @@ from aiohttp import WSCloseCode, web
 
 from ..config import ServerSettings
 from ..decision.recognizer import Recognizer
+from ..engines import catalog
 from ..errors import AudiocopyError
-from ..plays.store import PlaysLog
-from . import admin_api, api, views
+from ..plays.factory import open_store
+from . import admin_api, api, metadata_api, reports_api, source_tokens, views
 from .auth import AdminAuth, load_or_create
 from .batcher import Batcher
+from .catalog_watch import CatalogWatcher
 from .jobs import JobManager
 from .keys import (
     AUTH,
     BATCHER,
+    CATALOG_WATCH,
     COMPUTE_EXECUTOR,
     DB_LOCK,
     IDENTIFY_SLOTS,
@@ -54,12 +63,16 @@ from .keys import (
     STARTED_AT,
     STREAMS,
 )
+from .metrics import METRICS, ServerMetrics, metrics_handler
 from .monitors import MonitorManager
+from .play_listeners import ObservedPlaySink
 from .responses import error_body
-from .security import security_headers
-from .state import PlaySink, RecognizerHolder, StreamRegistry
+from .security import host_guard, security_headers
+from .source_tokens import SOURCE_TOKENS, SourceTokens
+from .state import RecognizerHolder, StreamRegistry
 from .threads import name_os_thread, single_threaded_blas
 from .uploads import MULTIPART_OVERHEAD_BYTES
+from .webhooks import WEBHOOKS, open_dispatcher
 from .ws import ws_handler
 
 log = logging.getLogger(__name__)
@@ -86,8 +99,6 @@ PAGES = Path(__file__).resolve().parent / "pages"
 TEMPLATES_DIR = PAGES / "templates" if (PAGES / "templates").is_dir() else ROOT / "templates"
 STATIC_DIR = PAGES / "static" if (PAGES / "static").is_dir() else ROOT / "static"
 PLAYS_FILE = "plays.sqlite"
-#: Identify uploads analysed at once; more wait their turn.
-IDENTIFY_CONCURRENCY = 2
 
 
 def create_app(settings: ServerSettings, *, recognizer: Recognizer | None = None,
@@ -99,20 +110,26 @@ def create_app(settings: ServerSettings, *, recognizer: Recognizer | None = None
     auth: admin token checker (default: ``auth.load_or_create(settings)``).
     monitor_resolver: DNS resolver for monitor URL checks (tests).
     """
-    app = web.Application(middlewares=[_headers_middleware, _api_errors_middleware],
+    # The Host check comes first: a request for a foreign name reaches no handler (``security.host_guard``).
+    app = web.Application(middlewares=[host_guard(settings.host_allowlist), _headers_middleware,
+                                       _api_errors_middleware],
                           client_max_size=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
     app[SETTINGS] = settings
     app[AUTH] = auth if auth is not None else load_or_create(settings)
+    app[SOURCE_TOKENS] = SourceTokens.load(settings.state_path)  # who may stream under which name
     app[RECOGNIZER] = RecognizerHolder(recognizer)
-    app[STREAMS] = StreamRegistry(settings.max_streams)
+    app[STREAMS] = StreamRegistry(settings.max_streams, per_address=settings.connections_per_address)
     app[DB_LOCK] = asyncio.Lock()
-    app[IDENTIFY_SLOTS] = asyncio.Semaphore(IDENTIFY_CONCURRENCY)
+    app[IDENTIFY_SLOTS] = asyncio.Semaphore(settings.max_identify_jobs)
     app[STARTED_AT] = time.time()
+    app[METRICS] = ServerMetrics(app)  # this app's own registry (``web.metrics``)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), autoescape=True,
                          undefined=jinja2.StrictUndefined)
-    app.cleanup_ctx.extend([_executors, _recognizer, _plays_log, _batcher, _jobs,
+    app.cleanup_ctx.extend([_executors, _recognizer, _plays_log, lambda a: _webhooks(a, monitor_resolver),
+                            _batcher, _metrics, _jobs, _catalog_watch,
                             lambda a: _monitors(a, monitor_resolver)])
     app.on_shutdown.append(_close_streams)
+    app.on_cleanup.append(_flush_source_tokens)
     _add_routes(app)
     return app
 
@@ -126,19 +143,31 @@ def _add_routes(app: web.Application) -> None:
     r.add_get("/monitors", views.monitors, name="monitors")
     r.add_get("/ws", ws_handler, name="ws")
     r.add_get("/healthz", _healthz)
+    r.add_get("/metrics", metrics_handler)
     r.add_get("/api/status", api.status)
     r.add_post("/api/identify", api.identify)
     r.add_get("/api/plays", api.plays)
     r.add_get("/api/plays.csv", api.plays_csv)
     r.add_get("/api/plays.json", api.plays_json)
+    r.add_get("/api/plays/sources", api.plays_sources)
+    r.add_get("/api/plays/totals", reports_api.plays_totals)
+    r.add_get("/api/plays/timeline.svg", reports_api.plays_timeline_svg)
     r.add_get("/api/catalog", admin_api.list_catalog)
     r.add_post("/api/catalog/tracks", admin_api.add_track)
     r.add_delete("/api/catalog/tracks/{track_id}", admin_api.delete_track)
+    r.add_get("/api/catalog/tracks/{track_id}/metadata", metadata_api.get_track_metadata)
+    r.add_patch("/api/catalog/tracks/{track_id}/metadata", metadata_api.edit_track_metadata)
     r.add_get("/api/jobs", admin_api.list_jobs)
     r.add_get("/api/jobs/{job_id}", admin_api.get_job)
     r.add_get("/api/monitors", admin_api.list_monitors)
     r.add_post("/api/monitors", admin_api.add_monitor)
     r.add_delete("/api/monitors/{monitor_id}", admin_api.delete_monitor)
+    r.add_get("/api/webhooks", admin_api.list_webhooks)
+    r.add_post("/api/webhooks", admin_api.add_webhook)
+    r.add_delete("/api/webhooks/{webhook_id}", admin_api.delete_webhook)
+    r.add_get("/api/sources/tokens", source_tokens.list_tokens)
+    r.add_post("/api/sources/tokens", source_tokens.issue_token)
+    r.add_delete("/api/sources/tokens/{source}", source_tokens.revoke_token)
     r.add_static("/static/", STATIC_DIR, name="static", append_version=True)
 
 
@@ -164,15 +193,37 @@ async def _recognizer(app: web.Application):
     holder = app[RECOGNIZER]
     if not holder.loaded:
         await holder.reload(app[SETTINGS].db, app[IO_EXECUTOR])
+    elif holder.stamp is None:  # loaded by the caller just now: take the database's stamp as its own
+        loop = asyncio.get_running_loop()
+        holder.stamp = await loop.run_in_executor(app[IO_EXECUTOR], catalog.read_generation, app[SETTINGS].db)
     yield
 
 
 async def _plays_log(app: web.Application):
     loop = asyncio.get_running_loop()
-    log_ = await loop.run_in_executor(app[IO_EXECUTOR], PlaysLog, app[SETTINGS].state_path / PLAYS_FILE)
-    app[PLAYS] = PlaySink(log_, app[IO_EXECUTOR])
+    settings = app[SETTINGS]
+    where = settings.store or settings.state_path / PLAYS_FILE
+    log_ = await loop.run_in_executor(app[IO_EXECUTOR], open_store, where)
+    # Before any stream of this process writes: a play still open now was
+    # left by a process that died, and is closed at its last update.
+    recovered = await loop.run_in_executor(app[IO_EXECUTOR], log_.recover)
+    log.info("plays log %s: %d play(s) recovered from a previous run", log_.location, recovered)
+    app[PLAYS] = ObservedPlaySink(log_, app[IO_EXECUTOR])  # webhooks and metrics listen (``web.play_listeners``)
     yield
     await app[PLAYS].flush()
+    await loop.run_in_executor(app[IO_EXECUTOR], log_.close)  # a PostgreSQL store's idle connections
+
+
+async def _webhooks(app: web.Application, resolver):
+    """Closed plays -> the webhook outbox; pending deliveries of a previous run resume (``web.webhooks``)."""
+    loop = asyncio.get_running_loop()
+    dispatcher = await loop.run_in_executor(app[IO_EXECUTOR], open_dispatcher, app[SETTINGS], app[IO_EXECUTOR],
+                                            resolver)
+    app[WEBHOOKS] = dispatcher
+    await dispatcher.start()
+    app[PLAYS].listeners.append(dispatcher.on_record)
+    yield
+    await dispatcher.close()  # after the streams and the batcher: their last plays are queued first
 
 
 async def _batcher(app: web.Application):
@@ -189,6 +240,13 @@ async def _batcher(app: web.Application):
     await asyncio.gather(task, return_exceptions=True)
 
 
+async def _metrics(app: web.Application):
+    """Counted as they happen: windows answered and their latency, closed plays (``web.metrics``)."""
+    app[BATCHER].cycle_listeners.append(app[METRICS].on_cycle)
+    app[PLAYS].listeners.append(app[METRICS].on_record)
+    yield
+
+
 async def _jobs(app: web.Application):
     async def reload():
         return await app[RECOGNIZER].reload(app[SETTINGS].db, app[IO_EXECUTOR])
@@ -198,6 +256,16 @@ async def _jobs(app: web.Application):
     jobs.start()
     yield
     await jobs.close()
+
+
+async def _catalog_watch(app: web.Application):
+    s = app[SETTINGS]
+    watcher = CatalogWatcher(app[RECOGNIZER], s.db, app[IO_EXECUTOR], app[DB_LOCK], s.catalog_poll_s)
+    app[CATALOG_WATCH] = watcher
+    task = asyncio.create_task(watcher.run(), name="catalog-watch")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _monitors(app: web.Application, resolver):
@@ -214,6 +282,11 @@ async def _close_streams(app: web.Application) -> None:
     """Shutdown: close every live stream so its open plays are flushed to the log."""
     for ws in app[STREAMS].items():
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+
+async def _flush_source_tokens(app: web.Application) -> None:
+    """Shutdown: stream tokens' last use times not yet written (``source_tokens.SourceTokens.flush``)."""
+    app[SOURCE_TOKENS].flush()
 
 
 # --- middlewares --------------------------------------------------------------

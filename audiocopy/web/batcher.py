@@ -19,26 +19,49 @@ lets two cores serve hundreds of streams. With more than one worker
 stream is never in two cycles, so its windows and plays stay in order.
 
 Falling behind. Memory is bounded by two limits on waiting windows:
-``max_pending_per_owner`` for each stream and ``max_pending`` overall. A live
-stream that exceeds them loses its oldest windows (``web.cycle``) and is
-told so. A stream that is not live (a file sent faster than real time, a
-URL monitor) instead awaits ``wait_room`` before its next message is read,
-which slows its sender down (back-pressure) and loses nothing.
+``max_pending_per_owner`` for each stream and ``max_pending`` overall. The
+owners have a priority. A stream that is not live (a URL monitor, a file
+sent faster than real time) never loses a window: it awaits ``wait_room``
+before its next message is read, which slows its sender down
+(back-pressure: ffmpeg's pipe or the client's TCP window fills). A live
+browser stream is the one dropped when the server is behind: its oldest
+windows first, and the overall limit is met by dropping live windows, never
+a monitor's (``web.cycle``). The stream is told (``dropped``), and every
+dropped window is counted per stream (its pipeline's ``windows_lost``, the
+``stopped`` message, a monitor's ``dropped``) and in total per source kind
+(``BatcherStats.dropped_by_kind``, shown by ``/api/status``).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+import weakref
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 from ..decision.recognizer import Recognizer
 from .cycle import CycleStats, Limits, Outcome, run_cycle
 from .pipeline import Input, StreamPipeline
 
 log = logging.getLogger(__name__)
+
+
+#: Source kinds for drop accounting. Only live browser streams are ever dropped;
+#: files and monitors wait instead (see module docstring).
+LIVE, FILE, MONITOR = "live", "file", "monitor"
+SOURCE_KINDS = (LIVE, FILE, MONITOR)
+
+
+def source_kind(owner) -> str:
+    """The kind of a stream for drop accounting: its own ``source_kind`` when it has one (a monitor's
+    session), else live or file from its ``realtime`` flag."""
+    kind = getattr(owner, "source_kind", None)
+    if kind in SOURCE_KINDS:
+        return kind
+    return LIVE if owner.realtime else FILE
 
 
 class Owner(Protocol):
@@ -76,6 +99,10 @@ class BatcherStats:
     failed: int = 0
     max_batch_seen: int = 0
     times: dict = field(default_factory=lambda: dict.fromkeys(STAGE_TIMES, 0.0))
+    #: Windows dropped per source kind (``SOURCE_KINDS``); sums to ``dropped``.
+    dropped_by_kind: dict = field(default_factory=lambda: dict.fromkeys(SOURCE_KINDS, 0))
+    #: Streams that lost at least one window, per source kind.
+    streams_dropped: dict = field(default_factory=lambda: dict.fromkeys(SOURCE_KINDS, 0))
 
     def add(self, c: CycleStats) -> None:
         self.cycles += 1
@@ -88,10 +115,16 @@ class BatcherStats:
         for k in STAGE_TIMES:
             self.times[k] += getattr(c, k)
 
+    def count_drops(self, kind: str, windows: int, first: bool) -> None:
+        """``windows`` dropped from one stream of ``kind``; ``first``: its first loss."""
+        self.dropped_by_kind[kind] += windows
+        self.streams_dropped[kind] += 1 if first else 0
+
     def to_json(self) -> dict:
         score_ms = 1000 * self.times["score_s"]
         return {"cycles": self.cycles, "batches": self.batches, "cut": self.cut, "windows": self.windows,
-                "dropped": self.dropped,
+                "dropped": self.dropped, "dropped_by_kind": dict(self.dropped_by_kind),
+                "streams_dropped": dict(self.streams_dropped),
                 "failed": self.failed, "mean_batch": round(self.windows / self.batches, 2) if self.batches else 0.0,
                 "max_batch": self.max_batch_seen,
                 "mean_compute_ms": round(score_ms / self.batches, 2) if self.batches else 0.0,
@@ -124,9 +157,12 @@ class Batcher:
         self._queued: dict[Owner, int] = {}  # windows waiting in each stream's pipeline, after its last cycle
         self._busy: set[Owner] = set()  # streams in a running cycle
         self._cycles: set[asyncio.Task] = set()
+        self._dropped_streams: weakref.WeakSet = weakref.WeakSet()  # streams that lost a window
         self._wakeup = asyncio.Event()
         self._changed = asyncio.Condition()
         self.stats = BatcherStats()
+        #: Called on the event loop with each cycle's ``CycleStats`` once its answers are handed over (metrics).
+        self.cycle_listeners: list[Callable[[CycleStats], None]] = []
 
     @property
     def max_pending_per_owner(self) -> int:
@@ -202,6 +238,8 @@ class Batcher:
             self._busy.difference_update(owners)
         self.stats.add(cstats)
         for owner, outcome in outcomes.items():
+            if outcome.dropped:
+                self._count_drops(owner, outcome.dropped)
             if outcome.ended or not outcome.queued:
                 self._queued.pop(owner, None)
             else:
@@ -212,6 +250,16 @@ class Batcher:
                 log.exception("a stream failed to take its results")
         async with self._changed:
             self._changed.notify_all()
+        for listener in self.cycle_listeners:
+            listener(cstats)
+
+    def _count_drops(self, owner: Owner, windows: int) -> None:
+        kind = source_kind(owner)
+        if kind != LIVE:  # ``web.cycle`` drops live windows only: anything else is a broken promise
+            log.error("%d windows of a %s stream were dropped", windows, kind)
+        first = owner not in self._dropped_streams
+        self._dropped_streams.add(owner)
+        self.stats.count_drops(kind, windows, first)
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Shutdown: wait (bounded) until every stream's last work, its plays included, is done."""

@@ -67,13 +67,18 @@ class Outcome:
     """What one cycle did for one stream, handed back to the event loop.
 
     messages: for the client, in order; plays: closed plays to log.
-    queued: windows still waiting; next_due: the client sample count after
-    which the next window is complete; ended: the stream is closed.
+    open_plays: plays still in progress, due for a checkpoint in the store
+    (``StreamPipeline.checkpoint``). queued: windows still waiting;
+    dropped: windows of this stream dropped in this cycle (live streams
+    only, see ``_drop``); next_due: the client sample count after which the
+    next window is complete; ended: the stream is closed.
     """
 
     messages: list[protocol.Outgoing] = field(default_factory=list)
     plays: list[Play] = field(default_factory=list)
+    open_plays: list[Play] = field(default_factory=list)
     queued: int = 0
+    dropped: int = 0
     next_due: int = 0
     ended: bool = False
 
@@ -97,6 +102,7 @@ class CycleStats:
     windows: int = 0  # windows scored
     dropped: int = 0
     failed: int = 0
+    answered_at: list = field(default_factory=list)  # ``ready_at`` of each window answered (``web.metrics``)
 
 
 def run_cycle(recognizer, jobs: list[tuple[CycleOwner, Input]], limits: Limits) -> tuple[dict, CycleStats]:
@@ -121,6 +127,7 @@ def run_cycle(recognizer, jobs: list[tuple[CycleOwner, Input]], limits: Limits) 
             continue
         try:
             owner.pipeline.answer(item, det, outcomes[owner].messages, outcomes[owner].plays)
+            stats.answered_at.append(item.ready_at)
         except Exception:  # a bug in one stream's decision must not stop the others
             log.exception("the stream decision failed on one stream")
             _fail(owner, outcomes[owner])
@@ -128,6 +135,7 @@ def run_cycle(recognizer, jobs: list[tuple[CycleOwner, Input]], limits: Limits) 
         p = owner.pipeline
         if p.finishing and not p.queue and not p.ended:
             p.close(outcome.messages, outcome.plays, emit=True)
+        outcome.open_plays = p.checkpoint()
         outcome.queued, outcome.next_due, outcome.ended = len(p.queue), p.next_due(), p.ended
     stats.prep_s, stats.score_s, stats.decide_s = t1 - t0, t2 - t1, time.perf_counter() - t2
     stats.prep_cpu_s, stats.score_cpu_s, stats.decide_cpu_s = c1 - c0, c2 - c1, time.thread_time() - c2
@@ -171,7 +179,13 @@ def _fail(owner: CycleOwner, outcome: Outcome) -> None:
 
 
 def _drop(jobs: list[tuple[CycleOwner, Input]], outcomes: dict, limits: Limits) -> int:
-    """Apply the per-stream and the overall limit to live streams; returns the windows dropped."""
+    """Apply the per-stream and the overall limit to live streams; returns the windows dropped.
+
+    Only live streams lose windows, oldest first: a stream that is not live
+    (a monitor, a file) holds its windows, and the overall limit is met by
+    dropping live windows in its place, so a live crowd can never push a
+    monitor's audio out. What each stream lost is in its ``Outcome.dropped``.
+    """
     live = [o for o, _ in jobs if o.realtime and not o.pipeline.ended]
     dropped: dict = {}
     for owner in live:
@@ -186,11 +200,14 @@ def _drop(jobs: list[tuple[CycleOwner, Input]], outcomes: dict, limits: Limits) 
         for _, _, k in waiting[:total - limits.max_pending]:
             owner = live[k]
             dropped[owner] = dropped.get(owner, 0) + 1
+    total_dropped = 0
     for owner, n in dropped.items():
         msg = owner.pipeline.drop_oldest(n)
         if msg is not None:
+            outcomes[owner].dropped = msg.body["windows"]
+            total_dropped += msg.body["windows"]
             outcomes[owner].messages.append(msg)
-    return sum(dropped.values())
+    return total_dropped
 
 
 def _take_batch(owners: list[CycleOwner], max_batch: int) -> list[tuple[CycleOwner, CutWindow]]:

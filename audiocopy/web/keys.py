@@ -14,6 +14,7 @@ from aiohttp import web
 from ..config import ServerSettings
 from .auth import AdminAuth
 from .batcher import Batcher
+from .catalog_watch import CatalogWatcher
 from .jobs import JobManager
 from .monitors import MonitorManager
 from .state import PlaySink, RecognizerHolder, StreamRegistry
@@ -27,6 +28,8 @@ COMPUTE_EXECUTOR = web.AppKey("compute_executor", ThreadPoolExecutor)
 #: Decoding uploads, SQLite writes, database reloads: never on the event loop.
 IO_EXECUTOR = web.AppKey("io_executor", ThreadPoolExecutor)
 BATCHER = web.AppKey("batcher", Batcher)
+#: Follows catalogue changes made outside the server (``web.catalog_watch``).
+CATALOG_WATCH = web.AppKey("catalog_watch", CatalogWatcher)
 PLAYS = web.AppKey("plays", PlaySink)
 STREAMS = web.AppKey("streams", StreamRegistry)
 JOBS = web.AppKey("jobs", JobManager)

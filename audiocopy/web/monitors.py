@@ -1,25 +1,34 @@
-"""URL monitors: radio and other http(s) streams read by ffmpeg, recognised like any stream.
+"""URL monitors: radio and other http(s) streams, fetched by the server and decoded by ffmpeg.
 
-Place in the pipeline: another transport beside the WebSocket. Each monitor
-runs ``ffmpeg`` as a child process that decodes the URL (MP3, AAC, Ogg, HLS,
-...) to 16 kHz mono s16le on its stdout; the bytes go into a
+Place in the pipeline: another transport beside the WebSocket. For each
+monitor the server fetches the URL itself (``url_fetch.GuardedFetcher``) and
+writes the bytes to an ``ffmpeg`` child that decodes them (MP3, AAC, Ogg,
+...) to 16 kHz mono s16le on its stdout; those bytes go into a
 ``StreamSession`` exactly as a browser's frames do, so windows, batching,
 plays and the log are shared code, not a second pipeline.
 
 Robustness: a stream that ends or fails (network, server restart) is
 started again after an exponential back-off (1 s, 2 s, 4 s ... 60 s), reset
 once a connection has lasted a minute. A monitor reads with back-pressure
-(its session is not "realtime"): when compute is behind, ffmpeg's pipe
-fills and ffmpeg waits, so nothing is dropped and memory stays bounded by
-the pipe.
+(its session is not "realtime"): when compute is behind, ffmpeg's stdout
+fills, ffmpeg stops reading its stdin, the fetcher stops reading the socket,
+so memory stays bounded by the pipes.
 
-Safety: the URL is checked by ``security.check_monitor_url`` before every
-(re)connection, and ffmpeg may only use the http/https/tcp/tls protocols,
-so an HLS playlist cannot point it at ``file:`` or other protocols. Known
-limits: ffmpeg resolves the host again itself and follows redirects, so a
-hostile DNS server or redirect could still lead it to a private address;
-run the server where that address space holds nothing sensitive, or behind
-an egress firewall, if monitors take URLs from untrusted users.
+Safety (server-side request forgery): ffmpeg never sees the URL and may
+open nothing but its pipe (``-protocol_whitelist pipe``). The fetcher
+resolves the host once per connection, checks every answer and connects to
+those addresses only; each redirect is checked the same way; HLS is refused
+unless ``--allow-hls-monitors``, and then every playlist and segment URL is
+checked (see ``url_fetch`` and ``url_guard``). A refused monitor stays in
+the "refused" state with the reason and is tried again after the back-off
+(a URL's DNS or redirects may change).
+
+Privacy: monitor URLs may carry stream keys, so listings show the full URL
+only to requests with the admin token; others see ``scheme://host/…``.
+Error messages name the host only.
+
+Monitor names are unique (case-insensitive): plays are logged under the
+name, so two monitors with one name could not be told apart.
 
 Monitors are saved to ``STATE/monitors.json`` and restarted with the server.
 """
@@ -31,8 +40,8 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..atomic_files import atomic_write_json
 from ..config import ServerSettings
@@ -40,9 +49,10 @@ from ..decision.play import Play
 from ..decision.recognizer import Recognizer
 from ..errors import AudiocopyError, ProtocolError
 from . import protocol
-from .batcher import Batcher
-from .security import UrlRefused, check_monitor_url
+from .batcher import MONITOR, Batcher
 from .session import StreamSession
+from .url_fetch import GuardedFetcher, ffmpeg_pipe_command
+from .url_guard import AddressPolicy, Resolve, UrlRefused, check_url, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +63,19 @@ STABLE_AFTER_S = 60.0
 MAX_NAME_CHARS = 100
 
 
+class MonitorSession(StreamSession):
+    """A monitor's stream: not live (back-pressure, never dropped), counted as a monitor by the batcher."""
+
+    source_kind = MONITOR
+
+
 class MonitorError(AudiocopyError):
-    """A monitor cannot be added or found."""
+    """A monitor cannot be added or found; ``code`` and ``status`` say why for the API."""
 
-
-def ffmpeg_command(url: str, sample_rate: int) -> list[str]:
-    """ffmpeg decoding ``url`` to mono s16le at ``sample_rate`` on stdout."""
-    return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error",
-            "-protocol_whitelist", "http,https,tcp,tls",
-            "-reconnect", "1", "-reconnect_streamed", "1", "-reconnect_delay_max", "10",
-            "-rw_timeout", "15000000",  # microseconds without data before ffmpeg gives up
-            "-i", url, "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "pipe:1"]
+    def __init__(self, message: str, code: str = "monitor_error", status: int = 409):
+        super().__init__(message)
+        self.code = code
+        self.status = status
 
 
 @dataclass
@@ -80,14 +92,17 @@ class Monitor:
     windows: int = 0
     plays: int = 0
     restarts: int = 0
+    dropped: int = 0  # windows lost to overload (should stay 0: monitors wait instead)
     current: dict | None = None  # last window message
     recent_plays: collections.deque = field(default_factory=lambda: collections.deque(maxlen=10))
     task: asyncio.Task | None = None
 
-    def to_json(self) -> dict:
-        return {"id": self.id, "name": self.name, "url": self.url, "state": self.state, "message": self.message,
+    def to_json(self, *, show_url: bool) -> dict:
+        """The API's view; ``show_url`` only for admin requests (the URL may hold a stream key)."""
+        return {"id": self.id, "name": self.name, "url": self.url if show_url else redact_url(self.url),
+                "url_redacted": not show_url, "state": self.state, "message": self.message,
                 "connected_since": self.connected_since, "seconds": round(self.seconds, 1),
-                "windows": self.windows, "plays": self.plays, "restarts": self.restarts,
+                "windows": self.windows, "plays": self.plays, "restarts": self.restarts, "dropped": self.dropped,
                 "current": self.current, "recent_plays": list(self.recent_plays)}
 
 
@@ -96,11 +111,13 @@ class MonitorManager:
 
     recognizer: returns the current recognizer (audio parameters, play threshold, decision parameters).
     record_play: where closed plays go (the app's ``PlaySink.record``).
+    resolve: the DNS lookup behind every URL check (default: the system's; tests inject a stub).
     """
 
     def __init__(self, settings: ServerSettings, batcher: Batcher, recognizer: Callable[[], Recognizer],
-                 record_play: Callable[[Play], None], *, resolve=None):
+                 record_play: Callable[[Play], None], *, resolve: Resolve | None = None):
         self.settings = settings
+        self.policy = AddressPolicy.from_settings(settings)
         self._batcher = batcher
         self._recognizer = recognizer
         self._record_play = record_play
@@ -119,18 +136,30 @@ class MonitorManager:
             log.error("ignoring unreadable %s (%s)", self.path, exc)
             return
         for mid, name, url in entries[: self.settings.max_monitors]:
+            if self._find_name(name) is not None:  # saved by a version that allowed duplicates
+                log.error("monitor %s: the name %r is taken; renamed to %r", mid, name, f"{name} ({mid})")
+                name = f"{name} ({mid})"
             self._start(Monitor(mid, name, url))
 
     async def add(self, url: str, name: str | None) -> Monitor:
-        """Validate and start a monitor; ``MonitorError``/``UrlRefused`` when not allowed."""
+        """Validate and start a monitor; ``MonitorError``/``UrlRefused`` when not allowed.
+
+        name: shown on the pages and logged with every play; default: the URL's
+        host (never its path or query, which may hold a stream key), numbered
+        when taken. An explicit name that is taken is refused (409).
+        """
         if len(self.monitors) >= self.settings.max_monitors:
-            raise MonitorError(f"at most {self.settings.max_monitors} monitors (--max-monitors)")
-        url = await check_monitor_url(url, allow_private=self.settings.allow_private_monitors,
-                                      resolve=self._resolve)
-        name = (name or "").strip() or url.split("//", 1)[-1][:MAX_NAME_CHARS]
-        if len(name) > MAX_NAME_CHARS or not name.isprintable():
-            raise MonitorError(f"monitor name: printable, at most {MAX_NAME_CHARS} characters")
-        monitor = Monitor(uuid.uuid4().hex[:12], name, url)
+            raise MonitorError(f"at most {self.settings.max_monitors} monitors (--max-monitors)", "monitor_limit")
+        target = await check_url(url, self.policy, self._resolve)
+        name = (name or "").strip()
+        if name and (len(name) > MAX_NAME_CHARS or not name.isprintable()):
+            raise MonitorError(f"monitor name: printable, at most {MAX_NAME_CHARS} characters",
+                               "bad_monitor_name", 400)
+        if name and self._find_name(name) is not None:
+            raise MonitorError(f"a monitor named {name!r} exists already; choose another name",
+                               "duplicate_monitor_name")
+        name = name or self._free_name(target.host[:MAX_NAME_CHARS - 6])
+        monitor = Monitor(uuid.uuid4().hex[:12], name, target.url)
         self._start(monitor)
         self._save()
         return monitor
@@ -138,13 +167,24 @@ class MonitorManager:
     async def remove(self, monitor_id: str) -> None:
         monitor = self.monitors.pop(monitor_id, None)
         if monitor is None:
-            raise MonitorError(f"no monitor {monitor_id!r}")
+            raise MonitorError(f"no monitor {monitor_id!r}", "unknown_monitor", 404)
         await self._stop(monitor)
         self._save()
 
     async def close(self) -> None:
         """Stop every monitor (server shutdown); they stay saved for the next start."""
         await asyncio.gather(*(self._stop(m) for m in self.monitors.values()), return_exceptions=True)
+
+    def _find_name(self, name: str) -> Monitor | None:
+        key = name.strip().casefold()
+        return next((m for m in self.monitors.values() if m.name.casefold() == key), None)
+
+    def _free_name(self, base: str) -> str:
+        n, name = 1, base
+        while self._find_name(name) is not None:
+            n += 1
+            name = f"{base} ({n})"
+        return name
 
     def _start(self, monitor: Monitor) -> None:
         self.monitors[monitor.id] = monitor
@@ -164,59 +204,106 @@ class MonitorManager:
         failures = 0
         while True:
             t0 = time.monotonic()
+            refused = False
             try:
-                await check_monitor_url(monitor.url, allow_private=self.settings.allow_private_monitors,
-                                        resolve=self._resolve)
                 await self._read_once(monitor)
             except UrlRefused as exc:
-                monitor.state, monitor.message = "refused", str(exc)
+                refused = True
+                monitor.message = str(exc)
                 log.warning("monitor %s refused: %s", monitor.name, exc)
             except (OSError, AudiocopyError) as exc:
                 monitor.message = str(exc)
                 log.warning("monitor %s failed: %s", monitor.name, exc)
             failures = 0 if time.monotonic() - t0 > STABLE_AFTER_S else failures + 1
             delay = min(MAX_BACKOFF_S, 2.0 ** (failures - 1))
-            monitor.state, monitor.connected_since = "waiting", None
-            monitor.message = (monitor.message + "; " if monitor.message else "") + f"reconnecting in {delay:.0f} s"
+            # A refusal stays visible as "refused" through the wait; only a failure is "waiting".
+            monitor.state, monitor.connected_since = ("refused" if refused else "waiting"), None
+            monitor.message = (monitor.message + "; " if monitor.message else "") + f"trying again in {delay:.0f} s"
             monitor.restarts += 1
             await asyncio.sleep(delay)
 
+    # Long: one connection's lifetime (fetch, ffmpeg, session, clean-up) reads best in one place
     async def _read_once(self, monitor: Monitor) -> None:
-        """One ffmpeg run: read until the stream ends; plays are closed at the end."""
-        recognizer = self._recognizer()
-        audio = recognizer.audio
-        proc = await asyncio.create_subprocess_exec(*ffmpeg_command(monitor.url, audio.sample_rate),
-                                                    stdin=asyncio.subprocess.DEVNULL,
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        errors: collections.deque[str] = collections.deque(maxlen=5)
-        stderr_task = asyncio.create_task(_collect_lines(proc.stderr, errors))
-        session = StreamSession(session_id=f"monitor-{monitor.id}", start=protocol.StartRequest(
-            audio.sample_rate, "s16le", 1, source=monitor.name, realtime=False), audio=audio,
-            batcher=self._batcher, decision=recognizer.stream_decision(monitor.name),
-            emit=lambda messages: _on_messages(monitor, messages), record_play=self._record_play)
-        monitor.state, monitor.message, monitor.connected_since = "connected", "", time.time()
-        carry = b""
-        try:
-            assert proc.stdout is not None
-            while data := await proc.stdout.read(READ_BYTES):
-                data, carry = _whole_frames(carry + data, 2)
-                session.feed(data)
-                monitor.seconds = session.seconds_in
-                await session.wait_room()  # back-pressure: ffmpeg waits while compute is behind
-            await session.finish()
-        except ProtocolError as exc:  # pragma: no cover - whole frames are always fed
-            log.error("monitor %s: %s", monitor.name, exc)
-        finally:
-            if not session.closed:
-                session.abandon()
-            if proc.returncode is None:
-                proc.kill()
-            rc = await proc.wait()
-            await asyncio.gather(stderr_task, return_exceptions=True)
-        if rc != 0:
-            monitor.message = "ffmpeg: " + (errors[-1] if errors else f"exit status {rc}")
-        else:
-            monitor.message = "stream ended"
+        """One connection: fetch (checked and pinned) into ffmpeg, read until the stream ends.
+
+        Raises ``UrlRefused`` when the URL, a redirect or an HLS segment is
+        refused; plays are closed at the end either way.
+        """
+        async with GuardedFetcher(self.policy, allow_hls=self.settings.allow_hls_monitors,
+                                  resolve=self._resolve) as fetcher:
+            chunks = fetcher.stream(monitor.url)
+            try:
+                first = await anext(chunks)  # every check of the first connection happens before ffmpeg starts
+            except StopAsyncIteration:
+                monitor.message = "stream ended"
+                return
+            recognizer = self._recognizer()
+            audio = recognizer.audio
+            proc = await asyncio.create_subprocess_exec(*ffmpeg_pipe_command(audio.sample_rate),
+                                                        stdin=asyncio.subprocess.PIPE,
+                                                        stdout=asyncio.subprocess.PIPE,
+                                                        stderr=asyncio.subprocess.PIPE)
+            errors: collections.deque[str] = collections.deque(maxlen=5)
+            stderr_task = asyncio.create_task(_collect_lines(proc.stderr, errors))
+            feeder = asyncio.create_task(_feed(proc.stdin, first, chunks))
+            session = MonitorSession(session_id=f"monitor-{monitor.id}", start=protocol.StartRequest(
+                audio.sample_rate, "s16le", 1, source=monitor.name, realtime=False), audio=audio,
+                batcher=self._batcher, decision=recognizer.stream_decision(monitor.name),
+                emit=lambda messages: _on_messages(monitor, messages), record_play=self._record_play)
+            monitor.state, monitor.message, monitor.connected_since = "connected", "", time.time()
+            try:
+                await _pump(proc, session, monitor)
+            finally:
+                if not session.closed:
+                    session.abandon()
+                feeder.cancel()
+                if proc.returncode is None:
+                    proc.kill()
+                rc = await proc.wait()
+                fed = (await asyncio.gather(feeder, return_exceptions=True))[0]
+                await asyncio.gather(stderr_task, return_exceptions=True)
+                await chunks.aclose()
+        _report_end(monitor, rc, errors, fed)
+
+
+async def _pump(proc: asyncio.subprocess.Process, session: StreamSession, monitor: Monitor) -> None:
+    """ffmpeg's PCM into the session, with back-pressure, until ffmpeg ends."""
+    carry = b""
+    assert proc.stdout is not None
+    try:
+        while data := await proc.stdout.read(READ_BYTES):
+            data, carry = _whole_frames(carry + data, 2)
+            session.feed(data)
+            monitor.seconds = session.seconds_in
+            await session.wait_room()  # back-pressure: ffmpeg waits while compute is behind
+        await session.finish()
+    except ProtocolError as exc:  # pragma: no cover - whole frames are always fed
+        log.error("monitor %s: %s", monitor.name, exc)
+
+
+async def _feed(stdin: asyncio.StreamWriter | None, first: bytes, chunks: AsyncIterator[bytes]) -> None:
+    """The fetched bytes into ffmpeg's stdin; closing it tells ffmpeg the stream has ended."""
+    assert stdin is not None
+    try:
+        stdin.write(first)
+        await stdin.drain()
+        async for chunk in chunks:
+            stdin.write(chunk)
+            await stdin.drain()  # back-pressure from ffmpeg reaches the socket
+    finally:
+        stdin.close()
+
+
+def _report_end(monitor: Monitor, rc: int, errors: collections.deque, fed: BaseException | None) -> None:
+    """Why a connection ended: a refusal is raised (the monitor shows "refused"), the rest is a message."""
+    if isinstance(fed, UrlRefused):
+        raise fed  # a redirect or an HLS segment met later in the stream
+    if isinstance(fed, AudiocopyError):
+        monitor.message = str(fed)
+    elif rc != 0:
+        monitor.message = "ffmpeg: " + (errors[-1] if errors else f"exit status {rc}")
+    else:
+        monitor.message = "stream ended"
 
 
 def _whole_frames(data: bytes, frame_bytes: int) -> tuple[bytes, bytes]:
@@ -231,6 +318,9 @@ def _on_messages(monitor: Monitor, messages: list[protocol.Outgoing]) -> None:
         if msg["type"] == "window":
             monitor.windows += 1
             monitor.current = {k: msg[k] for k in ("start_s", "end_s", "match", "score")}
+        elif msg["type"] == "dropped":  # never sent to a monitor (it waits instead); counted, not ignored
+            monitor.dropped += msg["windows"]
+            log.error("monitor %s lost %d windows", monitor.name, msg["windows"])
         elif msg["type"] == "play":
             monitor.plays += 1
             monitor.recent_plays.appendleft({k: msg[k] for k in ("track", "start_s", "end_s", "confidence",

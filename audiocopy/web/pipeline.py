@@ -16,7 +16,14 @@ worker. ``web.session`` (on the event loop) only collects a client's bytes;
   with the moment its last sample reached the server (the latency origin);
 * the stream's ``StreamState`` (the engine's cache of work on the overlap
   of consecutive windows) and its ``StreamDecision`` (windows -> plays);
-* building the ``window``, ``play`` and ``dropped`` messages as JSON text.
+* building the ``window``, ``play`` and ``dropped`` messages as JSON text;
+* checkpoints of the plays in progress (``checkpoint``): a play is handed
+  out for the store when it opens and then every ``CHECKPOINT_S`` seconds
+  of stream time while it stays open, so a crash loses at most that much of
+  its end (``plays.store`` recovers it at the next start). Checkpointing
+  per stream rather than per window keeps the store's writes (and the
+  decision's pitch measurement, which every snapshot of a play repeats) to
+  a few per play and minute, however many windows a cycle answers.
 
 Only the compute thread touches a pipeline, one cycle at a time, so none of
 this needs a lock; the event loop reads its counters only after a cycle
@@ -25,6 +32,7 @@ has returned. The shared recognizer is never touched here.
 from __future__ import annotations
 
 import collections
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -38,6 +46,12 @@ from ..engines import StreamState
 from ..signal.audio import pcm_to_float
 from ..signal.windows import SlidingWindow
 from . import protocol
+
+log = logging.getLogger(__name__)
+
+#: Seconds of stream time between two checkpoints of a stream's open plays
+#: (besides the one when a play opens): what a crash can cost of a play's end.
+CHECKPOINT_S = 5.0
 
 
 @dataclass(eq=False)
@@ -122,6 +136,9 @@ class StreamPipeline:
         self.plays_closed = 0
         self.finishing = False
         self.ended = False
+        self._decided_s: float | None = None  # stream time of the latest window decided
+        self._checkpoint_s: float | None = None  # ... when open plays were last handed out
+        self._opened = False  # a play opened since then
 
     # --- audio in --------------------------------------------------------------
 
@@ -181,11 +198,36 @@ class StreamPipeline:
         """The stream decision for one scored window, in stream order; appends messages and closed plays."""
         self.windows_answered += 1
         update = self.decision.update(detection)
+        self._decided_s = item.start_s
+        self._opened = self._opened or bool(update.opened)
         latency_ms = 1000 * (time.monotonic() - item.ready_at)
         out.append(protocol.outgoing(protocol.window(
             seq=int(round(item.start_s / self.audio.hop_seconds)), start_s=item.start_s,
             window_s=self.audio.window_seconds, detection=detection, now=update.now, latency_ms=latency_ms)))
         self._closed(list(update.closed), out, plays, emit=True)
+
+    def checkpoint(self) -> list[Play]:
+        """The plays in progress, when due for the store (see the module docstring); else [].
+
+        Called once per cycle, after the windows of the cycle were decided.
+        Due when a play opened since the last checkpoint or ``CHECKPOINT_S``
+        of stream time passed. A failure is logged and skipped: the play is
+        still written when it closes.
+        """
+        t = self._decided_s
+        if self.ended or t is None:
+            return []
+        if not self._opened and self._checkpoint_s is not None and t - self._checkpoint_s < CHECKPOINT_S:
+            return []
+        try:
+            plays = self.decision.open_plays()
+        except Exception:
+            log.exception("could not take a checkpoint of a stream's open plays")
+            return []
+        self._opened = False
+        if plays:
+            self._checkpoint_s = t
+        return plays
 
     def close(self, out: list[protocol.Outgoing], plays: list[Play], *, emit: bool) -> None:
         """End of the stream: close every play in progress (messages only when ``emit``)."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..decision.detection import Detection
@@ -37,6 +37,8 @@ MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 192000
 MAX_CHANNELS = 2
 MAX_SOURCE_CHARS = 100
+#: Longest ``source_token`` accepted (a real one, ``web.source_tokens``, has 43 characters).
+MAX_SOURCE_TOKEN_CHARS = 200
 
 # Error codes (the "code" field of an error message).
 BAD_JSON = "bad_json"
@@ -52,12 +54,21 @@ BAD_FRAME = "bad_frame"
 MESSAGE_TOO_LARGE = "message_too_large"
 FORBIDDEN_ORIGIN = "forbidden_origin"
 TOO_MANY_STREAMS = "too_many_streams"
+TOO_MANY_CONNECTIONS = "too_many_connections"
+START_TIMEOUT = "start_timeout"
+IDLE_TIMEOUT = "idle_timeout"
+FORBIDDEN_SOURCE_TOKEN = "forbidden_source_token"
+SOURCE_TOKEN_REQUIRED = "source_token_required"
+SOURCE_RESERVED = "source_reserved"
 INTERNAL_ERROR = "internal_error"
 RECOGNIZER_FAILED = "recognizer_failed"
 
 #: Codes after which the server closes the connection: the client may not
-#: stream here at all (origin, capacity) or the server itself failed.
-FATAL_CODES = frozenset({FORBIDDEN_ORIGIN, TOO_MANY_STREAMS, INTERNAL_ERROR})
+#: stream here at all (origin, capacity), not under the source it named
+#: (stream tokens, ``web.source_tokens``), kept the connection without
+#: streaming (timeouts) or the server itself failed.
+FATAL_CODES = frozenset({FORBIDDEN_ORIGIN, TOO_MANY_STREAMS, TOO_MANY_CONNECTIONS, START_TIMEOUT, IDLE_TIMEOUT,
+                         FORBIDDEN_SOURCE_TOKEN, SOURCE_TOKEN_REQUIRED, SOURCE_RESERVED, INTERNAL_ERROR})
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,10 @@ class StartRequest:
 
     sample_rate: client rate in Hz; fmt: "s16le" or "f32le"; channels: 1 or 2
     (interleaved, averaged to mono). source: label stored with plays.
+    source_token: the stream token the client sent (``web.source_tokens``),
+    None without one; never shown in the request's repr, and dropped once
+    checked. source_verified: set by the server, never by the client: the
+    token proved ``source`` (the token's own name replaces the claimed one).
     realtime: True (default) for live audio, where the server drops the
     oldest windows when it falls behind; False for a client sending faster
     than real time (a file), which is slowed down instead (back-pressure)
@@ -77,6 +92,8 @@ class StartRequest:
     channels: int = 1
     source: str = "live"
     realtime: bool = True
+    source_token: str | None = field(default=None, repr=False)
+    source_verified: bool = False
 
     @property
     def frame_bytes(self) -> int:
@@ -128,7 +145,13 @@ def parse_start(msg: dict) -> StartRequest:
     realtime = msg.get("realtime", True)
     if not isinstance(realtime, bool):
         raise ProtocolError(BAD_START, "realtime must be true or false")
-    return StartRequest(rate, fmt, channels, source.strip(), realtime)
+    token = msg.get("source_token")
+    # Never echo a token in an error: only its shape is described.
+    if token is not None and (not isinstance(token, str) or not 1 <= len(token) <= MAX_SOURCE_TOKEN_CHARS
+                              or not token.isprintable()):
+        raise ProtocolError(BAD_START, f"source_token must be a printable string of 1-{MAX_SOURCE_TOKEN_CHARS} "
+                                       "characters (or left out)")
+    return StartRequest(rate, fmt, channels, source.strip(), realtime, source_token=token)
 
 
 def _short(value) -> str:
@@ -156,9 +179,15 @@ def outgoing(body: dict) -> Outgoing:
 
 def ready(*, session: str, start: StartRequest, internal_rate: int, window_s: float, hop_s: float,
           tracks: int, engine: str, max_message_bytes: int) -> dict:
-    """Sent once after a valid ``start``: the session id and what to expect."""
+    """Sent once after a valid ``start``: the session id and what to expect.
+
+    source is the name the stream's plays are logged under (a stream
+    token's name when one was sent); source_verified says whether a token
+    proved it.
+    """
     return {"type": "ready", "session": session, "sample_rate": start.sample_rate, "format": start.fmt,
-            "channels": start.channels, "source": start.source, "realtime": start.realtime,
+            "channels": start.channels, "source": start.source, "source_verified": start.source_verified,
+            "realtime": start.realtime,
             "internal_rate": internal_rate, "window_s": window_s, "hop_s": hop_s, "tracks": tracks,
             "engine": engine, "max_message_bytes": max_message_bytes}
 

@@ -1,42 +1,104 @@
-"""Request-level defences: Origin checks, security headers, SSRF-safe URLs.
+"""Request-level defences: Host and Origin checks, security headers.
 
 Place in the pipeline: used by the routes (``web.ws``, ``web.api``) and the
 URL monitors. Each rule is a small function with its reason next to it.
 
+* Host (DNS rebinding). A page on evil.example can make its own name
+  resolve to 127.0.0.1 a moment after loading; its scripts then reach this
+  server *as* evil.example, with ``Host: evil.example`` and a matching
+  ``Origin``, so comparing the two proves nothing. Every request's ``Host``
+  must therefore be one of the names the operator serves under
+  (``ServerSettings.host_allowlist``: the bind address and the loopback
+  names by default); any other gets 421 Misdirected Request before a
+  handler runs (``host_guard``).
 * Origin. A browser lets any page open a WebSocket to 127.0.0.1 and send
   forms there. A browser always sends ``Origin`` with such requests, so a
-  request whose Origin is neither this server's own nor one the operator
-  listed is refused. A request with no Origin comes from a non-browser
-  client (``tools/stream.py``, curl), which no web page can forge, and is
-  allowed.
-* URLs for monitors (server-side request forgery). The server runs ffmpeg
-  on a URL a user typed; without a check that user could make the server
-  read ``file:`` paths or reach services that only the server can reach
-  (127.0.0.1, the LAN, cloud metadata at 169.254.169.254). Only http(s) is
-  accepted, and every address the host name resolves to must be public
-  unless the operator explicitly allowed private ones.
+  request whose Origin is neither this server's own (an allowed host, at
+  the host and port the request came to) nor one the operator listed is
+  refused. A request with no Origin comes from a non-browser client
+  (``tools/stream.py``, curl), which no web page can forge, and is allowed.
+* URLs for monitors (server-side request forgery) are checked in
+  ``web.url_guard`` and fetched in ``web.url_fetch``.
 """
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import socket
+import logging
 from urllib.parse import urlsplit
 
-from ..errors import AudiocopyError
+from aiohttp import web
 
-MAX_URL_CHARS = 2048
+from .responses import error_body
 
-
-class UrlRefused(AudiocopyError):
-    """A monitor URL is not allowed (scheme, form or destination)."""
+log = logging.getLogger(__name__)
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+def split_host(text: str) -> tuple[str, int | None] | None:
+    """``Host``-style text -> (lower-case name, port or None); None when malformed.
+
+    Accepts ``name``, ``name:port``, ``1.2.3.4[:port]`` and ``[v6][:port]``.
+    A trailing dot is dropped (``localhost.`` is ``localhost``).
+    """
+    t = text.strip().lower()
+    if not t or len(t) > 300 or any(c.isspace() or c in "/?#@\\" or not c.isprintable() for c in t):
+        return None
+    if t.startswith("["):
+        end = t.find("]")
+        if end < 0:
+            return None
+        inner, rest = t[1:end], t[end + 1:]
+        try:
+            ipaddress.IPv6Address(inner)
+        except ValueError:
+            return None
+        if rest and not rest.startswith(":"):
+            return None
+        name, port_text = f"[{inner}]", rest[1:] if rest else None
+    else:
+        if t.count(":") > 1:  # a bare IPv6 address is not a valid Host
+            return None
+        name, colon, port_text = t.partition(":")
+        name, port_text = name.rstrip("."), port_text if colon else None
+        if not name:
+            return None
+    if port_text is None:
+        return name, None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        return None
+    return name, int(port_text)
+
+
+def host_allowed(host: str | None, allowed: tuple[str, ...]) -> bool:
+    """Whether a ``Host`` value names this server.
+
+    allowed: entries ``name`` (any port), ``name:port`` (that port only) or
+    ``*`` (anything). A Host without a port matches ``name:80``/``name:443``.
+    """
+    if "*" in allowed:
+        return True
+    parsed = split_host(host or "")
+    if parsed is None:
+        return False
+    name, port = parsed
+    for entry in allowed:
+        want = split_host(entry)
+        if want is None or want[0] != name:
+            continue
+        if want[1] is None or want[1] == port or (port is None and want[1] in (80, 443)):
+            return True
+    return False
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...],
+                   allowed_hosts: tuple[str, ...] = ("*",)) -> bool:
     """Whether a request's Origin may use this server.
 
     origin: the Origin header (None when absent); host: the Host header.
     allowed: extra origins ("scheme://host[:port]", or "*" for any).
+    allowed_hosts: the names this server answers to (``host_allowlist``).
+    Otherwise the Origin must be this server as the browser reached it: its
+    host and port are the request's ``Host`` *and* that host is allowed; a
+    rebinding page has a matching Host, but not an allowed one.
     """
     if origin is None:
         return True
@@ -46,7 +108,26 @@ def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...
     if origin in allowed:
         return True
     parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and bool(host) and parts.netloc == host.strip().lower()
+    return (parts.scheme in ("http", "https") and bool(host) and parts.netloc == host.strip().lower()
+            and host_allowed(parts.netloc, allowed_hosts))
+
+
+def host_guard(allowed_hosts: tuple[str, ...]):
+    """An aiohttp middleware answering 421 to requests whose ``Host`` is not allowed.
+
+    A request with no Host header at all (HTTP/1.0) comes from no browser
+    and passes; browsers always send one.
+    """
+    @web.middleware
+    async def guard(request: web.Request, handler):
+        host = request.headers.get("Host")
+        if host is None or host_allowed(host, allowed_hosts):
+            return await handler(request)
+        log.warning("refused a request for host %r (%s %s)", host[:100], request.method, request.path[:100])
+        return web.Response(status=421, content_type="application/json", headers=security_headers(None),
+                            text=error_body("misdirected_host", "this server does not answer to the host name "
+                                            f"{host[:100]!r}; start it with --allowed-hosts to add a name"))
+    return guard
 
 
 def security_headers(host: str | None) -> dict[str, str]:
@@ -65,63 +146,3 @@ def security_headers(host: str | None) -> dict[str, str]:
         "X-Frame-Options": "DENY",
         "Referrer-Policy": "no-referrer",
     }
-
-
-def _ip_is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-    return ip.is_global and not ip.is_multicast
-
-
-def parse_monitor_url(url: str) -> tuple[str, str, int]:
-    """Check a URL's form: (normalised URL, host, port). ``UrlRefused`` if it is not http(s)."""
-    if not isinstance(url, str) or not url.strip() or len(url) > MAX_URL_CHARS:
-        raise UrlRefused(f"the URL must be a non-empty string of at most {MAX_URL_CHARS} characters")
-    url = url.strip()
-    if any(c.isspace() or not c.isprintable() for c in url):
-        raise UrlRefused("the URL contains spaces or control characters")
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https"):
-        raise UrlRefused(f"only http and https URLs can be monitored, not {parts.scheme or '(none)'!r}")
-    if parts.username or parts.password:
-        raise UrlRefused("URLs with credentials (user:password@) are not accepted")
-    try:
-        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-    except ValueError:
-        raise UrlRefused("the URL has an invalid port") from None
-    if not parts.hostname:
-        raise UrlRefused("the URL has no host")
-    return url, parts.hostname, port
-
-
-async def check_monitor_url(url: str, *, allow_private: bool, resolve=None) -> str:
-    """Validate a monitor URL and the addresses it resolves to; returns it normalised.
-
-    allow_private: accept loopback/private/link-local destinations.
-    resolve: ``async (host, port) -> list[str]`` of IP addresses (default:
-    the event loop's resolver); injectable for tests.
-    Raises ``UrlRefused``.
-    """
-    url, host, port = parse_monitor_url(url)
-    if allow_private:
-        return url
-    try:
-        ips = [ipaddress.ip_address(host.strip("[]"))]
-    except ValueError:
-        try:
-            addresses = await (resolve or _resolve)(host, port)
-        except OSError as exc:
-            raise UrlRefused(f"cannot resolve {host!r}: {exc}") from None
-        ips = [ipaddress.ip_address(a.split("%", 1)[0]) for a in addresses]
-    if not ips:
-        raise UrlRefused(f"{host!r} resolves to no address")
-    bad = sorted({str(ip) for ip in ips if not _ip_is_public(ip)})
-    if bad:
-        raise UrlRefused(f"{host!r} resolves to a loopback, private or link-local address ({', '.join(bad)}); "
-                         "start the server with --allow-private-monitors to allow it")
-    return url
-
-
-async def _resolve(host: str, port: int) -> list[str]:
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [info[4][0] for info in infos]

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from ..config import MIB, ServerSettings
+from ..config.server import without_password
 from ..errors import ConfigError
 
 # --- value parsers: text -> value, ValueError with a short reason ---------
@@ -109,6 +110,53 @@ def _origins(text: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _networks(text: str) -> tuple[str, ...]:
+    import ipaddress
+
+    out = []
+    for item in (n.strip() for n in text.split(",")):
+        if not item:
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not a network like 192.168.1.0/24 or 10.1.2.3") from None
+    return tuple(out)
+
+
+def _hosts(text: str) -> tuple[str, ...]:
+    """Comma-separated ``name``, ``name:port``, ``[v6]``, ``[v6]:port`` or ``*``, lower-cased."""
+    from .security import split_host
+
+    out = []
+    for item in (h.strip().lower() for h in text.split(",")):
+        if not item:
+            continue
+        if item != "*" and split_host(item) is None:
+            raise ValueError(f"{item!r} is not a host like example.org, example.org:8080 or [::1]")
+        out.append(item)
+    if not out:
+        raise ValueError("expected at least one host")
+    return tuple(out)
+
+
+def _store(text: str) -> str:
+    """A PostgreSQL URL (kept as written) or an SQLite file path (made absolute)."""
+    from ..plays.factory import POSTGRES_SCHEMES
+
+    t = text.strip()
+    if not t:
+        raise ValueError("empty; give postgresql://user@host:port/db or an SQLite file path")
+    scheme = urlsplit(t).scheme.lower() if "://" in t else ""
+    if scheme in POSTGRES_SCHEMES:
+        if not urlsplit(t).path.strip("/") and "dbname=" not in t:
+            raise ValueError("name the database: postgresql://user@host:port/DBNAME")
+        return t
+    if scheme:
+        raise ValueError(f"unknown scheme {scheme!r}; use postgresql://user@host:port/db or an SQLite file path")
+    return str(Path(t).expanduser())
+
+
 def _engine(text: str) -> str:
     from ..engines import ENGINE_MODULES
 
@@ -124,6 +172,8 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "port": (_int_range(0, 65535), "PORT", "TCP port (default 8080; 0 picks a free one)"),
     "engine": (_engine, "NAME", "expected engine (default: the one the database names)"),
     "state_dir": (_path, "DIR", "folder for the plays log, admin token and monitors (default DB/server)"),
+    "store": (_store, "URL_OR_FILE", ("where plays are kept: postgresql://user@host:port/db (the postgres extra) "
+                                      "or an SQLite file (default STATE_DIR/plays.sqlite)")),
     "admin_token": (_token, "TOKEN", "admin token for mutations (default: generated on first start, shown once)"),
     "allowed_origins": (_origins, "ORIGINS", "comma-separated extra browser origins allowed to connect"),
     "max_streams": (_int_range(1, 10_000), "N", "most concurrent WebSocket streams (default 16)"),
@@ -134,11 +184,37 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "max_pending": (_int_range(1, 100_000), "N", "most windows waiting for compute (default: 2 per stream and monitor, at least 256)"),
     "max_pending_per_stream": (_int_range(1, 1000), "N", "most windows one live stream may have waiting (default 6)"),
     "batch_linger_ms": (_float_range(0, 1000), "MS", "wait for more windows before a batch (default 5 ms)"),
+    "catalog_poll_s": (_float_range(0, 3600), "SECONDS", "check the database's generation stamp this often and "
+                       "reload after a change made outside the server, e.g. by the CLI (default 2; 0: never)"),
     "allow_private_monitors": (_bool, "BOOL", "let URL monitors reach loopback/private addresses (default false)"),
+    "allow_monitor_networks": (_networks, "CIDRS", ("comma-separated private networks URL monitors may reach "
+                                                    "(e.g. 192.168.1.0/24; default none)")),
+    "allow_hls_monitors": (_bool, "BOOL", "accept HLS (.m3u8) monitor URLs, every segment URL checked (default false)"),
     "negatives_dir": (_path, "DIR", "wrong tracks for training tracks added on the Catalog page"),
     "train_positives": (_int_range(8, 100_000), "N", "augmented windows per added track (default 400)"),
     "train_epochs": (_int_range(1, 1000), "N", "training epochs per added track (default 20)"),
     "max_identify_seconds": (_float_range(2.5, 24 * 3600), "SECONDS", "longest audio analysed per upload (default 600)"),
+    "allowed_hosts": (_hosts, "HOSTS", ("comma-separated Host names the server answers to, others get 421 "
+                       "(default: the bind address, localhost, 127.0.0.1, [::1]; * for any)")),
+    "start_timeout_s": (_float_range(0.1, 3600), "SECONDS", ("close a WebSocket that sends no valid start "
+                         "this long after connecting (default 10)")),
+    "idle_timeout_s": (_float_range(0.1, 24 * 3600), "SECONDS", ("close a stream that sends no audio for this long "
+                        "(default 30)")),
+    "max_connections_per_address": (_int_range(1, 100_000), "N", ("most open WebSocket connections from one client "
+                                     "address (default: max streams + 16)")),
+    "max_identify_jobs": (_int_range(1, 64), "N", "Identify uploads handled at once; more get 503 (default 2)"),
+    "identify_token": (_token, "TOKEN", ("require this bearer token (or the admin token) for /api/identify "
+                        "(default: none needed)")),
+    "require_source_tokens": (_bool, "BOOL", ("refuse /ws streams without a valid stream token "
+                              "(POST /api/sources/tokens; default false)")),
+    "max_webhooks": (_int_range(0, 100), "N", "most webhook receivers of closed plays (default 8)"),
+    "webhook_max_attempts": (_int_range(1, 100), "N", ("attempts per webhook delivery before it is marked failed "
+                                                      "(default 10)")),
+    "webhook_backoff_s": (_float_range(0.01, 3600), "SECONDS", ("wait before the first webhook retry, doubled "
+                                                                "per failed attempt (default 5)")),
+    "webhook_max_backoff_s": (_float_range(0.01, 24 * 3600), "SECONDS", ("longest wait between two "
+                                                                         "webhook attempts (default 900)")),
+    "webhook_timeout_s": (_float_range(0.1, 300), "SECONDS", "longest one webhook attempt may take (default 10)"),
 }
 
 
@@ -182,7 +258,8 @@ def settings_from_args(args: argparse.Namespace | Mapping[str, Any], environ: Ma
         try:
             values[name] = parse(text)
         except ValueError as exc:
-            raise ConfigError(f"{where}: invalid value {text!r}: {exc}") from None
+            # A store URL may hold a password: never echo it.
+            raise ConfigError(f"{where}: invalid value {without_password(text)!r}: {exc}") from None
     if "db" not in values:
         raise ConfigError(f"no database: pass --db DB or set {env_name('db')}")
     settings = ServerSettings(**values)

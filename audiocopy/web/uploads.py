@@ -7,9 +7,15 @@ held whole in memory), counted against ``max_upload_bytes`` as it arrives
 name the server generates. The client's file name is only used for its
 extension, which must be a known audio type, and for display: a name such
 as ``../../etc/passwd`` never becomes part of a path.
+
+Size is not length: a 270 kB FLAC can declare three hours. Identify
+decodes only the head of a file (``signal.audio.load_audio_head``); a
+catalogue track, decoded whole, is refused here when its header declares
+more than ``MAX_TRACK_SECONDS``.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -18,7 +24,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from ..signal.audio import AUDIO_EXTENSIONS
+from ..signal.audio import AUDIO_EXTENSIONS, declared_seconds
 from .responses import fail
 
 log = logging.getLogger(__name__)
@@ -28,6 +34,9 @@ MAX_FIELD_BYTES = 4096
 MAX_PARTS = 8
 #: Multipart boundaries and headers on top of the file itself.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+#: Longest catalogue track accepted by upload (its declared length): a track
+#: is decoded whole for training, so its length, not its size, sets the memory.
+MAX_TRACK_SECONDS = 3600.0
 
 
 @dataclass
@@ -55,11 +64,13 @@ def display_name(filename: str | None) -> str:
 
 
 async def receive_upload(request: web.Request, *, max_bytes: int, tmp_dir: Path,
-                         file_field: str = "file") -> Upload:
+                         file_field: str = "file", max_seconds: float | None = None) -> Upload:
     """Stream a multipart/form-data upload to ``tmp_dir``.
 
-    max_bytes: largest file accepted. Raises HTTP 415 (not multipart, or not
-    an audio file type), 413 (too large) or 400 (no file, malformed form).
+    max_bytes: largest file accepted. max_seconds: longest audio accepted,
+    as the file's header declares it (None: any; see ``check_declared_length``).
+    Raises HTTP 415 (not multipart, or not an audio file type), 413 (too
+    large or too long) or 400 (no file, malformed form).
     """
     if request.content_type != "multipart/form-data":
         raise fail(415, "unsupported_media_type", "send the file as multipart/form-data")
@@ -93,7 +104,28 @@ async def receive_upload(request: web.Request, *, max_bytes: int, tmp_dir: Path,
     if upload is None:
         raise fail(400, "no_file", f"no file in the form field {file_field!r}")
     upload.fields = fields
+    if max_seconds is not None:
+        try:
+            await check_declared_length(upload, max_seconds)
+        except web.HTTPException:
+            upload.discard()
+            raise
     return upload
+
+
+async def check_declared_length(upload: Upload, max_seconds: float) -> None:
+    """413 ``too_long`` when the file's header declares more than ``max_seconds`` of audio.
+
+    For uploads decoded whole (a catalogue track, in the training child):
+    the header is read before any decoding, so a small file declaring hours
+    is refused at once. A file that declares no length passes here; the
+    decode itself runs in a child process, where running out of memory
+    fails the job, not the server.
+    """
+    declared = await asyncio.to_thread(declared_seconds, upload.path)
+    if declared is not None and declared > max_seconds:
+        raise fail(413, "too_long", f"{upload.filename} declares {declared / 60:.0f} minutes of audio; "
+                                    f"at most {max_seconds / 60:.0f} minutes are accepted")
 
 
 async def _save_file(part, *, max_bytes: int, tmp_dir: Path) -> Upload:

@@ -1,12 +1,21 @@
 // Catalog page: list tracks, delete (admin), add by upload (admin) with job progress; reloads when jobs finish.
-import { api, el, fmtBytes, setStatus } from "./api.js";
+import { api, el, fmtBytes, fmtSeconds, setStatus } from "./api.js";
 
 const tracksBody = document.getElementById("catalog-tracks");
 const summary = document.getElementById("catalog-summary");
 const jobsBody = document.getElementById("jobs");
 const statusNode = document.getElementById("catalog-status");
+const headRow = document.getElementById("catalog-head");
 const addForm = document.getElementById("add-form");
 let polling = 0;
+
+const fixed3 = (v) => (v === null || v === undefined ? "" : Number(v).toFixed(3));
+// The columns that apply to each engine's track records; an engine not listed gets the track names only.
+// cnnbin trains a model and a threshold per track; fingerprint stores the track's vectors, nothing per track to tune.
+const COLUMNS = {
+  cnnbin: [["Model size", (t) => fmtBytes(t.model_bytes)], ["Threshold (logit)", (t) => fixed3(t.threshold_logit)]],
+  fingerprint: [["Duration (s)", (t) => fmtSeconds(t.duration_s)], ["Vectors", (t) => t.n_vectors ?? ""]],
+};
 
 async function loadCatalog() {
   const data = await api("/api/catalog");
@@ -14,23 +23,31 @@ async function loadCatalog() {
   summary.textContent = `${data.tracks.length} tracks · engine ${data.engine}` +
     (data.calibration && data.calibration.score_offset !== undefined
       ? ` · catalog offset ${Number(data.calibration.score_offset).toFixed(3)}` : "");
+  const columns = COLUMNS[data.engine] || [];
+  headRow.replaceChildren(el("th", {}, "Track"), ...columns.map(([title]) => el("th", {}, title)), el("th"));
   tracksBody.replaceChildren(...data.tracks.map((t) => {
     const remove = el("button", { type: "button", className: "danger" }, "Delete");
-    remove.addEventListener("click", () => deleteTrack(t.track_id));
-    return el("tr", {}, el("td", {}, t.track_id), el("td", {}, fmtBytes(t.model_bytes)),
-      el("td", {}, t.threshold_logit === null ? "" : Number(t.threshold_logit).toFixed(3)), el("td", {}, remove));
+    // Where this row's Delete reports: beside its button, so a refusal is seen where the click was.
+    const note = el("span", { className: "row-note", role: "status" });
+    remove.addEventListener("click", () => deleteTrack(t.track_id, note));
+    return el("tr", { dataset: { track: t.track_id } }, el("td", {}, t.track_id),
+      ...columns.map(([, cell]) => el("td", {}, cell(t))), el("td", {}, remove, " ", note));
   }));
 }
 
-async function deleteTrack(trackId) {
+async function deleteTrack(trackId, note) {
   if (!confirm(`Delete ${trackId} from the catalog?`)) return;
+  setStatus(note, "Deleting…");
   setStatus(statusNode, `Deleting ${trackId}…`);
   try {
     await api(`/api/catalog/tracks/${encodeURIComponent(trackId)}`, { method: "DELETE" });
     setStatus(statusNode, `${trackId} deleted; the recognizer was reloaded.`);
     await loadCatalog();
   } catch (error) {
-    setStatus(statusNode, error.message, true);
+    const message = `Not deleted: ${error.message}`;
+    setStatus(note, message, true);
+    setStatus(statusNode, `${trackId}: ${message}`, true);
+    note.scrollIntoView({ block: "nearest" });
   }
 }
 

@@ -1,6 +1,7 @@
 // Live page: microphone -> AudioWorklet -> f32le PCM over /ws -> matches, level, spectrogram, timeline.
 import { el, fmtScore, fmtSeconds } from "./api.js";
 import { StreamClient } from "./socket.js";
+import { titleLine, trackMetadata } from "./titles.js";
 
 const $ = (id) => document.getElementById(id);
 const startButton = $("start");
@@ -13,6 +14,9 @@ const levelNode = $("level");
 const canvas = $("spectrogram");
 const timeline = $("timeline");
 const playsBody = $("session-plays");
+// Title and artist of the track shown as "Now playing", under its id (made here: the page template stays as is).
+const titleNode = el("div", { id: "current-title", className: "title" });
+matchNode.after(titleNode);
 const MAX_TIMELINE_CELLS = 240; // two minutes at a 0.5 s hop
 
 let audio = null; // { ctx, stream, worklet, analyser }
@@ -36,6 +40,7 @@ function onWindow(msg) {
   matchNode.textContent = matched ? msg.match : "no match";
   matchNode.classList.toggle("none", !matched);
   matchNode.dataset.track = matched ? msg.match : "";
+  showTitle(matched ? msg.match : null);
   scoreNode.textContent = `score ${fmtScore(msg.score)} · ${fmtSeconds(msg.start_s)}–${fmtSeconds(msg.end_s)} s`
     + ` · ${Math.round(msg.latency_ms)} ms`;
   candidatesNode.replaceChildren(...msg.candidates.slice(0, 3).map(
@@ -49,8 +54,19 @@ function onWindow(msg) {
   while (timeline.childElementCount > MAX_TIMELINE_CELLS) timeline.firstElementChild.remove();
 }
 
+async function showTitle(trackId) {
+  if (!trackId) {
+    titleNode.textContent = "";
+    return;
+  }
+  const line = titleLine(await trackMetadata(trackId));
+  if (matchNode.dataset.track === trackId) titleNode.textContent = line; // still the track shown
+}
+
 function onPlay(msg) {
-  playsBody.prepend(el("tr", {}, el("td", {}, msg.track), el("td", {}, `${fmtSeconds(msg.start_s)} s`),
+  const title = el("div", { className: "title" });
+  trackMetadata(msg.track).then((meta) => { title.textContent = titleLine(meta); });
+  playsBody.prepend(el("tr", {}, el("td", {}, msg.track, title), el("td", {}, `${fmtSeconds(msg.start_s)} s`),
     el("td", {}, `${fmtSeconds(msg.end_s)} s`), el("td", {}, fmtScore(msg.confidence))));
 }
 

@@ -4,10 +4,13 @@ import { api, el, fmtScore, setStatus } from "./api.js";
 const form = document.getElementById("monitor-form");
 const body = document.getElementById("monitor-rows");
 const statusNode = document.getElementById("monitor-status");
+const urlHint = document.getElementById("monitor-url-hint");
 
 async function load() {
   try {
     const data = await api("/api/monitors");
+    // Without the admin token the server sends scheme://host/… only (URLs may carry stream keys).
+    urlHint.hidden = data.urls_shown || data.monitors.length === 0;
     body.replaceChildren(...data.monitors.map((m) => {
       const remove = el("button", { type: "button", className: "danger" }, "Remove");
       remove.addEventListener("click", () => removeMonitor(m));

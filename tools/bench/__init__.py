@@ -30,7 +30,7 @@ The accuracy benchmark is a pipeline of cached steps, one module each:
 
 Shared with the other benchmarks: ``fpscale`` and ``report_fingerprint``
 (``tools/bench_fingerprint.py``), ``gpu`` (``tools/bench_features.py``,
-``tools/bench_heads.py``), and at the bottom ``common``, ``machine``,
+``tools/bench_heads.py``), ``faults`` (``tools/fault_inject.py``), and at the bottom ``common``, ``machine``,
 ``doc``: the error type, JSON files, seeds, machine facts and load, timing,
 measured child processes, the sectioned ``docs/benchmarks.md``.
 """
