@@ -275,3 +275,23 @@ def test_a_fragment_is_answered_by_its_best_window_a_longer_file_by_its_plays():
     _, plays, _ = run(decision(), dets_of(line("a", 0.0, 10)))
     answer = file_answer(dets_of(line("a", 0.0, 10)), plays, (), threshold=0.6, fragment_windows=3)
     assert answer.track == "a" and answer.score > 0 and answer.offset_s == plays[0].start_s
+
+
+def test_line_agreement_earns_its_bonus_only_after_line_after_windows():
+    # Windows at the weakest support (margin + support_bonus = 0) add evidence only through the line bonus.
+    weak = P.support_margin
+    strong = line("a", 0.0, 1)  # a passing window starts the hypothesis
+    on_line = [(t, [("a", weak, off)]) for t, [(_, _, off)] in line("a", 0.5, 8, offset0=10.5)]
+    d = decision(threshold=100.0, support_bonus=-weak)
+    for item in dets_of(strong + on_line):
+        d.update(item)
+    (peak,) = d.evidence_peaks()  # evidence only grows here, so its peak is where it stands now
+    # 9 windows on the line: the bonus is paid from the (line_after + 1)-th on, decayed by the half-life.
+    decay = 0.5 ** (HOP / P.half_life_s)
+    paid = sum(P.line_bonus * decay ** (8 - i) for i in range(P.line_after, 9))
+    first = (0.3 - weak) * decay ** 8
+    assert peak == pytest.approx(first + paid, rel=1e-6)
+    d_without = decision(threshold=100.0, support_bonus=-weak, line_bonus=0.0)
+    for item in dets_of(strong + on_line):
+        d_without.update(item)
+    assert d_without.evidence_peaks() == [pytest.approx(0.3 - weak)]  # only the first window ever added

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import logging
 import shlex
 import shutil
@@ -105,6 +106,23 @@ def prepare_split(args, tools) -> tuple[dict, list, dict]:
     return split, tracks, provenance
 
 
+def decision_key() -> str:
+    """What the play threshold depends on besides the data: the decision's parameters and code.
+
+    A hash of ``DecisionParams()`` and of the modules that turn windows into
+    plays and calibrate their threshold; when it changes, a reused database's
+    play threshold is stale and is recalibrated.
+    """
+    import hashlib
+
+    from audiocopy.config import DecisionParams, as_dict
+
+    h = hashlib.sha256(json.dumps(as_dict(DecisionParams()), sort_keys=True).encode())
+    for rel in ("decision/stream.py", "decision/calibration.py", "decision/files.py", "training/play_calibration.py"):
+        h.update((REPO / "audiocopy" / rel).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def database(args, split: dict) -> dict:
     """``WORK/db``: the catalogue enrolled by the CLI, rebuilt only when catalogue, negatives or encoder change."""
     from bench.enrol import child_env, fingerprint_complete
@@ -117,18 +135,28 @@ def database(args, split: dict) -> dict:
     encoder_sha = read_encoder_record(args.encoder)["weights_sha256"]
     key = {"catalog": ids_sha256(split["catalog"]), "wrong": ids_sha256(split["wrong"]), "encoder": encoder_sha}
     old = read_json(args.work / "db-key.json", {})
-    if old.get("key") == key and fingerprint_complete(db, split["catalog"], encoder_sha):
+    cmd = [sys.executable, "-m", "audiocopy.cli", "-q", "enroll", "--db", str(db), str(args.work / "catalog"),
+           "--negatives", str(args.work / "wrong"), "--engine", "fingerprint"]
+    if args.encoder.resolve() != SHIPPED_ENCODER.resolve():
+        cmd += ["--encoder", str(args.encoder)]
+    complete = fingerprint_complete(db, split["catalog"], encoder_sha)
+    if old.get("key") == key and complete and old.get("decision") == decision_key():
         note = f"reused from an earlier run (enrolled in {old['enrol']['wall_s']:.0f} s)"
+    elif old.get("key") == key and complete:
+        # The play threshold belongs to the decision that will read it: a
+        # changed rule or parameter is recalibrated (the CLI skips the
+        # enrolled tracks and redoes both thresholds on the negatives).
+        measured = run_measured(cmd, child_env())
+        old = {**old, "decision": decision_key(), "recalibrated": measured}
+        write_json(args.work / "db-key.json", old)
+        note = (f"enrolled in an earlier run ({old['enrol']['wall_s']:.0f} s), both thresholds recalibrated for "
+                f"this decision code in {measured['wall_s']:.0f} s")
     else:
         shutil.rmtree(db, ignore_errors=True)
-        cmd = [sys.executable, "-m", "audiocopy.cli", "-q", "enroll", "--db", str(db), str(args.work / "catalog"),
-               "--negatives", str(args.work / "wrong"), "--engine", "fingerprint"]
-        if args.encoder.resolve() != SHIPPED_ENCODER.resolve():
-            cmd += ["--encoder", str(args.encoder)]
         measured = run_measured(cmd, child_env())
         if not fingerprint_complete(db, split["catalog"], encoder_sha):
             raise BenchError(f"enrolment did not enrol every catalogue track into {db} (see its output above)")
-        old = {"key": key, "enrol": measured}
+        old = {"key": key, "enrol": measured, "decision": decision_key()}
         write_json(args.work / "db-key.json", old)
         note = f"enrolled in {measured['wall_s']:.0f} s"
     info = catalog.open_db(db)

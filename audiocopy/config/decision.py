@@ -25,6 +25,11 @@ class DecisionParams:
         look-alike far below the real track is explained away by it.
     support_bonus: added to a supporting window's margin, so the weakest
         support adds nothing and a window at the threshold adds this much.
+    line_bonus: added for a window that supports a hypothesis on its offset
+        line once that line holds more than ``line_after`` windows: a track
+        *and* an offset agreeing over several windows is what chance rarely
+        gives, so it counts even where each window's margin is weak.
+    line_after: windows a line must hold before ``line_bonus`` is paid.
     offset_tolerance_s: how far (track seconds) a window's offset may sit
         from the hypothesis' line and still support it: sub-window steps and
         enrolment hops quantise offsets by ~0.25 s.
@@ -62,9 +67,11 @@ class DecisionParams:
     """
 
     top_k: int = 5
-    support_margin: float = -0.08
+    support_margin: float = -0.12
     runner_up_gap: float = 0.15
     support_bonus: float = 0.08
+    line_bonus: float = 0.1
+    line_after: int = 4
     offset_tolerance_s: float = 0.5
     max_time_scale: float = 0.12
     rate_span_s: float = 4.0

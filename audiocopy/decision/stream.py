@@ -24,7 +24,9 @@ supporting windows) and accumulates their **evidence**:
   uncertainty only. A candidate with a positive margin that fits no
   hypothesis starts a new one;
 * evidence is the sum of (margin + ``support_bonus``) over supporting
-  windows, decaying with a half-life, so old support counts less;
+  windows, plus ``line_bonus`` for each window that continues an offset
+  line already holding ``line_after`` windows (line agreement), decaying
+  with a half-life, so old support counts less;
 * a hypothesis becomes a **play** when its evidence passes the play
   threshold, calibrated on held-out negative music at a stated rate of false
   plays per hour (``calibration.play_threshold``);
@@ -164,6 +166,13 @@ class _Hypothesis:
             self.observations.append((t, c.track_offset_s))
             del self.observations[:-MAX_OBSERVATIONS]
             self._fit_rate(p)
+            # Agreement on track *and* offset line over several windows is
+            # what chance rarely gives (negative music seldom keeps a line
+            # beyond a few windows), so a window that continues a line
+            # already holding ``line_after`` windows earns ``line_bonus``.
+            if len(self.observations) > p.line_after:
+                self.evidence += p.line_bonus
+                self.peak_evidence = max(self.peak_evidence, self.evidence)
 
     def _fit_rate(self, p: DecisionParams) -> None:
         ts = [o[0] for o in self.observations]
