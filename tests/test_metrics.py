@@ -13,7 +13,16 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from synth import pattern
-from test_web_fixtures import CLIENT_RATE, make_client, recognizer, s16le, settings, start_stream, stream_pcm  # noqa: F401
+from test_web_fixtures import (  # noqa: F401
+    CLIENT_RATE,
+    SlowRecognizer,
+    make_client,
+    recognizer,
+    s16le,
+    settings,
+    start_stream,
+    stream_pcm,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -78,21 +87,6 @@ async def test_metrics_parse_and_count_a_streamed_play(make_client):
 
 
 async def test_dropped_windows_are_counted_by_source_kind(make_client, recognizer):
-    class SlowRecognizer:
-        """The real recognizer, 0.3 s slower per call: compute falls behind a fast live sender."""
-
-        def __init__(self, inner):
-            self.inner = inner
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
-        def detect_windows(self, windows, starts_s=None, streams=None):
-            import time
-
-            time.sleep(0.3)
-            return self.inner.detect_windows(windows, starts_s, streams)
-
     client = await make_client(recognizer_=SlowRecognizer(recognizer), max_pending_per_stream=2, max_batch=2)
     async with client.ws_connect("/ws") as ws:
         await start_stream(ws, sample_rate=16000, realtime=True)

@@ -31,6 +31,7 @@ import soundfile as sf
 from aiohttp import web
 from synth import pattern
 from test_web_fixtures import (  # noqa: F401
+    SlowRecognizer,
     auth_headers,
     make_client,
     recognizer,
@@ -98,19 +99,6 @@ async def test_open_play_is_stored_while_streaming_then_closed_in_place(make_cli
 
 @pytest.mark.asyncio
 async def test_windows_a_live_stream_loses_are_counted_in_its_source(make_client, recognizer, settings):
-    class SlowRecognizer:
-        """The real recognizer, 0.3 s slower per call: compute falls behind a fast live sender."""
-
-        def __init__(self, inner):
-            self.inner = inner
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
-        def detect_windows(self, windows, starts_s=None, streams=None):
-            time.sleep(0.3)
-            return self.inner.detect_windows(windows, starts_s, streams)
-
     client = await make_client(recognizer_=SlowRecognizer(recognizer), max_pending_per_stream=2, max_batch=2)
     store = PlaysLog(settings.state_path / PLAYS_FILE)
     async with client.ws_connect("/ws") as ws:

@@ -85,3 +85,20 @@ async def stream_pcm(ws, pcm: bytes, *, frame_bytes: int = 8820) -> list[dict]:
 
 def windows_of(messages: list[dict]) -> list[dict]:
     return [m for m in messages if m["type"] == "window"]
+
+
+class SlowRecognizer:
+    """A recognizer ``delay_s`` slower per call, so compute falls behind a fast sender (overload tests)."""
+
+    def __init__(self, inner, delay_s: float = 0.3):
+        self.inner = inner
+        self.delay_s = delay_s
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def detect_windows(self, windows, starts_s=None, streams=None):
+        import time
+
+        time.sleep(self.delay_s)
+        return self.inner.detect_windows(windows, starts_s, streams)

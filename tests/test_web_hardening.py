@@ -27,6 +27,7 @@ from aiohttp import FormData, WSMsgType
 from synth import pattern
 from test_web_fixtures import (  # noqa: F401
     TOKEN,
+    SlowRecognizer,
     auth_headers,
     make_client,
     receive_json,
@@ -139,18 +140,7 @@ async def test_started_stream_without_audio_is_closed_after_the_idle_timeout(mak
 async def test_batch_stream_waiting_for_compute_is_not_idle(make_client, recognizer):
     """Time the *server* is slow (back-pressure, ``stop`` waiting for results) never counts as idle."""
 
-    class SlowRecognizer:
-        def __init__(self, inner):
-            self.inner = inner
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
-        def detect_windows(self, windows, starts_s=None, streams=None):
-            time.sleep(0.4)
-            return self.inner.detect_windows(windows, starts_s, streams)
-
-    client = await make_client(recognizer_=SlowRecognizer(recognizer), idle_timeout_s=0.3, max_batch=2,
+    client = await make_client(recognizer_=SlowRecognizer(recognizer, 0.4), idle_timeout_s=0.3, max_batch=2,
                                max_pending_per_stream=2)
     async with client.ws_connect("/ws") as ws:
         await start_stream(ws, sample_rate=16000, realtime=False)

@@ -15,6 +15,7 @@ from aiohttp import WSMsgType
 from synth import melody, pattern
 from test_web_fixtures import (  # noqa: F401
     CLIENT_RATE,
+    SlowRecognizer,
     make_client,
     receive_json,
     recognizer,
@@ -83,21 +84,6 @@ async def test_stereo_frames_are_downmixed(make_client):
 
 
 async def test_live_stream_behind_compute_drops_oldest_and_says_so(make_client, recognizer):
-    class SlowRecognizer:
-        """The real recognizer, 0.3 s slower per call: compute falls behind a fast sender."""
-
-        def __init__(self, inner):
-            self.inner = inner
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
-        def detect_windows(self, windows, starts_s=None, streams=None):
-            import time
-
-            time.sleep(0.3)
-            return self.inner.detect_windows(windows, starts_s, streams)
-
     client = await make_client(recognizer_=SlowRecognizer(recognizer), max_pending_per_stream=2, max_batch=2)
     async with client.ws_connect("/ws") as ws:
         await start_stream(ws, sample_rate=16000, realtime=True)
