@@ -27,6 +27,18 @@ pytestmark = [pytest.mark.browser, pytest.mark.asyncio]
 CHROMIUM = os.environ.get("AUDIOCOPY_CHROMIUM", "/usr/bin/chromium")
 
 
+def need_browser():
+    """Playwright's API, or a skip; in CI, where the browser is installed on purpose, a missing one fails."""
+    missing = pytest.fail if os.environ.get("CI") else pytest.skip
+    try:
+        import playwright.async_api as playwright_api
+    except ImportError:
+        missing("playwright is not installed (pip install -e '.[browser]')")
+    if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
+        missing(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    return playwright_api
+
+
 def chromium_args(wav: Path) -> list[str]:
     return ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
             "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
@@ -43,14 +55,7 @@ def fake_mic_wav(tmp_path) -> Path:
 
 async def test_live_page_shows_the_track_from_the_microphone(aiohttp_server, settings, recognizer, fake_mic_wav,
                                                             tmp_path):
-    # In CI the browser is installed on purpose: a missing one is a failure, not a skip.
-    missing = pytest.fail if os.environ.get("CI") else pytest.skip
-    try:
-        import playwright.async_api as playwright_api
-    except ImportError:
-        missing("playwright is not installed (pip install -e '.[browser]')")
-    if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
-        missing(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    playwright_api = need_browser()
     from audiocopy.web.app import create_app
     from audiocopy.web.auth import AdminAuth
 
@@ -90,15 +95,6 @@ async def test_live_page_shows_the_track_from_the_microphone(aiohttp_server, set
 
 # --- the Catalog page ---------------------------------------------------------------------------------------------
 
-def _need_browser():
-    missing = pytest.fail if os.environ.get("CI") else pytest.skip
-    try:
-        import playwright.async_api as playwright_api
-    except ImportError:
-        missing("playwright is not installed (pip install -e '.[browser]')")
-    if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
-        missing(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
-    return playwright_api
 
 
 async def _catalog_page(aiohttp_server, settings, recognizer, pw, **viewport):
@@ -120,7 +116,7 @@ async def _headers(page) -> list[str]:
 
 
 async def test_catalog_page_shows_a_refused_delete_beside_its_row(aiohttp_server, settings, recognizer, tmp_path):
-    playwright_api = _need_browser()
+    playwright_api = need_browser()
     from dataclasses import replace
 
     expect = playwright_api.expect
@@ -164,7 +160,7 @@ def fingerprint_db(tmp_path_factory) -> Path:
 
 
 async def test_catalog_page_shows_only_the_fingerprint_columns(aiohttp_server, settings, fingerprint_db, tmp_path):
-    playwright_api = _need_browser()
+    playwright_api = need_browser()
     from dataclasses import replace
 
     from audiocopy.decision.recognizer import Recognizer
@@ -215,7 +211,7 @@ async def _browser_page(pw, server, path: str):
 
 async def test_plays_page_reports_show_totals_and_the_timeline(aiohttp_server, settings, recognizer, tiny_db,
                                                                tmp_path):
-    playwright_api = _need_browser()
+    playwright_api = need_browser()
     from dataclasses import replace
 
     from audiocopy.decision.play import Play
@@ -273,7 +269,7 @@ async def test_plays_page_reports_show_totals_and_the_timeline(aiohttp_server, s
 
 async def test_identify_page_draws_the_plays_of_a_file_on_a_timeline(aiohttp_server, settings, recognizer, tiny_db,
                                                                      tmp_path):
-    playwright_api = _need_browser()
+    playwright_api = need_browser()
     from dataclasses import replace
 
     import numpy as np

@@ -7,7 +7,6 @@ only show them by looking the track id up.
 """
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 from synth import pattern
-from test_browser import CHROMIUM, chromium_args
+from test_browser import CHROMIUM, chromium_args, need_browser
 from test_web_fixtures import TOKEN, recognizer, settings  # noqa: F401
 
 from audiocopy.engines import metadata
@@ -32,18 +31,6 @@ def titled_settings(settings, tiny_db, tmp_path):  # noqa: F811 (a fixture)
     return replace(settings, db=db)
 
 
-def _need_browser():
-    """Playwright's API, or a skip (a failure in CI, where the browser is installed on purpose)."""
-    missing = pytest.fail if os.environ.get("CI") else pytest.skip
-    try:
-        import playwright.async_api as playwright_api
-    except ImportError:
-        missing("playwright is not installed (pip install -e '.[browser]')")
-    if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
-        missing(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
-    return playwright_api
-
-
 async def _server(aiohttp_server, app_settings, loaded):
     from audiocopy.web.app import create_app
     from audiocopy.web.auth import AdminAuth
@@ -53,7 +40,7 @@ async def _server(aiohttp_server, app_settings, loaded):
 
 async def test_live_page_shows_title_and_artist_of_the_track(aiohttp_server, titled_settings, recognizer,  # noqa: F811
                                                              tmp_path):
-    playwright_api = _need_browser()
+    playwright_api = need_browser()
     wav = tmp_path / "mic.wav"
     sf.write(wav, pattern("chirps", 12, 48000), 48000, subtype="PCM_16")
     server = await _server(aiohttp_server, titled_settings, recognizer)
@@ -73,7 +60,7 @@ async def test_live_page_shows_title_and_artist_of_the_track(aiohttp_server, tit
 
 async def test_catalog_form_loads_and_saves_a_tracks_metadata(aiohttp_server, titled_settings,
                                                               recognizer):  # noqa: F811
-    playwright_api = _need_browser()
+    playwright_api = need_browser()
     expect = playwright_api.expect
     server = await _server(aiohttp_server, titled_settings, recognizer)
     async with playwright_api.async_playwright() as pw:

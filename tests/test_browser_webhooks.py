@@ -5,27 +5,18 @@ Marked ``browser`` (not in the default run); same Chromium and Playwright set-up
 """
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
+from test_browser import CHROMIUM, need_browser
 from test_web_fixtures import TOKEN, recognizer, settings  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio]
 
-CHROMIUM = os.environ.get("AUDIOCOPY_CHROMIUM", "/usr/bin/chromium")
 
 
 async def test_webhooks_section_adds_refuses_and_removes(aiohttp_server, settings, recognizer):
-    missing = pytest.fail if os.environ.get("CI") else pytest.skip
-    try:
-        import playwright.async_api as playwright_api
-    except ImportError:
-        missing("playwright is not installed (pip install -e '.[browser]')")
-    if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
-        missing(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    playwright_api = need_browser()
     from audiocopy.web.app import create_app
     from audiocopy.web.auth import AdminAuth
 
