@@ -142,15 +142,21 @@ async def list_monitors(request: web.Request) -> web.Response:
                               "allow_hls": monitors.settings.allow_hls_monitors})
 
 
-async def add_monitor(request: web.Request) -> web.Response:
-    """POST /api/monitors (JSON {"url", "name"}): 201 with the new monitor."""
-    require_admin(request)
+async def _url_request(request: web.Request, what: str, shape: str) -> dict:
+    """The JSON object of a request that adds a ``what`` (monitor, webhook): it must carry a "url" string."""
     try:
         body = await request.json()
     except ValueError:
-        raise fail(400, "bad_json", "send a JSON object {\"url\": ..., \"name\": ...}") from None
+        raise fail(400, "bad_json", f"send a JSON object {shape}") from None
     if not isinstance(body, dict) or not isinstance(body.get("url"), str):
-        raise fail(400, "bad_request", "a monitor needs a \"url\" string")
+        raise fail(400, "bad_request", f"a {what} needs a \"url\" string")
+    return body
+
+
+async def add_monitor(request: web.Request) -> web.Response:
+    """POST /api/monitors (JSON {"url", "name"}): 201 with the new monitor."""
+    require_admin(request)
+    body = await _url_request(request, "monitor", '{"url": ..., "name": ...}')
     name = body.get("name")
     if name is not None and not isinstance(name, str):
         raise fail(400, "bad_request", "\"name\" must be a string")
@@ -196,12 +202,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
 async def add_webhook(request: web.Request) -> web.Response:
     """POST /api/webhooks (JSON {"url"}): 201 with the new webhook; 400 ``url_refused`` from the URL guard."""
     require_admin(request)
-    try:
-        body = await request.json()
-    except ValueError:
-        raise fail(400, "bad_json", "send a JSON object {\"url\": ...}") from None
-    if not isinstance(body, dict) or not isinstance(body.get("url"), str):
-        raise fail(400, "bad_request", "a webhook needs a \"url\" string")
+    body = await _url_request(request, "webhook", '{"url": ...}')
     try:
         hook = await request.app[WEBHOOKS].add(body["url"])
     except UrlRefused as exc:
