@@ -291,6 +291,18 @@ def test_sources_count_streams_and_windows(log):
     assert rows[("radio", "ws")]["first_seen"] <= rows[("radio", "ws")]["last_seen"]
 
 
+def test_exports_carry_the_title_and_artist_the_caller_looks_up(log):
+    log.add(_play(key="x"), PlayOrigin("ws"))
+    track = log.query()[0].track
+    titles = {track: {"title": "=Song", "artist": "The Band"}}.get
+    (row,) = csv.DictReader(io.StringIO(to_csv(log.query(), lambda t: titles(t) or {"title": None, "artist": None})))
+    assert (row["title"], row["artist"]) == ("'=Song", "The Band")  # a formula-looking title stays text
+    (j,) = to_json(log.query(), lambda t: titles(t))
+    assert (j["track"], j["title"], j["artist"]) == (track, "=Song", "The Band")  # the id stays the key
+    (bare,) = to_json(log.query())
+    assert bare["title"] is None and bare["artist"] is None
+
+
 def test_exports_carry_status_evidence_and_origin(log):
     log.add(_play(key="x", time_scale=0.97, pitch_semitones=-0.5, alteration="speed+pitch", track_start_s=3.0,
                   track_end_s=12.7), PlayOrigin("monitor", monitor_id="m9", verified=True))

@@ -91,13 +91,18 @@ def _plays_filter(request: web.Request) -> dict:
 
 
 async def _query_plays(request: web.Request):
-    sink = request.app[PLAYS]
+    """(rows, titles): the plays the request's filters select, and their tracks' titles and artists."""
+    app = request.app
+    sink = app[PLAYS]
     filters = _plays_filter(request)
     loop = asyncio.get_running_loop()
     try:
-        return await loop.run_in_executor(request.app[IO_EXECUTOR], lambda: sink.log.query(**filters))
+        rows = await loop.run_in_executor(app[IO_EXECUTOR], lambda: sink.log.query(**filters))
     except PlaysLogError as exc:
         raise fail(400, "bad_query", str(exc)) from None
+    # Titles are resolved here, at the edge: the store keeps track ids, a title edited later shows everywhere.
+    entries = await loop.run_in_executor(app[IO_EXECUTOR], read_metadata, app[SETTINGS].db)
+    return rows, lambda track: describe(entries, track)
 
 
 async def plays(request: web.Request) -> web.Response:
@@ -105,21 +110,21 @@ async def plays(request: web.Request) -> web.Response:
 
     status: open (in progress), closed, or recovered (left open by a server that died).
     """
-    rows = await _query_plays(request)
-    return web.json_response({"plays": to_json(rows), "count": len(rows)})
+    rows, titles = await _query_plays(request)
+    return web.json_response({"plays": to_json(rows, titles), "count": len(rows)})
 
 
 async def plays_csv(request: web.Request) -> web.Response:
     """GET /api/plays.csv (same filters): a CSV download."""
-    rows = await _query_plays(request)
-    return web.Response(text=to_csv(rows), content_type="text/csv", charset="utf-8",
+    rows, titles = await _query_plays(request)
+    return web.Response(text=to_csv(rows, titles), content_type="text/csv", charset="utf-8",
                         headers={"Content-Disposition": 'attachment; filename="plays.csv"'})
 
 
 async def plays_json(request: web.Request) -> web.Response:
     """GET /api/plays.json (same filters): a JSON download."""
-    rows = await _query_plays(request)
-    return web.json_response(to_json(rows), headers={"Content-Disposition": 'attachment; filename="plays.json"'})
+    rows, titles = await _query_plays(request)
+    return web.json_response(to_json(rows, titles), headers={"Content-Disposition": 'attachment; filename="plays.json"'})
 
 
 async def plays_sources(request: web.Request) -> web.Response:
