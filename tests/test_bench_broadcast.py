@@ -253,3 +253,16 @@ def test_missing_corpus_is_one_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     # One line: the missing manifest (or, on a machine without sox/espeak-ng, the tools to install first).
     assert code == 1 and err.startswith("error:") and ("manifest-dev.tsv" in err or "install" in err)
+
+
+def test_pitch_is_scored_against_the_truth_of_the_effect():
+    plan = synthetic_plan()
+    plan["items"][2]["pitch_semitones"] = 12 * math.log2(1.05)  # B is sped up 5 %: +0.84 semitone
+    plays = synthetic_plays()
+    plays[0]["pitch_semitones"] = 0.2            # A: 0.2 st off
+    plays[1]["pitch_semitones"] = 0.84 + 0.5     # B's first piece: 0.5 st off
+    # B's second piece reports no pitch
+    s = summarise([score_stream(plan, plays, windows(lambda t: None))])
+    assert s["pitch_error_st"]["n"] == 2 and s["pitch_missing"] == 1
+    assert s["pitch_error_st"]["median"] == pytest.approx((0.2 + 0.5 - 12 * math.log2(1.05) + 0.84) / 2, abs=1e-3)
+    assert s["pitch_within_03"] == 50.0

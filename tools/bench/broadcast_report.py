@@ -84,6 +84,9 @@ EVIDENCE_ROWS = [
     ("recall_any_play", "songs with at least one correct play, however short (a looser recall), %"),
     ("time_scale_within_1pct", "time scale within ±1 % of the truth, % of plays"),
     ("time_scale_missing", "plays ≥ 20 s without a time scale"),
+    ("pitch_error_st", "pitch shift vs the truth, semitones (median; p90)"),
+    ("pitch_within_03", "pitch shift within ±0.3 semitone of the truth, % of plays"),
+    ("pitch_missing", "plays ≥ 20 s without a pitch shift"),
     ("track_start_error_s", "track position at the start vs the truth's, s (median; p90)"),
     ("track_end_error_s", "track position at the end vs the truth's, s (median; p90)"),
     ("line_start_error_s", "offset line at the play's own start vs the truth, s (median; p90)"),
@@ -107,7 +110,6 @@ def evidence_table(res: dict) -> list[str]:
     for key, label in EVIDENCE_ROWS:
         cells = [_cell(res["summary"][c], key) for c in [*chains, "all"]]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append("| pitch shift | " + " | ".join(["not measured"] * (len(chains) + 1)) + " |")
     return lines
 
 

@@ -105,6 +105,11 @@ def _evidence(it: dict, mine: list[dict]) -> dict:
     ts = [(p["time_scale"] - it["time_scale"]) / it["time_scale"] for p in long_plays
           if p.get("time_scale") is not None]
     out = {"time_scale_errors": ts, "time_scale_missing": sum(p.get("time_scale") is None for p in long_plays)}
+    # Pitch against the truth in semitones: a speed change raises it by 12 log2(factor), a pitch effect by
+    # its own value, a tempo change not at all (``it["pitch_semitones"]``, from the programme's plan).
+    out["pitch_errors"] = [p["pitch_semitones"] - it["pitch_semitones"] for p in long_plays
+                           if p.get("pitch_semitones") is not None]
+    out["pitch_missing"] = sum(p.get("pitch_semitones") is None for p in long_plays)
     first, last = mine[0], mine[-1]
     if first.get("track_start_s") is not None and last.get("track_end_s") is not None:
         out["track_start_error_s"] = first["track_start_s"] - it["track_start_s"]
@@ -244,6 +249,7 @@ def summarise(streams: list[dict]) -> dict:
     plays, correct = sum(s["plays"] for s in streams), sum(s["correct"] for s in streams)
     hours = sum(s["seconds"] for s in streams) / 3600
     ts = [e for it in timed for e in it.get("time_scale_errors", [])]
+    pitch = [e for it in timed for e in it.get("pitch_errors", [])]
     now_w = sum(it["now_windows"] for it in items)
     first = [it["first_named_s"] for it in items if it["first_named_s"] is not None]
     nw = {k: sum(s["now_wrong"][k] for s in streams) for k in ("windows", "wrong", "lingering")}
@@ -259,6 +265,9 @@ def summarise(streams: list[dict]) -> dict:
         "end_error_s": _stats([it["end_error_s"] for it in timed]),
         "time_scale_error": _stats(ts), "time_scale_within_1pct": _pct(sum(abs(e) <= 0.01 for e in ts), len(ts)),
         "time_scale_missing": sum(it.get("time_scale_missing", 0) for it in timed),
+        "pitch_error_st": _stats(pitch),
+        "pitch_within_03": _pct(sum(abs(e) <= 0.3 for e in pitch), len(pitch)),
+        "pitch_missing": sum(it.get("pitch_missing", 0) for it in timed),
         "track_start_error_s": _stats([it["track_start_error_s"] for it in timed if "track_start_error_s" in it]),
         "track_end_error_s": _stats([it["track_end_error_s"] for it in timed if "track_end_error_s" in it]),
         "line_start_error_s": _stats([it["line_start_error_s"] for it in timed if "line_start_error_s" in it]),

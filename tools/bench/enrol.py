@@ -42,15 +42,17 @@ def child_env() -> dict:
 
 
 def fingerprint_complete(db: Path, catalog_ids: list[str], encoder_sha: str) -> bool:
-    """Every catalogue track enrolled with this encoder, and both thresholds calibrated."""
+    """Every catalogue track enrolled with this encoder, with its band levels (a play's pitch is measured
+    against them; databases made before they were stored have none), and both thresholds calibrated."""
     from audiocopy.engines import catalog
 
     if not (db / catalog.DB_FILE).is_file() or not (db / "fingerprint.json").is_file():
         return False
     info = catalog.open_db(db)
-    ids = {r["track_id"] for r in catalog.track_records(db)}
+    records = {r["track_id"]: r for r in catalog.track_records(db)}
     return (read_json(db / "fingerprint.json", {}).get("encoder_sha256") == encoder_sha
-            and set(catalog_ids) <= ids and "threshold" in info.calibration and "play_threshold" in info.calibration)
+            and all(i in records and "levels_file" in records[i] for i in catalog_ids)
+            and "threshold" in info.calibration and "play_threshold" in info.calibration)
 
 
 def enrol_fingerprint(work: Path, catalog_ids: list[str], *, encoder_path: Path) -> dict:
