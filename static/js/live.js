@@ -1,5 +1,6 @@
 // Live page: microphone -> AudioWorklet -> f32le PCM over /ws -> matches, level, spectrogram, timeline.
 import { el, fmtScore, fmtSeconds } from "./api.js";
+import { alterationText } from "./evidence.js";
 import { StreamClient } from "./socket.js";
 import { titleLine, trackMetadata } from "./titles.js";
 
@@ -14,9 +15,8 @@ const levelNode = $("level");
 const canvas = $("spectrogram");
 const timeline = $("timeline");
 const playsBody = $("session-plays");
-// Title and artist of the track shown as "Now playing", under its id (made here: the page template stays as is).
-const titleNode = el("div", { id: "current-title", className: "title" });
-matchNode.after(titleNode);
+const titleNode = $("current-title"); // title and artist of the track shown as "Now playing", under its id
+const evidenceNode = $("current-evidence"); // where in the track the play is, and how fast it runs
 const MAX_TIMELINE_CELLS = 240; // two minutes at a 0.5 s hop
 
 let audio = null; // { ctx, stream, worklet, analyser }
@@ -35,14 +35,19 @@ function setStatus(text, isError = false) {
   statusNode.classList.toggle("error", isError);
 }
 
+// "Now playing" is the stream's answer (msg.stream, see docs/protocol.md): the play the stream decision holds
+// through weak windows, named while it was heard in the last few seconds. One window's own answer flickers through
+// a room; it stays visible in the score line, the candidates and the timeline.
 function onWindow(msg) {
+  const now = msg.stream;
   const matched = msg.match !== null;
-  matchNode.textContent = matched ? msg.match : "no match";
-  matchNode.classList.toggle("none", !matched);
-  matchNode.dataset.track = matched ? msg.match : "";
-  showTitle(matched ? msg.match : null);
-  scoreNode.textContent = `score ${fmtScore(msg.score)} · ${fmtSeconds(msg.start_s)}–${fmtSeconds(msg.end_s)} s`
-    + ` · ${Math.round(msg.latency_ms)} ms`;
+  matchNode.textContent = now ? now.track : "no match";
+  matchNode.classList.toggle("none", !now);
+  matchNode.dataset.track = now ? now.track : "";
+  showTitle(now ? now.track : null);
+  evidenceNode.textContent = now ? playingText(now) : "";
+  scoreNode.textContent = `this window: ${matched ? msg.match : "no match"} ${fmtScore(msg.score)}`
+    + ` · ${fmtSeconds(msg.start_s)}–${fmtSeconds(msg.end_s)} s · ${Math.round(msg.latency_ms)} ms`;
   candidatesNode.replaceChildren(...msg.candidates.slice(0, 3).map(
     (c) => el("li", {}, `${c.track} `, el("span", { className: "score" }, fmtScore(c.score)))));
   const cell = el("span", {
@@ -52,6 +57,21 @@ function onWindow(msg) {
   if (matched) cell.style.background = trackColour(msg.match);
   timeline.append(cell);
   while (timeline.childElementCount > MAX_TIMELINE_CELLS) timeline.firstElementChild.remove();
+}
+
+// "at 61.3 s of the track · ×1.040: 4.0 % fast (speed or tempo)". The time scale is the slope of the play's
+// offset line; telling a speed change from a tempo change needs the pitch shift, which is measured for a play's
+// record when it closes (the Alteration column below), not for every window.
+function playingText(now) {
+  const parts = [];
+  if (now.track_offset_s !== null) parts.push(`at ${fmtSeconds(now.track_offset_s)} s of the track`);
+  if (now.time_scale !== null) {
+    const pct = (now.time_scale - 1) * 100;
+    const how = Math.abs(pct) < 0.5 ? "original timing" : `${Math.abs(pct).toFixed(1)} % ${pct > 0 ? "fast" : "slow"}`
+      + " (speed or tempo)";
+    parts.push(`×${Number(now.time_scale).toFixed(3)}: ${how}`);
+  }
+  return parts.join(" · ");
 }
 
 async function showTitle(trackId) {
@@ -67,7 +87,8 @@ function onPlay(msg) {
   const title = el("div", { className: "title" });
   trackMetadata(msg.track).then((meta) => { title.textContent = titleLine(meta); });
   playsBody.prepend(el("tr", {}, el("td", {}, msg.track, title), el("td", {}, `${fmtSeconds(msg.start_s)} s`),
-    el("td", {}, `${fmtSeconds(msg.end_s)} s`), el("td", {}, fmtScore(msg.confidence))));
+    el("td", {}, `${fmtSeconds(msg.end_s)} s`), el("td", {}, alterationText(msg)),
+    el("td", {}, fmtScore(msg.confidence))));
 }
 
 const SPEC_MIN_HZ = 60;
