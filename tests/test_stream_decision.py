@@ -295,3 +295,12 @@ def test_line_agreement_earns_its_bonus_only_after_line_after_windows():
     for item in dets_of(strong + on_line):
         d_without.update(item)
     assert d_without.evidence_peaks() == [pytest.approx(0.3 - weak)]  # only the first window ever added
+
+
+def test_a_slope_beyond_the_speeds_a_line_may_have_is_not_reported_as_a_time_scale():
+    # A short repeating pattern: offsets that crawl at 0.8x, beyond the 12 % a line may have.
+    _, closed, _ = run(decision(), dets_of(line("a", 0.0, 20, rate=0.8)))
+    (play,) = closed
+    assert play.time_scale is None and play.alteration == "unknown"
+    _, closed, _ = run(decision(), dets_of(line("a", 0.0, 20, rate=1.1)))
+    assert closed[0].time_scale == pytest.approx(1.1, abs=1e-6)

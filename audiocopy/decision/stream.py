@@ -185,7 +185,10 @@ class _Hypothesis:
         var = sum((t - mt) ** 2 for t in ts)
         slope = sum((t - mt) * (o - mo) for t, o in self.observations) / var
         self.rate = min(max(slope, 1.0 - p.max_time_scale), 1.0 + p.max_time_scale)
-        if span >= self.long_span:  # the longest line measures the play's speed best
+        # The longest line measures the play's speed best; a slope beyond the
+        # speeds a line may have is no speed at all (a short repeating
+        # pattern's offsets wrap around), so it is never reported as one.
+        if span >= self.long_span and self.rate == slope:
             self.long_rate, self.long_span = self.rate, span
 
 
