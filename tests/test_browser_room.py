@@ -180,7 +180,10 @@ async def test_live_page_shows_the_speed_of_a_play_through_a_room(aiohttp_server
     report("room, 4 % fast", seen)
     assert seen["shown"] >= SHOWN_SHARE, seen
     assert seen["title"] == "The Tunes – Twenty-One"
-    scale = re.search(r"×(\d\.\d{3}): (\d\.\d) % fast \(speed or tempo\)", seen["evidence"])
+    # The time scale, and once the pitch is measurable the kind of edit: a resampled melody is a speed change.
+    scale = re.search(r"×(\d\.\d{3}): (\d\.\d) % fast(, ([+-]\d\.\d\d) st: (\S+)| \(speed or tempo\))",
+                      seen["evidence"])
     assert scale, seen["evidence"]
     assert float(scale.group(1)) == pytest.approx(SPEED, abs=0.015)
+    assert scale.group(5) in (None, "speed"), seen["evidence"]
     assert seen["errors"] == []

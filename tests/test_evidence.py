@@ -116,3 +116,18 @@ def test_a_play_reports_its_time_scale_pitch_and_kind_of_edit(evidence_db, edit,
     assert play.alteration == kind
     # Where in the track the play started: 4 s in, give or take a window's edge.
     assert play.track_start_s == pytest.approx(4.0 + play.start_s * scale, abs=1.5)
+
+
+def test_now_playing_shows_the_kind_of_edit_while_the_play_runs(evidence_db):
+    db, path = evidence_db
+    excerpt = load_audio(path, params=AUDIO)[int(4 * SR):int(26 * SR)]
+    recognizer = Recognizer.open(db)
+    windows = analyse_signal(recognizer, augment.speed_change(excerpt, 1.06, sample_rate=SR)).windows
+    decision = recognizer.stream_decision("live", wall_start=0.0)
+    nows = [decision.update(w).now for w in windows]
+    shown = [n for n in nows if n is not None and n.track == "song"]
+    assert shown, "the play was never shown"
+    last = shown[-1]  # measured on the play so far, before it closes
+    assert last.time_scale == pytest.approx(1.06, abs=0.01)
+    assert last.pitch_semitones == pytest.approx(12 * np.log2(1.06), abs=0.3)
+    assert last.alteration == "speed" and last.to_json()["alteration"] == "speed"

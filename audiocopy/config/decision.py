@@ -52,6 +52,8 @@ class DecisionParams:
         window agrees with it within this long; alone it adds evidence only.
     show_hold_s: "now playing" names only a play heard within this long; the
         play itself is held for ``hold_s``.
+    now_pitch_every_s: "now playing" re-measures its play's pitch shift this
+        often (stream seconds; it reads the track's stored band levels).
     hold_s: an open play survives this long without support (a quiet
         passage, a presenter talking over it); its end is the last support.
     silence_end_s: this much silence (below ``silence_dbfs``) ends a play.
@@ -82,6 +84,7 @@ class DecisionParams:
     contrary_s: float = 2.0
     reanchor_within_s: float = 2.0
     show_hold_s: float = 4.0
+    now_pitch_every_s: float = 5.0
     hold_s: float = 15.0
     silence_end_s: float = 3.0
     edge_s: float = 1.0

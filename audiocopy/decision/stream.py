@@ -96,6 +96,8 @@ class _Hypothesis:
     profiles: int = 0
     key: str | None = None  # set when it becomes a play
     order: int = 0  # opening order of plays: contrary evidence only ends older ones
+    now_pitch: float | None = None  # the pitch shift "now playing" shows, and when it was measured
+    now_pitch_t: float = -math.inf
     supported_now: bool = False
 
     def decay_to(self, t: float, half_life_s: float) -> None:
@@ -198,7 +200,10 @@ class NowPlaying:
 
     track: the open play with the most evidence; evidence: its evidence;
     track_offset_s: where in the track the stream is now (None without
-    offsets); since_s: stream time the play started; time_scale: its slope.
+    offsets); since_s: stream time the play started; time_scale: its slope;
+    pitch_semitones: its pitch shift so far (re-measured every
+    ``now_pitch_every_s``; None until measurable); alteration: the kind of
+    edit the two point to (``evidence.alteration``).
     """
 
     track: str
@@ -206,6 +211,8 @@ class NowPlaying:
     track_offset_s: float | None
     since_s: float
     time_scale: float | None
+    pitch_semitones: float | None = None
+    alteration: str = "unknown"
 
     def to_json(self) -> dict:
         def r(v, d):
@@ -213,7 +220,8 @@ class NowPlaying:
 
         return {"track": self.track, "evidence": round(self.evidence, 3),
                 "track_offset_s": r(self.track_offset_s, 2), "since_s": round(self.since_s, 3),
-                "time_scale": r(self.time_scale, 4)}
+                "time_scale": r(self.time_scale, 4), "pitch_semitones": r(self.pitch_semitones, 2),
+                "alteration": self.alteration}
 
 
 @dataclass(frozen=True)
@@ -301,7 +309,13 @@ class StreamDecision:
         if not playing:
             return None
         h = max(playing, key=lambda x: x.evidence)
-        return NowPlaying(h.track, h.evidence, h.predicted_offset(t), self._start_s(h), h.long_rate)
+        start_s = self._start_s(h)
+        if t - h.now_pitch_t >= self.params.now_pitch_every_s:
+            # The spectrum comparison reads the track's stored levels: every few
+            # seconds is enough for a figure that settles as the play goes on.
+            h.now_pitch, h.now_pitch_t = self._pitch(h, h.first_line_offset(start_s), h.predicted_offset(t)), t
+        return NowPlaying(h.track, h.evidence, h.predicted_offset(t), start_s, h.long_rate, h.now_pitch,
+                          alteration(h.long_rate, h.now_pitch))
 
     def open_plays(self) -> list[Play]:
         """Every play in progress, as it stands (for a store to checkpoint)."""

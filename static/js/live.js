@@ -59,16 +59,21 @@ function onWindow(msg) {
   while (timeline.childElementCount > MAX_TIMELINE_CELLS) timeline.firstElementChild.remove();
 }
 
-// "at 61.3 s of the track · ×1.040: 4.0 % fast (speed or tempo)". The time scale is the slope of the play's
-// offset line; telling a speed change from a tempo change needs the pitch shift, which is measured for a play's
-// record when it closes (the Alteration column below), not for every window.
+// "at 61.3 s of the track · ×1.040: 4.0 % fast, +0.68 st: speed". The time scale is the slope of the play's
+// offset line; its pitch shift is re-measured every few seconds against the track's spectrum, and the two
+// together name the kind of edit (speed, tempo, pitch). Until the pitch is measurable, "speed or tempo".
 function playingText(now) {
   const parts = [];
   if (now.track_offset_s !== null) parts.push(`at ${fmtSeconds(now.track_offset_s)} s of the track`);
   if (now.time_scale !== null) {
     const pct = (now.time_scale - 1) * 100;
-    const how = Math.abs(pct) < 0.5 ? "original timing" : `${Math.abs(pct).toFixed(1)} % ${pct > 0 ? "fast" : "slow"}`
-      + " (speed or tempo)";
+    let how = Math.abs(pct) < 0.5 ? "original timing" : `${Math.abs(pct).toFixed(1)} % ${pct > 0 ? "fast" : "slow"}`;
+    if (now.pitch_semitones !== null && now.pitch_semitones !== undefined) {
+      const st = Number(now.pitch_semitones);
+      how += `, ${st >= 0 ? "+" : ""}${st.toFixed(2)} st`;
+    }
+    const kind = now.alteration && now.alteration !== "unknown" ? now.alteration : null;
+    how += kind ? `: ${kind}` : (Math.abs(pct) < 0.5 ? "" : " (speed or tempo)");
     parts.push(`×${Number(now.time_scale).toFixed(3)}: ${how}`);
   }
   return parts.join(" · ");
