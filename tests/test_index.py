@@ -148,3 +148,24 @@ def test_auto_falls_back_to_numpy_without_faiss(monkeypatch):
     monkeypatch.setattr(index_base, "faiss_available", lambda: False)
     assert index_base.resolve_backend(IndexParams(backend="auto")) == "numpy"
     assert isinstance(create_index(DIM, IndexParams()), NumpyIndex)
+
+
+def test_an_error_chain_that_loops_back_on_itself_is_classified_in_finite_time():
+    # pymilvus re-raises inside its own handlers: __context__ can lead back to an exception already seen
+    # (a stuck server made the classification loop forever before).
+    import threading
+    from types import SimpleNamespace
+
+    from audiocopy.engines.fingerprint.index.milvus_link import is_transient
+
+    class RpcError(Exception):
+        def code(self):
+            return SimpleNamespace(name="UNAVAILABLE")
+
+    a, b = RpcError("stuck"), RuntimeError("wrapper")
+    a.__context__, b.__context__ = b, a
+    answer = []
+    worker = threading.Thread(target=lambda: answer.append(is_transient(b)), daemon=True)
+    worker.start()
+    worker.join(5)
+    assert answer == [True]

@@ -69,8 +69,10 @@ def import_pymilvus():
 
 def _codes(exc: BaseException) -> set[str]:
     """gRPC status code names found along an exception's cause chain."""
-    names, seen = set(), exc
-    while seen is not None:
+    names, seen, visited = set(), exc, set()
+    # pymilvus re-raises inside its own handlers, so a chain can loop back on itself: walk each link once.
+    while seen is not None and id(seen) not in visited:
+        visited.add(id(seen))
         code = getattr(seen, "code", None)
         if callable(code):
             try:
