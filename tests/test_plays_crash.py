@@ -12,7 +12,6 @@ found, recovered, with a sensible end.
 from __future__ import annotations
 
 import asyncio
-import io
 import itertools
 import json
 import os
@@ -27,13 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
-from aiohttp import web
 from synth import pattern
 from test_web_fixtures import (  # noqa: F401
     SlowRecognizer,
     auth_headers,
     make_client,
+    pulses_radio,
     recognizer,
     s16le,
     settings,
@@ -269,18 +267,10 @@ def test_origin_of_a_session():
 @pytest.mark.asyncio
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 async def test_monitor_plays_keep_the_monitor_id(make_client, aiohttp_server, settings):
-    buf = io.BytesIO()
-    sf.write(buf, pattern("pulses", 8, 22050), 22050, format="WAV", subtype="PCM_16")
-
-    async def track(request):
-        return web.Response(body=buf.getvalue(), content_type="audio/wav")
-
-    radio = web.Application()
-    radio.router.add_get("/pulses.wav", track)
-    server = await aiohttp_server(radio)
+    url = await pulses_radio(aiohttp_server)
     client = await make_client(allow_private_monitors=True, max_monitors=1)
     resp = await client.post("/api/monitors", headers=auth_headers(), json={
-        "url": f"http://127.0.0.1:{server.port}/pulses.wav", "name": "radio one"})
+        "url": url, "name": "radio one"})
     assert resp.status == 201, await resp.text()
     monitor = (await resp.json())["monitor"]
     store = PlaysLog(settings.state_path / PLAYS_FILE)

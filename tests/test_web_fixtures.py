@@ -102,3 +102,23 @@ class SlowRecognizer:
 
         time.sleep(self.delay_s)
         return self.inner.detect_windows(windows, starts_s, streams)
+
+
+async def pulses_radio(aiohttp_server) -> str:
+    """A local HTTP "radio" that serves 8 s of the catalogue's "pulses" as a WAV; returns its URL."""
+    import io
+
+    import soundfile as sf
+    from aiohttp import web
+    from synth import pattern
+
+    buf = io.BytesIO()
+    sf.write(buf, pattern("pulses", 8, 22050), 22050, format="WAV", subtype="PCM_16")
+
+    async def track(request):
+        return web.Response(body=buf.getvalue(), content_type="audio/wav")
+
+    radio = web.Application()
+    radio.router.add_get("/pulses.wav", track)
+    server = await aiohttp_server(radio)
+    return f"http://127.0.0.1:{server.port}/pulses.wav"

@@ -7,14 +7,10 @@ addresses explicitly, exactly as an operator would have to.
 from __future__ import annotations
 
 import asyncio
-import io
 import shutil
 
 import pytest
-import soundfile as sf
-from aiohttp import web
-from synth import pattern
-from test_web_fixtures import auth_headers, make_client, recognizer, settings  # noqa: F401
+from test_web_fixtures import auth_headers, make_client, pulses_radio, recognizer, settings  # noqa: F401
 
 from audiocopy.web.security import origin_allowed
 from audiocopy.web.url_guard import AddressPolicy, UrlRefused, check_url
@@ -97,16 +93,7 @@ async def test_api_refuses_private_urls_by_default(make_client):
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 async def test_monitor_reads_a_stream_logs_plays_and_persists(make_client, aiohttp_server, settings):
-    buf = io.BytesIO()
-    sf.write(buf, pattern("pulses", 8, 22050), 22050, format="WAV", subtype="PCM_16")
-
-    async def track(request):
-        return web.Response(body=buf.getvalue(), content_type="audio/wav")
-
-    radio = web.Application()
-    radio.router.add_get("/pulses.wav", track)
-    server = await aiohttp_server(radio)
-    url = f"http://127.0.0.1:{server.port}/pulses.wav"
+    url = await pulses_radio(aiohttp_server)
 
     client = await make_client(allow_private_monitors=True, max_monitors=1)
     resp = await client.post("/api/monitors", headers=auth_headers(), json={"url": url, "name": "test radio"})
