@@ -52,16 +52,11 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 sys.path.insert(0, str(ROOT / "tools"))
-from benchlib import (  # noqa: E402
-    BenchError,
-    CpuMeter,
-    ManagedServer,
-    busy_cores,
-    clone_db,
-    machine_info,
-    server_facts,
-    update_section,
-)
+from bench.common import BenchError  # noqa: E402
+from bench.doc import update_section  # noqa: E402
+from bench.load_server import CpuMeter, ManagedServer, server_facts  # noqa: E402
+from bench.machine import busy_cores, machine_info  # noqa: E402
+from bench.speed import clone_db  # noqa: E402
 
 DEFAULT_RATE = 48000
 DEFAULT_FRAME_MS = 100.0
