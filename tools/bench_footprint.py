@@ -43,6 +43,7 @@ for _p in (REPO, REPO / "tools"):
 
 from bench.common import BenchError  # noqa: E402
 from bench.doc import update_section  # noqa: E402
+from bench.load_server import wait_until_healthy  # noqa: E402
 from bench.machine import load_note, machine_info  # noqa: E402
 
 #: Checks, in the identify process itself, which heavy frameworks got imported.
@@ -124,7 +125,7 @@ def server_memory(db: Path, track: Path, *, streams: int, seconds: float) -> dic
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
                             stderr=open(state / "server.log", "w"))
     try:
-        _wait_ready(port, proc)
+        wait_until_healthy(proc, f"http://127.0.0.1:{port}", 120.0)
         idle = _status_kib(proc.pid, "VmRSS") / 1024
 
         async def all_streams():
@@ -138,22 +139,6 @@ def server_memory(db: Path, track: Path, *, streams: int, seconds: float) -> dic
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-
-
-def _wait_ready(port: int, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"the server exited with status {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                if json.load(r).get("ok"):
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise BenchError("the server did not become ready")
 
 
 def report(res: dict, command: str) -> str:

@@ -26,11 +26,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from .common import BenchError
 from .enrol import child_env
+from .load_server import wait_until_healthy
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +77,10 @@ class Server:
         return self
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f"the server exited ({self.proc.returncode}): {self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as resp:
-                    if json.load(resp).get("ok"):
-                        return
-            except OSError:
-                time.sleep(0.5)
-        raise BenchError(f"the server did not answer within {self.timeout:.0f} s: {self.log_tail()}")
+        try:
+            wait_until_healthy(self.proc, f"http://127.0.0.1:{self.port}", self.timeout)
+        except BenchError as exc:
+            raise BenchError(f"{exc}: {self.log_tail()}") from None
 
     def log_tail(self, chars: int = 1500) -> str:
         try:

@@ -19,9 +19,31 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
+from .common import BenchError
+
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_until_healthy(proc: subprocess.Popen, base_url: str, timeout_s: float) -> None:
+    """Return once the server at ``base_url`` answers ``/healthz`` with ok.
+
+    Raises ``BenchError`` when the process ``proc`` exits first ("the server
+    exited (status N)") or after ``timeout_s`` seconds; callers add its log.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"the server exited (status {proc.returncode})")
+        try:
+            with urllib.request.urlopen(base_url + "/healthz", timeout=2) as resp:
+                if json.load(resp).get("ok"):
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise BenchError(f"the server did not answer within {timeout_s:.0f} s")
 
 
 def thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
@@ -137,20 +159,12 @@ class ManagedServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log_file:
             self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=log_file, env=env)
-        deadline = time.monotonic() + 180
-        import urllib.request
-
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                tail = self.log_path.read_bytes()[-2000:].decode(errors="replace")
-                raise SystemExit(f"error: the server exited: {tail}")
-            try:
-                with urllib.request.urlopen(self.base + "/healthz", timeout=2) as resp:
-                    if json.load(resp).get("ok"):
-                        return self
-            except OSError:
-                time.sleep(0.5)
-        raise SystemExit("error: the server did not start within 180 s")
+        try:
+            wait_until_healthy(self.proc, self.base, 180)
+        except BenchError as exc:
+            tail = self.log_path.read_bytes()[-2000:].decode(errors="replace")
+            raise SystemExit(f"error: {exc}: {tail}") from None
+        return self
 
     def rss_mb(self) -> float | None:
         try:
