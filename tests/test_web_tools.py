@@ -219,3 +219,10 @@ def test_server_runs_numpy_blas_on_one_thread():
                                             "openblas_get_num_threads64_", "openblas_get_num_threads")
                   if hasattr(lib, n))
     assert getter() == 1
+
+
+def test_loadtest_refuses_a_folder_that_is_no_database(tmp_path, capsys):
+    loadtest = load_tool("loadtest")
+    with pytest.raises(SystemExit) as exc:
+        loadtest.main(["--db", str(tmp_path / "nothing"), "--streams", "1"])
+    assert exc.value.code == 2 and "no audiocopy database there" in capsys.readouterr().err

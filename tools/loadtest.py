@@ -407,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.code and len(args.code) != len(args.db):
         p.error(f"give --code once per --db ({len(args.db)})")
     codes = args.code or [ROOT] * len(args.db)
+    missing = [db for db in args.db if not (Path(db) / "db.json").is_file()]
+    if missing:
+        p.error(f"--db {missing[0]}: no audiocopy database there (build one with `audiocopy enroll`)")
     unknown = sorted(set(args.soak_db) - set(args.db))
     if unknown:
         p.error(f"--soak-db {unknown[0]} is not one of the --db databases")
