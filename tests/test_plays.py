@@ -473,3 +473,11 @@ def test_postgres_statement_stuck_on_a_lock_times_out(postgres_url):
         assert store.count() == 0  # the lock gone, the store works again
     finally:
         store.close()
+
+
+def test_overlapping_names_only_columns_of_the_plays_table(log):
+    with pytest.raises(PlaysLogError, match="unknown plays column"):
+        log.overlapping("radio", started_from="2024-01-01T00:00:00.000Z", started_before="2024-01-02T00:00:00.000Z",
+                        ended_from="2024-01-01T00:00:00.000Z", columns=("track", "1; DROP TABLE plays"), limit=5)
+    with pytest.raises(PlaysLogError):
+        log.overlapping("radio", started_from="a", started_before="b", ended_from="a", columns=("track",), limit=0)

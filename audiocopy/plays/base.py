@@ -230,6 +230,26 @@ class PlayStore(abc.ABC):
         return int(self._run(f"SELECT COUNT(*) FROM plays WHERE status = {self._param}", (status,),
                              fetch="one")[0])
 
+    def overlapping(self, source: str, *, started_from: str, started_before: str, ended_from: str,
+                    columns: Sequence[str], limit: int) -> tuple[int, list[dict]]:
+        """Plays of ``source`` (exact name) with ``started_from <= started_at < started_before`` and
+        ``ended_at >= ended_from`` (stored UTC text, which sorts by time), oldest first.
+
+        columns: which of ``COLUMNS`` each row carries. limit: at most this
+        many rows. Returns (how many plays match in all, the rows as dicts).
+        """
+        unknown = sorted(set(columns) - set(COLUMNS))
+        if unknown:
+            raise PlaysLogError(f"unknown plays column(s) {unknown}; known: {', '.join(COLUMNS)}")
+        _check_limit(limit)
+        p = self._param
+        where = f"source = {p} AND started_at >= {p} AND started_at < {p} AND ended_at >= {p}"
+        args = [source, started_from, started_before, ended_from]
+        total = int(self._run(f"SELECT COUNT(*) FROM plays WHERE {where}", args, fetch="one")[0])
+        rows = self._run(f"SELECT {', '.join(columns)} FROM plays WHERE {where} ORDER BY started_at, id LIMIT {p}",
+                         [*args, limit], fetch="all")
+        return total, [dict(zip(columns, row)) for row in rows]
+
     def _time_bounds(self, since: str | None, until: str | None) -> tuple[list[str], list]:
         where, args = [], []
         if since:

@@ -36,17 +36,16 @@ rows (the picture says when there were more), and only plays that started
 at most ``LOOKBACK_S`` before the day (so the query can use the index on
 ``started_at``).
 
-Dialect. The SQL here is plain ``SELECT ... WHERE ... ORDER BY ... LIMIT``
-and ``COUNT(*)`` that SQLite and PostgreSQL read alike; the one thing that
-differs, the parameter marker, is the store's own (``_sql`` below is the
-only place that touches it).
+Dialect. Every query is the store's own (``PlayStore.totals``,
+``PlayStore.overlapping``), written once for SQLite and PostgreSQL; this
+module only shapes and sums what they return.
 """
 from __future__ import annotations
 
 import csv
 import io
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
@@ -250,23 +249,9 @@ def day_plays(store: PlayStore, source: str, day: date, *, max_plays: int = MAX_
     end = start + 86400.0
     # Text bounds in the stored format ("...T00:00:00.000Z"), which sorts by time.
     lo, hi, back = iso_utc(start), iso_utc(end), iso_utc(start - LOOKBACK_S)
-    where = "source = {p} AND started_at >= {p} AND started_at < {p} AND ended_at >= {p}"
-    args = [source, back, hi, lo]
-    total = int(_sql(store, f"SELECT COUNT(*) FROM plays WHERE {where}", args, fetch="one")[0])
-    rows = _sql(store, f"SELECT {', '.join(TIMELINE_COLUMNS)} FROM plays WHERE {where} "
-                       "ORDER BY started_at, id LIMIT {p}", [*args, max_plays], fetch="all")
-    plays = [dict(zip(TIMELINE_COLUMNS, row)) for row in rows]
+    total, plays = store.overlapping(source, started_from=back, started_before=hi, ended_from=lo,
+                                     columns=TIMELINE_COLUMNS, limit=max_plays)
     return DayPlays(source, day, start, end, plays, max(total, len(plays)))
-
-
-def _sql(store: PlayStore, sql: str, args: Sequence, *, fetch: str):
-    """Run a read on ``store``: ``{p}`` in ``sql`` becomes the backend's parameter marker.
-
-    The one place that reaches under the store's interface: ``_run`` and
-    ``_param`` are the hooks each backend supplies (``plays.base``), and a
-    report's SQL is otherwise the same in SQLite and PostgreSQL.
-    """
-    return store._run(sql.replace("{p}", store._param), list(args), fetch=fetch)
 
 
 def epoch_of(stamp: str) -> float:
