@@ -165,25 +165,33 @@ def tune_db(tmp_path_factory) -> Path:
     return root / "db"
 
 
-async def test_live_page_shows_the_speed_of_a_play_through_a_room(aiohttp_server, settings, tune_db,  # noqa: F811
-                                                                  tmp_path):
+@pytest.mark.parametrize("through_room", [False, True], ids=["clean", "room"])
+async def test_live_page_shows_the_speed_of_a_play(aiohttp_server, settings, tune_db, tmp_path,  # noqa: F811
+                                                   through_room):
     from audiocopy.decision.recognizer import Recognizer
 
     x = sped_up(melody(21, MIC_SECONDS * SPEED + 1, MIC_RATE), SPEED)
-    wav = write_mic(tmp_path / "mic.wav", room(x))
+    wav = write_mic(tmp_path / "mic.wav", room(x) if through_room else x)
     db = titled_copy(tune_db, tmp_path, "tune21", TrackMeta("Twenty-One", "The Tunes"))
     loaded = Recognizer.open(db)
     try:
         seen = await watch_live_page(aiohttp_server, replace(settings, db=db), loaded, wav, "tune21", tmp_path)
     finally:
         loaded.close()
-    report("room, 4 % fast", seen)
+    report(f"{'room' if through_room else 'clean'}, 4 % fast", seen)
     assert seen["shown"] >= SHOWN_SHARE, seen
     assert seen["title"] == "The Tunes – Twenty-One"
-    # The time scale, and once the pitch is measurable the kind of edit: a resampled melody is a speed change.
     scale = re.search(r"×(\d\.\d{3}): (\d\.\d) % fast(, ([+-]\d\.\d\d) st: (\S+)| \(speed or tempo\))",
                       seen["evidence"])
     assert scale, seen["evidence"]
     assert float(scale.group(1)) == pytest.approx(SPEED, abs=0.015)
-    assert scale.group(5) in (None, "speed"), seen["evidence"]
+    if through_room:
+        # A room's noise and reverb fill the valleys of this sparse melody's mean spectrum, so its pitch is not
+        # always measurable there (offline, seeds 0-3 of this chain gave -0.1, none, +0.44 and +0.67 st for
+        # +0.68); the page then says so ("speed or tempo") instead of guessing. When it is shown, it must agree.
+        assert scale.group(5) in (None, "speed"), seen["evidence"]
+    else:
+        # Heard cleanly, the page names the kind of edit: pitch up by 12 log2(1.04) = +0.68 st with the tempo.
+        assert scale.group(5) == "speed", seen["evidence"]
+        assert float(scale.group(4)) == pytest.approx(12 * np.log2(SPEED), abs=0.3)
     assert seen["errors"] == []
