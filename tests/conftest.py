@@ -15,6 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 import soundfile as sf
+from milvus_server import milvus, milvus_root, milvus_server  # noqa: F401 - one Milvus server per run, shared
 from synth import melody, pattern
 
 CATALOG_KINDS = ("pulses", "chirps", "chord")

@@ -2,29 +2,23 @@
 
 Marked ``milvus``, outside the default run; the README's command is
 ``bash tools/setup_env.sh test,milvus && .venv/bin/python -m pytest -m milvus``.
-The ``milvus`` session fixture starts ``milvus-server`` on a free loopback
-port with its data in a temporary folder, waits (bounded) until it answers,
-and always stops it and deletes the folder. One server at a time: Milvus
-Lite's embedded etcd always takes port 2380, so a second one on the same
-machine cannot start; the restart test stops and restarts the shared one.
-Without the ``milvus`` extra every test here is skipped, saying so; a server
-that does not start fails them. Seeded random unit vectors and synthetic melodies, as in
+The ``milvus`` session fixture (``milvus_server.py``, registered in
+``conftest.py``) starts ``milvus-server`` on a free loopback port with its
+data in a temporary folder, waits (bounded) until it answers, and always
+stops it and deletes the folder. One server at a time: Milvus Lite's
+embedded etcd always takes port 2380, so a second one on the same machine
+cannot start; the restart test stops and restarts the shared one. Without
+the ``milvus`` extra every test here is skipped, saying so; a server that
+does not start fails them. Seeded random unit vectors and synthetic melodies, as in
 ``test_index.py`` and ``test_fingerprint.py``, whose backend checks run here
 unchanged on a Milvus collection.
 """
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
-import os
 import re
-import shutil
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -32,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from milvus_server import free_port
 from synth import melody
 
 from audiocopy.config import IndexParams
@@ -39,151 +34,6 @@ from audiocopy.config import IndexParams
 pytestmark = pytest.mark.milvus
 
 DIM = 16
-START_TIMEOUT_S = 240.0  # a first start unpacks ~250 MB of binaries; CI machines are slow and shared
-STOP_TIMEOUT_S = 30.0
-MISSING = [m for m in ("pymilvus", "milvus") if importlib.util.find_spec(m) is None]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie, exited but not yet reaped by its parent, is not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-class MilvusServer:
-    """One ``milvus-server`` (a Python launcher and its ``milvus`` child) in its own process group.
-
-    The launcher resolves the ports (the next free one from each default;
-    ours for the proxy), writes ``DATA/configs/milvus.yaml`` and starts the
-    binary. It ignores SIGTERM's need to stop its child, so ``stop`` ends
-    the binary first (SIGTERM, which also flushes etcd), then the launcher.
-    """
-
-    def __init__(self, data: Path):
-        self.data, self.proc, self.uri = data, None, None
-        self.exe = Path(sys.executable).with_name("milvus-server")
-        if not self.exe.exists():
-            self.exe = Path(shutil.which("milvus-server") or "milvus-server")
-
-    def start(self, timeout_s: float = START_TIMEOUT_S) -> str:
-        """Start and wait until the proxy answers; returns its URI."""
-        log = open(self.data.parent / f"{self.data.name}.log", "ab")
-        # Components advertise loopback to each other; Milvus 2.3 has no bind-address setting, so its
-        # ports listen on every interface of this machine while the tests run.
-        self.proc = subprocess.Popen([str(self.exe), "--data", str(self.data), "--proxy-port", str(_free_port()),
-                                      *[a for role in ("proxy", "rootCoord", "queryCoord", "queryNode",
-                                                       "indexCoord", "indexNode", "dataCoord", "dataNode")
-                                        for a in ("--extra-config", f"{role}.ip=127.0.0.1")],
-                                      # Force-quit 5 s after SIGTERM (default 1800 s) when segments are loaded.
-                                      "--extra-config", "common.gracefulStopTimeout=5"],
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + timeout_s
-        while not self.binary():  # the launcher writes the config before it starts the binary
-            self._check(deadline, "start")
-            time.sleep(0.2)
-        self.uri = f"http://127.0.0.1:{self.proxy_port()}"
-        from pymilvus import connections, utility
-
-        while True:
-            try:
-                connections.connect("probe", uri=self.uri, timeout=2)
-                utility.get_server_version(using="probe", timeout=2)
-                return self.uri
-            except Exception:  # noqa: BLE001 - not up yet; the deadline bounds the wait
-                self._check(deadline, "answer")
-                time.sleep(0.5)
-            finally:
-                connections.remove_connection("probe")
-
-    def _check(self, deadline: float, what: str) -> None:
-        code = self.proc.poll()
-        if code is not None or time.monotonic() > deadline:
-            tail = (self.data.parent / f"{self.data.name}.log").read_text(errors="replace")[-2000:]
-            self.stop()
-            pytest.fail(f"milvus-server did not {what} (exit status {code}); its log ends:\n{tail}")
-
-    def binary(self) -> int | None:
-        kids = _children(self.proc.pid) if self.proc else []
-        return kids[0] if kids else None
-
-    def proxy_port(self) -> int:
-        """The port the launcher gave the proxy (ours, or the next free one if ours was taken meanwhile)."""
-        text = (self.data / "configs" / "milvus.yaml").read_text()
-        return int(re.search(r"^proxy:\n(?:(?:[ #].*)?\n)*?  port: (\d+)", text, re.M).group(1))
-
-    def freeze(self, on: bool) -> None:
-        """Stop (SIGSTOP) or continue the binary: a server that accepts calls and never answers."""
-        os.kill(self.binary(), signal.SIGSTOP if on else signal.SIGCONT)
-
-    def stop(self) -> None:
-        """Stop the binary gracefully, then the launcher; SIGKILL whatever of the group is left."""
-        if self.proc is None:
-            return
-        proc, self.proc = self.proc, None
-        try:
-            child = _children(proc.pid)
-            for pid in child:
-                os.kill(pid, signal.SIGCONT)  # a frozen server cannot handle SIGTERM
-                os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + STOP_TIMEOUT_S
-            while any(_alive(pid) for pid in child) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)  # the launcher's handler reaps its child and exits
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    pass
-        finally:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)  # the group this test created, nothing else
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=15)
-
-
-@pytest.fixture(scope="session")
-def milvus_root():
-    """A temporary folder for servers' data, deleted at the end (it holds ~250 MB of binaries per server)."""
-    if MISSING:
-        pytest.skip(f"the milvus extra is not installed ({', '.join(MISSING)} missing): "
-                    "bash tools/setup_env.sh test,milvus")
-    root = Path(tempfile.mkdtemp(prefix="audiocopy-milvus-"))
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def milvus(milvus_root) -> MilvusServer:
-    """The Milvus server of the session (``.uri``; the restart test may change its port)."""
-    server = MilvusServer(milvus_root / "shared")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def milvus_server(milvus) -> str:
-    """The URI of the session's server."""
-    return milvus.uri
 
 
 def _params(uri: str, **changes) -> IndexParams:
@@ -355,7 +205,7 @@ def _refused_quickly(uri: str, *, within_s: float, **kw):
 
 
 def test_no_server_is_a_clear_error_within_seconds(milvus_root):
-    _refused_quickly(f"http://127.0.0.1:{_free_port()}", within_s=20)  # nothing listens: refused
+    _refused_quickly(f"http://127.0.0.1:{free_port()}", within_s=20)  # nothing listens: refused
     with socket.socket() as silent:  # accepts connections, never says a word: a stuck server
         silent.bind(("127.0.0.1", 0))
         silent.listen()

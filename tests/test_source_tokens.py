@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import json
 import os
+import sqlite3
 
 import numpy as np
 import pytest
@@ -37,9 +38,11 @@ from test_web_fixtures import (  # noqa: F401
 )
 
 from audiocopy.errors import ConfigError, ProtocolError
+from audiocopy.plays.store import PlaysLog
+from audiocopy.plays.token_rows import LEGACY_FILE, TokenRows
 from audiocopy.web import protocol
 from audiocopy.web.settings import settings_from_args
-from audiocopy.web.source_tokens import TOKENS_FILE, SourceTokens, authorise, source_key
+from audiocopy.web.source_tokens import SourceTokens, authorise, source_key
 
 #: 3 s of silence, then a catalogue track for 6 s: one play (as in test_web_ws).
 PULSES = s16le(np.concatenate([np.zeros(3 * CLIENT_RATE, dtype=np.float32), pattern("pulses", 6, CLIENT_RATE)]))
@@ -212,11 +215,12 @@ async def test_the_registry_holds_hashes_only_and_survives_a_restart(make_client
     issued = await issue(client, "Studio A")
     token = issued["token"]
     assert len(token) >= 40
-    path = settings.state_path / TOKENS_FILE
-    text = path.read_text(encoding="utf-8")
-    assert token not in text
-    assert hashlib.sha256(token.encode()).hexdigest() in text
-    assert os.stat(path).st_mode & 0o077 == 0  # readable by the server's user only
+    stored = sqlite3.connect(settings.state_path / "plays.sqlite").execute(
+        "SELECT name_key, name, sha256, created_at, last_used_at FROM source_tokens").fetchall()
+    assert token not in repr(stored)
+    assert stored == [("studio a", "Studio A", hashlib.sha256(token.encode()).hexdigest(), issued["created_at"],
+                       None)]
+    assert not (settings.state_path / LEGACY_FILE).exists()  # the store holds them, no file of its own
     listed = await (await client.get("/api/sources/tokens", headers=auth_headers())).json()
     assert token not in json.dumps(listed) and "sha256" not in json.dumps(listed)
     assert listed["tokens"] == [{"source": "Studio A", "created_at": issued["created_at"], "last_used_at": None}]
@@ -293,32 +297,43 @@ def test_require_source_tokens_setting(tiny_db):
 
 def test_registry_use_times_are_written_at_most_once_a_minute(tmp_path):
     now = [1_000_000.0]
-    tokens = SourceTokens.load(tmp_path, clock=lambda: now[0])
+    rows = TokenRows(PlaysLog(tmp_path / "plays.sqlite"))
+    tokens = SourceTokens.load(rows, clock=lambda: now[0])
     _, token = tokens.issue("Studio A")
-    path = tmp_path / TOKENS_FILE
 
     def stored_use():
-        return json.loads(path.read_text())["tokens"][0]["last_used_at"]
+        return rows.all()[0].last_used_at
 
     assert tokens.verify(token).source == "Studio A" and stored_use() == "1970-01-12T13:46:40Z"
     now[0] += 30
     assert tokens.verify(token).last_used_at == "1970-01-12T13:47:10Z"
     assert stored_use() == "1970-01-12T13:46:40Z"  # in memory only, for now
+    assert tokens.entries()[0].last_used_at == "1970-01-12T13:47:10Z"  # the listing shows it already
     tokens.flush()
     assert stored_use() == "1970-01-12T13:47:10Z"
+    now[0] += 31
+    assert tokens.verify(token) is not None and stored_use() == "1970-01-12T13:47:41Z"  # a minute since the write
     assert tokens.verify(token + "x") is None and tokens.verify("") is None
 
 
 @pytest.mark.parametrize("content", ["{not json", "[]", '{"tokens": [{"source": "a"}]}',
                                      '{"tokens": [{"source": "a", "sha256": "zz", "created_at": "t"}]}'])
-def test_a_malformed_registry_stops_the_server(tmp_path, content):
-    (tmp_path / TOKENS_FILE).write_text(content)
+def test_a_malformed_legacy_registry_stops_the_server(tmp_path, content):
+    (tmp_path / LEGACY_FILE).write_text(content)
     with pytest.raises(ConfigError, match="token"):
-        SourceTokens.load(tmp_path)
+        SourceTokens.load(TokenRows(PlaysLog(tmp_path / "plays.sqlite")), tmp_path)
+    assert (tmp_path / LEGACY_FILE).read_text() == content  # left as it was, for the admin to fix
+
+
+def test_a_damaged_token_table_stops_the_server(tmp_path):
+    store = PlaysLog(tmp_path / "plays.sqlite")
+    store.run("INSERT INTO source_tokens (name_key, name, sha256, created_at) VALUES ('a', 'a', 'zz', 't')")
+    with pytest.raises(ConfigError, match="not a SHA-256"):
+        SourceTokens.load(TokenRows(store))
 
 
 def test_authorise_rules(tmp_path):
-    tokens = SourceTokens.load(tmp_path)
+    tokens = SourceTokens.load(TokenRows(PlaysLog(tmp_path / "plays.sqlite")))
     _, token = tokens.issue("Studio A")
     start = protocol.parse_start(start_message("Radio One"))
     with pytest.raises(ProtocolError) as err:

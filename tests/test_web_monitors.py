@@ -12,6 +12,8 @@ import shutil
 import pytest
 from test_web_fixtures import auth_headers, make_client, pulses_radio, recognizer, settings  # noqa: F401
 
+from audiocopy.plays.monitor_rows import MonitorRows
+from audiocopy.plays.store import PlaysLog
 from audiocopy.web.security import origin_allowed
 from audiocopy.web.url_guard import AddressPolicy, UrlRefused, check_url
 
@@ -111,10 +113,12 @@ async def test_monitor_reads_a_stream_logs_plays_and_persists(make_client, aioht
     listed = (await (await client.get("/api/monitors", headers=auth_headers())).json())["monitors"]
     assert listed[0]["name"] == "test radio" and listed[0]["windows"] >= 12 and listed[0]["plays"] >= 1
     assert listed[0]["url"] == url
-    assert (settings.state_path / "monitors.json").exists()
+    stored = MonitorRows(PlaysLog(settings.state_path / "plays.sqlite")).all()
+    assert [(r.id, r.name, r.url) for r in stored] == [(monitor["id"], "test radio", url)]
+    assert not (settings.state_path / "monitors.json").exists()  # the store holds it, no file of its own
     await client.close()
 
-    # A restart brings the monitor back from monitors.json; removing it needs the token.
+    # A restart brings the monitor back from the store; removing it needs the token.
     client = await make_client(allow_private_monitors=True)
     listed = (await (await client.get("/api/monitors")).json())["monitors"]
     assert [m["id"] for m in listed] == [monitor["id"]]

@@ -36,19 +36,11 @@ from test_web_fixtures import (  # noqa: F401
 from audiocopy.config import ServerSettings
 from audiocopy.decision.play import Play
 from audiocopy.errors import ConfigError
+from audiocopy.plays.outbox_rows import WebhookOutbox
 from audiocopy.plays.record import PlayOrigin, PlayRecord
-from audiocopy.web.outbox import WebhookOutbox
+from audiocopy.plays.store import PlaysLog
 from audiocopy.web.settings import settings_from_args
-from audiocopy.web.webhooks import (
-    KEY_FILE,
-    OUTBOX_FILE,
-    WEBHOOKS,
-    WebhookDispatcher,
-    load_or_create_key,
-    play_body,
-    sign,
-    verify,
-)
+from audiocopy.web.webhooks import KEY_FILE, WEBHOOKS, WebhookDispatcher, load_or_create_key, play_body, sign, verify
 
 pytestmark = pytest.mark.asyncio
 
@@ -103,8 +95,13 @@ def executor():
     pool.shutdown(wait=True)
 
 
+def outbox_for(options: ServerSettings) -> WebhookOutbox:
+    """The outbox in the server's default store (``STATE/plays.sqlite``); a new object, as a new process has."""
+    return WebhookOutbox(PlaysLog(options.state_path / "plays.sqlite"))
+
+
 async def dispatcher_for(options: ServerSettings, executor, key: str = KEY) -> WebhookDispatcher:
-    d = WebhookDispatcher(options, WebhookOutbox(options.state_path / OUTBOX_FILE), key, executor)
+    d = WebhookDispatcher(options, outbox_for(options), key, executor)
     await d.start()
     return d
 
@@ -174,7 +171,7 @@ async def test_failing_receiver_is_retried_with_backoff_and_finally_delivered(ai
 
 async def test_backoff_doubles_and_is_capped(tmp_path, executor):
     d = WebhookDispatcher(fast_settings(tmp_path, webhook_backoff_s=1.0, webhook_max_backoff_s=5.0),
-                          WebhookOutbox(tmp_path / "o.sqlite"), KEY, executor)
+                          WebhookOutbox(PlaysLog(tmp_path / "o.sqlite")), KEY, executor)
     assert [d.backoff_s(n) for n in (1, 2, 3, 4, 5, 9)] == [1.0, 2.0, 4.0, 5.0, 5.0, 5.0]
 
 
@@ -188,12 +185,12 @@ async def test_outbox_survives_a_restart(aiohttp_server, tmp_path, executor):
         await wait_for(lambda: first.stats.failed_attempts >= 2)
     finally:
         await first.close()
-    pending = WebhookOutbox(options.state_path / OUTBOX_FILE).due(now=1e12, limit=10)
+    pending = outbox_for(options).due(now=1e12, limit=10)
     assert len(pending) == 1 and pending[0].attempts >= 2 and "cannot connect" in pending[0].last_error
 
     seen: list = []
     await aiohttp_server(receiver([], seen), port=port)
-    second = await dispatcher_for(options, executor)  # a new process: the same files, nothing in memory
+    second = await dispatcher_for(options, executor)  # a new process: the same store, nothing in memory
     try:
         assert second.stats.pending == 1 and [h.url for h in second.webhooks] == [f"http://127.0.0.1:{port}/hook"]
         await wait_for(lambda: second.stats.delivered == 1)
@@ -261,7 +258,7 @@ async def test_delivery_connects_only_to_the_checked_address(aiohttp_server, tmp
         return ["127.0.0.1"]
 
     options = fast_settings(tmp_path)
-    outbox = WebhookOutbox(options.state_path / OUTBOX_FILE)
+    outbox = outbox_for(options)
     d = WebhookDispatcher(options, outbox, KEY, executor, resolve=resolve)
     await d.start()
     try:
@@ -281,7 +278,7 @@ async def test_a_name_that_turns_private_after_configuration_is_refused_at_deliv
         return next(answers, ["127.0.0.1"])  # public when configured, loopback afterwards
 
     options = fast_settings(tmp_path, allow_private_monitors=False, webhook_max_attempts=1)
-    outbox = WebhookOutbox(options.state_path / OUTBOX_FILE)
+    outbox = outbox_for(options)
     d = WebhookDispatcher(options, outbox, KEY, executor, resolve=resolve)
     await d.start()
     try:

@@ -90,6 +90,17 @@ class ServerSettings:
     webhook_backoff_s, webhook_max_backoff_s: wait before the first retry,
         doubled per failed attempt up to the cap (seconds).
     webhook_timeout_s: longest one delivery attempt may take (seconds).
+    worker_id: this process's name among the server workers sharing one
+        store (``web.workers``); None: ``worker_name``'s default,
+        "HOSTNAME:PORT". A restarted process with the same id is the same
+        worker: it recovers its own open plays at once.
+    lease_ttl_s: a worker's heartbeat and its monitor leases last this long
+        without renewal; a worker silent for longer is dead and its monitors
+        move (seconds; must exceed twice ``lease_renew_s``).
+    lease_renew_s: seconds between two heartbeats and lease renewals.
+    adopt_window_s: a dead worker's open monitor play is continued by the
+        monitor's next holder when that one opens a play of the same track
+        within this many seconds of its last update (``web.handover``).
     """
 
     db: Path
@@ -128,6 +139,20 @@ class ServerSettings:
     webhook_backoff_s: float = 5.0
     webhook_max_backoff_s: float = 900.0
     webhook_timeout_s: float = 10.0
+    worker_id: str | None = None
+    lease_ttl_s: float = 10.0
+    lease_renew_s: float = 3.0
+    adopt_window_s: float = 30.0
+
+    @property
+    def worker_name(self) -> str:
+        """``worker_id``, or "HOSTNAME:PORT" (with port 0, "HOSTNAME:pidPID": the port is not known yet)."""
+        if self.worker_id:
+            return self.worker_id
+        import os
+        import socket
+
+        return f"{socket.gethostname()}:{self.port}" if self.port else f"{socket.gethostname()}:pid{os.getpid()}"
 
     @property
     def pending_limit(self) -> int:
@@ -178,4 +203,5 @@ class ServerSettings:
         out["max_pending"] = self.pending_limit
         out["allowed_hosts"] = list(self.host_allowlist)
         out["max_connections_per_address"] = self.connections_per_address
+        out["worker_id"] = self.worker_name
         return out

@@ -9,5 +9,8 @@ versioned schema and its migrations, in SQLite's and PostgreSQL's SQL;
 writer; open plays are written as they grow and recovered after a crash);
 ``postgres`` the same store on a PostgreSQL server; ``factory`` opens one
 from a path or a ``postgresql://`` URL; ``export`` writes plays as CSV and
-JSON.
+JSON. ``monitor_rows``, ``token_rows`` and ``outbox_rows`` keep the
+server's URL monitors, stream tokens and webhook outbox in the same
+database, shared by every server worker; ``legacy`` sets aside the files
+older releases kept them in once they are imported.
 """

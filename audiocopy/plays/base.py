@@ -46,7 +46,7 @@ class PlaysLogError(AudiocopyError):
 #: Columns of a play row, in ``PlayRecord``'s names.
 COLUMNS = ("id", "key", "status", "track", "source", "source_kind", "monitor_id", "source_verified", "start_s",
            "end_s", "confidence", "peak_score", "windows", "started_at", "ended_at", "updated_at", "track_start_s",
-           "track_end_s", "time_scale", "pitch_semitones", "alteration")
+           "track_end_s", "time_scale", "pitch_semitones", "alteration", "worker_id")
 _WRITTEN = COLUMNS[1:]  # everything but the row id
 _UPDATED = tuple(c for c in _WRITTEN if c != "key")
 #: Columns of a source row (``PlayStore.sources`` returns dicts with these keys).
@@ -68,11 +68,14 @@ class PlayStore(abc.ABC):
 
     A backend sets ``location`` (where the store is, with no secret in it:
     for logs and errors), the dialect attributes below, and implements
-    ``_run``, ``recover`` and ``close``.
+    ``_run`` and ``close``.
     """
 
     #: Where the store is, safe to log (a file path, or a URL without its password).
     location: str = ""
+    #: The server worker whose writes go through this instance (``web.workers``): every play it
+    #: writes without a ``worker_id`` of its own gets this one. None: a single process, no worker.
+    worker_id: str | None = None
     #: The parameter marker of the driver ("?" for sqlite3, "%s" for psycopg).
     _param = "?"
     #: Case-insensitive LIKE (SQLite's LIKE already is, for ASCII; PostgreSQL's is not).
@@ -84,18 +87,30 @@ class PlayStore(abc.ABC):
     def _run(self, sql: str, args: Sequence = (), *, fetch: str | None = None):
         """Run one statement on its own (autocommit); fetch: None, "one", "all" or "rowcount"."""
 
-    @abc.abstractmethod
-    def recover(self) -> int:
-        """Close every play left open by a process that died, as "recovered"; returns how many.
-
-        Call it once at start-up, before any stream of this process writes:
-        a row still open then belongs to a dead process (one store serves one
-        server; a second server on the same store would close the first
-        one's plays in progress). Its end stays where its last update put it.
-        """
-
     def close(self) -> None:
         """Let go of the store's connections (a store used after this reconnects)."""
+
+    # --- the store's other tables ---------------------------------------------------
+
+    @property
+    def param(self) -> str:
+        """The driver's parameter marker, for SQL written by the store's other tables.
+
+        Those are kept by ``plays.monitor_rows``, ``plays.token_rows``,
+        ``plays.outbox_rows`` and ``plays.leases``.
+        """
+        return self._param
+
+    def run(self, sql: str, args: Sequence = (), *, fetch: str | None = None):
+        """Run one statement on its own connection, autocommit (one statement is atomic on its own).
+
+        For the modules that keep the store's other tables (monitors, stream
+        tokens, the webhook outbox, workers and their leases) in the same
+        database as the plays, through the same connections and errors.
+        fetch: None (returns the row count), "one" or "all". Raises
+        ``PlaysLogError``.
+        """
+        return self._run(sql, args, fetch=fetch)
 
     # --- writing plays ------------------------------------------------------------
 
@@ -124,7 +139,8 @@ class PlayStore(abc.ABC):
         """
         if record.status not in STATUSES:
             raise PlaysLogError(f"play status must be one of {STATUSES}, got {record.status!r}")
-        record = replace(record, key=record.key or uuid.uuid4().hex, updated_at=iso_utc(time.time()))
+        record = replace(record, key=record.key or uuid.uuid4().hex, updated_at=iso_utc(time.time()),
+                         worker_id=record.worker_id or self.worker_id)
         values = asdict(record)
         sets = ", ".join(f"{c} = excluded.{c}" for c in _UPDATED)
         sql = (f"INSERT INTO plays ({', '.join(_WRITTEN)}) VALUES ({', '.join([self._param] * len(_WRITTEN))}) "
@@ -143,6 +159,63 @@ class PlayStore(abc.ABC):
     def _to_sql(self, column: str, value):
         """A record's value as this database stores it (SQLite keeps booleans as 0/1)."""
         return int(value) if isinstance(value, bool) else value
+
+    # --- plays left open by a dead process ------------------------------------------
+
+    def recover(self, worker_ids: Sequence[str] | None = None, *, unowned: bool = True,
+                kind: str | None = None) -> int:
+        """Close plays left open by a process that died, as "recovered"; returns how many.
+
+        Their end stays where their last update put it.
+        worker_ids: None closes every open play (one server on the store,
+            called once at its start before any stream writes: a row still
+            open then belongs to the process that ran before). A list closes
+            only the open plays written by those workers (``plays.worker_id``)
+            and, with ``unowned``, those written by no worker (an older
+            release): a worker at its start passes its own id; a worker that
+            found others dead passes theirs (``web.workers``).
+        kind: only plays of this source kind ("ws" for the reaper: a dead
+            worker's monitor plays are adopted by the monitor's next holder,
+            ``web.handover``).
+        """
+        p = self._param
+        where, args = ["status = 'open'"], []
+        if worker_ids is not None:
+            ids = list(worker_ids)
+            owned = [f"worker_id IN ({', '.join([p] * len(ids))})"] if ids else []
+            owned += ["worker_id IS NULL"] if unowned else []
+            if not owned:
+                return 0
+            where.append("(" + " OR ".join(owned) + ")")
+            args += ids
+        if kind is not None:
+            where.append(f"source_kind = {p}")
+            args.append(kind)
+        n = int(self._run(f"UPDATE plays SET status = 'recovered' WHERE {' AND '.join(where)}", args))
+        if n:
+            log.warning("plays store %s: %d play(s) left open by a process that died closed as recovered",
+                        self.location, n)
+        return n
+
+    def recover_keys(self, keys: Sequence[str]) -> int:
+        """Close the plays of these keys as "recovered" where they are still open; returns how many."""
+        keys = list(keys)
+        if not keys:
+            return 0
+        marks = ", ".join([self._param] * len(keys))
+        return int(self._run(f"UPDATE plays SET status = 'recovered' WHERE status = 'open' AND key IN ({marks})",
+                             keys))
+
+    def open_plays(self, *, monitor_id: str, worker_ids: Sequence[str]) -> list[PlayRecord]:
+        """Open plays of one monitor written by any of ``worker_ids`` (a dead worker's, for handover), oldest first."""
+        ids = list(worker_ids)
+        if not ids:
+            return []
+        p = self._param
+        rows = self._run(f"SELECT {', '.join(COLUMNS)} FROM plays WHERE status = 'open' AND monitor_id = {p} "
+                         f"AND worker_id IN ({', '.join([p] * len(ids))}) ORDER BY id", [monitor_id, *ids],
+                         fetch="all")
+        return [_record(row) for row in rows]
 
     # --- sources --------------------------------------------------------------------
 

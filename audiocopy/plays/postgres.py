@@ -187,13 +187,6 @@ class PostgresStore(PlayStore):
     def _to_sql(self, column: str, value):
         return value  # booleans are BOOLEAN here
 
-    def recover(self) -> int:
-        n = int(self._run("UPDATE plays SET status = 'recovered' WHERE status = 'open'"))
-        if n:
-            log.warning("plays store %s: %d play(s) left open by a previous run closed as recovered",
-                        self.location, n)
-        return n
-
 
 def schema_version(con) -> int:
     """The plays schema version in the database of ``con`` (0: no plays schema yet)."""

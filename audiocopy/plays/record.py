@@ -11,9 +11,10 @@ exports, the pages) sees the same fields.
 
 A play's life in the store: written ``open`` when it opens, rewritten as it
 grows, then ``closed`` when the decision ends it. A play still ``open`` when
-its server died is closed at start-up by ``PlaysLog.recover`` as
-``recovered``: it ended no earlier than its last update, and the exact end
-was lost with the process.
+its server died is closed by ``PlayStore.recover`` as ``recovered``: it
+ended no earlier than its last update, and the exact end was lost with the
+process (or, for a monitor's play, continued by the worker that took the
+monitor over: ``web.handover``).
 """
 from __future__ import annotations
 
@@ -57,7 +58,9 @@ class PlayRecord(Play):
 
     status: one of ``STATUSES``. updated_at: wall-clock UTC (ISO 8601, "Z")
     of the last write, None before the first. source_kind, monitor_id,
-    source_verified: the stream's ``PlayOrigin``.
+    source_verified: the stream's ``PlayOrigin``. worker_id: the server
+    worker that wrote it last (None: a server of an older release), so only
+    a dead worker's open plays are recovered (``web.workers``).
     """
 
     status: str = "closed"
@@ -65,6 +68,7 @@ class PlayRecord(Play):
     source_kind: str = "ws"
     monitor_id: str | None = None
     source_verified: bool = False
+    worker_id: str | None = None
 
     @classmethod
     def of(cls, play: Play, origin: PlayOrigin) -> PlayRecord:

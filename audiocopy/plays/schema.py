@@ -31,6 +31,18 @@ Versions:
    ``sources`` table counts, per source name and kind, the windows answered
    and dropped.
 
+3. What several server workers share through the store (one database
+   serves every worker, on one machine or several): ``monitors`` (the URL
+   monitors, one row each, ``name_key`` unique so names stay unique
+   case-insensitively), ``source_tokens`` (the SHA-256 of each stream
+   token, never the token), the webhook outbox (``webhooks`` and
+   ``deliveries``), ``workers`` (one row per running server process, with
+   its heartbeat) and ``monitor_leases`` (which worker runs which monitor,
+   until when). ``plays.worker_id`` names the worker that wrote an open
+   play, so only a dead worker's open plays are recovered. Times used in
+   comparisons (heartbeats, leases, deliveries' next attempt) are epoch
+   seconds (``REAL``), the rest ISO 8601 text as in ``plays``.
+
 PostgreSQL (``PG_MIGRATIONS``) goes through the same versions with the same
 steps, written in its SQL: ``DOUBLE PRECISION`` where SQLite says ``REAL``
 (PostgreSQL's ``REAL`` is 4 bytes), ``BOOLEAN`` for ``source_verified``, an
@@ -97,8 +109,64 @@ _V2 = (
     )""",
 )
 
+def _v3(real: str, blob: str) -> tuple[str, ...]:
+    """Version 3 in either dialect: ``real`` is the 8-byte float type, ``blob`` the bytes type."""
+    return (
+        "ALTER TABLE plays ADD COLUMN worker_id TEXT",
+        "CREATE INDEX plays_open_worker ON plays (status, worker_id)",
+        """CREATE TABLE monitors (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            name_key TEXT NOT NULL UNIQUE,
+            url TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE source_tokens (
+            name_key TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            sha256 TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            last_used_at TEXT
+        )""",
+        f"""CREATE TABLE webhooks (
+            id TEXT PRIMARY KEY,
+            url TEXT NOT NULL UNIQUE,
+            created_at {real} NOT NULL
+        )""",
+        f"""CREATE TABLE deliveries (
+            id TEXT PRIMARY KEY,
+            webhook_id TEXT NOT NULL,
+            url TEXT NOT NULL,
+            event TEXT NOT NULL,
+            body {blob} NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at {real} NOT NULL,
+            last_error TEXT,
+            created_at {real} NOT NULL,
+            updated_at {real} NOT NULL
+        )""",
+        "CREATE INDEX deliveries_due ON deliveries (status, next_at)",
+        f"""CREATE TABLE workers (
+            id TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            address TEXT NOT NULL,
+            started_at {real} NOT NULL,
+            heartbeat_at {real} NOT NULL,
+            stopped_at {real}
+        )""",
+        f"""CREATE TABLE monitor_leases (
+            monitor_id TEXT PRIMARY KEY,
+            worker_id TEXT NOT NULL,
+            acquired_at {real} NOT NULL,
+            expires_at {real} NOT NULL
+        )""",
+    )
+
+
 #: Step i takes a database from version i to i + 1 (statements run in order).
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _v3("REAL", "BLOB"))
 #: The version this code reads and writes.
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -148,7 +216,7 @@ _PG_V2 = (
 )
 
 #: The same steps in PostgreSQL's SQL: one per version, as ``MIGRATIONS``.
-PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (_PG_V1, _PG_V2)
+PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (_PG_V1, _PG_V2, _v3("DOUBLE PRECISION", "BYTEA"))
 
 
 def too_new(name: str, found: int) -> SchemaError:

@@ -17,10 +17,11 @@ A play is written three ways, always to the row of its ``key``:
   pool, so an older checkpoint can arrive after a newer one or after the
   close, and must not undo them;
 * **closed**: when the decision ends it; this replaces the open row;
-* **recovered**: at start-up, ``recover`` closes every row still open. Its
-  process died (a crash, ``kill -9``, a power cut) before the play ended,
-  so the play is kept as far as its last update: its end is the latest
-  support the server had written.
+* **recovered**: ``recover`` closes rows still open whose process died (a
+  crash, ``kill -9``, a power cut) before the play ended: at start-up the
+  worker's own previous run's (``plays.base.PlayStore.recover``,
+  ``web.workers``). The play is kept as far as its last update: its end is
+  the latest support the server had written.
 
 ``totals`` sums plays and seconds per track or source in SQL, so a report
 over a year of plays never loads its rows into Python.
@@ -99,9 +100,3 @@ class PlaysLog(PlayStore):
                 con.close()
         except sqlite3.DatabaseError as exc:
             raise PlaysLogError(f"plays log {self.path}: {exc}") from None
-
-    def recover(self) -> int:
-        n = int(self._run("UPDATE plays SET status = 'recovered' WHERE status = 'open'"))
-        if n:
-            log.warning("plays log %s: %d play(s) left open by a previous run closed as recovered", self.path, n)
-        return n

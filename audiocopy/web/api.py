@@ -51,6 +51,7 @@ from .keys import (
 from .responses import fail
 from .security import origin_allowed
 from .uploads import receive_upload
+from .workers import WORKERS
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,19 @@ IDENTIFY_CANDIDATES = 3
 
 
 async def status(request: web.Request) -> web.Response:
-    """GET /api/status: catalog size and generation, streams, batcher counters (drops per source kind), uptime."""
+    """GET /api/status: catalog size and generation, streams, batcher counters (drops per source kind), uptime,
+    this worker's id and every worker on the store with the monitors each holds (``web.workers``)."""
     app = request.app
     recognizer = app[RECOGNIZER].current
     settings = app[SETTINGS]
+    workers = app[WORKERS]
+    try:
+        rows, workers_error = await asyncio.get_running_loop().run_in_executor(app[IO_EXECUTOR],
+                                                                               workers.status_sync), None
+    except PlaysLogError as exc:  # the status page still answers while the store is down
+        rows, workers_error = None, str(exc)
     return web.json_response({
+        "worker_id": workers.worker_id, "workers": rows, "workers_error": workers_error,
         "version": __version__, "engine": recognizer.engine.name, "tracks": len(recognizer.track_ids),
         "recognizer_generation": app[RECOGNIZER].generation, "catalog": app[CATALOG_WATCH].to_json(),
         "streams": len(app[STREAMS]), "max_streams": settings.max_streams, "connections": app[STREAMS].connections,

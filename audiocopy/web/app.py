@@ -6,13 +6,19 @@ Place in the pipeline: the top of the server package; ``server.py`` and
 
 * typed state (``web.keys``), set up and torn down in ``cleanup_ctx`` in
   dependency order: executors -> recognizer -> plays log (which closes
-  the plays a crashed run left open, ``PlayStore.recover``; SQLite or
-  PostgreSQL as ``--store`` says, ``plays.factory``) -> webhooks
-  (closed plays to signed POSTs, ``web.webhooks``) -> batcher -> metrics
+  the plays a crashed run left open, ``web.workers``; SQLite or
+  PostgreSQL as ``--store`` says, ``plays.factory``) -> stream tokens
+  (``web.source_tokens``) -> webhooks (closed plays to signed POSTs,
+  ``web.webhooks``) -> batcher -> metrics
   listeners (``web.metrics``, served at ``/metrics``) ->
   jobs -> catalogue watcher (reloads after changes made outside the
-  server, ``web.catalog_watch``) -> monitors (teardown runs in reverse, so monitors and streams flush
-  their plays before the log and the executors go away);
+  server, ``web.catalog_watch``) -> monitors -> the lease loop (``web.workers``: which
+  monitors this worker runs) (teardown runs in reverse, so monitors and streams flush
+  their plays before the log and the executors go away). The store opens
+  first because monitors, stream tokens and the webhook outbox are tables
+  in it too (``plays.monitor_rows``, ``plays.token_rows``,
+  ``plays.outbox_rows``); files an older release kept them in are imported
+  into it on start (``plays.legacy``);
 * threads: the event loop (which only moves bytes), the compute executor
   (``COMPUTE_WORKERS`` threads named "compute": every stream's decoding,
   windows, scoring and decisions, ``web.batcher``), an I/O pool ("io": the
@@ -42,6 +48,8 @@ from ..decision.recognizer import Recognizer
 from ..engines import catalog
 from ..errors import AudiocopyError
 from ..plays.factory import open_store
+from ..plays.monitor_rows import MonitorRows
+from ..plays.token_rows import TokenRows
 from . import admin_api, api, metadata_api, reports_api, source_tokens, views
 from .auth import AdminAuth, load_or_create
 from .batcher import Batcher
@@ -73,6 +81,7 @@ from .state import RecognizerHolder, StreamRegistry
 from .threads import name_os_thread, single_threaded_blas
 from .uploads import MULTIPART_OVERHEAD_BYTES
 from .webhooks import WEBHOOKS, open_dispatcher
+from .workers import WORKERS, WorkerLoop
 from .ws import ws_handler
 
 log = logging.getLogger(__name__)
@@ -116,7 +125,6 @@ def create_app(settings: ServerSettings, *, recognizer: Recognizer | None = None
                           client_max_size=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
     app[SETTINGS] = settings
     app[AUTH] = auth if auth is not None else load_or_create(settings)
-    app[SOURCE_TOKENS] = SourceTokens.load(settings.state_path)  # who may stream under which name
     app[RECOGNIZER] = RecognizerHolder(recognizer)
     app[STREAMS] = StreamRegistry(settings.max_streams, per_address=settings.connections_per_address)
     app[DB_LOCK] = asyncio.Lock()
@@ -125,11 +133,11 @@ def create_app(settings: ServerSettings, *, recognizer: Recognizer | None = None
     app[METRICS] = ServerMetrics(app)  # this app's own registry (``web.metrics``)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), autoescape=True,
                          undefined=jinja2.StrictUndefined)
-    app.cleanup_ctx.extend([_executors, _recognizer, _plays_log, lambda a: _webhooks(a, monitor_resolver),
+    app.cleanup_ctx.extend([_executors, _recognizer, _plays_log, _source_tokens,
+                            lambda a: _webhooks(a, monitor_resolver),
                             _batcher, _metrics, _jobs, _catalog_watch,
-                            lambda a: _monitors(a, monitor_resolver)])
+                            lambda a: _monitors(a, monitor_resolver), _workers])
     app.on_shutdown.append(_close_streams)
-    app.on_cleanup.append(_flush_source_tokens)
     _add_routes(app)
     return app
 
@@ -204,21 +212,31 @@ async def _plays_log(app: web.Application):
     settings = app[SETTINGS]
     where = settings.store or settings.state_path / PLAYS_FILE
     log_ = await loop.run_in_executor(app[IO_EXECUTOR], open_store, where)
-    # Before any stream of this process writes: a play still open now was
-    # left by a process that died, and is closed at its last update.
-    recovered = await loop.run_in_executor(app[IO_EXECUTOR], log_.recover)
-    log.info("plays log %s: %d play(s) recovered from a previous run", log_.location, recovered)
+    # Every play this process writes names its worker; the plays a dead run left open are
+    # recovered by the lease loop when it starts, before any stream writes (``web.workers``).
+    log_.worker_id = settings.worker_name
     app[PLAYS] = ObservedPlaySink(log_, app[IO_EXECUTOR])  # webhooks and metrics listen (``web.play_listeners``)
     yield
     await app[PLAYS].flush()
     await loop.run_in_executor(app[IO_EXECUTOR], log_.close)  # a PostgreSQL store's idle connections
 
 
+async def _source_tokens(app: web.Application):
+    """Who may stream under which name (``web.source_tokens``), kept in the store; an older release's
+    ``source-tokens.json`` is imported first. A damaged table stops the server."""
+    loop = asyncio.get_running_loop()
+    tokens = await loop.run_in_executor(app[IO_EXECUTOR], SourceTokens.load, TokenRows(app[PLAYS].log),
+                                        app[SETTINGS].state_path)
+    app[SOURCE_TOKENS] = tokens
+    yield
+    await loop.run_in_executor(app[IO_EXECUTOR], tokens.flush)  # last use times not written yet
+
+
 async def _webhooks(app: web.Application, resolver):
     """Closed plays -> the webhook outbox; pending deliveries of a previous run resume (``web.webhooks``)."""
     loop = asyncio.get_running_loop()
-    dispatcher = await loop.run_in_executor(app[IO_EXECUTOR], open_dispatcher, app[SETTINGS], app[IO_EXECUTOR],
-                                            resolver)
+    dispatcher = await loop.run_in_executor(app[IO_EXECUTOR], open_dispatcher, app[SETTINGS], app[PLAYS].log,
+                                            app[IO_EXECUTOR], resolver)
     app[WEBHOOKS] = dispatcher
     await dispatcher.start()
     app[PLAYS].listeners.append(dispatcher.on_record)
@@ -271,11 +289,23 @@ async def _catalog_watch(app: web.Application):
 async def _monitors(app: web.Application, resolver):
     holder = app[RECOGNIZER]
     manager = MonitorManager(app[SETTINGS], app[BATCHER], lambda: holder.current, app[PLAYS].record,
-                             resolve=resolver)
+                             rows=MonitorRows(app[PLAYS].log), executor=app[IO_EXECUTOR], resolve=resolver,
+                             leased=True)
     app[MONITORS] = manager
     await manager.load()
     yield
     await manager.close()
+
+
+async def _workers(app: web.Application):
+    """This process as one worker of the store: recovery of its dead run's plays, then the lease loop."""
+    workers = WorkerLoop(app[SETTINGS], app[PLAYS].log, app[IO_EXECUTOR], app[MONITORS])
+    app[WORKERS] = workers
+    app[MONITORS].on_change = workers.wake
+    recovered = await workers.start()
+    log.info("plays log %s: %d play(s) recovered from a previous run", app[PLAYS].log.location, recovered)
+    yield
+    await workers.close()  # its monitors stop first, then its leases go back
 
 
 async def _close_streams(app: web.Application) -> None:
@@ -284,9 +314,6 @@ async def _close_streams(app: web.Application) -> None:
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
 
-async def _flush_source_tokens(app: web.Application) -> None:
-    """Shutdown: stream tokens' last use times not yet written (``source_tokens.SourceTokens.flush``)."""
-    app[SOURCE_TOKENS].flush()
 
 
 # --- middlewares --------------------------------------------------------------

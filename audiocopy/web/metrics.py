@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 #: stream is being dropped.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: Monitor states (``monitors.Monitor.state``), each reported even at 0 so the series always exist.
-MONITOR_STATES = ("starting", "connected", "waiting", "refused", "stopped")
+MONITOR_STATES = ("starting", "connected", "waiting", "refused", "stopped", "elsewhere")
 
 
 class ServerMetrics:

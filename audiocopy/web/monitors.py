@@ -30,24 +30,42 @@ Error messages name the host only.
 Monitor names are unique (case-insensitive): plays are logged under the
 name, so two monitors with one name could not be told apart.
 
-Monitors are saved to ``STATE/monitors.json`` and restarted with the server.
+Persistence: a monitor's definition (id, name, URL, creation time) is a row
+of the plays store's ``monitors`` table (``plays.monitor_rows``: the SQLite
+file by default, PostgreSQL with ``--store postgresql://...``), so every
+server worker on one store knows every monitor, and monitors restart with
+the server. Its live state (connection, counts, recent plays) stays in
+memory here. The store's UNIQUE ``name_key`` is the final arbiter of names:
+two workers adding one name at once get one monitor and one 409. A
+``STATE/monitors.json`` left by an older release is imported into the store
+on start, once, and renamed ``monitors.json.imported``.
+
+Several workers (``web.workers``). In the server every monitor runs only on
+the worker that holds its lease in the store: the manager is ``leased``, so
+``load`` and ``add`` only make monitors known here (state "starting", or
+"elsewhere" while another worker runs them) and the lease loop starts
+(``start_leased``) and stops (``stop_leased``) them. Each leased monitor's
+plays go through the ``web.handover`` mapping the lease loop gives it, so
+a play of a dead worker continues as one play. A manager built without
+``leased`` (tests, tools) starts every monitor itself, as one server did.
 """
 from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-from ..atomic_files import atomic_write_json
 from ..config import ServerSettings
 from ..decision.play import Play
 from ..decision.recognizer import Recognizer
 from ..errors import AudiocopyError, ProtocolError
+from ..plays.monitor_rows import MonitorRows, name_key
+from ..plays.record import PlayRecord
 from . import protocol
 from .batcher import MONITOR, Batcher
 from .session import StreamSession
@@ -56,7 +74,6 @@ from .url_guard import AddressPolicy, Resolve, UrlRefused, check_url, redact_url
 
 log = logging.getLogger(__name__)
 
-MONITORS_FILE = "monitors.json"
 READ_BYTES = 6400  # 0.2 s of 16 kHz s16le: small enough for prompt windows
 MAX_BACKOFF_S = 60.0
 STABLE_AFTER_S = 60.0
@@ -85,7 +102,7 @@ class Monitor:
     id: str
     name: str
     url: str
-    state: str = "starting"  # starting | connected | waiting | refused | stopped
+    state: str = "starting"  # starting | connected | waiting | refused | stopped | elsewhere (another worker)
     message: str = ""
     connected_since: float | None = None
     seconds: float = 0.0
@@ -96,6 +113,8 @@ class Monitor:
     current: dict | None = None  # last window message
     recent_plays: collections.deque = field(default_factory=lambda: collections.deque(maxlen=10))
     task: asyncio.Task | None = None
+    #: Every play record of its stream goes through this before it is written (``web.handover``).
+    record_map: Callable[[PlayRecord], PlayRecord] | None = None
 
     def to_json(self, *, show_url: bool) -> dict:
         """The API's view; ``show_url`` only for admin requests (the URL may hold a stream key)."""
@@ -111,80 +130,140 @@ class MonitorManager:
 
     recognizer: returns the current recognizer (audio parameters, play threshold, decision parameters).
     record_play: where closed plays go (the app's ``PlaySink.record``).
+    rows: the store's ``monitors`` table (``plays.monitor_rows``); executor:
+    where its blocking SQL runs (the app's I/O pool, never the event loop).
     resolve: the DNS lookup behind every URL check (default: the system's; tests inject a stub).
+    leased: monitors run only when the lease loop says so (``web.workers``;
+    module docstring); ``on_change`` is then called when one is added or
+    removed here, so the loop claims or lets go of it at once.
     """
 
     def __init__(self, settings: ServerSettings, batcher: Batcher, recognizer: Callable[[], Recognizer],
-                 record_play: Callable[[Play], None], *, resolve: Resolve | None = None):
+                 record_play: Callable[[Play], None], *, rows: MonitorRows, executor: Executor,
+                 resolve: Resolve | None = None, leased: bool = False):
         self.settings = settings
         self.policy = AddressPolicy.from_settings(settings)
         self._batcher = batcher
         self._recognizer = recognizer
         self._record_play = record_play
         self._resolve = resolve
+        self.rows = rows
+        self._executor = executor
+        self.leased = leased
+        self.on_change: Callable[[], None] = lambda: None
         self.monitors: dict[str, Monitor] = {}
-        self.path = settings.state_path / MONITORS_FILE
+
+    async def _io(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def load(self) -> None:
-        """Start the monitors saved by a previous run (bad entries are logged and skipped)."""
-        if not self.path.exists():
-            return
-        try:
-            saved = json.loads(self.path.read_text(encoding="utf-8"))
-            entries = [(str(m["id"]), str(m["name"]), str(m["url"])) for m in saved]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("ignoring unreadable %s (%s)", self.path, exc)
-            return
-        for mid, name, url in entries[: self.settings.max_monitors]:
-            if self._find_name(name) is not None:  # saved by a version that allowed duplicates
-                log.error("monitor %s: the name %r is taken; renamed to %r", mid, name, f"{name} ({mid})")
-                name = f"{name} ({mid})"
-            self._start(Monitor(mid, name, url))
+        """Start the monitors of the store (after importing an older release's ``monitors.json``, once).
+
+        Raises ``PlaysLogError`` when the store cannot be read: the server
+        does not start without knowing its monitors.
+        """
+        await self._io(self.rows.import_legacy, self.settings.state_path)
+        for row in (await self._io(self.rows.all))[: self.settings.max_monitors]:
+            self._begin(Monitor(row.id, row.name, row.url))
 
     async def add(self, url: str, name: str | None) -> Monitor:
-        """Validate and start a monitor; ``MonitorError``/``UrlRefused`` when not allowed.
+        """Validate, store and start a monitor; ``MonitorError``/``UrlRefused`` when not allowed.
 
         name: shown on the pages and logged with every play; default: the URL's
         host (never its path or query, which may hold a stream key), numbered
-        when taken. An explicit name that is taken is refused (409).
+        when taken. An explicit name that is taken (in the store, by any
+        worker, compared case-insensitively) is refused (409).
         """
-        if len(self.monitors) >= self.settings.max_monitors:
+        if await self._io(self.rows.count) >= self.settings.max_monitors:
             raise MonitorError(f"at most {self.settings.max_monitors} monitors (--max-monitors)", "monitor_limit")
         target = await check_url(url, self.policy, self._resolve)
         name = (name or "").strip()
         if name and (len(name) > MAX_NAME_CHARS or not name.isprintable()):
             raise MonitorError(f"monitor name: printable, at most {MAX_NAME_CHARS} characters",
                                "bad_monitor_name", 400)
-        if name and self._find_name(name) is not None:
+        taken = {name_key(n) for n in await self._io(self.rows.names)}
+        name = name or _free_name(target.host[:MAX_NAME_CHARS - 6], taken)
+        # The insert is the check: the store's UNIQUE name_key also settles a
+        # race with another worker adding the same name at this moment.
+        row = await self._io(self.rows.add, uuid.uuid4().hex[:12], name, target.url)
+        if row is None:
             raise MonitorError(f"a monitor named {name!r} exists already; choose another name",
                                "duplicate_monitor_name")
-        name = name or self._free_name(target.host[:MAX_NAME_CHARS - 6])
-        monitor = Monitor(uuid.uuid4().hex[:12], name, target.url)
-        self._start(monitor)
-        self._save()
+        monitor = Monitor(row.id, row.name, row.url)
+        self._begin(monitor)
+        self.on_change()
         return monitor
 
     async def remove(self, monitor_id: str) -> None:
+        """Delete a monitor from the store and stop it here; ``MonitorError`` (404) when unknown."""
+        removed = await self._io(self.rows.remove, monitor_id)
         monitor = self.monitors.pop(monitor_id, None)
-        if monitor is None:
+        if monitor is None and not removed:
             raise MonitorError(f"no monitor {monitor_id!r}", "unknown_monitor", 404)
-        await self._stop(monitor)
-        self._save()
+        if monitor is not None:
+            await self._stop(monitor)
+        self.on_change()
+
+    async def stored_names(self) -> list[str]:
+        """Every monitor's name in the store, whichever worker runs it (names streams may not claim)."""
+        return await self._io(self.rows.names)
 
     async def close(self) -> None:
-        """Stop every monitor (server shutdown); they stay saved for the next start."""
+        """Stop every monitor (server shutdown); they stay stored for the next start."""
         await asyncio.gather(*(self._stop(m) for m in self.monitors.values()), return_exceptions=True)
 
-    def _find_name(self, name: str) -> Monitor | None:
-        key = name.strip().casefold()
-        return next((m for m in self.monitors.values() if m.name.casefold() == key), None)
+    # --- run by lease (``web.workers.MonitorRunner``) ---------------------------------
 
-    def _free_name(self, base: str) -> str:
-        n, name = 1, base
-        while self._find_name(name) is not None:
-            n += 1
-            name = f"{base} ({n})"
-        return name
+    def running(self) -> set[str]:
+        """Ids of the monitors running here now."""
+        return {mid for mid, m in self.monitors.items() if m.task is not None and not m.task.done()}
+
+    async def start_leased(self, monitor_id: str, record_map: Callable[[PlayRecord], PlayRecord]) -> bool:
+        """Start a monitor whose lease this worker took; False when the store has no such monitor."""
+        monitor = self.monitors.get(monitor_id)
+        if monitor is None:
+            row = await self._io(self.rows.get, monitor_id)
+            if row is None:
+                return False
+            monitor = self.monitors.get(monitor_id) or Monitor(row.id, row.name, row.url)
+        if monitor_id in self.running():
+            return True
+        monitor.record_map, monitor.seconds, monitor.message = record_map, 0.0, ""
+        self._start(monitor)
+        return True
+
+    async def stop_leased(self, monitor_id: str) -> None:
+        """Stop a monitor whose lease this worker lost or gave up; it stays known (and stored)."""
+        monitor = self.monitors.get(monitor_id)
+        if monitor is not None:
+            await self._stop(monitor)
+            monitor.state, monitor.message, monitor.record_map = "elsewhere", "runs on another worker", None
+
+    def stream_seconds(self, monitor_id: str) -> float:
+        """Seconds of audio of the monitor's current connection here (0 when it is not running here)."""
+        monitor = self.monitors.get(monitor_id)
+        return monitor.seconds if monitor is not None and monitor.task is not None else 0.0
+
+    def sync(self, rows: list[tuple[str, str, str]], holders: dict[str, str]) -> None:
+        """Follow the store: know the monitors other workers added, forget removed ones, say who runs which.
+
+        rows: (id, name, url) of every stored monitor; holders: monitor id
+        -> the worker holding its live lease.
+        """
+        stored = {mid for mid, _, _ in rows}
+        for mid in [m for m in self.monitors if m not in stored and m not in self.running()]:
+            del self.monitors[mid]
+        for mid, name, url in rows[: self.settings.max_monitors]:
+            monitor = self.monitors.setdefault(mid, Monitor(mid, name, url))
+            if mid not in self.running() and mid in holders:
+                monitor.state, monitor.message = "elsewhere", f"runs on worker {holders[mid]}"
+
+    def _begin(self, monitor: Monitor) -> None:
+        """A monitor loaded or added here: started now, or (leased) when this worker gets its lease."""
+        if self.leased:
+            self.monitors[monitor.id] = monitor
+        else:
+            self._start(monitor)
 
     def _start(self, monitor: Monitor) -> None:
         self.monitors[monitor.id] = monitor
@@ -196,9 +275,13 @@ class MonitorManager:
             await asyncio.gather(monitor.task, return_exceptions=True)
         monitor.state = "stopped"
 
-    def _save(self) -> None:
-        data = [{"id": m.id, "name": m.name, "url": m.url} for m in self.monitors.values()]
-        atomic_write_json(self.path, data)
+    def _recorder(self, monitor: Monitor) -> Callable:
+        """``record_play`` for the monitor's session: its play records through ``monitor.record_map``."""
+        def record(item):
+            mapping = monitor.record_map
+            return self._record_play(mapping(item) if mapping is not None and isinstance(item, PlayRecord)
+                                     else item)
+        return record
 
     async def _run(self, monitor: Monitor) -> None:
         failures = 0
@@ -249,7 +332,7 @@ class MonitorManager:
             session = MonitorSession(session_id=f"monitor-{monitor.id}", start=protocol.StartRequest(
                 audio.sample_rate, "s16le", 1, source=monitor.name, realtime=False), audio=audio,
                 batcher=self._batcher, decision=recognizer.stream_decision(monitor.name),
-                emit=lambda messages: _on_messages(monitor, messages), record_play=self._record_play)
+                emit=lambda messages: _on_messages(monitor, messages), record_play=self._recorder(monitor))
             monitor.state, monitor.message, monitor.connected_since = "connected", "", time.time()
             try:
                 await _pump(proc, session, monitor)
@@ -304,6 +387,15 @@ def _report_end(monitor: Monitor, rc: int, errors: collections.deque, fed: BaseE
         monitor.message = "ffmpeg: " + (errors[-1] if errors else f"exit status {rc}")
     else:
         monitor.message = "stream ended"
+
+
+def _free_name(base: str, taken: set[str]) -> str:
+    """``base``, or "base (2)", "base (3)" ... : the first whose ``name_key`` is not in ``taken``."""
+    n, name = 1, base
+    while name_key(name) in taken:
+        n += 1
+        name = f"{base} ({n})"
+    return name
 
 
 def _whole_frames(data: bytes, frame_bytes: int) -> tuple[bytes, bytes]:

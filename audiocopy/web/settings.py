@@ -157,6 +157,13 @@ def _store(text: str) -> str:
     return str(Path(t).expanduser())
 
 
+def _worker_id(text: str) -> str:
+    t = text.strip()
+    if not t or len(t) > 200 or not t.isprintable() or any(c.isspace() for c in t):
+        raise ValueError("expected a printable name without spaces, at most 200 characters (e.g. host-a:8080)")
+    return t
+
+
 def _engine(text: str) -> str:
     from ..engines import ENGINE_MODULES
 
@@ -215,6 +222,13 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "webhook_max_backoff_s": (_float_range(0.01, 24 * 3600), "SECONDS", ("longest wait between two "
                                                                          "webhook attempts (default 900)")),
     "webhook_timeout_s": (_float_range(0.1, 300), "SECONDS", "longest one webhook attempt may take (default 10)"),
+    "worker_id": (_worker_id, "ID", ("this server's name among the workers sharing one store; a restart with the "
+                  "same id takes its own monitors and open plays back at once (default HOSTNAME:PORT)")),
+    "lease_ttl_s": (_float_range(1, 3600), "SECONDS", ("a worker silent this long is dead and its monitors move "
+                    "to another worker (default 10; more than twice --lease-renew-s)")),
+    "lease_renew_s": (_float_range(0.1, 600), "SECONDS", "seconds between a worker's heartbeats (default 3)"),
+    "adopt_window_s": (_float_range(1, 3600), "SECONDS", ("a dead worker's open monitor play is continued by the "
+                       "monitor's next holder within this many seconds of its last update (default 30)")),
 }
 
 
@@ -263,9 +277,18 @@ def settings_from_args(args: argparse.Namespace | Mapping[str, Any], environ: Ma
     if "db" not in values:
         raise ConfigError(f"no database: pass --db DB or set {env_name('db')}")
     settings = ServerSettings(**values)
+    check_leases(settings)
     if check_db:
         check_database(settings)
     return settings
+
+
+def check_leases(settings: ServerSettings) -> None:
+    """A lease must outlive two missed renewals, or a worker that is only slow loses its monitors."""
+    if not settings.lease_ttl_s > 2 * settings.lease_renew_s:
+        raise ConfigError(f"--lease-ttl-s {settings.lease_ttl_s:g} must be more than twice --lease-renew-s "
+                          f"{settings.lease_renew_s:g} (a worker renews every --lease-renew-s seconds and may miss "
+                          "one renewal without losing its monitors)")
 
 
 def check_database(settings: ServerSettings) -> None:

@@ -23,45 +23,62 @@ Names are compared by ``source_key``: Unicode NFKC, case folded, runs of
 white space made one space, so "RADIO  one" or a full-width "Ｒadio One"
 cannot slip past a reserved "Radio One".
 
-Storage: ``STATE/source-tokens.json`` (written atomically, mode 0600 like
-every ``atomic_files`` temporary). It holds only the SHA-256 of each token,
+Storage: the plays store's ``source_tokens`` table (``plays.token_rows``:
+the SQLite file by default, PostgreSQL with ``--store postgresql://...``),
+shared by every server worker. It holds only the SHA-256 of each token,
 never the token: the token is shown once, in the answer that issued it.
-Tokens are 256-bit random strings, so a hash without salt or stretching is
-enough; the lookup compares every stored hash with ``hmac.compare_digest``,
-so its time tells nothing about how close a guess came. ``last_used_at`` is
-kept exactly in memory and written at most once a minute per source (and at
-shutdown), so stream starts do not each cost a disk sync.
+A ``STATE/source-tokens.json`` left by an older release is imported into
+the store on start, once, and renamed ``source-tokens.json.imported``.
 
-A malformed file stops the server (``ConfigError``) instead of being
-ignored: ignoring it would silently unprotect every reserved name.
+Lookup: every stream ``start`` that carries a token asks the store (one
+indexed SELECT by the token's SHA-256, in the I/O pool, never on the event
+loop), and one without a token asks whether its name is reserved (by name
+key) and reads the monitors' names. A stream start is rare next to the
+windows it then sends, so a query per start costs nothing that matters, and
+it is always current: a token issued on one worker works at once on every
+other, and a revoked or rotated one stops at once everywhere, which an
+in-memory cache refreshed every few seconds could not promise. Tokens are
+256-bit random strings, so a hash without salt or stretching is enough. The
+index lookup's time depends only on the SHA-256 of the guess, which tells
+nothing about a stored token (finding a token from its hash is a preimage
+attack); the row found is compared once more with ``hmac.compare_digest``.
+
+``last_used_at`` is kept exactly in memory and written at most once a
+minute per source (and at shutdown), so stream starts do not each cost a
+write. With several workers each writes its own uses under that rule; the
+store keeps the latest.
+
+A damaged table (a digest that is not SHA-256 hex), an unusable store or a
+malformed legacy file stops the server (``ConfigError`` or
+``PlaysLogError``) instead of being ignored: ignoring it would silently
+unprotect every reserved name.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import secrets
+import threading
 import time
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
 
-from ..atomic_files import atomic_write_json
-from ..errors import AudiocopyError, ConfigError, ProtocolError
+from ..errors import AudiocopyError, ProtocolError
+from ..plays.token_rows import TokenRow, TokenRows
 from . import protocol
 from .admin_api import require_admin
-from .keys import MONITORS, SETTINGS
+from .keys import IO_EXECUTOR, MONITORS, SETTINGS
 from .responses import fail
 
 log = logging.getLogger(__name__)
 
-TOKENS_FILE = "source-tokens.json"
-FILE_VERSION = 1
 #: Source names: as long as a ``start``'s source label may be.
 MAX_NAME_CHARS = protocol.MAX_SOURCE_CHARS
 #: Characters a source name may not hold: "/" and "\\" would not fit in the
@@ -116,60 +133,52 @@ def _utc(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True)
-class TokenEntry:
-    """One issued token, as stored: the source name, the token's SHA-256 (hex), when made and last used (UTC)."""
-
-    source: str
-    sha256: str
-    created_at: str
-    last_used_at: str | None = None
-
-    def public(self) -> dict:
-        """What the listing shows: everything but the hash."""
-        return {"source": self.source, "created_at": self.created_at, "last_used_at": self.last_used_at}
+#: A stored token (``plays.token_rows.TokenRow``): source name, SHA-256, when made and last used.
+TokenEntry = TokenRow
 
 
 class SourceTokens:
-    """The registry of stream tokens (module docstring); used on the event loop only.
+    """The registry of stream tokens (module docstring).
 
-    path: the JSON file; entries: the tokens it holds; clock: wall-clock
-    seconds (tests move it).
+    rows: the store's ``source_tokens`` table; clock: wall-clock seconds
+    (tests move it). Every method runs blocking SQL: call it from an
+    executor (it is thread-safe), never on the event loop. Store failures
+    raise ``plays.base.PlaysLogError``.
     """
 
-    def __init__(self, path: Path, entries: Iterable[TokenEntry] = (), clock=time.time):
-        self.path = Path(path)
+    def __init__(self, rows: TokenRows, clock=time.time):
+        self.rows = rows
         self._clock = clock
-        self._entries = {source_key(e.source): e for e in entries}
+        self._lock = threading.Lock()  # the I/O pool's threads verify at once
         self._saved_use: dict[str, float] = {}  # key -> clock() when its last_used_at was last written
-        self._dirty = False  # a last_used_at newer than the file's
+        self._unsaved: dict[str, tuple[str, str]] = {}  # key -> (sha256, last_used_at) not written yet
 
     @classmethod
-    def load(cls, state_dir: Path, clock=time.time) -> SourceTokens:
-        """The registry of a state folder (empty when it has no file); ``ConfigError`` for a malformed one."""
-        path = Path(state_dir) / TOKENS_FILE
-        if not path.exists():
-            return cls(path, clock=clock)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            entries = [TokenEntry(str(e["source"]), str(e["sha256"]), str(e["created_at"]),
-                                  None if e.get("last_used_at") is None else str(e["last_used_at"]))
-                       for e in data["tokens"]]
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"cannot read the stream tokens {path} ({exc}); fix or delete it (deleting it "
-                              "revokes every stream token)") from None
-        for e in entries:
-            if len(e.sha256) != 64 or any(c not in "0123456789abcdef" for c in e.sha256):
-                raise ConfigError(f"{path}: the token of source {e.source!r} is not a SHA-256 hex digest")
-        return cls(path, entries, clock=clock)
+    def load(cls, rows: TokenRows, state_dir: Path | None = None, clock=time.time) -> SourceTokens:
+        """The registry of the store, after importing ``state_dir``'s legacy ``source-tokens.json`` (once).
+
+        Raises ``ConfigError`` for a malformed legacy file or a damaged
+        table, ``PlaysLogError`` for a store that cannot be read.
+        """
+        if state_dir is not None:
+            rows.import_legacy(Path(state_dir), source_key)
+        n = rows.check()
+        log.info("stream tokens: %d source(s) protected", n)
+        return cls(rows, clock=clock)
 
     def entries(self) -> list[TokenEntry]:
-        """Every token, sorted by source name."""
-        return sorted(self._entries.values(), key=lambda e: source_key(e.source))
+        """Every token, sorted by source name, with the use times not written yet."""
+        with self._lock:
+            unsaved = dict(self._unsaved)
+        out = []
+        for e in self.rows.all():
+            sha, used = unsaved.get(source_key(e.source), (None, None))
+            out.append(replace(e, last_used_at=used) if sha == e.sha256 else e)
+        return sorted(out, key=lambda e: source_key(e.source))
 
     def reserved(self, name: str) -> TokenEntry | None:
         """The token that protects ``name`` (compared by ``source_key``), or None."""
-        return self._entries.get(source_key(name))
+        return self.rows.by_key(source_key(name))
 
     def issue(self, name: str) -> tuple[TokenEntry, str]:
         """A new token for ``name`` (a valid name, ``check_source_name``); replaces the name's old token.
@@ -179,55 +188,50 @@ class SourceTokens:
         token = secrets.token_urlsafe(TOKEN_BYTES)
         key = source_key(name)
         entry = TokenEntry(name, _digest(token), _utc(self._clock()))
-        rotated = key in self._entries
-        self._entries[key] = entry
-        self._saved_use.pop(key, None)
-        self._save()
-        log.info("stream token %s for source %r", "rotated" if rotated else "issued", name)
+        self.rows.put(key, entry)
+        with self._lock:
+            self._saved_use.pop(key, None)
+            self._unsaved.pop(key, None)
+        log.info("stream token issued for source %r", name)
         return entry, token
 
     def revoke(self, name: str) -> TokenEntry:
         """Remove the token of ``name``; ``SourceTokenError`` (404) when it has none."""
-        entry = self._entries.pop(source_key(name), None)
+        key = source_key(name)
+        entry = self.rows.remove(key)
         if entry is None:
             raise SourceTokenError(f"no stream token for source {name!r}", "unknown_source_token", 404)
-        self._saved_use.pop(source_key(name), None)
-        self._save()
+        with self._lock:
+            self._saved_use.pop(key, None)
+            self._unsaved.pop(key, None)
         log.info("stream token of source %r revoked", entry.source)
         return entry
 
     def verify(self, token: str) -> TokenEntry | None:
-        """The entry whose token ``token`` is, or None; records the use.
-
-        Every stored hash is compared (constant time each), so the answer's
-        time does not depend on which entry matched or how much of it did.
-        """
+        """The entry whose token ``token`` is, or None; records the use (module docstring: lookup)."""
         digest = _digest(token)
-        found = None
-        for key, entry in self._entries.items():
-            if hmac.compare_digest(digest, entry.sha256):
-                found = key
-        if found is None:
+        found = self.rows.by_digest(digest)
+        if found is None or not hmac.compare_digest(digest, found.sha256):
             return None
-        now = self._clock()
-        entry = self._entries[found] = replace(self._entries[found], last_used_at=_utc(now))
-        if now - self._saved_use.get(found, float("-inf")) >= LAST_USED_SAVE_S:
-            self._saved_use[found] = now
-            self._save()
-        else:
-            self._dirty = True
+        key, now = source_key(found.source), self._clock()
+        entry = replace(found, last_used_at=_utc(now))
+        with self._lock:
+            write = now - self._saved_use.get(key, float("-inf")) >= LAST_USED_SAVE_S
+            if write:
+                self._saved_use[key] = now
+                self._unsaved.pop(key, None)
+            else:
+                self._unsaved[key] = (entry.sha256, entry.last_used_at)
+        if write:
+            self.rows.touch(key, entry.sha256, entry.last_used_at)
         return entry
 
     def flush(self) -> None:
-        """Write use times not yet on disk (server shutdown)."""
-        if self._dirty:
-            self._save()
-
-    def _save(self) -> None:
-        atomic_write_json(self.path, {"version": FILE_VERSION, "tokens": [
-            {"source": e.source, "sha256": e.sha256, "created_at": e.created_at, "last_used_at": e.last_used_at}
-            for e in self.entries()]})
-        self._dirty = False
+        """Write use times not yet in the store (server shutdown)."""
+        with self._lock:
+            unsaved, self._unsaved = self._unsaved, {}
+        for key, (sha256, used) in unsaved.items():
+            self.rows.touch(key, sha256, used)
 
 
 #: The app's registry (``web.app`` fills it; ``web.ws`` and the handlers below read it).
@@ -243,6 +247,7 @@ def authorise(start: protocol.StartRequest, tokens: SourceTokens, monitor_names:
     start: the client's parsed ``start``; tokens: the registry;
     monitor_names: names of the URL monitors; required:
     ``--require-source-tokens``. The returned request never holds the token.
+    Blocking (the registry asks the store): ``web.ws`` calls it in the I/O pool.
     """
     if start.source_token is not None:
         entry = tokens.verify(start.source_token)
@@ -265,11 +270,16 @@ def authorise(start: protocol.StartRequest, tokens: SourceTokens, monitor_names:
 
 # --- admin API -------------------------------------------------------------------
 
+async def _io(request: web.Request, fn, *args):
+    """``fn(*args)`` in the app's I/O pool: the registry's calls are SQL."""
+    return await asyncio.get_running_loop().run_in_executor(request.app[IO_EXECUTOR], fn, *args)
+
+
 async def list_tokens(request: web.Request) -> web.Response:
     """GET /api/sources/tokens (admin token): sources with a token, when made and last used; no secrets."""
     require_admin(request)
-    tokens = request.app[SOURCE_TOKENS]
-    return web.json_response({"tokens": [e.public() for e in tokens.entries()],
+    entries = await _io(request, request.app[SOURCE_TOKENS].entries)
+    return web.json_response({"tokens": [e.public() for e in entries],
                               "require_source_tokens": request.app[SETTINGS].require_source_tokens})
 
 
@@ -292,12 +302,12 @@ async def issue_token(request: web.Request) -> web.Response:
     except SourceTokenError as exc:
         raise fail(exc.status, exc.code, str(exc)) from None
     key = source_key(name)
-    if any(source_key(m.name) == key for m in request.app[MONITORS].monitors.values()):
+    if any(source_key(m) == key for m in await request.app[MONITORS].stored_names()):
         raise fail(409, "source_is_monitor", f"{name!r} is a URL monitor's name; a stream token needs a name "
                    "of its own")
     tokens = request.app[SOURCE_TOKENS]
-    rotated = tokens.reserved(name) is not None
-    entry, token = tokens.issue(name)
+    rotated = await _io(request, tokens.reserved, name) is not None
+    entry, token = await _io(request, tokens.issue, name)
     return web.json_response({**entry.public(), "token": token, "rotated": rotated}, status=201)
 
 
@@ -305,7 +315,7 @@ async def revoke_token(request: web.Request) -> web.Response:
     """DELETE /api/sources/tokens/{source} (admin token): the source's token stops working at once."""
     require_admin(request)
     try:
-        entry = request.app[SOURCE_TOKENS].revoke(request.match_info["source"])
+        entry = await _io(request, request.app[SOURCE_TOKENS].revoke, request.match_info["source"])
     except SourceTokenError as exc:
         raise fail(exc.status, exc.code, str(exc)) from None
     return web.json_response({"removed": entry.source})

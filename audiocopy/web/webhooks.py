@@ -3,8 +3,10 @@
 Place in the pipeline: a listener on the app's plays sink
 (``web.play_listeners``). When a play closes, its JSON (the ``play``
 message of the WebSocket protocol, with the store's source fields) is put
-in the outbox (``web.outbox``) once per receiver, and a background task
-delivers what is due. Nothing is sent from the stream's own code path: a
+in the outbox (``plays.outbox_rows``: tables of the plays store, shared by
+every server worker) once per receiver, and a background task delivers
+what is due, claiming each delivery first so that two workers never
+attempt one delivery at once. Nothing is sent from the stream's own code path: a
 slow or dead receiver can delay only its own deliveries.
 
 Signature (so a receiver knows the POST came from this server and was not
@@ -29,8 +31,10 @@ redirect, a timeout, a refused connection, a URL that the guard now
 refuses) is a failed attempt, retried after ``webhook_backoff_s`` doubled
 per attempt up to ``webhook_max_backoff_s``, until
 ``webhook_max_attempts`` attempts, after which the delivery is marked
-failed. The outbox is a file, so pending deliveries survive a restart and
-resume on start.
+failed. The outbox is in the store, so pending deliveries survive a restart
+and resume on start (on any worker). A ``STATE/webhooks.sqlite`` left by
+an older release is imported into the store on start, once, and renamed
+``webhooks.sqlite.imported``.
 
 Safety (server-side request forgery). A webhook URL passes the same guard
 as URL monitors (``url_guard.check_url`` with the monitors' address policy:
@@ -60,8 +64,9 @@ from aiohttp import web
 
 from ..config import ServerSettings
 from ..errors import AudiocopyError, ConfigError
+from ..plays.base import PlayStore
+from ..plays.outbox_rows import Delivery, OutboxError, Webhook, WebhookOutbox
 from . import protocol
-from .outbox import Delivery, OutboxError, Webhook, WebhookOutbox
 from .play_listeners import closed_play
 from .url_fetch import PinnedResolver
 from .url_guard import AddressPolicy, Resolve, UrlRefused, check_url, redact_url
@@ -69,7 +74,6 @@ from .url_guard import AddressPolicy, Resolve, UrlRefused, check_url, redact_url
 log = logging.getLogger(__name__)
 
 KEY_FILE = "webhook-signing-key"
-OUTBOX_FILE = "webhooks.sqlite"
 SIGNATURE_HEADER = "X-Audiocopy-Signature"
 TIMESTAMP_HEADER = "X-Audiocopy-Timestamp"
 DELIVERY_HEADER = "X-Audiocopy-Delivery"
@@ -79,6 +83,9 @@ PLAY_CLOSED = "play.closed"
 BATCH = 16
 #: Longest sleep of an idle dispatcher between two looks at the outbox.
 IDLE_S = 30.0
+#: Seconds a claimed delivery is held beyond the attempt's timeout: a worker
+#: that dies mid-attempt leaves the delivery to another one after this.
+CLAIM_MARGIN_S = 30.0
 
 
 class WebhookError(AudiocopyError):
@@ -157,8 +164,9 @@ class WebhookDispatcher:
     """Configured receivers, the outbox and the task that delivers (see the module docstring).
 
     settings: the webhook_* options and the address policy; outbox: the
-    SQLite outbox; key: the signing key; executor: where SQLite runs (never
-    on the event loop); resolve: the DNS lookup behind the URL guard (tests).
+    store's outbox (``plays.outbox_rows``); key: the signing key; executor:
+    where its SQL runs (never on the event loop); resolve: the DNS lookup
+    behind the URL guard (tests).
     Call ``start`` on the event loop, then ``close``.
     """
 
@@ -178,6 +186,11 @@ class WebhookDispatcher:
 
     async def _io(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    @property
+    def claim_s(self) -> float:
+        """How long a claimed delivery is this dispatcher's (longer than an attempt can take)."""
+        return self.settings.webhook_timeout_s + CLAIM_MARGIN_S
 
     @property
     def webhooks(self) -> list[Webhook]:
@@ -250,14 +263,14 @@ class WebhookDispatcher:
         while True:
             self._wake.clear()
             try:
-                due = await self._io(self.outbox.due, time.time(), BATCH)
+                due = await self._io(self.outbox.claim, time.time(), BATCH, self.claim_s)
                 if due:
                     await asyncio.gather(*(self._attempt(d) for d in due))
                 next_at = await self._io(self.outbox.next_due_at)
                 self.stats.pending = (await self._io(self.outbox.counts))["pending"]
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the outbox file failed: keep the task alive and look again later
+            except Exception:  # the store failed: keep the task alive and look again later
                 log.exception("webhook outbox error")
                 due, next_at = [], time.time() + self.settings.webhook_backoff_s
             if due:
@@ -281,7 +294,7 @@ class WebhookDispatcher:
             await self._io(self.outbox.delivered, d.id)
             self.stats.delivered += 1
             return
-        # Counted once the outbox holds the result, so the counts never run ahead of the file.
+        # Counted once the outbox holds the result, so the counts never run ahead of the store.
         if attempts >= self.settings.webhook_max_attempts:
             await self._io(self.outbox.give_up, d.id, attempts, error)
             self.stats.failed_attempts += 1
@@ -323,9 +336,18 @@ class WebhookDispatcher:
 WEBHOOKS = web.AppKey("webhooks", WebhookDispatcher)
 
 
-def open_dispatcher(settings: ServerSettings, executor: Executor, resolve: Resolve | None = None
-                    ) -> WebhookDispatcher:
-    """The dispatcher of a server: the key and the outbox in ``settings.state_path`` (blocking: files)."""
+def open_dispatcher(settings: ServerSettings, store: PlayStore, executor: Executor,
+                    resolve: Resolve | None = None) -> WebhookDispatcher:
+    """The dispatcher of a server: the key in ``settings.state_path``, the outbox in ``store`` (blocking).
+
+    An older release's ``STATE/webhooks.sqlite`` is imported into the store
+    first (once). Raises ``ConfigError`` for an unreadable key or legacy
+    outbox, ``PlaysLogError`` for a store that fails.
+    """
     key = load_or_create_key(settings.state_path)
-    outbox = WebhookOutbox(settings.state_path / OUTBOX_FILE)
+    outbox = WebhookOutbox(store)
+    try:
+        outbox.import_legacy(settings.state_path)
+    except OutboxError as exc:
+        raise ConfigError(str(exc)) from None
     return WebhookDispatcher(settings, outbox, key, executor, resolve=resolve)

@@ -41,8 +41,9 @@ import uuid
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..errors import ProtocolError
+from ..plays.base import PlaysLogError
 from . import protocol
-from .keys import BATCHER, MONITORS, PLAYS, RECOGNIZER, SETTINGS, STREAMS
+from .keys import BATCHER, IO_EXECUTOR, MONITORS, PLAYS, RECOGNIZER, SETTINGS, STREAMS
 from .security import origin_allowed
 from .session import StreamSession
 from .source_tokens import SOURCE_TOKENS, authorise
@@ -161,14 +162,29 @@ async def _on_text(request: web.Request, ws: web.WebSocketResponse, text: str, s
     if isinstance(parsed, protocol.StartRequest):
         if session is not None:
             raise ProtocolError(protocol.ALREADY_STARTED, "this stream has already started")
-        return _start_session(request, ws, parsed, outbox)
+        return await _start_session(request, ws, parsed, outbox)
     if session is None:
         raise ProtocolError(protocol.NOT_STARTED, "nothing to stop: the stream has not started")
     await session.finish()
     return session
 
 
-def _start_session(request: web.Request, ws: web.WebSocketResponse, start: protocol.StartRequest,
+def _admit(app: web.Application, start: protocol.StartRequest) -> protocol.StartRequest:
+    """``source_tokens.authorise`` against the store (stream tokens, every worker's monitor names).
+
+    Blocking SQL: runs in the I/O pool. A store that fails refuses the
+    stream (``internal_error``) rather than letting it pass unchecked.
+    """
+    try:
+        return authorise(start, app[SOURCE_TOKENS], app[MONITORS].rows.names(),
+                         required=app[SETTINGS].require_source_tokens)
+    except PlaysLogError as exc:
+        log.error("cannot check a stream's source: %s", exc)
+        raise ProtocolError(protocol.INTERNAL_ERROR, "the server cannot check stream sources right now; try "
+                            "again later") from None
+
+
+async def _start_session(request: web.Request, ws: web.WebSocketResponse, start: protocol.StartRequest,
                    outbox: Outbox) -> StreamSession:
     """A valid ``start``: check its source, take a stream slot and make the session.
 
@@ -181,8 +197,7 @@ def _start_session(request: web.Request, ws: web.WebSocketResponse, start: proto
     streams = app[STREAMS]
     claimed = start.source
     try:
-        start = authorise(start, app[SOURCE_TOKENS], (m.name for m in app[MONITORS].monitors.values()),
-                          required=settings.require_source_tokens)
+        start = await asyncio.get_running_loop().run_in_executor(app[IO_EXECUTOR], _admit, app, start)
     except ProtocolError as exc:
         log.warning("refused a stream from %s claiming source %r: %s", request.remote, claimed, exc.code)
         raise
