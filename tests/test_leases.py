@@ -232,7 +232,7 @@ def test_a_dead_workers_open_plays_of_one_monitor(store):
     write_play(store, "m1-closed", "A", kind="monitor", monitor="m1", status="closed")
     assert [p.key for p in store.open_plays(monitor_id="m1", worker_ids=["A"])] == ["m1-dead"]
     assert store.open_plays(monitor_id="m1", worker_ids=[]) == []
-    assert store.recover_keys(["m1-dead", "m1-closed"]) == 1
+    assert [r.key for r in store.recover_keys(["m1-dead", "m1-closed"])] == ["m1-dead"]
     assert statuses(store)["m1-dead"] == "recovered" and statuses(store)["m1-closed"] == "closed"
 
 

@@ -369,3 +369,21 @@ async def test_a_streamed_play_reaches_the_receiver_signed(make_client, aiohttp_
     assert values[("audiocopy_webhook_deliveries_total", (("outcome", "delivered"),))] == 1
     assert values[("audiocopy_webhook_deliveries_total", (("outcome", "given_up"),))] == 0
     assert values[("audiocopy_webhook_outbox_pending", ())] == 0 and values[("audiocopy_webhooks", ())] == 1
+
+
+async def test_a_play_recovered_after_a_crash_reaches_the_receiver(make_client, aiohttp_server, settings):
+    """A play left open by a server that died is closed as "recovered" at the next start, and that is a play that
+    ended: the receiver hears of it, marked so (before, only plays closed by a running stream were sent)."""
+    seen: list = []
+    server = await aiohttp_server(receiver([], seen))
+    store = PlaysLog(settings.state_path / "plays.sqlite")
+    WebhookOutbox(store).add_webhook(f"http://127.0.0.1:{server.port}/hook")
+    left_open = replace(closed_play("chirps"), status="open", open=True, key="died-mid-song")
+    store.write(left_open)  # written by a server that was then killed: no worker id, still open
+    client = await make_client(allow_private_monitors=True, webhook_backoff_s=0.05)
+    await wait_for(lambda: len(seen) == 1)
+    sent = json.loads(seen[0][1])
+    assert (sent["key"], sent["track"], sent["status"]) == ("died-mid-song", "chirps", "recovered")
+    assert store.query(status="recovered")[0].key == "died-mid-song"
+    await wait_for(lambda: client.server.app[WEBHOOKS].stats.delivered == 1)
+    assert len(seen) == 1  # once, not again on the next tick of the lease loop

@@ -164,7 +164,16 @@ class PlayStore(abc.ABC):
 
     def recover(self, worker_ids: Sequence[str] | None = None, *, unowned: bool = True,
                 kind: str | None = None) -> int:
-        """Close plays left open by a process that died, as "recovered"; returns how many.
+        """``recover_records`` when only how many matters (its arguments); returns how many were closed."""
+        return len(self.recover_records(worker_ids, unowned=unowned, kind=kind))
+
+    def recover_records(self, worker_ids: Sequence[str] | None = None, *, unowned: bool = True,
+                        kind: str | None = None) -> list[PlayRecord]:
+        """Close plays left open by a process that died, as "recovered"; returns them as they are now stored.
+
+        The records are what the server's listeners (webhooks, metrics) are
+        told: a recovered play is a closed play too, it only ended with its
+        process.
 
         Their end stays where their last update put it.
         worker_ids: None closes every open play (one server on the store,
@@ -185,26 +194,31 @@ class PlayStore(abc.ABC):
             owned = [f"worker_id IN ({', '.join([p] * len(ids))})"] if ids else []
             owned += ["worker_id IS NULL"] if unowned else []
             if not owned:
-                return 0
+                return []
             where.append("(" + " OR ".join(owned) + ")")
             args += ids
         if kind is not None:
             where.append(f"source_kind = {p}")
             args.append(kind)
-        n = int(self._run(f"UPDATE plays SET status = 'recovered' WHERE {' AND '.join(where)}", args))
-        if n:
+        records = self._recovering(f"WHERE {' AND '.join(where)}", args)
+        if records:
             log.warning("plays store %s: %d play(s) left open by a process that died closed as recovered",
-                        self.location, n)
-        return n
+                        self.location, len(records))
+        return records
 
-    def recover_keys(self, keys: Sequence[str]) -> int:
-        """Close the plays of these keys as "recovered" where they are still open; returns how many."""
+    def _recovering(self, where: str, args: Sequence) -> list[PlayRecord]:
+        """``UPDATE`` the open plays ``where`` selects to "recovered", returning their rows (one statement)."""
+        rows = self._run(f"UPDATE plays SET status = 'recovered' {where} RETURNING {', '.join(COLUMNS)}", args,
+                         fetch="all")
+        return [_record(row) for row in rows]
+
+    def recover_keys(self, keys: Sequence[str]) -> list[PlayRecord]:
+        """Close the plays of these keys as "recovered" where they are still open; returns those it closed."""
         keys = list(keys)
         if not keys:
-            return 0
+            return []
         marks = ", ".join([self._param] * len(keys))
-        return int(self._run(f"UPDATE plays SET status = 'recovered' WHERE status = 'open' AND key IN ({marks})",
-                             keys))
+        return self._recovering(f"WHERE status = 'open' AND key IN ({marks})", keys)
 
     def open_plays(self, *, monitor_id: str, worker_ids: Sequence[str]) -> list[PlayRecord]:
         """Open plays of one monitor written by any of ``worker_ids`` (a dead worker's, for handover), oldest first."""

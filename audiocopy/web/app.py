@@ -92,13 +92,13 @@ log = logging.getLogger(__name__)
 LOOP_THREAD, COMPUTE_THREAD, IO_THREAD = "event-loop", "compute", "io"
 #: Compute cycles that may run at once (``Batcher(workers=...)``). A
 #: cycle's heavy parts (index search, encoder products, FFT, resampling)
-#: release the GIL, so two cycles for different streams could use two
-#: cores, but each then gets half the windows and small batches cost more per
-#: window. Measured on 2 cores shared with 1.3-1.4 cores of other work
-#: (96 streams, 100-track fingerprint catalogue): no gain from two (as many
-#: windows answered, 3.3 instead of 2.8 ms of scoring CPU per window). On
-#: free cores, two may hold more streams; that is not measured yet.
-COMPUTE_WORKERS = 1
+#: release the GIL, so two cycles for different streams use two cores; a
+#: second cycle starts only when ``batcher.MIN_PARALLEL`` streams wait, so
+#: a light load keeps one worker's larger batches. Measured on 2 cores
+#: shared with ~1.0-1.4 cores of other work (100-track fingerprint catalogue,
+#: 20 s steps): one worker failed at 96 streams (p95 0.94 s), two held 128
+#: (p95 0.19 s) and answered 192 without a drop (docs/benchmarks.md).
+COMPUTE_WORKERS = 2
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A regular install carries the pages inside the package (``setup.py``
@@ -302,6 +302,7 @@ async def _workers(app: web.Application):
     workers = WorkerLoop(app[SETTINGS], app[PLAYS].log, app[IO_EXECUTOR], app[MONITORS])
     app[WORKERS] = workers
     app[MONITORS].on_change = workers.wake
+    workers.on_recovered = app[PLAYS].announce  # recovered plays reach the webhooks and metrics too
     recovered = await workers.start()
     log.info("plays log %s: %d play(s) recovered from a previous run", app[PLAYS].log.location, recovered)
     yield

@@ -40,12 +40,27 @@ class ObservedPlaySink(PlaySink):
                 log.exception("a plays listener failed")
         return fut
 
+    def announce(self, records: list[PlayRecord]) -> None:
+        """Tell the listeners of plays the store closed itself (recovered plays), without writing them again.
+
+        A play whose process died is closed in the store by SQL
+        (``PlayStore.recover_records``), never handed to ``record``; it is
+        still a play that ended, so the webhooks and metrics hear of it
+        like any other.
+        """
+        for record in records:
+            for listener in list(self.listeners):
+                try:
+                    listener(record)
+                except Exception:  # as in ``record``: one listener never stops the others
+                    log.exception("a plays listener failed")
+
 
 def closed_play(item: object) -> Play | None:
-    """``item`` when it is a play that has just closed (a closed ``PlayRecord`` or a bare closed
-    ``Play``), else None (open plays and checkpoints, source reports)."""
+    """``item`` when it is a play that has just ended (a closed or recovered ``PlayRecord``, or a bare
+    closed ``Play``), else None (open plays and checkpoints, source reports)."""
     if isinstance(item, PlayRecord):
-        return item if item.status == "closed" else None
+        return item if item.status in ("closed", "recovered") else None
     if isinstance(item, Play):
         return None if item.open else item
     return None

@@ -120,6 +120,9 @@ class WorkerLoop:
         self._watchdog: asyncio.Task | None = None
         self.ticks = 0
         self.last_error: str | None = None
+        #: Called on the event loop with the plays this worker closed as recovered (the app's plays sink
+        #: tells its listeners: a recovered play is announced to webhooks like any closed play).
+        self.on_recovered: Callable[[list[PlayRecord]], None] | None = None
 
     async def _io(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -135,20 +138,25 @@ class WorkerLoop:
         """
         self.store.worker_id = self.worker_id  # every play this process writes names it
         recovered = await self._io(self._start_sync)
-        if not ticking:
-            return recovered
-        self._task = asyncio.create_task(self.run(), name="worker-leases")
-        self._watchdog = asyncio.create_task(self._watch(), name="worker-lease-deadlines")
-        return recovered
+        self._announce(recovered)
+        if ticking:
+            self._task = asyncio.create_task(self.run(), name="worker-leases")
+            self._watchdog = asyncio.create_task(self._watch(), name="worker-lease-deadlines")
+        return len(recovered)
 
-    def _start_sync(self) -> int:
-        recovered = self.store.recover([self.worker_id], unowned=True)
+    def _announce(self, recovered: list[PlayRecord]) -> None:
+        """Tell ``on_recovered`` (webhooks, metrics) of plays this worker closed as recovered (event loop)."""
+        if recovered and self.on_recovered is not None:
+            self.on_recovered(recovered)
+
+    def _start_sync(self) -> list[PlayRecord]:
+        recovered = self.store.recover_records([self.worker_id], unowned=True)
         gone = [w.id for w in self.leases.workers()
                 if w.host == self.host and w.id != self.worker_id and w.stopped_at is None and not _pid_alive(w.pid)]
         if gone:
             log.warning("workers %s of this host are gone (no such process): their monitors move now", gone)
             self.leases.declare_dead(gone)
-            recovered += self.store.recover(gone, unowned=False, kind="ws")
+            recovered += self.store.recover_records(gone, unowned=False, kind="ws")
         self.leases.register(self.host, os.getpid(), self.address)
         return recovered
 
@@ -287,17 +295,19 @@ class WorkerLoop:
         for mid, handover in list(self.handovers.items()):
             seconds = self.runner.stream_seconds(mid) if self.runner is not None else 0.0
             expired += handover.expire(stream_s=seconds, now=self._clock())
-        await self._io(self._reap_sync, expired)
+        self._announce(await self._io(self._reap_sync, expired))
 
-    def _reap_sync(self, expired: list[str]) -> None:
+    def _reap_sync(self, expired: list[str]) -> list[PlayRecord]:
+        recovered = []
         if expired:
-            n = self.store.recover_keys(expired)
+            recovered = self.store.recover_keys(expired)
             log.info("worker %s: %d inherited monitor play(s) nobody continued closed as recovered",
-                     self.worker_id, n)
+                     self.worker_id, len(recovered))
         dead = self.leases.dead_workers()
         if dead:
-            self.store.recover(dead, unowned=False, kind="ws")
+            recovered += self.store.recover_records(dead, unowned=False, kind="ws")
         self.leases.forget_missing()
+        return recovered
 
     # --- status ----------------------------------------------------------------------
 
