@@ -14,26 +14,13 @@ from dataclasses import replace
 
 import pytest
 from postgres_server import postgres_server, postgres_url  # noqa: F401
-from test_plays import Backend
+from test_plays import backend  # noqa: F401 - each test on SQLite and on PostgreSQL
 
 from audiocopy.decision.play import Play
 from audiocopy.plays.leases import LeaseError, Leases, fair_share
 from audiocopy.plays.record import PlayOrigin, PlayRecord
 
 TTL = 10.0
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend(request, tmp_path):
-    if request.param == "sqlite":
-        where = tmp_path / "state" / "plays.sqlite"
-        where.parent.mkdir()
-    else:
-        where = request.getfixturevalue("postgres_url")
-    b = Backend(request.param, where)
-    yield b
-    for store in b.opened:
-        store.close()
 
 
 class Clock:
