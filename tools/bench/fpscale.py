@@ -157,7 +157,6 @@ def live_ms(recognizer, steps: list, warm: int = 2) -> float:
 def build_engine(base, vecs: list[np.ndarray], ids: list[str]) -> dict:
     """A fingerprint engine over a fresh default index of ``vecs``, sharing ``base``'s encoder and settings."""
     from audiocopy.config import IndexParams
-    from audiocopy.engines.fingerprint import engine as fp
     from audiocopy.engines.fingerprint.index.open import create_index
 
     rss0, t0 = rss_mib(), time.perf_counter()
@@ -170,12 +169,19 @@ def build_engine(base, vecs: list[np.ndarray], ids: list[str]) -> dict:
         for k, v, p in tracks:
             index.add(k, v, p)
     build_s = time.perf_counter() - t0
+    return {"index": index, "engine": engine_over(base, index, ids), "build_s": build_s,
+            "index_mib": index.memory_bytes() / 2**20, "rss_mib": rss_mib() - rss0}
+
+
+def engine_over(base, index, ids: list[str]):
+    """A fingerprint engine over ``index`` (track key k is ``ids[k]``), sharing ``base``'s encoder and settings."""
+    from audiocopy.engines.fingerprint import engine as fp
+
     # Track key k is column k of the margins.
-    state = fp._State(tuple(ids), np.arange(len(ids), dtype=np.int64), index, base.threshold, ())
-    engine = fp.FingerprintEngine(base.db, audio=base.audio, features=base.features, encoder=base.encoder,
-                                  config=base.config, state=state, calibration={})
-    return {"index": index, "engine": engine, "build_s": build_s, "index_mib": index.memory_bytes() / 2**20,
-            "rss_mib": rss_mib() - rss0}
+    # No levels files: the synthetic catalogue has no audio to refine an answer against.
+    state = fp._State(tuple(ids), np.arange(len(ids), dtype=np.int64), index, base.threshold, (), {})
+    return fp.FingerprintEngine(base.db, audio=base.audio, features=base.features, encoder=base.encoder,
+                                config=base.config, state=state, calibration={})
 
 
 def time_round(b: dict, windows: np.ndarray, steps: list, base) -> dict:

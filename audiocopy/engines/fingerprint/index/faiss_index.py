@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -92,26 +93,63 @@ class FaissIndex:
             self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
             self.structure, self.trained_on = "flat", 0
         else:
-            nlist = self.params.nlist or auto_nlist(n)
-            if self.dim % self.params.pq_bytes:
-                raise ConfigError(f"pq_bytes {self.params.pq_bytes} must divide the dimension {self.dim}")
-            quantizer = faiss.IndexFlatIP(self.dim)
-            index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, self.params.pq_bytes, 8, faiss.METRIC_INNER_PRODUCT)
             # k-means needs ~40-250 points per centroid; more only costs time.
             rng = np.random.default_rng(seed)
-            n_train = min(n, 64 * nlist)
+            n_train = min(n, 64 * (self.params.nlist or auto_nlist(n)))
             sample_rows = np.sort(rng.choice(n, size=n_train, replace=False))
             all_vectors = np.concatenate([v for _, v, _ in tracks]).astype(np.float32, copy=False)
-            log.info("training IVF%d,PQ%d on %d of %d vectors", nlist, self.params.pq_bytes, n_train, n)
-            index.train(np.ascontiguousarray(all_vectors[sample_rows]))
-            index.nprobe = self.params.nprobe
-            index.quantizer_trains_alone = 0
-            self._index = index
-            self.structure, self.trained_on = f"IVF{nlist},PQ{self.params.pq_bytes}", n
+            self.start_ivfpq(all_vectors[sample_rows], n)
             del all_vectors
         self._counts = {}
         for key, vectors, positions in tracks:
             self.add(key, vectors, positions)
+
+    def start_ivfpq(self, sample: np.ndarray, n_expected: int) -> None:
+        """Replace the index with an empty IVF-PQ trained on ``sample``, sized for ``n_expected`` vectors.
+
+        sample: (m, dim) float32 vectors drawn evenly from what will be added
+        (``rebuild`` draws ~64 per inverted list); n_expected: the catalogue's
+        vector count, which sets ``nlist`` when ``IndexParams.nlist`` is 0.
+        ``rebuild`` uses it; so can a caller whose catalogue is too large to
+        hold as float32 at once, adding tracks in chunks afterwards
+        (``add_batch``).
+        """
+        faiss = self._faiss
+        nlist = self.params.nlist or auto_nlist(n_expected)
+        if self.dim % self.params.pq_bytes:
+            raise ConfigError(f"pq_bytes {self.params.pq_bytes} must divide the dimension {self.dim}")
+        sample = np.ascontiguousarray(sample, dtype=np.float32)
+        if sample.ndim != 2 or sample.shape[1] != self.dim or len(sample) < nlist:
+            raise ValueError(f"IVF{nlist} needs a training sample of at least {nlist} {self.dim}-dim vectors, "
+                             f"got shape {sample.shape}")
+        quantizer = faiss.IndexFlatIP(self.dim)
+        index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, self.params.pq_bytes, 8, faiss.METRIC_INNER_PRODUCT)
+        log.info("training IVF%d,PQ%d on %d vectors for %d", nlist, self.params.pq_bytes, len(sample), n_expected)
+        index.train(sample)
+        index.nprobe = self.params.nprobe
+        index.quantizer_trains_alone = 0
+        self._index = index
+        self.structure, self.trained_on = f"IVF{nlist},PQ{self.params.pq_bytes}", int(n_expected)
+        self._counts = {}
+
+    def add_batch(self, tracks) -> None:
+        """Add several tracks in one faiss call. tracks: list of (key, (n, dim) vectors, (n,) positions).
+
+        The same as ``add`` per track, but IVF assignment and PQ encoding run
+        over the whole batch at once, on every core.
+        """
+        tracks = [(int(k), *check_vectors(v, p, self.dim)) for k, v, p in tracks]
+        keys = [k for k, _, _ in tracks]
+        repeated = {k for k, c in Counter(keys).items() if c > 1}
+        clash = sorted((set(keys) & set(self._counts)) | repeated)
+        if clash:
+            raise ValueError(f"track keys {clash[:5]} are already in the index or repeated")
+        if not tracks:
+            return
+        self._faiss.omp_set_num_threads(CORES)
+        self._index.add_with_ids(np.concatenate([v for _, v, _ in tracks]),
+                                 np.concatenate([pack_ids(k, p) for k, _, p in tracks]))
+        self._counts.update({k: len(v) for k, v, _ in tracks})
 
     def add(self, track: int, vectors: np.ndarray, positions: np.ndarray) -> None:
         vectors, positions = check_vectors(vectors, positions, self.dim)
