@@ -281,7 +281,7 @@ class ConcurrentRecognizer(FakeRecognizer):
 async def test_two_workers_score_other_streams_at_once_each_in_order():
     pool = ThreadPoolExecutor(2, thread_name_prefix="compute")
     rec = ConcurrentRecognizer(delay_s=0.05)
-    batcher = Batcher(lambda: rec, pool, linger_s=0, workers=2, max_pending_per_owner=100)
+    batcher = Batcher(lambda: rec, pool, linger_s=0, workers=2, max_pending_per_owner=100, min_parallel=1)
     sinks = [Sink() for _ in range(4)]
     streams = [session(batcher, s) for s in sinks]
     task = asyncio.create_task(batcher.run())
@@ -300,6 +300,80 @@ async def test_two_workers_score_other_streams_at_once_each_in_order():
         pool.shutdown(wait=True)
     assert all(s.starts() == [i * 0.5 for i in range(10)] for s in sinks)
     assert rec.most_running == 2 and sum(rec.calls) == 40
+
+
+async def _fill_while_a_cycle_runs(batcher, rec, n_late: int) -> list[Sink]:
+    """One stream's cycle is held at the recognizer; ``n_late`` streams come due meanwhile, then it is let go."""
+    first = Sink()
+    late = [Sink() for _ in range(n_late)]
+    task = asyncio.create_task(batcher.run())
+    try:
+        rec.gate.clear()
+        session(batcher, first).feed(pcm(2.5))
+        for _ in range(200):  # the first cycle is in the recognizer
+            if rec.running:
+                break
+            await asyncio.sleep(0.005)
+        for sink in late:
+            session(batcher, sink).feed(pcm(2.5))
+        await asyncio.sleep(0.1)  # time for a second cycle to start, if it may
+        started_beside = rec.most_running
+        rec.gate.set()
+        for _ in range(500):
+            if all(len(s.of("window")) == 1 for s in [first, *late]):
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert all(len(s.of("window")) == 1 for s in [first, *late])
+    return started_beside
+
+
+@pytest.mark.parametrize("n_late, parallel", [(2, False), (3, True), (6, True)])
+async def test_a_second_cycle_starts_only_when_min_parallel_streams_wait(n_late, parallel):
+    """Fewer than ``min_parallel`` waiting streams join the running worker's next cycle; that many start one beside it."""
+    pool = ThreadPoolExecutor(2, thread_name_prefix="compute")
+    rec = ConcurrentRecognizer(delay_s=0.0)
+    batcher = Batcher(lambda: rec, pool, linger_s=0, workers=2, min_parallel=3)
+    try:
+        most_running = await _fill_while_a_cycle_runs(batcher, rec, n_late)
+    finally:
+        rec.gate.set()
+        pool.shutdown(wait=True)
+    assert most_running == (2 if parallel else 1)
+    if not parallel:  # the late streams waited for the first cycle, then went in one call together
+        assert rec.calls == [1, n_late]
+
+
+async def test_a_backlog_is_shared_by_both_workers_a_batch_each():
+    """A cycle takes about one batch of streams, so the other worker has streams to take (not one cycle at a time)."""
+    pool = ThreadPoolExecutor(2, thread_name_prefix="compute")
+    rec = ConcurrentRecognizer(delay_s=0.0)
+    batcher = Batcher(lambda: rec, pool, linger_s=0, workers=2, max_batch=2, min_parallel=1)
+    sinks = [Sink() for _ in range(6)]
+    rec.gate.clear()
+    for sink in sinks:
+        session(batcher, sink).feed(pcm(2.5))
+    task = asyncio.create_task(batcher.run())
+    try:
+        for _ in range(200):
+            if rec.running == 2:
+                break
+            await asyncio.sleep(0.005)
+        both_at_once = rec.running
+        rec.gate.set()
+        for _ in range(500):
+            if all(len(s.of("window")) == 1 for s in sinks):
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        rec.gate.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        pool.shutdown(wait=True)
+    assert both_at_once == 2
+    assert all(len(s.of("window")) == 1 for s in sinks) and max(rec.calls) <= 2 and sum(rec.calls) == 6
 
 
 async def test_event_loop_never_decodes_resamples_or_scores(executor, monkeypatch):

@@ -27,10 +27,11 @@ window; the report names the largest N that held.
 
 CPU. Over each step the tool reads ``/proc/PID/task/*/stat`` of the server
 and groups its threads by the names the server gives them: the event loop
-(main thread), the compute worker (``compute``), the rest (BLAS/faiss/
-TensorFlow pools, I/O); plus its own process (the load generator) and the
-rest of the machine (other work competing for the cores), all in cores over
-the same interval, and the worker's own time per window in each stage.
+(main thread), the compute workers (``compute``, summed), the rest
+(BLAS/faiss/encoder/TensorFlow pools, I/O); plus its own process (the load
+generator) and the rest of the machine (other work competing for the
+cores), all in cores over the same interval, and the workers' own time per
+window in each stage.
 
 Only addresses on this machine are targeted (the tool refuses any other
 host), every loop is bounded by ``--seconds``, and a server started by the
@@ -303,9 +304,10 @@ def report(runs: list[tuple[str, list[StepResult]]], soak: list[str], args, argv
              f"Latency = result arrival - sending of the window's last frame. A step holds when p95 < "
              f"{max_p95_ms:.0f} ms and no window is dropped. The load generator (one asyncio process) runs on the "
              f"same machine. CPU columns are cores (CPU s per wall s) over the step, from /proc: the server's "
-             f"event-loop thread, its compute worker thread, its other threads (BLAS/TensorFlow pools, I/O), the "
+             f"event-loop thread, its compute worker threads (together), its other threads (BLAS/encoder/TensorFlow "
+             f"pools, I/O), the "
              f"generator process, and the rest of the machine (other work competing for the cores). Stages: the "
-             f"compute thread's CPU ms per window in each stage, its wall ms in brackets (prep = PCM decode, "
+             f"compute threads' CPU ms per window in each stage, their wall ms in brackets (prep = PCM decode, "
              f"resampling, window cutting, per window cut; score = recognizer, whose helper threads count under other "
              f"threads; decide = stream decision and message JSON).", ""]
     for label, steps in runs:

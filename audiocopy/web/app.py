@@ -94,10 +94,12 @@ LOOP_THREAD, COMPUTE_THREAD, IO_THREAD = "event-loop", "compute", "io"
 #: cycle's heavy parts (index search, encoder products, FFT, resampling)
 #: release the GIL, so two cycles for different streams use two cores; a
 #: second cycle starts only when ``batcher.MIN_PARALLEL`` streams wait, so
-#: a light load keeps one worker's larger batches. Measured on 2 cores
-#: shared with ~1.0-1.4 cores of other work (100-track fingerprint catalogue,
-#: 20 s steps): one worker failed at 96 streams (p95 0.94 s), two held 128
-#: (p95 0.19 s) and answered 192 without a drop (docs/benchmarks.md).
+#: a light load keeps one worker's larger batches, and each cycle takes
+#: about one batch of streams so that the other worker finds some to take.
+#: Load test on 2 quiet cores, 100-track fingerprint catalogue, 48 kHz in
+#: 100 ms frames (docs/benchmarks.md, ``server-fingerprint-100``): one worker
+#: held 96 streams; two hold 192 (p95 166 ms) and answer 256 and 300
+#: without a drop, at p95 0.33 s and 1.2 s (GIL-bound Python per window).
 COMPUTE_WORKERS = 2
 
 ROOT = Path(__file__).resolve().parents[2]
