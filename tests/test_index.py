@@ -169,3 +169,67 @@ def test_an_error_chain_that_loops_back_on_itself_is_classified_in_finite_time()
     worker.start()
     worker.join(5)
     assert answer == [True]
+
+
+def _clustered(seed, n_tracks, per_track):
+    """Tracks whose vectors are noisy copies of a few track-specific centres: realistic list sizes for IVF."""
+    rng = np.random.default_rng(seed)
+    data = {}
+    for key in range(1, n_tracks + 1):
+        centres = _unit(rng, 8)
+        v = centres[rng.integers(0, 8, per_track)] + 0.3 * rng.standard_normal((per_track, DIM)).astype(np.float32)
+        data[key] = (v / np.linalg.norm(v, axis=1, keepdims=True), np.arange(per_track) * 8)
+    return data
+
+
+@pytest.mark.skipif(not index_base.faiss_available(), reason="faiss-cpu is not installed (pip install faiss-cpu)")
+def test_faiss_fastscan_threshold_selects_the_ivf_type():
+    from audiocopy.engines.fingerprint.index.faiss_index import FaissIndex, uses_fastscan
+
+    params = IndexParams(backend="faiss", flat_max_vectors=2000, pq_bytes=4, nlist=16, fastscan_min_vectors=5000)
+    assert not uses_fastscan(params, 4999) and uses_fastscan(params, 5000)
+    assert uses_fastscan(IndexParams(fastscan_min_vectors=0), 1)
+    sample = _unit(np.random.default_rng(0), 1000)
+    below, at = FaissIndex(DIM, params), FaissIndex(DIM, params)
+    below.start_ivfpq(sample, 4999)
+    at.start_ivfpq(sample, 5000)
+    assert type(below._index).__name__ == "IndexIVFPQ" and below.structure == "IVF16,PQ4"
+    assert type(at._index).__name__ == "IndexIVFPQFastScan" and at.structure == "IVF16,PQ8x4fs"
+    # The default keeps the catalogues measured at 1,000 tracks (~0.5 M vectors) on 8-bit IVF-PQ.
+    assert not uses_fastscan(IndexParams(), 500_000)
+    # FastScan's 2 x pq_bytes sub-quantisers must divide the dimension too (16 / (2 * 16) does not).
+    with pytest.raises(ConfigError, match="sub-quantisers"):
+        FaissIndex(DIM, IndexParams(pq_bytes=16, nlist=16, fastscan_min_vectors=0)).start_ivfpq(sample, 5000)
+
+
+@pytest.mark.skipif(not index_base.faiss_available(), reason="faiss-cpu is not installed (pip install faiss-cpu)")
+def test_faiss_fastscan_finds_planted_neighbours_and_round_trips(tmp_path):
+    params = IndexParams(backend="faiss", flat_max_vectors=2000, pq_bytes=4, nlist=16, nprobe=16,
+                         fastscan_min_vectors=3000)
+    data = _clustered(seed=5, n_tracks=6, per_track=600)
+    index = create_index(DIM, params)
+    index.rebuild([(k, v, p) for k, (v, p) in data.items()])
+    assert index.structure == "IVF16,PQ8x4fs" and len(index) == 3600
+    assert type(index._index).__name__ == "IndexIVFPQFastScan"
+    # Planted neighbours: slightly perturbed stored vectors of track 4 must come back as track 4, mostly at
+    # the very position (4-bit PQ is coarser than 8-bit, so 90 % / 60 % rather than all).
+    rng = np.random.default_rng(6)
+    v, p = data[4]
+    noisy = v[:200] + 0.02 * rng.standard_normal(v[:200].shape).astype(np.float32)
+    noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+    sims, tracks, pos = index.search(noisy, k=5)
+    assert (tracks[:, 0] == 4).mean() > 0.9 and ((tracks == 4) & (pos == p[:200, None])).any(axis=1).mean() > 0.6
+    assert (np.diff(sims, axis=1) <= 1e-5).all()
+    index.save(tmp_path / "fs.npz")
+    loaded, _ = load_index(tmp_path / "fs.npz", dim=DIM, params=params)
+    assert type(loaded._index).__name__ == "IndexIVFPQFastScan" and loaded.structure == index.structure
+    assert loaded._index.nprobe == 16 and loaded.memory_bytes() == index.memory_bytes()
+    _, tracks2, pos2 = loaded.search(noisy, k=5)
+    assert (tracks2 == tracks).all() and (pos2 == pos).all()
+    assert loaded.remove(4) == 600 and len(loaded) == 3000
+    _, tracks3, _ = loaded.search(noisy, k=5)
+    assert not (tracks3 == 4).any()
+    # add_batch into the trained FastScan index: the removed vectors, re-added under key 9, are found again.
+    loaded.add_batch([(9, v, p)])
+    _, tracks4, _ = loaded.search(noisy, k=1)
+    assert (tracks4[:, 0] == 9).mean() > 0.9 and loaded.counts()[9] == 600

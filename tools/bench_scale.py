@@ -11,8 +11,8 @@ What it does (each part in ``tools/bench/scale_*.py``):
 2. Derived tracks (``scale_vectors``): the rest of each catalogue, a random
    rotation of a real track's vectors plus a little noise per derived track.
 3. Per size in ``--tracks`` (``scale_index``): the engine's faiss index
-   (default ``IndexParams``: IVF-PQ past 250,000 vectors) built chunk by
-   chunk, with an exact search of the same query vectors alongside; index
+   (default ``IndexParams``: IVF-PQ past 250,000 vectors, FastScan from
+   4,000,000) built chunk by chunk, with an exact search of the same query vectors alongside; index
    memory per track, enrolment speed into the index, top-1 of the PQ index
    and of exact search on clean and distorted windows of corpus tracks the
    encoder never trained on, then identify ms per window (whole engine,
@@ -250,7 +250,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--encoder-split", type=Path, help="the split the shipped encoder's training excluded")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="sizes 1000,5000, 40 queries, 1 round, 0 generated tracks")
-    p.add_argument("--streams-per-worker", type=int, default=96, help="assumption: streams one worker holds")
+    p.add_argument("--streams-per-worker", type=int, default=192,
+                   help="assumption: streams one worker holds (the 100-track load test)")
     p.add_argument("--cores-per-worker", type=int, default=2, help="assumption: cores of that worker")
     p.add_argument("--worker-base-mib", type=float, default=400.0, help="assumption: worker RAM besides the index")
     p.add_argument("--usd-per-core-hour", type=float, default=0.04, help="assumption: cloud price of one core-hour")
@@ -284,8 +285,13 @@ def main(argv=None) -> int:
     try:
         if args.render_only:
             res = merged(args)
+        elif args.milvus_only:
+            res = run_milvus_only(args)
         else:
-            res = run_milvus_only(args) if args.milvus_only else run(args)
+            res = run(args)
+            if not args.milvus_tracks:
+                # Keep the last ``--milvus-only`` step's rows (WORK/scale_milvus.json) beside the new faiss ones.
+                res = merged(args)
     except BenchError as exc:
         print(f"bench_scale: {exc}", file=sys.stderr)
         return 1

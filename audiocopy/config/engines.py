@@ -98,6 +98,15 @@ class IndexParams:
         around a minute on two cores (Milvus: at most 1024, as it trains one
         IVF per segment of 1024 rows or more).
     nprobe: lists visited per query: recall against speed.
+    fastscan_min_vectors: faiss builds IVF-PQ for at least this many vectors
+        as ``IndexIVFPQFastScan``: 2 x ``pq_bytes`` sub-quantisers of 4 bits
+        (the same bytes per vector), scanned 32 codes at a time with SIMD
+        table look-ups. Its lists scan ~8x faster once they hold thousands of
+        codes (2 M vectors in 256 lists: 0.17 against 1.39 ms per query), but
+        4-bit codes are coarser, and with short lists the gain is small (0.47 M
+        vectors in 2,048 lists: 0.037 against 0.057 ms, recall@10 of the exact
+        neighbour 0.83 against 0.98 on synthetic clusters), so smaller
+        catalogues keep 8-bit IVF-PQ. 0 means always FastScan once IVF-PQ.
     qdrant_url: a Qdrant server ("http://host:6333"); None means embedded
         local mode in a folder of the database. An API key, if the server
         needs one, is read from the QDRANT_API_KEY environment variable,
@@ -130,6 +139,7 @@ class IndexParams:
     pq_bytes: int = 16
     nlist: int = 0
     nprobe: int = 16
+    fastscan_min_vectors: int = 4_000_000
     qdrant_url: str | None = None
     qdrant_collection: str = "audiocopy"
     milvus_uri: str | None = None

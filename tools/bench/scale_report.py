@@ -153,7 +153,10 @@ def search_note(res: dict) -> list[str]:
             f"The number of IVF lists stops growing at 4,096, so each list holds ~{per_list(top):,.0f} vectors "
             f"and a sub-window's {nprobe} visited lists ~{nprobe * per_list(top):,.0f} codes, against "
             f"~{nprobe * per_list(small):,.0f} at {small['tracks']:,} tracks. Index memory per track and top-1 hold "
-            f"at {ratio:g} times the catalogue; with these defaults the search cost does not.")]
+            f"at {ratio:g} times the catalogue. "
+            + ("The largest index scans them with FastScan (4-bit codes, SIMD look-ups; "
+               "`IndexParams.fastscan_min_vectors`)." if top["structure"].endswith("fs") else
+               "With these defaults the search cost does not."))]
 
 
 def projection_text(res: dict) -> list[str]:
@@ -162,11 +165,11 @@ def projection_text(res: dict) -> list[str]:
     small = min(res["rows"], key=lambda r: r["tracks"])
     lines = [(f"**On paper: {PROJECT_STREAMS:,} concurrent streams.** Assumptions: one worker of "
              f"{a['cores_per_worker']} cores holds {a['streams_per_worker']} real-time streams at "
-             f"{small['timing']['live_b32_ms']:.2f} ms per live window (the `server-fingerprint-100` load test: 96 "
+             f"{small['timing']['live_b32_ms']:.2f} ms per live window (the `server-fingerprint-100` load test: 192 "
              f"streams on 2 cores at p95 < 300 ms; its per-window cost taken as this run's at {small['tracks']:,} "
              "tracks) and fewer in proportion as a window costs more; every worker holds the whole faiss index "
              f"in RAM beside {a['worker_base_mib']:.0f} MiB of its own (the footprint benchmark measured 192 MiB "
-             "after 8 streams at 1,000 tracks; the default allows twice that for the state of ~100 streams); "
+             "after 8 streams at 1,000 tracks; the default allows twice that for the state of ~200 streams); "
              f"{a['usd_per_core_hour']} USD per core-hour (an assumed on-demand cloud price), 730 h a month; "
              "index bytes per track as measured at the largest size. The 10^6 row keeps today's index parameters "
              "(lists capped at 4,096), so its search cost grows with the catalogue: it shows what must change "
@@ -208,7 +211,8 @@ def render(res: dict) -> str:
         f"load average before {lb['loadavg']} (other work: {lb['busy_cores']} busy cores), after {la['loadavg']}."),
         f"Command: `{res['command']}`", "",
         ("Index: the engine's own faiss backend with the default `IndexParams` (exact up to 250,000 vectors, "
-         "then IVF-PQ, 16-byte codes, nlist ≈ 4√n capped at 4,096, nprobe 16), trained on ~64 vectors per list "
+         "then IVF-PQ, 16-byte codes, nlist ≈ 4√n capped at 4,096, nprobe 16; from 4,000,000 vectors the same 16 "
+         "bytes as 32 4-bit codes scanned with faiss FastScan, `PQ32x4fs`), trained on ~64 vectors per list "
          "drawn from "
         "the whole catalogue, then filled 2,000 tracks at a time (`FaissIndex.add_batch`). *Index memory*: the "
         "serialised index (codes, ids, lists, quantisers). *Add s*: time inside the index's adds only (deriving "
