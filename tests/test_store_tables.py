@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -147,6 +149,10 @@ def test_legacy_monitors_file_is_imported_once(stores, tmp_path):
         {"id": "m2", "name": "radio one", "url": "http://radio.example/2"},  # a duplicate old releases allowed
         {"id": "m3", "name": "Kept", "url": "http://radio.example/3"},
         {"id": "m4", "name": "Three", "url": "http://radio.example/4"}]))
+    # The file was written by an older release a while ago (its rows take times from its mtime, 1 ms apart:
+    # written just now, "m4" could date after the row stored below and the order would depend on the clock).
+    old = time.time() - 3600
+    os.utime(state / "monitors.json", (old, old))
     rows = MonitorRows(stores())
     rows.add("m3", "Kept", "http://radio.example/already-stored")  # already in the store: kept as it is
     assert rows.import_legacy(state) == 3
