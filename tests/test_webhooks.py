@@ -15,6 +15,7 @@ import logging
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,6 +147,25 @@ async def test_signing_key_is_generated_private_kept_and_never_logged(tmp_path, 
 
 
 # --- delivery ------------------------------------------------------------------------
+
+async def test_workers_starting_together_share_one_signing_key(tmp_path, monkeypatch):
+    """Another worker on the same state folder writes the key between this one's check and its write: the
+    first key is kept and read, never an error (two workers starting at once failed with FileExistsError)."""
+    theirs = "cd" * 32
+    real_exists = Path.exists
+
+    def exists_but_another_worker_is_faster(self):
+        if self.name == KEY_FILE and not real_exists(self):
+            self.write_text(theirs + "\n")  # the other worker's key lands after this one looked
+            return False
+        return real_exists(self)
+
+    monkeypatch.setattr(Path, "exists", exists_but_another_worker_is_faster)
+    assert load_or_create_key(tmp_path) == theirs
+    monkeypatch.undo()
+    assert load_or_create_key(tmp_path) == theirs
+    assert sorted(p.name for p in tmp_path.iterdir()) == [KEY_FILE]  # no temporary file left behind
+
 
 async def test_failing_receiver_is_retried_with_backoff_and_finally_delivered(aiohttp_server, tmp_path, executor):
     seen: list = []

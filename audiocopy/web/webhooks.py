@@ -54,6 +54,7 @@ import json
 import logging
 import os
 import secrets
+import tempfile
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -120,24 +121,42 @@ def verify(key: str, timestamp: str | None, signature: str | None, body: bytes, 
 def load_or_create_key(state_dir: Path) -> str:
     """The signing key from ``STATE/webhook-signing-key``, generated (mode 0600) when absent.
 
-    Raises ``ConfigError`` when the file is unreadable or malformed. The key
-    itself is never logged.
+    Several workers may share one state folder and start at the same
+    moment: the new key is written whole to a private temporary file and
+    then hard-linked to its name. A link never replaces a file, so exactly
+    one worker's key is kept and the others read that one, complete
+    (creating the final name with ``O_EXCL`` and then writing would let
+    them fail, or read it half written). Raises ``ConfigError`` when the
+    file is unreadable or malformed. The key itself is never logged.
     """
     path = Path(state_dir) / KEY_FILE
     if path.exists():
-        try:
-            key = path.read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read the webhook signing key {path}: {exc}") from None
-        if len(key) < 32 or any(c not in "0123456789abcdef" for c in key):
-            raise ConfigError(f"{path} is not a hex key; delete it to generate a new webhook signing key")
-        return key
+        return _read_key(path)
     key = secrets.token_hex(32)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(key + "\n")
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-key-", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(key + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another worker's key won: use it
+            return _read_key(path)
+    finally:
+        os.unlink(tmp)
     log.info("generated a webhook signing key in %s", path)
+    return key
+
+
+def _read_key(path: Path) -> str:
+    try:
+        key = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the webhook signing key {path}: {exc}") from None
+    if len(key) < 32 or any(c not in "0123456789abcdef" for c in key):
+        raise ConfigError(f"{path} is not a hex key; delete it to generate a new webhook signing key")
     return key
 
 
