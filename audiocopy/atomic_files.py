@@ -47,6 +47,34 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
+def create_once(path: Path, text: str) -> bool:
+    """Create ``path`` holding ``text`` (mode 0600) unless it exists; True when this call created it.
+
+    For files several server processes sharing one state folder may all
+    try to create at start-up (a signing key, a token hash). The text is
+    written whole to a private temporary file, then hard-linked to its
+    name: a link never replaces a file, so exactly one caller's text is
+    kept, and a caller that gets False reads that one, complete (creating
+    the final name with ``O_EXCL`` and then writing would let the others
+    fail, or read it half written).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+    finally:
+        os.unlink(tmp)
+    return True
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     """JSON-serialise ``obj`` to ``path`` atomically (pretty, UTF-8)."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))

@@ -104,6 +104,29 @@ def test_token_generated_once_and_stored_hashed(tmp_path):
     assert second.check(f"Basic {first.new_token}") is False
 
 
+def test_workers_starting_together_share_one_admin_token_hash(tmp_path, monkeypatch):
+    """Another worker on the same state folder stores its hash between this one's check and its write: that hash
+    is kept and used, never an error, and this worker announces no token of its own."""
+    import hashlib
+    from pathlib import Path
+
+    theirs = hashlib.sha256(b"their-token").hexdigest()
+    real_exists = Path.exists
+
+    def exists_but_another_worker_is_faster(self):
+        if self.name == TOKEN_FILE and not real_exists(self):
+            self.parent.mkdir(parents=True, exist_ok=True)
+            self.write_text(theirs + "\n")
+            return False
+        return real_exists(self)
+
+    monkeypatch.setattr(Path, "exists", exists_but_another_worker_is_faster)
+    auth = load_or_create(ServerSettings(db=tmp_path / "db", state_dir=tmp_path / "state"))
+    assert auth.new_token is None and auth.token_sha256 == theirs
+    assert auth.check("Bearer their-token") is True
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [TOKEN_FILE]  # no temporary file left
+
+
 def test_configured_token_wins_and_bad_hash_file_is_an_error(tmp_path):
     s = ServerSettings(db=tmp_path / "db", state_dir=tmp_path / "state", admin_token="configured-token-123")
     auth = load_or_create(s)

@@ -17,10 +17,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 from dataclasses import dataclass
 
+from ..atomic_files import create_once
 from ..config import ServerSettings
 from ..errors import ConfigError
 
@@ -64,23 +64,28 @@ class AdminAuth:
 def load_or_create(settings: ServerSettings) -> AdminAuth:
     """The configured token, else the stored hash, else a new token (stored hashed).
 
-    Raises ``ConfigError`` when the stored file is unreadable or malformed.
+    Workers sharing one state folder may start together without a token:
+    ``atomic_files.create_once`` keeps one worker's hash, and the others use
+    it (only the worker whose token was kept announces one). Raises
+    ``ConfigError`` when the stored file is unreadable or malformed.
     """
     if settings.admin_token:
         return AdminAuth.from_token(settings.admin_token)
     path = settings.state_path / TOKEN_FILE
     if path.exists():
-        try:
-            digest = path.read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read the admin token hash {path}: {exc}") from None
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise ConfigError(f"{path} is not a SHA-256 hex digest; delete it to generate a new admin token")
-        return AdminAuth(digest)
+        return AdminAuth(_read_digest(path))
     token = secrets.token_urlsafe(24)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(_digest(token) + "\n")
+    if not create_once(path, _digest(token) + "\n"):
+        return AdminAuth(_read_digest(path))
     log.info("generated a new admin token; its hash is in %s", path)
     return AdminAuth(_digest(token), new_token=token)
+
+
+def _read_digest(path) -> str:
+    try:
+        digest = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the admin token hash {path}: {exc}") from None
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ConfigError(f"{path} is not a SHA-256 hex digest; delete it to generate a new admin token")
+    return digest

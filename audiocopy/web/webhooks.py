@@ -52,9 +52,7 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
-import tempfile
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -63,6 +61,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from ..atomic_files import create_once
 from ..config import ServerSettings
 from ..errors import AudiocopyError, ConfigError
 from ..plays.base import PlayStore
@@ -122,30 +121,16 @@ def load_or_create_key(state_dir: Path) -> str:
     """The signing key from ``STATE/webhook-signing-key``, generated (mode 0600) when absent.
 
     Several workers may share one state folder and start at the same
-    moment: the new key is written whole to a private temporary file and
-    then hard-linked to its name. A link never replaces a file, so exactly
-    one worker's key is kept and the others read that one, complete
-    (creating the final name with ``O_EXCL`` and then writing would let
-    them fail, or read it half written). Raises ``ConfigError`` when the
-    file is unreadable or malformed. The key itself is never logged.
+    moment: ``atomic_files.create_once`` keeps exactly one worker's key and
+    the others read that one. Raises ``ConfigError`` when the file is
+    unreadable or malformed. The key itself is never logged.
     """
     path = Path(state_dir) / KEY_FILE
     if path.exists():
         return _read_key(path)
     key = secrets.token_hex(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-key-", dir=path.parent)  # mode 0600
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(key + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:  # another worker's key won: use it
-            return _read_key(path)
-    finally:
-        os.unlink(tmp)
+    if not create_once(path, key + "\n"):  # another worker's key won: use it
+        return _read_key(path)
     log.info("generated a webhook signing key in %s", path)
     return key
 
