@@ -20,6 +20,7 @@ from audiocopy.config import AudioParams
 from audiocopy.decision.detection import Candidate, Detection
 from audiocopy.decision.stream import StreamDecision
 from audiocopy.signal.audio import pcm_to_float
+from audiocopy.signal.stream_resampler import StreamResampler
 from audiocopy.web import pipeline as pipeline_mod
 from audiocopy.web.batcher import Batcher
 from audiocopy.web.pipeline import Input, StreamPipeline, decode_inputs
@@ -377,25 +378,19 @@ async def test_a_backlog_is_shared_by_both_workers_a_batch_each():
 
 
 async def test_event_loop_never_decodes_resamples_or_scores(executor, monkeypatch):
-    """The loop only moves bytes: PCM conversion, soxr and the recognizer run in the compute thread."""
-    import soxr
-
+    """The loop only moves bytes: PCM conversion, resampling and the recognizer run in the compute thread."""
     threads: dict[str, set] = {"decode": set(), "resample": set()}
-    real_stream = soxr.ResampleStream
 
-    class SpyStream:
-        def __init__(self, *a, **kw):
-            self._inner = real_stream(*a, **kw)
-
-        def resample_chunk(self, x, last=False):
+    class SpyStream(StreamResampler):
+        def push(self, x, *, last=False):
             threads["resample"].add(threading.current_thread().name)
-            return self._inner.resample_chunk(x, last=last)
+            return super().push(x, last=last)
 
     def spy_pcm(*a, **kw):
         threads["decode"].add(threading.current_thread().name)
         return pcm_to_float(*a, **kw)
 
-    monkeypatch.setattr(soxr, "ResampleStream", SpyStream)
+    monkeypatch.setattr(pipeline_mod, "StreamResampler", SpyStream)
     monkeypatch.setattr(pipeline_mod, "pcm_to_float", spy_pcm)
     rec = FakeRecognizer()
     batcher = Batcher(lambda: rec, executor, linger_s=0)
@@ -417,8 +412,6 @@ async def test_event_loop_never_decodes_resamples_or_scores(executor, monkeypatc
 
 async def test_resampling_is_sample_exact_across_many_small_frames(executor):
     """Windows from frames of any size equal the windows of the whole signal resampled at once."""
-    import soxr
-
     rate = 44100
     rng = np.random.default_rng(7)
     signal = (0.3 * rng.standard_normal(int(5.3 * rate))).astype(np.float32)
@@ -439,7 +432,7 @@ async def test_resampling_is_sample_exact_across_many_small_frames(executor):
         await asyncio.wait_for(st.finish(), 10)
     finally:
         task.cancel()
-    whole = soxr.resample(pcm_to_float(data, "s16le"), rate, RATE, quality="HQ")
+    whole = StreamResampler(rate, RATE).push(pcm_to_float(data, "s16le"), last=True)
     expected = [whole[k * AUDIO.hop_samples:k * AUDIO.hop_samples + AUDIO.window_samples]
                 for k in range(1 + (len(whole) - AUDIO.window_samples) // AUDIO.hop_samples)]
     assert len(rec.windows) == len(expected) == 6
@@ -459,6 +452,17 @@ async def test_decode_inputs_batches_formats_and_keeps_each_stream_apart():
     decoded = decode_inputs(items)
     for (start, inp), got in zip(items, decoded):
         np.testing.assert_array_equal(got, pcm_to_float(b"".join(inp.chunks), start.fmt, start.channels))
+
+
+async def test_a_48khz_window_is_cut_with_the_frame_that_holds_its_end():
+    """A browser's 100 ms frames at 48 kHz: the window 0-2.5 s is ready with frame 25, not a frame later."""
+    decision = StreamDecision("t", window_s=2.5, wall_start=0.0, threshold=1.0)
+    p = StreamPipeline(start=StartRequest(48000, "s16le"), audio=AUDIO, decision=decision)
+    for k in range(25):
+        p.ingest(np.zeros(4800, dtype=np.float32), [(4800 * (k + 1), 100.0 + k)])
+        assert len(p.queue) == (1 if k == 24 else 0)
+        assert p.next_due() == 120000 if k < 24 else p.next_due() == 144000
+    assert p.queue[0].ready_at == 124.0
 
 
 async def test_latency_origin_is_the_arrival_of_the_last_sample():

@@ -72,9 +72,36 @@ class SlidingWindow:
             lo = self._next_start - self._buffer_start
             out.append((self._next_start / self.audio.sample_rate, self._buffer[lo:lo + w].copy()))
             self._next_start += h
-        # Drop samples no future window can need.
+        self._drop_unneeded()
+        return out
+
+    def missing(self) -> int:
+        """Samples still to push before the next window is complete (>= 1)."""
+        return self._next_start + self.audio.window_samples - self.samples_seen
+
+    def cut_with(self, tail: np.ndarray) -> list[tuple[float, np.ndarray]]:
+        """The windows that ``tail`` (provisional samples after the ones pushed) completes, as ``push``.
+
+        The tail is not kept: later windows are cut from the real samples
+        when they are pushed, and the windows returned here are not cut
+        again. Used for a live stream's samples its resampler still holds
+        back (``signal.stream_resampler``).
+        """
+        tail = np.asarray(tail, dtype=np.float32)
+        w, h = self.audio.window_samples, self.audio.hop_samples
+        out = []
+        while 0 < self._next_start + w - self.samples_seen <= tail.size:
+            lo = self._next_start - self._buffer_start
+            need = self._next_start + w - self.samples_seen
+            out.append((self._next_start / self.audio.sample_rate,
+                        np.concatenate([self._buffer[lo:], tail[:need]])))
+            self._next_start += h
+        self._drop_unneeded()
+        return out
+
+    def _drop_unneeded(self) -> None:
+        """Drop samples no future window can need."""
         drop = self._next_start - self._buffer_start
         if drop > 0:
             self._buffer = self._buffer[drop:]
             self._buffer_start += drop
-        return out

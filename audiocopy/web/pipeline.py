@@ -7,11 +7,15 @@ worker. ``web.session`` (on the event loop) only collects a client's bytes;
 
 * decoding PCM (``decode_inputs`` converts the bytes of every stream of a
   cycle that share a format in one call) and resampling with the stream's
-  own ``soxr.ResampleStream``. Resampling each network frame on its own
-  would restart the filter at every frame edge (a click every 100 ms, and
-  lost or duplicated samples from rounding); one stateful resampler per
-  stream gives sample for sample what resampling the whole stream at once
-  would, however the bytes were split into frames and cycles;
+  own ``signal.stream_resampler.StreamResampler`` (soxr's stream
+  resampler). Resampling each network frame on its own would restart the
+  filter at every frame edge (a click every 100 ms, and lost or duplicated
+  samples from rounding); one stateful resampler per stream gives sample
+  for sample what resampling the whole stream at once would, however the
+  bytes were split into frames and cycles. soxr holds its last ~90 ms
+  back, so the end of the window that a client's frame completes is
+  computed ahead of it (``preview``, ``SlidingWindow.cut_with``): a 48 kHz
+  browser's answer no longer waits for its next 100 ms frame;
 * cutting windows (``SlidingWindow``) and queueing them for scoring, each
   with the moment its last sample reached the server (the latency origin);
 * the stream's ``StreamState`` (the engine's cache of work on the overlap
@@ -44,6 +48,7 @@ from ..decision.play import Play
 from ..decision.stream import StreamDecision
 from ..engines import StreamState
 from ..signal.audio import pcm_to_float
+from ..signal.stream_resampler import StreamResampler
 from ..signal.windows import SlidingWindow
 from . import protocol
 
@@ -124,10 +129,7 @@ class StreamPipeline:
         self._window = SlidingWindow(audio)
         self._resampler = None
         if start.sample_rate != audio.sample_rate:
-            import soxr
-
-            self._resampler = soxr.ResampleStream(start.sample_rate, audio.sample_rate, 1, dtype="float32",
-                                                  quality="HQ")
+            self._resampler = StreamResampler(start.sample_rate, audio.sample_rate)
         self._arrivals: collections.deque[tuple[int, float]] = collections.deque()
         self.samples_in = 0  # client-rate sample frames ingested
         self.windows_cut = 0
@@ -149,13 +151,18 @@ class StreamPipeline:
         """
         self.samples_in += samples.size
         self._arrivals.extend(arrivals)
-        if self._resampler is not None:
-            samples = self._resampler.resample_chunk(samples, last=last)
+        resampler = self._resampler
+        if resampler is not None:
+            samples = resampler.push(samples, last=last)
             if last:
                 self._resampler = None
-        if not samples.size:
-            return
-        for start_s, window in self._window.push(samples):
+        windows = self._window.push(samples) if samples.size else []
+        if resampler is not None and not last:
+            # The window the client's samples complete, with what the resampler still holds back computed now.
+            tail = resampler.preview(self._window.missing())
+            if tail is not None:
+                windows += self._window.cut_with(tail)
+        for start_s, window in windows:
             self.windows_cut += 1
             self.queue.append(CutWindow(start_s, window, self._arrival_of_end(start_s)))
 
@@ -171,8 +178,9 @@ class StreamPipeline:
     def next_due(self) -> int:
         """Client samples after which the next window is complete (the event loop's wake-up mark).
 
-        Computed for an ideal resampler; when the real one still holds back
-        the samples (it works in blocks), any further message is due.
+        Computed for an ideal resampler, which ``StreamResampler.preview``
+        makes of soxr: a window is cut once the client sample at its end is
+        in. Should the preview still lack one, any further message is due.
         """
         end_internal = self.windows_cut * self.audio.hop_samples + self.audio.window_samples
         due = math.ceil(end_internal * self.start.sample_rate / self.audio.sample_rate)
