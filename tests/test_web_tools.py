@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
 import json
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 from synth import pattern
@@ -195,13 +197,43 @@ def test_loadtest_report_names_rate_cpu_and_stages():
     step = loadtest.StepResult(300, 30.0, 16800, 0, 120.0, 250.0, 400.0, 0,
                                {"mean_batch": 40.0, "prep_s": 0.1, "score_s": 2.0, "decide_s": 0.05,
                                 "prep_cpu_s": 0.08, "score_cpu_s": 1.5, "decide_cpu_s": 0.04},
-                               {"loop": 0.2, "compute": 0.9, "other_threads": 0.3, "self": 0.3, "other": 0.1})
+                               {"loop": 0.2, "compute": 0.9, "other_threads": 0.3, "self": 0.3, "other": 0.1},
+                               join_s=6.0, join_p95_ms=280.0, measured=12000)
     args = loadtest.build_parser().parse_args(["--db", "x", "--max-p95-ms", "300"])
     text = loadtest.report([("100 tracks, fingerprint", [step])], [], args, ["--db", "x"], ["a note"])
     assert "48000 Hz mono s16le audio in 100 ms frames" in text and "- a note" in text
-    assert ("| 300 | 16800 | 120.0 | 250.0 | 400.0 | 0 | 40.0 | 0.2 | 0.9 | 0.3 | 0.3 | 0.1 | "
+    assert "join 50 per second" in text
+    assert ("| 300 | 6.0 | 16800 | 120.0 | 250.0 | 400.0 | 280.0 | 0 | 40.0 | 0.2 | 0.9 | 0.3 | 0.3 | 0.1 | "
             "0.08 (0.10) / 1.50 (2.00) / 0.04 (0.05) |") in text
     assert "Command: `python tools/loadtest.py --db x`" in text and "**at least 300" in text
+    # A dropped window fails the step, whenever it was dropped; so does a step that measured nothing steady.
+    assert not loadtest.StepResult(300, 30.0, 16800, 1, 120.0, 250.0, 400.0, 0, {}, measured=12000).holds(300)
+    assert not loadtest.StepResult(300, 30.0, 16800, 0, 120.0, 250.0, 400.0, 0, {}, measured=0).holds(300)
+    assert not loadtest.StepResult(300, 30.0, 16800, 0, 120.0, 300.0, 400.0, 0, {}, measured=9).holds(300)
+    assert loadtest.StepResult(300, 30.0, 16800, 0, 120.0, 299.0, 400.0, 0, {}, measured=9).holds(300)
+
+
+def test_loadtest_joins_streams_at_the_rate_asked_and_measures_once_all_are_up(monkeypatch):
+    """Streams join evenly spaced; latencies before every stream is up count only as "while joining"."""
+    loadtest = load_tool("loadtest")
+    joined: list[float] = []
+
+    async def fake_stream(ws_url, frames, rate, frame_s, join_at, end_at, index):
+        joined.append(join_at)
+        r = loadtest.StreamResult(windows=2)
+        r.latencies = [(join_at + 2.5, 900.0), (end_at, 50.0)]  # its first window late, a later one on time
+        return r
+
+    async def fake_status(base):
+        return {"batcher": {"batches": 0, "windows": 0}}
+
+    monkeypatch.setattr(loadtest, "one_stream", fake_stream)
+    monkeypatch.setattr(loadtest, "fetch_status", fake_status)
+    step = asyncio.run(loadtest.run_step("http://127.0.0.1:1", [], 10, 5.0, 48000, 0.1, None, join_per_s=5.0))
+    gaps = np.diff(sorted(joined))
+    assert step.join_s == 2.0 and np.allclose(gaps, 0.2)
+    # The first windows of the joins are answered before the last join settled: they are not the step's p95.
+    assert step.p95_ms == 50.0 and step.join_p95_ms == 900.0 and step.measured == 10
 
 
 def test_server_runs_numpy_blas_on_one_thread():

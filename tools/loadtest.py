@@ -16,14 +16,25 @@ Place in the pipeline: a benchmark tool, not a test (see the style guide).
 Each stream speaks the ``/ws`` protocol like a browser's Live page: mono
 s16le at ``--rate`` (48 kHz by default, what browsers capture) in frames of
 ``--frame-ms`` (100 ms), sent on a wall-clock schedule, audio looped from a
-file or a synthetic signal, each stream at its own offset in it, start times
-staggered so streams do not tick in step.
+file or a synthetic signal, each stream at its own offset in it.
+
+A step has two phases. Its N streams join ``--join-per-s`` per second
+(50 by default: evenly spaced, so they do not tick in step), as listeners
+arrive at a server; then all N stream for ``--seconds`` and stop together.
+Joining is measured on its own: a new stream's first window reuses nothing
+(the engine caches the work on the overlap of consecutive windows), so it
+costs about four later ones, and N streams joining within a fraction of a
+second (``--join-per-s 0``: all at once) is a burst the server works off
+over the next seconds, not its steady capacity.
 
 Latency of a window = arrival of its result - the moment the frame holding
 the window's last sample was sent, i.e. what a user waits once the music
-for that window has been played. The ramp raises N through ``--streams``
-and stops at the first N with p95 >= ``--max-p95-ms`` or any dropped
-window; the report names the largest N that held.
+for that window has been played. The step's p50/p95/max are over the
+windows answered while every stream is up (``SETTLE_S`` after the last
+join to the end); the p95 while joining is reported beside them. The ramp
+raises N through ``--streams`` and stops at the first N whose p95 >=
+``--max-p95-ms`` or that dropped any window (joins included); the report
+names the largest N that held.
 
 CPU. Over each step the tool reads ``/proc/PID/task/*/stat`` of the server
 and groups its threads by the names the server gives them: the event loop
@@ -67,6 +78,11 @@ LOOP_THREAD, COMPUTE_THREAD = "event-loop", "compute"
 #: Worker stage counters in /api/status "batcher" (seconds), reported per window:
 #: the compute thread's CPU time and its wall time of each stage.
 STAGES = ("prep_cpu_s", "score_cpu_s", "decide_cpu_s", "prep_s", "score_s", "decide_s")
+#: Streams join this many per second by default (``--join-per-s``).
+DEFAULT_JOIN_PER_S = 50.0
+#: Seconds after the last stream joined before latencies count as steady: its first window
+#: (2.5 s of audio) and the backlog of the joins' first windows are through by then.
+SETTLE_S = 3.0
 
 
 def machine() -> str:
@@ -77,7 +93,7 @@ def machine() -> str:
 
 @dataclass
 class StreamResult:
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies: list[tuple[float, float]] = field(default_factory=list)  # (arrival, latency ms) per window
     windows: int = 0
     dropped: int = 0
     errors: list[str] = field(default_factory=list)
@@ -85,6 +101,14 @@ class StreamResult:
 
 @dataclass
 class StepResult:
+    """One step: ``streams`` join ``join_s`` apart in total, then all of them stream for ``seconds``.
+
+    p50/p95/max: latency of the windows answered while every stream was
+    up (from ``SETTLE_S`` after the last one joined to the end); join_p95:
+    of those answered before (the joins' own cost: a new stream's first
+    window has no cache to reuse). windows, dropped, errors: the whole step.
+    """
+
     streams: int
     seconds: float
     windows: int
@@ -95,9 +119,12 @@ class StepResult:
     errors: int
     batcher: dict
     cpu: dict = field(default_factory=dict)  # cores per thread group (CpuMeter)
+    join_s: float = 0.0
+    join_p95_ms: float = float("nan")
+    measured: int = 0  # windows in the p50/p95/max
 
     def holds(self, max_p95_ms: float) -> bool:
-        return self.windows > 0 and self.dropped == 0 and self.errors == 0 and self.p95_ms < max_p95_ms
+        return self.measured > 0 and self.dropped == 0 and self.errors == 0 and self.p95_ms < max_p95_ms
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -125,16 +152,15 @@ def load_frames(path: str | None, rate: int, frame_s: float) -> list[bytes]:
     return [pcm[i:i + frame_bytes] for i in range(0, len(pcm) - frame_bytes + 1, frame_bytes)]
 
 
-async def one_stream(ws_url: str, frames: list[bytes], rate: int, frame_s: float, seconds: float, index: int,
-                     measure_after_s: float) -> StreamResult:
-    """Stream ``seconds`` of looped audio in real time; collect per-window latency."""
+async def one_stream(ws_url: str, frames: list[bytes], rate: int, frame_s: float, join_at: float, end_at: float,
+                     index: int) -> StreamResult:
+    """Join at ``join_at`` (monotonic clock), stream looped audio in real time until ``end_at``; collect latencies."""
     import aiohttp
 
     result = StreamResult()
-    n_frames = int(round(seconds / frame_s))
     offset = index * 37  # each stream at its own place in the audio
     sent_at: list[float] = []  # monotonic time each frame was sent
-    await asyncio.sleep(random.Random(index).uniform(0, 0.5))  # stagger: streams are not in phase
+    await asyncio.sleep(max(0.0, join_at - time.monotonic()))
     async with aiohttp.ClientSession() as session, session.ws_connect(ws_url, max_msg_size=0) as ws:
         await ws.send_json({"type": "start", "sample_rate": rate, "format": "s16le", "channels": 1,
                             "source": f"loadtest-{index}", "realtime": True})
@@ -152,8 +178,8 @@ async def one_stream(ws_url: str, frames: list[bytes], rate: int, frame_s: float
                 if kind == "window":
                     now = time.monotonic()
                     last_frame = max(0, int(round(data["end_s"] / frame_s)) - 1)
-                    if data["start_s"] >= measure_after_s and last_frame < len(sent_at):
-                        result.latencies_ms.append(1000 * (now - sent_at[last_frame]))
+                    if last_frame < len(sent_at):
+                        result.latencies.append((now, 1000 * (now - sent_at[last_frame])))
                     result.windows += 1
                 elif kind == "dropped":
                     result.dropped += data["windows"]
@@ -164,12 +190,14 @@ async def one_stream(ws_url: str, frames: list[bytes], rate: int, frame_s: float
 
         receiver = asyncio.create_task(receive())
         t0 = time.monotonic()
-        for k in range(n_frames):
+        k = 0
+        while t0 + k * frame_s < end_at:
             delay = t0 + k * frame_s - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             sent_at.append(time.monotonic())
             await ws.send_bytes(frames[(offset + k) % len(frames)])
+            k += 1
         await ws.send_json({"type": "stop"})
         try:
             await asyncio.wait_for(receiver, timeout=30)
@@ -215,21 +243,30 @@ def stage_ms_per_window(before: dict, after: dict) -> dict:
 
 
 async def run_step(base: str, frames: list[bytes], n: int, seconds: float, rate: int, frame_s: float,
-                   server_pid: int | None) -> StepResult:
+                   server_pid: int | None, join_per_s: float = 0.0) -> StepResult:
+    """``n`` streams joining ``join_per_s`` per second (0: all at once), then ``seconds`` with all of them."""
     ws_url = base.replace("http", "ws", 1) + "/ws"
     before = await fetch_status(base)
     meter = CpuMeter(server_pid, thread_groups(server_pid) if server_pid else None)
     meter.start()
-    results = await asyncio.gather(*(one_stream(ws_url, frames, rate, frame_s, seconds, i, measure_after_s=1.0)
-                                     for i in range(n)), return_exceptions=True)
+    start = time.monotonic() + 0.5
+    join_s = n / join_per_s if join_per_s > 0 else 0.0
+    # Evenly spaced joins; a shuffled order, so neighbouring streams do not start at neighbouring audio.
+    order = random.Random(n).sample(range(n), n)
+    joins = [start + join_s * order[i] / n for i in range(n)]
+    end = start + join_s + seconds
+    results = await asyncio.gather(*(one_stream(ws_url, frames, rate, frame_s, joins[i], end, i) for i in range(n)),
+                                   return_exceptions=True)
     cpu = meter.stop()
     after = await fetch_status(base)
-    lat, windows, dropped, errors = [], 0, 0, 0
+    settled = start + join_s + SETTLE_S
+    lat, join_lat, windows, dropped, errors = [], [], 0, 0, 0
     for r in results:
         if isinstance(r, BaseException):
             errors += 1
             continue
-        lat += r.latencies_ms
+        for t, ms in r.latencies:
+            (lat if t >= settled else join_lat).append(ms)
         windows += r.windows
         dropped += r.dropped
         errors += len(r.errors)
@@ -238,7 +275,8 @@ async def run_step(base: str, frames: list[bytes], n: int, seconds: float, rate:
     batch = {"batches": batches, "mean_batch": round((b1["windows"] - b0["windows"]) / batches, 2) if batches else 0,
              **stage_ms_per_window(b0, b1)}
     return StepResult(n, seconds, windows, dropped, percentile(lat, 50), percentile(lat, 95),
-                      max(lat) if lat else float("nan"), errors, batch, cpu)
+                      max(lat) if lat else float("nan"), errors, batch, cpu, join_s=join_s,
+                      join_p95_ms=percentile(join_lat, 95), measured=len(lat))
 
 
 def check_local(url: str) -> str:
@@ -255,11 +293,12 @@ async def ramp(base: str, frames: list[bytes], steps: list[int], args, server_pi
     await run_step(base, frames, 2, 6.0, args.rate, frame_s, server_pid)
     out = []
     for n in steps:
-        step = await run_step(base, frames, n, args.seconds, args.rate, frame_s, server_pid)
+        step = await run_step(base, frames, n, args.seconds, args.rate, frame_s, server_pid, args.join_per_s)
         out.append(step)
         c = step.cpu
         print(f"  N={n:3d}  windows {step.windows:5d}  p50 {step.p50_ms:7.1f} ms  p95 {step.p95_ms:7.1f} ms  "
-              f"max {step.max_ms:7.1f} ms  dropped {step.dropped:4d}  errors {step.errors}  "
+              f"max {step.max_ms:7.1f} ms  p95 while joining {step.join_p95_ms:7.1f} ms  dropped {step.dropped:4d}  "
+              f"errors {step.errors}  "
               f"mean batch {step.batcher['mean_batch']}  cores: loop {c.get('loop', '-')} compute "
               f"{c.get('compute', '-')} other {c.get('other_threads', '-')} generator {c.get('self', '-')} "
               f"machine-other {c.get('other', '-')}  {stage_text(step.batcher)}", flush=True)
@@ -301,9 +340,15 @@ def report(runs: list[tuple[str, list[StepResult]]], soak: list[str], args, argv
              f"Command: `python tools/loadtest.py {shlex.join(argv)}`", "",
              *(f"- {n}" for n in notes), *([""] if notes else []),
              f"Each stream sends {args.rate} Hz mono s16le audio in {args.frame_ms:g} ms frames in real time. "
-             f"Latency = result arrival - sending of the window's last frame. A step holds when p95 < "
-             f"{max_p95_ms:.0f} ms and no window is dropped. The load generator (one asyncio process) runs on the "
-             f"same machine. CPU columns are cores (CPU s per wall s) over the step, from /proc: the server's "
+             + (f"The streams of a step join {args.join_per_s:g} per second (evenly spaced, *join s* in all), "
+                if args.join_per_s > 0 else "The streams of a step all join at once, ")
+             + f"then all of them stream for {args.seconds:g} s and stop together. "
+             f"Latency = result arrival - sending of the window's last frame. *p50/p95/max* are over the windows "
+             f"answered from {SETTLE_S:g} s after the last stream joined to the end (every stream up); *p95 while "
+             f"joining* is over the windows answered before (a new stream's first window costs about four later "
+             f"ones: nothing of it is cached yet). A step holds when that p95 < {max_p95_ms:.0f} ms and no window "
+             f"of the whole step, joins included, is dropped. The load generator (one asyncio process) runs on the "
+             f"same machine. CPU columns are cores (CPU s per wall s) over the whole step, from /proc: the server's "
              f"event-loop thread, its compute worker threads (together), its other threads (BLAS/encoder/TensorFlow "
              f"pools, I/O), the "
              f"generator process, and the rest of the machine (other work competing for the cores). Stages: the "
@@ -314,14 +359,15 @@ def report(runs: list[tuple[str, list[StepResult]]], soak: list[str], args, argv
         first_miss = next((i for i, s in enumerate(steps) if not s.holds(max_p95_ms)), len(steps))
         held = [s.streams for s in steps[:first_miss]]  # the ramp's answer: every step up to N held
         lines += [f"### {label}", "",
-                  "| streams | windows | p50 ms | p95 ms | max ms | dropped | mean batch | loop | compute | "
-                  "other threads | generator | machine other | prep / score / decide ms per window |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+                  "| streams | join s | windows | p50 ms | p95 ms | max ms | p95 while joining, ms | dropped | "
+                  "mean batch | loop | compute | other threads | generator | machine other | "
+                  "prep / score / decide ms per window |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for s in steps:
             c = s.cpu
             stages = stage_text(s.batcher)
-            lines.append(f"| {s.streams} | {s.windows} | {s.p50_ms:.1f} | {s.p95_ms:.1f} | {s.max_ms:.1f} | "
-                         f"{s.dropped} | {s.batcher['mean_batch']} | {c.get('loop', '-')} | {c.get('compute', '-')} | "
+            lines.append(f"| {s.streams} | {s.join_s:.1f} | {s.windows} | {s.p50_ms:.1f} | {s.p95_ms:.1f} | "
+                         f"{s.max_ms:.1f} | {s.join_p95_ms:.1f} | {s.dropped} | {s.batcher['mean_batch']} | {c.get('loop', '-')} | {c.get('compute', '-')} | "
                          f"{c.get('other_threads', '-')} | {c.get('self', '-')} | {c.get('other', '-')} | {stages} |")
         if steps and first_miss == len(steps):
             verdict = f"at least {steps[-1].streams} (every step held; extend --streams to find the limit)"
@@ -340,7 +386,8 @@ def write_section(path: Path, body: str, name: str = "server") -> None:
 
 async def soak(server: ManagedServer, frames: list[bytes], n: int, args) -> list[str]:
     rss0 = server.rss_mb()
-    step = await run_step(server.base, frames, n, args.soak_minutes * 60, args.rate, args.frame_ms / 1000, server.pid)
+    step = await run_step(server.base, frames, n, args.soak_minutes * 60, args.rate, args.frame_ms / 1000, server.pid,
+                          args.join_per_s)
     rss1 = server.rss_mb()
     return [f"{n} streams for {args.soak_minutes:g} min: p50 {step.p50_ms:.1f} ms, p95 {step.p95_ms:.1f} ms, "
             f"dropped {step.dropped}, errors {step.errors}; server RSS {rss0:.0f} MB at the start, "
@@ -372,7 +419,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--streams", action="append", default=[],
                    help="ramp of concurrent streams, e.g. 1,2,4,8 (default 1,2,4,6,8,12,16,24,32); give it "
                         "once for all databases or once per --db, in the same order")
-    p.add_argument("--seconds", type=float, default=30.0, help="length of each step (default 30)")
+    p.add_argument("--seconds", type=float, default=30.0,
+                   help="seconds each step runs with all its streams, after they joined (default 30)")
+    p.add_argument("--join-per-s", type=float, default=DEFAULT_JOIN_PER_S,
+                   help=f"streams joining per second at the start of a step (default {DEFAULT_JOIN_PER_S:g}; "
+                        "0: all at once)")
     p.add_argument("--server-args", default="", help="extra options for every server started with --db, e.g. "
                                                    "\"--max-batch 128\" (one string, split like a shell)")
     p.add_argument("--rate", type=int, default=DEFAULT_RATE, help="client sample rate in Hz (default 48000)")
@@ -408,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     ramps = [[int(x) for x in r.split(",") if x.strip()] for r in ramps] * (len(targets) if len(ramps) == 1 else 1)
     if args.code and len(args.code) != len(args.db):
         p.error(f"give --code once per --db ({len(args.db)})")
+    if args.join_per_s < 0 or args.seconds <= 0:
+        p.error("--join-per-s must be >= 0 and --seconds > 0")
     codes = args.code or [ROOT] * len(args.db)
     missing = [db for db in args.db if not (Path(db) / "db.json").is_file()]
     if missing:
