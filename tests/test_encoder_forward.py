@@ -218,3 +218,31 @@ def test_weights_are_float32_on_the_module(shipped):
     assert all(a.dtype == np.float32 for a in (w.conv0, *w.depthwise, *w.pointwise, w.hidden, w.embedding))
     assert w.conv0.shape == (10, arch["widths"][0])  # 9 taps and the folded bias
     assert weights_module.BN_EPSILON == 1e-3
+
+
+def test_a_thread_that_asked_for_it_embeds_every_chunk_itself(odd, monkeypatch):
+    """The server's compute workers already run in parallel: their passes must not fan out to helper threads."""
+    import threading
+
+    arch, arrays = odd
+    w = prepare_weights(arrays, **arch)
+    x = _subwindows(30, arch["frames"], arch["bands"], seed=4)  # 4 chunks of 8: two helper threads by default
+    expected = embed(x, w, chunk=8, threads=1)
+    fanned_out, got = [], {}
+    real_pool = forward._pool
+    monkeypatch.setattr(forward, "CPU_THREADS", 2)
+    monkeypatch.setattr(forward.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(forward, "_pool", lambda workers: fanned_out.append(workers) or real_pool(workers))
+
+    def worker(name, serial):
+        if serial:
+            forward.embed_in_calling_thread()
+        got[name] = embed(x, w, chunk=8)
+
+    for name, serial in (("serial", True), ("default", False)):
+        t = threading.Thread(target=worker, args=(name, serial))
+        t.start()
+        t.join()
+    assert fanned_out == [2, 2]  # only the default thread handed chunks to the pool (one lookup per chunk group)
+    np.testing.assert_array_equal(got["serial"], expected)
+    np.testing.assert_allclose(got["default"], expected, atol=1e-6)

@@ -253,6 +253,27 @@ def test_server_runs_numpy_blas_on_one_thread():
     assert getter() == 1
 
 
+def test_server_compute_workers_embed_in_their_own_thread():
+    """Each compute worker runs its encoder passes itself (``encoder.forward.embed_in_calling_thread``)."""
+    from audiocopy.encoder import forward
+    from audiocopy.web import app as app_mod
+    from audiocopy.web.keys import COMPUTE_EXECUTOR, IO_EXECUTOR
+
+    async def main():
+        app: dict = {}
+        setup = app_mod._executors(app)
+        await setup.__anext__()
+        try:
+            serial = [app[COMPUTE_EXECUTOR].submit(forward.embeds_in_calling_thread).result() for _ in range(4)]
+            io = app[IO_EXECUTOR].submit(forward.embeds_in_calling_thread).result()
+        finally:
+            await setup.aclose()
+        return serial, io
+
+    serial, io = asyncio.run(main())
+    assert all(serial) and not io
+
+
 def test_loadtest_refuses_a_folder_that_is_no_database(tmp_path, capsys):
     loadtest = load_tool("loadtest")
     with pytest.raises(SystemExit) as exc:

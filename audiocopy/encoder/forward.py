@@ -93,7 +93,8 @@ NORM_EPSILON = 1e-12
 #: thread, not a pass of 32 and one of 1 handed to two threads, which cost
 #: 0.081 instead of 0.058 ms of CPU per sub-window.
 CPU_CHUNK = 48
-#: Threads for the NumPy chunks by default (at most the CPU count).
+#: Threads for the NumPy chunks by default (at most the CPU count), except in
+#: threads that called ``embed_in_calling_thread``.
 CPU_THREADS = 2
 #: Sub-windows per pass on other array modules (GPU): ~0.4 GB of work
 #: arrays, while every kernel still spans millions of elements.
@@ -285,6 +286,28 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         return _pools[workers]
 
 
+_serial = threading.local()
+
+
+def embed_in_calling_thread() -> None:
+    """From now on, ``embed`` called in this thread without ``threads`` runs every chunk in this thread.
+
+    For threads that are already one of several running in parallel: the
+    server's compute workers (``web.app``) each embed their own batch of
+    streams, so handing half a batch to a helper thread only adds a thread
+    that competes for the GIL and the cores. Measured with 300 streams of
+    48 kHz against 100 fingerprint tracks on 2 shared cores (two compute
+    workers, two runs each): p95 latency 140-145 ms in the calling thread,
+    256-260 ms with ``CPU_THREADS`` helpers, at the same CPU.
+    """
+    _serial.on = True
+
+
+def embeds_in_calling_thread() -> bool:
+    """Whether this thread called ``embed_in_calling_thread``."""
+    return getattr(_serial, "on", False)
+
+
 def _chunk_size(n: int, most: int) -> int:
     """Sub-windows per pass when ``n`` are cut into equal chunks of at most ``most`` (the last may be smaller)."""
     return -(-n // -(-n // most))
@@ -302,8 +325,9 @@ def embed(x, weights: EncoderWeights, *, xp: ModuleType = np, chunk: int | None 
         ``CPU_CHUNK`` on NumPy, ``DEVICE_CHUNK`` otherwise); the call is cut
         into equal chunks of at most this many.
     threads: NumPy only, threads that run the chunks (default
-        ``CPU_THREADS``, at most the CPU count); a single chunk runs in the
-        calling thread. Two threads pay on idle cores (measured with the
+        ``CPU_THREADS``, at most the CPU count; 1 in a thread that called
+        ``embed_in_calling_thread``); a single chunk runs in the calling
+        thread. Two threads pay on idle cores (measured with the
         same structure: 320 sub-windows in ~0.65x one thread's time); with
         both cores busy elsewhere one thread was 10-20 % faster.
     Returns (n, embedding_dim) float32 of module ``xp``, unit L2 norm per row
@@ -320,7 +344,7 @@ def embed(x, weights: EncoderWeights, *, xp: ModuleType = np, chunk: int | None 
     on_cpu = xp is np
     chunk = _chunk_size(n, max(1, int(chunk or (CPU_CHUNK if on_cpu else DEVICE_CHUNK))))
     if threads is None:
-        threads = min(CPU_THREADS, os.cpu_count() or 1)
+        threads = 1 if embeds_in_calling_thread() else min(CPU_THREADS, os.cpu_count() or 1)
     starts = range(0, n, chunk)
 
     def run(group: range) -> None:

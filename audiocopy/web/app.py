@@ -78,7 +78,7 @@ from .responses import error_body
 from .security import host_guard, security_headers
 from .source_tokens import SOURCE_TOKENS, SourceTokens
 from .state import RecognizerHolder, StreamRegistry
-from .threads import name_os_thread, single_threaded_blas
+from .threads import init_compute_thread, name_os_thread, single_threaded_blas
 from .uploads import MULTIPART_OVERHEAD_BYTES
 from .webhooks import WEBHOOKS, open_dispatcher
 from .workers import WORKERS, WorkerLoop
@@ -191,7 +191,7 @@ async def _executors(app: web.Application):
     name_os_thread(LOOP_THREAD)
     single_threaded_blas()  # parallelism comes from batching streams, see ``web.threads``
     app[COMPUTE_EXECUTOR] = ThreadPoolExecutor(COMPUTE_WORKERS, thread_name_prefix=COMPUTE_THREAD,
-                                               initializer=name_os_thread, initargs=(COMPUTE_THREAD,))
+                                               initializer=init_compute_thread, initargs=(COMPUTE_THREAD,))
     app[IO_EXECUTOR] = ThreadPoolExecutor(4, thread_name_prefix=IO_THREAD, initializer=name_os_thread,
                                           initargs=(IO_THREAD,))
     yield

@@ -1,7 +1,7 @@
 """The server process's threads as the operating system sees them: their names, and BLAS's thread pool.
 
 Place in the pipeline: start-up plumbing of the server (``web.app`` calls
-both when it creates its executors). Nothing here touches audio or models.
+these when it creates its executors). Nothing here touches audio or models.
 
 Names. Python's thread names stay inside Python; ``top -H``, ``py-spy``
 and ``tools/loadtest.py`` read the kernel's, where every thread is called
@@ -37,6 +37,19 @@ _SETTERS = ("openblas_set_num_threads", "openblas_set_num_threads64_", "scipy_op
             "scipy_openblas_set_num_threads64_")
 #: Only the BLAS copies bundled with NumPy and SciPy (see module docstring).
 _OURS = re.compile(r"/(numpy|scipy)[^/]*\.libs/[^/]*openblas[^/]*\.so")
+
+
+def init_compute_thread(name: str) -> None:
+    """Set up one of the server's compute workers: its OS name, and its encoder passes in the thread itself.
+
+    The workers already run in parallel, one batch of streams each
+    (``web.batcher``), so the encoder must not split a batch over helper
+    threads as well (``encoder.forward.embed_in_calling_thread``).
+    """
+    from ..encoder.forward import embed_in_calling_thread
+
+    name_os_thread(name)
+    embed_in_calling_thread()
 
 
 def name_os_thread(name: str) -> None:
