@@ -356,7 +356,8 @@ def pcm_to_float(data: bytes, fmt: str, channels: int = 1) -> np.ndarray:
         samples /= 32768.0
     else:
         samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
-    return to_mono(samples.reshape(-1, channels))
+    # Mono needs no downmix: a mean over one channel cost as much as the conversion itself.
+    return samples if channels == 1 else to_mono(samples.reshape(-1, channels))
 
 
 def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> None:
