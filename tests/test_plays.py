@@ -481,3 +481,32 @@ def test_overlapping_names_only_columns_of_the_plays_table(log):
                         ended_from="2024-01-01T00:00:00.000Z", columns=("track", "1; DROP TABLE plays"), limit=5)
     with pytest.raises(PlaysLogError):
         log.overlapping("radio", started_from="a", started_before="b", ended_from="a", columns=("track",), limit=0)
+
+
+def test_sqlite_store_keeps_one_connection_per_thread_and_drops_a_broken_one(tmp_path, monkeypatch):
+    """Opening a connection per call cost as much as the write: each thread now opens one and keeps it."""
+    from audiocopy.plays import store as store_mod
+
+    log_ = PlaysLog(tmp_path / "plays.sqlite")
+    opened: list[str] = []
+    real_connect = sqlite3.connect
+
+    def counting_connect(*a, **kw):
+        opened.append(threading.current_thread().name)
+        return real_connect(*a, **kw)
+
+    monkeypatch.setattr(store_mod.sqlite3, "connect", counting_connect)
+    for k in range(20):
+        log_.add(_play(started_at=f"2024-05-01T10:00:{k:02d}.000Z"))
+    threads = [threading.Thread(target=lambda: [log_.add(_play(track="b")) for _ in range(5)], name=f"w{i}")
+               for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(log_.query(limit=100)) == 35
+    assert sorted(opened) == sorted([threading.current_thread().name, "w0", "w1", "w2"])
+    # A statement that fails drops the thread's connection; the next call opens a fresh one and works.
+    with pytest.raises(PlaysLogError, match="no such table"):
+        log_._run("SELECT * FROM no_such_table")
+    assert len(log_.query(limit=100)) == 35 and opened.count(threading.current_thread().name) == 2

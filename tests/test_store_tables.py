@@ -268,7 +268,9 @@ def test_two_dispatchers_claim_each_delivery_once(stores):
     """Four workers claim from one outbox at once, again and again: every delivery is claimed exactly once."""
     outbox = WebhookOutbox(stores())
     hooks = [outbox.add_webhook(f"http://hooks.example/{i}") for i in range(5)]
-    queued = [i for n in range(40) for i in outbox.enqueue(hooks, "play.closed", b"{}", now=float(n))]
+    # Enough claims (about 290 per worker's share) that one worker cannot drain them all within one GIL
+    # switch interval: with 200 deliveries, the first worker took all of them before the others started.
+    queued = [i for n in range(400) for i in outbox.enqueue(hooks, "play.closed", b"{}", now=float(n))]
     workers = [WebhookOutbox(stores()) for _ in range(4)]
     claimed: list[list[str]] = [[] for _ in workers]
 
@@ -278,10 +280,10 @@ def test_two_dispatchers_claim_each_delivery_once(stores):
 
     run_together([lambda k=k: drain(k) for k in range(len(workers))])
     every = [i for ids in claimed for i in ids]
-    assert len(queued) == 200 and sorted(every) == sorted(queued)  # all of them, none twice
+    assert len(queued) == 2000 and sorted(every) == sorted(queued)  # all of them, none twice
     assert sum(bool(ids) for ids in claimed) >= 2  # the claims really ran side by side
-    assert outbox.claim(now=1599.0, limit=500, claim_s=600) == []
-    assert len(outbox.claim(now=1600.0, limit=500, claim_s=600)) == 200  # a dead worker's claims expire
+    assert outbox.claim(now=1599.0, limit=5000, claim_s=600) == []
+    assert len(outbox.claim(now=1600.0, limit=5000, claim_s=600)) == 2000  # a dead worker's claims expire
 
 
 def test_legacy_outbox_is_imported_once(stores, tmp_path):
