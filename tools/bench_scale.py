@@ -250,7 +250,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--encoder-split", type=Path, help="the split the shipped encoder's training excluded")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="sizes 1000,5000, 40 queries, 1 round, 0 generated tracks")
-    p.add_argument("--streams-per-worker", type=int, default=192,
+    p.add_argument("--streams-per-worker", type=int, default=300,
                    help="assumption: streams one worker holds (the 100-track load test)")
     p.add_argument("--cores-per-worker", type=int, default=2, help="assumption: cores of that worker")
     p.add_argument("--worker-base-mib", type=float, default=400.0, help="assumption: worker RAM besides the index")
