@@ -472,3 +472,34 @@ def test_stream_path_on_the_gpu_code_path_matches_numpy(db, corpus):
     gpu, _ = Recognizer.open(db, xp=_ArrayModuleAlias()).score_windows(windows, starts_s=starts,
                                                                        states=[None] * len(windows))
     np.testing.assert_allclose(gpu.margins, cpu.margins, atol=1e-4)
+
+
+def test_calibration_leaves_out_silent_windows_so_shared_silence_cannot_block_every_match(corpus, tmp_path):
+    """Digital silence inside a negative matches digital silence inside a catalogue track perfectly.
+
+    Found on the real corpus: three such windows set the threshold to 0.999997 and the catalogue named
+    nothing. A window that silent is answered "silent" before any threshold, so calibration leaves it out.
+    """
+    from audiocopy.training.enroll_fingerprint import make_calibration_windows
+
+    catalog_dir, negatives = tmp_path / "catalog", tmp_path / "negatives"
+    catalog_dir.mkdir()
+    negatives.mkdir()
+    for i in range(2):  # catalogue tracks with 6 s of digital silence in the middle
+        x = melody(200 + i, 20, RATE)
+        x[7 * RATE:13 * RATE] = 0.0
+        sf.write(catalog_dir / f"gap{i}.wav", x, RATE)
+    for i in range(4):
+        sf.write(negatives / f"music{i}.wav", melody(300 + i, 10, RATE), RATE)
+    quiet = np.zeros(30 * RATE, np.float32)  # half a second of music, then digital silence to the end
+    quiet[:RATE // 2] = melody(310, 0.5, RATE)
+    sf.write(negatives / "quiet.wav", quiet, RATE)
+    levels = make_calibration_windows(negatives, audio=AUDIO, features=FEATURES, params=CALIB, progress=False)
+    assert 4 * CALIB.windows_per_track <= len(levels) < 5 * CALIB.windows_per_track  # the silent ones are gone ...
+    assert levels.reshape(len(levels), -1).astype(np.float32).max(axis=1).min() > -100  # ... and only they
+    path = tmp_path / "db"
+    enroll_fingerprint(catalog_dir, path, negatives_dir=negatives, calibration=CALIB, progress=False)
+    threshold = catalog.open_db(path).calibration["threshold"]
+    assert threshold < 0.9
+    detection = Recognizer.open(path).detect_windows(_window(catalog_dir / "gap0.wav", 1.0)[None])[0]
+    assert detection.track == "gap0" and detection.score > 0

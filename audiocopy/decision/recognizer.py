@@ -33,6 +33,21 @@ log = logging.getLogger(__name__)
 SILENT_SCORE = -50.0
 
 
+def silent_windows(windows: np.ndarray, *, silence_dbfs: float) -> np.ndarray:
+    """Which windows are silence: (batch,) bool, RMS below ``silence_dbfs`` (dB re full scale).
+
+    windows: (batch, samples) float32 audio. The recognizer answers these
+    "silent" whatever the engine says, and calibration leaves them out
+    (``training.enroll_fingerprint``): a threshold must be set on what can
+    actually reach a decision.
+    """
+    windows = np.asarray(windows, dtype=np.float32)
+    if not len(windows):
+        return np.zeros(0, dtype=bool)
+    rms = np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=1))
+    return rms < 10 ** (silence_dbfs / 20)
+
+
 class Recognizer:
     """An engine plus the decision parameters and the array module to run it on.
 
@@ -92,8 +107,7 @@ class Recognizer:
         start_samples = np.rint(starts * self.audio.sample_rate).astype(np.int64)
         batch = WindowBatch(windows, start_samples, tuple(states) if states is not None else (None,) * n, self.xp)
         scores = self.engine.score(batch)
-        rms = np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=1)) if n else np.zeros(0)
-        silent = rms < 10 ** (self.params.silence_dbfs / 20)
+        silent = silent_windows(windows, silence_dbfs=self.params.silence_dbfs)
         if silent.any():
             margins = scores.margins.copy()
             margins[silent] = SILENT_SCORE
