@@ -503,3 +503,33 @@ def test_calibration_leaves_out_silent_windows_so_shared_silence_cannot_block_ev
     assert threshold < 0.9
     detection = Recognizer.open(path).detect_windows(_window(catalog_dir / "gap0.wav", 1.0)[None])[0]
     assert detection.track == "gap0" and detection.score > 0
+
+
+def test_digital_silence_in_a_query_is_no_evidence_for_a_track_with_silence(tmp_path):
+    """Silent sub-windows all embed to one vector, shared by every silent second of the catalogue.
+
+    Found on the real corpus: unrelated music ending in 2 s of digital silence matched a catalogue track
+    with a silent passage (+0.36). A flat (silent) sub-window now gets no hits at all.
+    """
+    catalog_dir, negatives = tmp_path / "catalog", tmp_path / "negatives"
+    catalog_dir.mkdir()
+    negatives.mkdir()
+    for i in range(2):
+        x = melody(400 + i, 20, RATE)
+        x[7 * RATE:13 * RATE] = 0.0  # a silent passage
+        sf.write(catalog_dir / f"gap{i}.wav", x, RATE)
+    for i in range(4):
+        sf.write(negatives / f"music{i}.wav", melody(500 + i, 10, RATE), RATE)
+    path = tmp_path / "db"
+    enroll_fingerprint(catalog_dir, path, negatives_dir=negatives, calibration=CALIB, progress=False)
+    rec = Recognizer.open(path)
+    # Half a second of other music, then silence (written at the test's rate and decoded, like any query).
+    query = np.zeros(int(2.5 * RATE), np.float32)
+    query[:RATE // 2] = melody(600, 0.5, RATE)
+    sf.write(tmp_path / "query.wav", query, RATE)
+    detection = rec.detect_windows(_window(tmp_path / "query.wav", 0.0)[None])[0]
+    assert not detection.silent and detection.track is None and detection.score < 0
+    # The tracks themselves, silent passage and all, are still named.
+    for i in range(2):
+        hit = rec.detect_windows(_window(catalog_dir / f"gap{i}.wav", 5.5)[None])[0]  # 1.5 s of music, 1 s silent
+        assert hit.track == f"gap{i}" and hit.score > 0

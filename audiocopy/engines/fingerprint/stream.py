@@ -32,6 +32,12 @@ Equivalence. A sub-window is floored 80 dB under its own peak and
 standardised on its own, exactly as enrolment does (``encoder.subwindows``),
 so what a cached sub-window holds never depends on the window that first
 saw it: a stream's answers are the same with or without the cache (tested).
+
+Silence is no evidence. A sub-window of digital silence is searched for
+nothing and gets no hits (``FLAT_DB``): standardised it is all zeros, the
+encoder maps every such sub-window to one vector, and every silent passage
+of every catalogue track holds that vector, so a search would find them
+all, perfectly aligned. Its share of the window's mean vote is zero.
 """
 from __future__ import annotations
 
@@ -186,6 +192,9 @@ def _plan(ctx: SearchContext, row: int, start_sample: int, n_samples: int, cache
     return plan
 
 
+#: A sub-window whose band levels span less than this (dB) is flat: digital silence (see ``_search_missing``).
+FLAT_DB = 1e-3
+
 def stream_votes(ctx: SearchContext, windows: np.ndarray, start_samples: np.ndarray, states: tuple, *,
                  xp: ModuleType = np, profiles: np.ndarray | None = None):
     """Search results and votes for a batch of windows.
@@ -270,10 +279,24 @@ def _search_missing(ctx: SearchContext, plans: list[_Plan]) -> None:
             owners.append((p.cache, a))
     if not cuts:
         return
-    sub = standardize(np.stack(cuts), floor_db=ctx.features.floor_db)
-    sims, tracks, positions = ctx.index.search(ctx.encoder.embed(sub), ctx.match.top_k)
+    levels = np.stack(cuts)
+    # A sub-window of digital silence has one band level everywhere: standardised it is all zeros, and
+    # the encoder maps it to one fixed vector, which every silent second of every catalogue track shares.
+    # Searched, it would find them all at a perfect similarity and at every offset (a window of unrelated
+    # music ending in 2 s of silence matched a catalogue track with a silent passage at +0.36): it is no
+    # evidence, so it gets no hits.
+    flat = np.ptp(levels.reshape(len(levels), -1), axis=1) < FLAT_DB
+    k = ctx.match.top_k
+    none = (np.full(k, -1, dtype=np.int64), np.zeros(k, dtype=np.float32), np.zeros(k, dtype=np.float32))
+    heard = np.flatnonzero(~flat)
+    if len(heard):
+        sub = standardize(levels[heard], floor_db=ctx.features.floor_db)
+        sims, tracks, positions = ctx.index.search(ctx.encoder.embed(sub), k)
     for i, (cache, a) in enumerate(owners):
-        cache.hits[a] = (tracks[i], positions[i], sims[i])
+        cache.hits[a] = none
+    for j, i in enumerate(heard):
+        cache, a = owners[i]
+        cache.hits[a] = (tracks[j], positions[j], sims[j])
 
 
 def _vote(ctx: SearchContext, plans: list[_Plan]):
