@@ -195,6 +195,7 @@ def _plan(ctx: SearchContext, row: int, start_sample: int, n_samples: int, cache
 #: A sub-window whose band levels span less than this (dB) is flat: digital silence (see ``_search_missing``).
 FLAT_DB = 1e-3
 
+
 def stream_votes(ctx: SearchContext, windows: np.ndarray, start_samples: np.ndarray, states: tuple, *,
                  xp: ModuleType = np, profiles: np.ndarray | None = None):
     """Search results and votes for a batch of windows.
@@ -288,15 +289,16 @@ def _search_missing(ctx: SearchContext, plans: list[_Plan]) -> None:
     flat = np.ptp(levels.reshape(len(levels), -1), axis=1) < FLAT_DB
     k = ctx.match.top_k
     none = (np.full(k, -1, dtype=np.int64), np.zeros(k, dtype=np.float32), np.zeros(k, dtype=np.float32))
-    heard = np.flatnonzero(~flat)
-    if len(heard):
-        sub = standardize(levels[heard], floor_db=ctx.features.floor_db)
+    if not flat.all():
+        sub = standardize(levels[~flat], floor_db=ctx.features.floor_db)
         sims, tracks, positions = ctx.index.search(ctx.encoder.embed(sub), k)
-    for i, (cache, a) in enumerate(owners):
-        cache.hits[a] = none
-    for j, i in enumerate(heard):
-        cache, a = owners[i]
-        cache.hits[a] = (tracks[j], positions[j], sims[j])
+    j = 0  # row of the search results: heard sub-windows only, in order
+    for (cache, a), silent in zip(owners, flat):
+        if silent:
+            cache.hits[a] = none
+        else:
+            cache.hits[a] = (tracks[j], positions[j], sims[j])
+            j += 1
 
 
 def _vote(ctx: SearchContext, plans: list[_Plan]):
