@@ -74,6 +74,12 @@ class FaissIndex:
 
         self.dim, self.params = dim, params
         self._faiss = faiss
+        # Below ``distance_compute_blas_threshold`` queries (128 000 in faiss-cpu 1.15)
+        # faiss scans a flat index one query at a time: 0.46 ms per query on 51 k
+        # 64-dim vectors. As one BLAS product it is 0.12 ms per query for the ~30 of a
+        # server cycle, the same neighbours up to float rounding; BLAS pays from ~4.
+        # A process-wide setting: set once here, not on every search.
+        faiss.cvar.distance_compute_blas_threshold = BLAS_QUERIES
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         self.structure = "flat"
         self.trained_on = 0
@@ -188,11 +194,6 @@ class FaissIndex:
         # fights TensorFlow's threads for the cores (measured: 16 ms vs 1.9 ms
         # for 10 queries on 43 k vectors), so small batches run on one thread.
         self._faiss.omp_set_num_threads(1 if len(q) < SMALL_SEARCH else CORES)
-        # Below ``distance_compute_blas_threshold`` queries (128 000 in faiss-cpu 1.15)
-        # faiss scans a flat index one query at a time: 0.46 ms per query on 51 k
-        # 64-dim vectors. As one BLAS product it is 0.12 ms per query for the ~30 of a
-        # server cycle, the same neighbours up to float rounding; BLAS pays from ~4.
-        self._faiss.cvar.distance_compute_blas_threshold = BLAS_QUERIES
         sims, ids = self._index.search(q, k)
         tracks, positions = unpack_ids(ids)
         return sims.astype(np.float32, copy=False), tracks, positions
