@@ -36,8 +36,8 @@ first call and kept (``sqlite3`` connections belong to one thread), which
 makes the class safe to use from any thread; the server calls it from an
 executor, never on the event loop. Opening a connection per call cost as
 much as the write itself: with 300 live streams checkpointing their plays,
-the store's threads spent a third of their time connecting. The schema is versioned and migrated in
-place on open (``plays.schema``).
+the store's threads spent a third of their time connecting. The schema is
+versioned and migrated in place on open (``plays.schema``).
 """
 from __future__ import annotations
 

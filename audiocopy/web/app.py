@@ -98,8 +98,9 @@ LOOP_THREAD, COMPUTE_THREAD, IO_THREAD = "event-loop", "compute", "io"
 #: about one batch of streams so that the other worker finds some to take.
 #: Load test on 2 quiet cores, 100-track fingerprint catalogue, 48 kHz in
 #: 100 ms frames (docs/benchmarks.md, ``server-fingerprint-100``): one worker
-#: held 96 streams; two hold 192 (p95 166 ms) and answer 256 and 300
-#: without a drop, at p95 0.33 s and 1.2 s (GIL-bound Python per window).
+#: held 96 streams; two hold 300 (p95 107-212 ms in four runs, nothing
+#: dropped), 350 only in some runs. Together they stop at about one core
+#: while the machine has ~0.6 idle: their Python work holds the GIL.
 COMPUTE_WORKERS = 2
 
 ROOT = Path(__file__).resolve().parents[2]
