@@ -346,3 +346,26 @@ async def test_a_refused_monitor_stays_refused_while_it_waits(make_client, setti
     monitor = await wait_for(client, lambda m: m["restarts"] >= 1)
     assert monitor["state"] == "refused" and "169.254.169.254" in monitor["message"]
     assert "trying again" in monitor["message"]
+
+
+async def test_a_store_snapshot_older_than_a_new_monitor_does_not_forget_it(make_client):
+    """The lease loop reads the store in a thread; a monitor added meanwhile is missing from that snapshot.
+
+    It used to be forgotten until the next heartbeat: GET /api/monitors right after a 201 listed nothing
+    (seen once in CI). Only a snapshot read after the monitor was stored may forget it.
+    """
+    import time
+
+    from audiocopy.web.keys import MONITORS
+
+    resolver, port = closed_port_resolver()
+    client = await make_client(monitor_resolver=resolver, allow_monitor_networks=ONLY_127_0_0_1)
+    monitors = client.server.app[MONITORS]
+    before = time.monotonic()
+    assert (await add(client, f"http://radio.example:{port}/a", "Radio One"))[0] == 201
+    mid = next(iter(monitors.monitors))
+    assert mid not in monitors.running()  # a running monitor is never forgotten: this is the other case
+    monitors.sync([], {}, read_at=before)  # a snapshot that began before the monitor was stored
+    assert mid in monitors.monitors
+    monitors.sync([], {}, read_at=time.monotonic())  # one that began after: it was removed elsewhere
+    assert mid not in monitors.monitors

@@ -51,7 +51,7 @@ class FakeRunner:
     def stream_seconds(self, monitor_id) -> float:
         return self.seconds.get(monitor_id, 0.0)
 
-    def sync(self, rows, holders) -> None:
+    def sync(self, rows, holders, *, read_at) -> None:
         self.rows, self.elsewhere = rows, holders
 
 

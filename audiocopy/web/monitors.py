@@ -54,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -152,6 +153,8 @@ class MonitorManager:
         self.leased = leased
         self.on_change: Callable[[], None] = lambda: None
         self.monitors: dict[str, Monitor] = {}
+        #: time.monotonic() when ``add`` had stored each monitor still unseen in a store snapshot (``sync``).
+        self._added_at: dict[str, float] = {}
 
     async def _io(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -189,6 +192,7 @@ class MonitorManager:
         if row is None:
             raise MonitorError(f"a monitor named {name!r} exists already; choose another name",
                                "duplicate_monitor_name")
+        self._added_at[row.id] = time.monotonic()
         monitor = Monitor(row.id, row.name, row.url)
         self._begin(monitor)
         self.on_change()
@@ -244,15 +248,23 @@ class MonitorManager:
         monitor = self.monitors.get(monitor_id)
         return monitor.seconds if monitor is not None and monitor.task is not None else 0.0
 
-    def sync(self, rows: list[tuple[str, str, str]], holders: dict[str, str]) -> None:
+    def sync(self, rows: list[tuple[str, str, str]], holders: dict[str, str], *, read_at: float = math.inf) -> None:
         """Follow the store: know the monitors other workers added, forget removed ones, say who runs which.
 
         rows: (id, name, url) of every stored monitor; holders: monitor id
-        -> the worker holding its live lease.
+        -> the worker holding its live lease; read_at: ``time.monotonic()``
+        when the reading of ``rows`` began. A monitor this worker added after
+        that is missing from a snapshot older than its row, not removed, so
+        it is kept (forgetting it made a monitor just added vanish from the
+        list until the next heartbeat).
         """
         stored = {mid for mid, _, _ in rows}
-        for mid in [m for m in self.monitors if m not in stored and m not in self.running()]:
+        for mid in stored & self._added_at.keys():
+            del self._added_at[mid]  # seen in the store: from now on its absence means it was removed
+        for mid in [m for m in self.monitors if m not in stored and m not in self.running()
+                    and self._added_at.get(m, -math.inf) < read_at]:
             del self.monitors[mid]
+            self._added_at.pop(mid, None)
         for mid, name, url in rows[: self.settings.max_monitors]:
             monitor = self.monitors.setdefault(mid, Monitor(mid, name, url))
             if mid not in self.running() and mid in holders:

@@ -85,8 +85,9 @@ class MonitorRunner(Protocol):
     def stream_seconds(self, monitor_id: str) -> float:
         """Seconds of audio the monitor's stream has run since this worker started it."""
 
-    def sync(self, rows: list[tuple[str, str, str]], holders: dict[str, str]) -> None:
-        """The store's monitors (id, name, url) and who else holds their leases, for the pages."""
+    def sync(self, rows: list[tuple[str, str, str]], holders: dict[str, str], *, read_at: float) -> None:
+        """The store's monitors (id, name, url) and who else holds their leases, for the pages; read_at:
+        ``time.monotonic()`` when their reading began (a monitor added here since may be missing)."""
 
 
 class WorkerLoop:
@@ -252,7 +253,8 @@ class WorkerLoop:
         if self.runner is None:
             return
         plan = await self._io(self._plan_sync)
-        self.runner.sync(plan.rows, {m: w for m, w in plan.holders.items() if w != self.worker_id})
+        self.runner.sync(plan.rows, {m: w for m, w in plan.holders.items() if w != self.worker_id},
+                         read_at=plan.read_at)
         for mid in plan.stop:
             await self._stop(mid, "it was removed")
             await self._io(self.leases.release, mid)
@@ -274,6 +276,7 @@ class WorkerLoop:
                      mid, len(inherited))
 
     def _plan_sync(self) -> _Plan:
+        read_at = time.monotonic()  # the real clock, as ``Monitors.add`` keeps it (not the injectable one)
         rows = self.leases.monitors()
         holders = self.leases.holders()
         live = self.leases.live_workers()
@@ -281,7 +284,7 @@ class WorkerLoop:
         known = {mid for mid, _, _ in rows}
         stop = [mid for mid in self.deadlines if mid not in known]
         free = [mid for mid, _, _ in rows if mid not in self.deadlines and holders.get(mid) in (None, self.worker_id)]
-        return _Plan(share=share, free=free, stop=stop, rows=rows, holders=holders)
+        return _Plan(share=share, free=free, stop=stop, rows=rows, holders=holders, read_at=read_at)
 
     def _claim_sync(self, monitor_id: str) -> list[PlayRecord] | None:
         """Claim one monitor; its dead holders' open plays when we got it, None when another worker has it."""
@@ -325,13 +328,14 @@ class WorkerLoop:
 @dataclass(frozen=True)
 class _Plan:
     """What one tick's claim step found: the fair share, monitors free to claim, held ones since removed,
-    every stored monitor (id, name, url) and the live leases' holders."""
+    every stored monitor (id, name, url), the live leases' holders, and when the reading began."""
 
     share: int
     free: list[str]
     stop: list[str]
     rows: list[tuple[str, str, str]]
     holders: dict[str, str]
+    read_at: float
 
 
 def _pid_alive(pid: int) -> bool:
