@@ -174,6 +174,30 @@ def test_a_pause_shorter_than_the_hold_keeps_one_play_a_longer_one_splits_it():
     assert len(closed) == 2
 
 
+def test_a_stray_window_long_before_a_song_does_not_pull_its_start_back():
+    # One window of music elsewhere in the stream resembles "b" at a random
+    # place in it (a passing margin, offset 100 s); "b" itself starts 11 s
+    # later on another line. The play starts with the song, not the stray.
+    stray = [(0.0, []), (10.0, [("b", 0.05, 100.0)])]
+    song = line("b", 21.0, 20, offset0=5.0)
+    _, closed, _ = run(decision(), dets_of(stray + song))
+    (play,) = closed
+    assert play.start_s == pytest.approx(21.0 + P.edge_s)
+    assert play.track_start_s == pytest.approx(5.0 + P.edge_s, abs=1e-6)
+    assert play.windows == 20
+
+
+def test_support_after_a_gap_on_the_same_line_keeps_the_first_windows_start():
+    # Through a room a song's windows can fail to pass for several seconds;
+    # when the next passing window continues the same offset line, the play
+    # began with the first one.
+    first = [(0.0, []), (10.0, [("b", 0.05, 20.0)])]
+    later = line("b", 19.0, 20, offset0=29.0)
+    _, closed, _ = run(decision(), dets_of(first + later))
+    (play,) = closed
+    assert play.start_s == pytest.approx(10.0 + P.edge_s) and play.windows == 21
+
+
 def test_silence_ends_a_play_at_its_last_support():
     a = line("a", 0.0, 8)
     silent = [det(4.0 + i * HOP, silent=True) for i in range(10)]

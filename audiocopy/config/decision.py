@@ -56,6 +56,11 @@ class DecisionParams:
         often (stream seconds; it reads the track's stored band levels).
     hold_s: an open play survives this long without support (a quiet
         passage, a presenter talking over it); its end is the last support.
+    restart_after_s: a hypothesis that is not yet a play and has had no
+        support for this long starts afresh (its start, its line) at a
+        passing window off its line: one stray window of other music must
+        not date the next song's play back to itself. Its decayed evidence
+        is kept, so the calibration reads the same peaks.
     silence_end_s: this much silence (below ``silence_dbfs``) ends a play.
     edge_s: a window is recognised once about this much of the music is in
         it: a play starts ``edge_s`` after its first supporting window starts
@@ -86,6 +91,7 @@ class DecisionParams:
     show_hold_s: float = 4.0
     now_pitch_every_s: float = 5.0
     hold_s: float = 15.0
+    restart_after_s: float = 8.0
     silence_end_s: float = 3.0
     edge_s: float = 1.0
     fragment_windows: int = 3

@@ -34,7 +34,10 @@ supporting windows) and accumulates their **evidence**:
   it ends ``hold_s`` after its last support, when a play opened after it
   is heard while it has gone unheard for ``contrary_s`` (contrary evidence:
   the next song), or after ``silence_end_s`` of silence. Its end is its
-  last supporting window, whenever that is found out.
+  last supporting window, whenever that is found out;
+* a hypothesis that is not yet a play starts afresh at a passing window off
+  its line after ``restart_after_s`` without support: a stray window of
+  other music must not date the next song's play back to itself.
 
 A second track's windows never extend the first track's play: there is one
 hypothesis per track. A window that passes on its own (margin > 0) but lies
@@ -344,6 +347,15 @@ class StreamDecision:
                     h = by_track[c.track] = _Hypothesis(c.track, t, t, t, c.track_offset_s, t_evidence=t)
                     self._hyps.append(h)
                     h.support(c, t, p, profile=det.profile)
+            elif (h.key is None and c.score > 0 and t - h.t_last > p.restart_after_s
+                  and h.fits(c, t, p) is None):
+                # Long after its last support and off its line, this is not
+                # the music that window heard (a stray look-alike before the
+                # song): the play, if one comes, starts here, on this line.
+                fresh = _Hypothesis(c.track, t, t, t, c.track_offset_s, evidence=h.evidence,
+                                    t_evidence=h.t_evidence, peak_evidence=h.peak_evidence)
+                self._hyps[self._hyps.index(h)] = by_track[c.track] = fresh
+                fresh.support(c, t, p, profile=det.profile)
             elif h.fits(c, t, p) is not None:
                 h.support(c, t, p, profile=det.profile)
             elif c.score > 0:
