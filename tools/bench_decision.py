@@ -226,17 +226,21 @@ def _line(res: dict) -> str:
 
 
 def table(results: list[dict], chains: list[str]) -> str:
-    """Markdown: one row per variant, recall / precision / false per hour / pieces / start / end per chain."""
+    """Markdown: one row per variant; per chain recall / precision / false per hour / pieces / start / end,
+    and the Live page's two figures: seconds to the first "now playing" naming (median) and its share of a
+    song's windows."""
     head = ["variant", "threshold"]
     for c in chains:
-        head += [f"{c} R %", f"{c} P %", f"{c} F/h", f"{c} pieces", f"{c} start s", f"{c} end s"]
+        head += [f"{c} R %", f"{c} P %", f"{c} F/h", f"{c} pieces", f"{c} start s", f"{c} end s",
+                 f"{c} named s", f"{c} shown %"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         row = [r["variant"]["name"], f"{r['calibration']['threshold']:.3f}"]
         for c in chains:
             s = r["summary"][c]
             row += [str(s["recall"]), str(s["precision"]), str(s["false_per_hour"]), str(s["pieces"]),
-                    str(s["start_error_s"]["median"]), str(s["end_error_s"]["median"])]
+                    str(s["start_error_s"]["median"]), str(s["end_error_s"]["median"]),
+                    str(s["first_named_s"]["median"]), str(s["now_share"])]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
