@@ -369,3 +369,53 @@ async def test_a_store_snapshot_older_than_a_new_monitor_does_not_forget_it(make
     assert mid in monitors.monitors
     monitors.sync([], {}, read_at=time.monotonic())  # one that began after: it was removed elsewhere
     assert mid not in monitors.monitors
+
+
+@pytest.mark.parametrize("lost_as", ["timeout", "nothing"])
+async def test_a_monitor_stops_even_when_its_connection_loses_the_cancel(make_client, monkeypatch, lost_as):
+    """Stopping a monitor cancels its task; the task must end even if the cancel is lost on the way.
+
+    aiohttp's connect timeout can turn a cancel that arrives as the timeout
+    fires into ``TimeoutError`` (aio-libs/aiohttp#5979), an ``OSError`` the
+    monitor's retry loop catches: the loop went on retrying, and stopping
+    the monitor (server shutdown, a lost lease) waited forever. Seen once as
+    a test run that hung in the app's clean-up. "timeout": the cancel comes
+    back as that error (the retry loop sees the task is being cancelled);
+    "nothing": a library swallows it whole, as if the stream had ended (the
+    stop cancels again).
+    """
+    from audiocopy.web import monitors as monitors_module
+    from audiocopy.web.keys import MONITORS
+
+    calls = []
+
+    async def connect_that_loses_the_first_cancel(self, monitor):
+        calls.append(monitor.id)
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            if len(calls) > 1:
+                raise
+            if lost_as == "timeout":
+                raise TimeoutError("connect timed out") from None
+            asyncio.current_task().uncancel()
+
+    monkeypatch.setattr(monitors_module.MonitorManager, "_read_once", connect_that_loses_the_first_cancel)
+    resolver, port = closed_port_resolver()
+    client = await make_client(monitor_resolver=resolver, allow_monitor_networks=ONLY_127_0_0_1)
+    monitors = client.server.app[MONITORS]
+    assert (await add(client, f"http://radio.example:{port}/a"))[0] == 201
+    mid = next(iter(monitors.monitors))
+    for _ in range(200):  # the lease loop starts it
+        if calls:
+            break
+        await asyncio.sleep(0.05)
+    assert calls, "the monitor never connected"
+    task = monitors.monitors[mid].task
+    try:
+        await asyncio.wait_for(monitors.stop_leased(mid), timeout=10)
+    except TimeoutError:
+        pytest.fail("stopping the monitor waited for a task that swallowed its cancel")
+    finally:
+        task.cancel()  # so that a failure here does not also hang the app's clean-up
+    assert task.done() and mid not in monitors.running()

@@ -407,3 +407,36 @@ async def test_a_play_recovered_after_a_crash_reaches_the_receiver(make_client, 
     assert store.query(status="recovered")[0].key == "died-mid-song"
     await wait_for(lambda: client.server.app[WEBHOOKS].stats.delivered == 1)
     assert len(seen) == 1  # once, not again on the next tick of the lease loop
+
+
+@pytest.mark.parametrize("lost_as", ["timeout", "nothing"])
+async def test_close_ends_the_dispatcher_even_when_a_delivery_loses_the_cancel(tmp_path, executor, monkeypatch,
+                                                                               lost_as):
+    """A delivery that turns the stop's cancel into a timeout (aio-libs/aiohttp#5979), or swallows it whole,
+    must not keep the server's shutdown waiting (``web.stopping``)."""
+    posts = []
+
+    async def post_that_loses_the_first_cancel(self, d):
+        posts.append(d.id)
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            if len(posts) > 1:
+                raise
+            if lost_as == "timeout":  # what ``_post`` makes of aiohttp's TimeoutError
+                raise TimeoutError("no answer") from None
+            asyncio.current_task().uncancel()
+
+    monkeypatch.setattr(WebhookDispatcher, "_post", post_that_loses_the_first_cancel)
+    d = await dispatcher_for(fast_settings(tmp_path), executor)
+    await d.add(f"http://127.0.0.1:{unused_port()}/hook")
+    d.on_record(closed_play())
+    await wait_for(lambda: posts)
+    task = d._task
+    try:
+        await asyncio.wait_for(d.close(), timeout=10)
+    except TimeoutError:
+        pytest.fail("close() waited for a dispatcher that lost its cancel")
+    finally:
+        task.cancel()
+    assert task.done()

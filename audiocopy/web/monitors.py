@@ -70,6 +70,7 @@ from ..plays.record import PlayRecord
 from . import protocol
 from .batcher import MONITOR, Batcher
 from .session import StreamSession
+from .stopping import cancel_until_done, stop_requested
 from .url_fetch import GuardedFetcher, ffmpeg_pipe_command
 from .url_guard import AddressPolicy, Resolve, UrlRefused, check_url, redact_url
 
@@ -282,9 +283,11 @@ class MonitorManager:
         monitor.task = asyncio.create_task(self._run(monitor), name=f"monitor-{monitor.id}")
 
     async def _stop(self, monitor: Monitor) -> None:
-        if monitor.task is not None:
-            monitor.task.cancel()
-            await asyncio.gather(monitor.task, return_exceptions=True)
+        task = monitor.task
+        if task is not None:
+            # A lost cancel must not keep a shutdown or a lost lease waiting
+            # for a monitor that goes on retrying (``web.stopping``).
+            await cancel_until_done(task)
         monitor.state = "stopped"
 
     def _recorder(self, monitor: Monitor) -> Callable:
@@ -307,6 +310,8 @@ class MonitorManager:
                 monitor.message = str(exc)
                 log.warning("monitor %s refused: %s", monitor.name, exc)
             except (OSError, AudiocopyError) as exc:
+                if stop_requested():  # the stop's cancel, come back as an error (``web.stopping``)
+                    raise asyncio.CancelledError from exc
                 monitor.message = str(exc)
                 log.warning("monitor %s failed: %s", monitor.name, exc)
             failures = 0 if time.monotonic() - t0 > STABLE_AFTER_S else failures + 1

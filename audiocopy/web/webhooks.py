@@ -68,6 +68,7 @@ from ..plays.base import PlayStore
 from ..plays.outbox_rows import Delivery, OutboxError, Webhook, WebhookOutbox
 from . import protocol
 from .play_listeners import closed_play
+from .stopping import cancel_until_done, stop_requested
 from .url_fetch import PinnedResolver
 from .url_guard import AddressPolicy, Resolve, UrlRefused, check_url, redact_url
 
@@ -213,8 +214,7 @@ class WebhookDispatcher:
         if self._writes:
             await asyncio.gather(*list(self._writes), return_exceptions=True)
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_until_done(self._task)  # even if a delivery loses the cancel (``web.stopping``)
 
     # --- admin ---------------------------------------------------------------------
 
@@ -330,6 +330,8 @@ class WebhookDispatcher:
                         session.post(target.url, data=d.body, headers=headers, allow_redirects=False) as resp):
                 status = resp.status
         except TimeoutError:
+            if stop_requested():  # the server's stop, come back as a timeout (``web.stopping``)
+                raise asyncio.CancelledError from None
             return f"no answer within {self.settings.webhook_timeout_s:g} s"
         except (aiohttp.ClientError, OSError) as exc:
             return f"cannot connect: {type(exc).__name__}"
