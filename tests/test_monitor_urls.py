@@ -371,6 +371,38 @@ async def test_a_store_snapshot_older_than_a_new_monitor_does_not_forget_it(make
     assert mid not in monitors.monitors
 
 
+async def test_a_store_snapshot_older_than_a_removal_does_not_bring_the_monitor_back(make_client):
+    """DELETE, then the lease loop's snapshot read before the delete: the monitor stays removed.
+
+    It used to come back (listed again, seen once in CI), and the lease loop
+    could claim and start it again from that snapshot.
+    """
+    import time
+
+    from audiocopy.web.keys import MONITORS
+
+    resolver, port = closed_port_resolver()
+    client = await make_client(monitor_resolver=resolver, allow_monitor_networks=ONLY_127_0_0_1)
+    monitors = client.server.app[MONITORS]
+    status, body = await add(client, f"http://radio.example:{port}/a", "Radio One")
+    assert status == 201
+    mid = body["monitor"]["id"]
+    stale = [(mid, "Radio One", f"http://radio.example:{port}/a")]
+    before = time.monotonic()
+    assert (await client.delete(f"/api/monitors/{mid}", headers=auth_headers())).status == 200
+    monitors.sync(stale, {}, read_at=before)  # a snapshot that began before the removal
+    assert mid not in monitors.monitors
+    assert (await (await client.get("/api/monitors", headers=auth_headers())).json())["monitors"] == []
+    assert not await monitors.start_leased(mid, lambda record: record)  # a claim from that snapshot
+    assert mid not in monitors.running()
+    # Removed by another worker: still known here, gone from the store; a stale claim must not start it.
+    status, body = await add(client, f"http://radio.example:{port}/b", "Radio Two")
+    other = body["monitor"]["id"]
+    assert monitors.rows.remove(other) and other in monitors.monitors
+    assert not await monitors.start_leased(other, lambda record: record)
+    assert other not in monitors.running()
+
+
 @pytest.mark.parametrize("lost_as", ["timeout", "nothing"])
 async def test_a_monitor_stops_even_when_its_connection_loses_the_cancel(make_client, monkeypatch, lost_as):
     """Stopping a monitor cancels its task; the task must end even if the cancel is lost on the way.

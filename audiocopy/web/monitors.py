@@ -156,6 +156,8 @@ class MonitorManager:
         self.monitors: dict[str, Monitor] = {}
         #: time.monotonic() when ``add`` had stored each monitor still unseen in a store snapshot (``sync``).
         self._added_at: dict[str, float] = {}
+        #: time.monotonic() when ``remove`` had deleted each monitor a snapshot may still hold (``sync``).
+        self._removed_at: dict[str, float] = {}
 
     async def _io(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -205,6 +207,7 @@ class MonitorManager:
         monitor = self.monitors.pop(monitor_id, None)
         if monitor is None and not removed:
             raise MonitorError(f"no monitor {monitor_id!r}", "unknown_monitor", 404)
+        self._removed_at[monitor_id] = time.monotonic()
         if monitor is not None:
             await self._stop(monitor)
         self.on_change()
@@ -225,12 +228,12 @@ class MonitorManager:
 
     async def start_leased(self, monitor_id: str, record_map: Callable[[PlayRecord], PlayRecord]) -> bool:
         """Start a monitor whose lease this worker took; False when the store has no such monitor."""
-        monitor = self.monitors.get(monitor_id)
-        if monitor is None:
-            row = await self._io(self.rows.get, monitor_id)
-            if row is None:
-                return False
-            monitor = self.monitors.get(monitor_id) or Monitor(row.id, row.name, row.url)
+        # Read even when it is known here: the claim may come from a snapshot
+        # older than its removal (here or by another worker).
+        row = await self._io(self.rows.get, monitor_id)
+        if row is None:
+            return False
+        monitor = self.monitors.get(monitor_id) or Monitor(row.id, row.name, row.url)
         if monitor_id in self.running():
             return True
         monitor.record_map, monitor.seconds, monitor.message = record_map, 0.0, ""
@@ -257,11 +260,17 @@ class MonitorManager:
         when the reading of ``rows`` began. A monitor this worker added after
         that is missing from a snapshot older than its row, not removed, so
         it is kept (forgetting it made a monitor just added vanish from the
-        list until the next heartbeat).
+        list until the next heartbeat). Likewise a monitor this worker
+        removed is still in a snapshot that began before the removal ended:
+        it stays removed (bringing it back listed a deleted monitor, and the
+        lease loop started it again).
         """
         stored = {mid for mid, _, _ in rows}
         for mid in stored & self._added_at.keys():
             del self._added_at[mid]  # seen in the store: from now on its absence means it was removed
+        for mid in [m for m, t in self._removed_at.items() if t < read_at and m not in stored]:
+            del self._removed_at[mid]  # a snapshot after the removal agrees: nothing stale is left to refuse
+        rows = [r for r in rows if self._removed_at.get(r[0], -math.inf) < read_at]
         for mid in [m for m in self.monitors if m not in stored and m not in self.running()
                     and self._added_at.get(m, -math.inf) < read_at]:
             del self.monitors[mid]
