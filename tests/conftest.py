@@ -7,7 +7,11 @@ train in well under a minute on two CPU cores.
 """
 from __future__ import annotations
 
+import asyncio
+import gc
 import os
+import sys
+import threading
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,6 +23,41 @@ from milvus_server import milvus, milvus_root, milvus_server  # noqa: F401 - one
 from synth import melody, pattern
 
 CATALOG_KINDS = ("pulses", "chirps", "chord")
+#: A test still running after this long (s) prints the asyncio tasks that have not ended: a hang
+#: in an app's clean-up shows an idle event loop in a thread dump, and only the tasks say what it
+#: waits for (pytest-timeout ends the run later, see setup.cfg).
+HANG_REPORT_S = 600.0
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    timer = threading.Timer(HANG_REPORT_S, _report_pending_tasks, args=(item,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _report_pending_tasks(item) -> None:
+    """Every asyncio task not done, with its stack (read from the timer's thread: a diagnosis only).
+
+    Written past pytest's output capture, as pytest-timeout writes its own
+    dump: a run that is then ended would lose captured output.
+    """
+    capture = item.config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        capture.suspend_global_capture(in_=True)
+    tasks = [obj for obj in gc.get_objects() if isinstance(obj, asyncio.Task) and not obj.done()]
+    print(f"\n{item.nodeid} has run {HANG_REPORT_S:.0f} s; {len(tasks)} asyncio task(s) not done:",
+          file=sys.stderr)
+    for task in tasks:
+        print(f"--- {task!r}", file=sys.stderr)
+        task.print_stack(file=sys.stderr)
+    sys.stderr.flush()
+    if capture is not None:
+        capture.resume_global_capture()
 FILE_RATE = 22050
 
 
