@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from audiocopy.web.stopping import cancel_until_done, stop_requested
+from audiocopy.web.stopping import cancel_until_done, stop_requested, wake_or_timeout
 
 
 @pytest.mark.asyncio
@@ -71,4 +71,32 @@ async def test_a_task_that_obeys_ends_at_the_first_cancel(every_s):
     task = asyncio.create_task(asyncio.sleep(3600))
     await asyncio.sleep(0)
     await asyncio.wait_for(cancel_until_done(task, every_s=every_s), timeout=0.5)
+    assert task.cancelled()
+
+
+@pytest.mark.asyncio
+async def test_wake_or_timeout_says_which_came_first():
+    event = asyncio.Event()
+    assert await wake_or_timeout(event, 0.01) is False
+    asyncio.get_running_loop().call_later(0.01, event.set)
+    assert await wake_or_timeout(event, 5) is True
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("turns", [0, 1, 2, 5])
+async def test_a_cancel_that_comes_with_the_wake_is_kept(turns):
+    """``asyncio.wait_for`` on 3.11 loses it here (CPython gh-86296); the loop would go on."""
+    event = asyncio.Event()
+
+    async def loop_until_cancelled():
+        while True:
+            event.clear()
+            await wake_or_timeout(event, 60)
+
+    task = asyncio.create_task(loop_until_cancelled())
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    event.set()
+    task.cancel()
+    await asyncio.wait({task}, timeout=1.0)
     assert task.cancelled()

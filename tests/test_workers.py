@@ -9,6 +9,7 @@ thing, two server processes and a SIGKILL, is in test_workers_takeover.py.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -294,3 +295,28 @@ async def test_a_monitor_stopped_at_its_deadline_restarts_once_its_lease_is_rene
     assert a.runner.running() == set()
     await a.tick()  # the store answers again and nobody took the lease: it runs here again
     assert a.runner.running() == {"m1"} and a.leases.holders() == {"m1": "A"}
+
+
+async def test_a_wake_in_the_same_turn_as_the_stop_does_not_lose_the_stop(store, io, clock):
+    """A monitor added (``wake``) as the server stops (``cancel``): the lease loop must end.
+
+    With ``asyncio.wait_for`` around the wake on Python 3.11, the wake won and
+    the cancel was lost (CPython gh-86296): the loop went on ticking and the
+    server's shutdown waited for it forever (two CI runs hung so).
+    """
+    add_monitors(store, "m1")
+    a = _loop(store, io, clock, "A", 8001)
+    await a.start()
+    try:
+        for _ in range(200):
+            if a.ticks >= 1:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # resting in its wait for the next tick
+        task = a._task
+        a.wake()
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+        assert task.cancelled(), "the lease loop lost its cancel"
+    finally:
+        await asyncio.wait_for(a.close(), timeout=10)

@@ -172,7 +172,8 @@ async def identify(request: web.Request) -> web.Response:
     _check_identify_access(request)
     slots = app[IDENTIFY_SLOTS]
     try:  # before the body is read: a busy server stores no upload
-        await asyncio.wait_for(slots.acquire(), IDENTIFY_WAIT_S)
+        async with asyncio.timeout(IDENTIFY_WAIT_S):  # not wait_for: it can lose a cancel (``web.stopping``)
+            await slots.acquire()
     except TimeoutError:
         raise fail(503, "busy", f"the server is already identifying {settings.max_identify_jobs} uploads; "
                    "try again in a moment", headers={"Retry-After": "5"}) from None

@@ -18,6 +18,15 @@ forever (a server that never shuts down, a monitor run twice). So:
 * a retry loop that catches a network error asks ``stop_requested`` first:
   while a cancel is pending on the current task, an error is the stop
   arriving in disguise, not a failure to retry.
+
+Our own loops lose no cancel. A loop that sleeps until woken or until a
+timeout must not use Python 3.11's ``asyncio.wait_for`` for it: when the wake
+and the cancel come in the same turn of the event loop, ``wait_for`` returns
+as if woken and the cancel is gone (CPython gh-86296, fixed in 3.12 by
+rebuilding ``wait_for`` on ``asyncio.timeout``). The lease loop did exactly
+that when a monitor was added as the server stopped, and the shutdown waited
+forever (two CI runs hung so). ``wake_or_timeout`` uses ``asyncio.timeout``,
+which counts cancels and keeps them.
 """
 from __future__ import annotations
 
@@ -46,3 +55,16 @@ async def cancel_until_done(task: asyncio.Task, *, every_s: float = RECANCEL_EVE
         task.cancel()
         await asyncio.wait({task}, timeout=every_s)
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def wake_or_timeout(event: asyncio.Event, timeout_s: float) -> bool:
+    """Wait until ``event`` is set or ``timeout_s`` seconds have passed; True when it was set.
+
+    A cancel that comes with the wake is raised, never lost (module docstring).
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+        return True
+    except TimeoutError:
+        return False

@@ -68,7 +68,7 @@ from ..plays.base import PlayStore
 from ..plays.outbox_rows import Delivery, OutboxError, Webhook, WebhookOutbox
 from . import protocol
 from .play_listeners import closed_play
-from .stopping import cancel_until_done, stop_requested
+from .stopping import cancel_until_done, stop_requested, wake_or_timeout
 from .url_fetch import PinnedResolver
 from .url_guard import AddressPolicy, Resolve, UrlRefused, check_url, redact_url
 
@@ -280,10 +280,7 @@ class WebhookDispatcher:
             if due:
                 continue
             delay = IDLE_S if next_at is None else min(IDLE_S, max(0.0, next_at - time.time()))
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except TimeoutError:
-                pass
+            await wake_or_timeout(self._wake, delay)  # keeps a stop's cancel (``web.stopping``)
 
     def backoff_s(self, attempts: int) -> float:
         """Seconds before the next attempt after ``attempts`` failed ones (doubling, capped)."""

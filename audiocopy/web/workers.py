@@ -62,6 +62,7 @@ from ..plays.base import PlaysLogError, PlayStore
 from ..plays.leases import Leases, fair_share
 from ..plays.record import PlayRecord
 from .handover import Handover
+from .stopping import cancel_until_done, wake_or_timeout
 
 log = logging.getLogger(__name__)
 
@@ -176,10 +177,7 @@ class WorkerLoop:
                 self.last_error = str(exc)
                 log.error("worker %s: lease tick failed (%s); its monitors stop at their lease deadline",
                           self.worker_id, exc)
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.settings.lease_renew_s)
-            except TimeoutError:
-                pass
+            await wake_or_timeout(self._wake, self.settings.lease_renew_s)  # keeps a stop's cancel (``web.stopping``)
 
     async def _watch(self) -> None:
         """Stop monitors at their local deadline even while a tick hangs on a slow store."""
@@ -191,10 +189,9 @@ class WorkerLoop:
         """Stop ticking; with ``release`` (a clean stop) stop this worker's monitors, then give every lease
         back and mark this worker stopped. Without it (tests of a crash) the leases stay until they expire.
         """
-        tasks = [t for t in (self._task, self._watchdog) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for task in (self._task, self._watchdog):
+            if task is not None:
+                await cancel_until_done(task)
         self._task = self._watchdog = None
         if release and self.runner is not None:
             # Its monitors stop before their leases go back: never two workers on one monitor.

@@ -252,7 +252,8 @@ class Outbox:
         self._done = True
         self._wake.set()
         try:
-            await asyncio.wait_for(self._task, timeout=timeout_s)
+            async with asyncio.timeout(timeout_s):  # not wait_for: it can lose a cancel (``web.stopping``)
+                await self._task
         except Exception:  # a timeout or a dead socket must not block the handler's exit
             self._task.cancel()
 
