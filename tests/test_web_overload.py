@@ -19,7 +19,7 @@ from test_web_fixtures import make_client, recognizer, settings  # noqa: F401
 from audiocopy.web import batcher as batcher_mod
 from audiocopy.web.batcher import FILE, LIVE, MONITOR, Batcher, BatcherStats, source_kind
 from audiocopy.web.keys import BATCHER, RECOGNIZER
-from audiocopy.web.monitors import MonitorSession
+from audiocopy.web.monitor_connection import MonitorSession
 from audiocopy.web.protocol import StartRequest
 from audiocopy.web.session import StreamSession
 

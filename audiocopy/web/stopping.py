@@ -1,9 +1,10 @@
-"""Stopping background tasks that talk to the network, even when a library loses the cancel.
+"""Stopping the server's background tasks, even when a library or the runtime loses the cancel.
 
 Place in the pipeline: server plumbing, beside ``web.threads``. URL
 monitors and webhook deliveries run as asyncio tasks around aiohttp's
-client; a server shutdown, or a lease lost to another worker, stops them by
-cancelling the task and waiting for it.
+client, and the lease loop sleeps between ticks; a server shutdown, or a
+lease lost to another worker, stops them by cancelling the task and waiting
+for it.
 
 Why not just ``task.cancel()`` and wait. A cancel can be lost on its way
 through a library: aiohttp's connect timeout turns a cancel that arrives as
