@@ -21,7 +21,7 @@ import pytest
 import soundfile as sf
 from aiohttp import web
 from synth import pattern
-from test_web_fixtures import auth_headers, make_client, recognizer, settings  # noqa: F401
+from test_web_fixtures import auth_headers, loses_the_first_cancel, make_client, recognizer, settings  # noqa: F401
 
 from audiocopy.web.url_fetch import FetchError, GuardedFetcher, is_playlist
 from audiocopy.web.url_guard import AddressPolicy, UrlRefused, check_url, redact_url
@@ -419,20 +419,8 @@ async def test_a_monitor_stops_even_when_its_connection_loses_the_cancel(make_cl
     from audiocopy.web import monitors as monitors_module
     from audiocopy.web.keys import MONITORS
 
-    calls = []
-
-    async def connect_that_loses_the_first_cancel(self, monitor):
-        calls.append(monitor.id)
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            if len(calls) > 1:
-                raise
-            if lost_as == "timeout":
-                raise TimeoutError("connect timed out") from None
-            asyncio.current_task().uncancel()
-
-    monkeypatch.setattr(monitors_module.MonitorManager, "_read_once", connect_that_loses_the_first_cancel)
+    calls: list = []
+    monkeypatch.setattr(monitors_module.MonitorManager, "_read_once", loses_the_first_cancel(calls, lost_as))
     resolver, port = closed_port_resolver()
     client = await make_client(monitor_resolver=resolver, allow_monitor_networks=ONLY_127_0_0_1)
     monitors = client.server.app[MONITORS]

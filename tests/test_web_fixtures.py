@@ -7,6 +7,7 @@ input cases are cheap to provoke.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 
@@ -122,3 +123,25 @@ async def pulses_radio(aiohttp_server) -> str:
     radio.router.add_get("/pulses.wav", track)
     server = await aiohttp_server(radio)
     return f"http://127.0.0.1:{server.port}/pulses.wav"
+
+
+def loses_the_first_cancel(calls: list, lost_as: str):
+    """An async method ``(self, item)`` that waits forever and loses the first cancel it gets.
+
+    Each call appends ``item`` to ``calls``. lost_as: "timeout" raises
+    ``TimeoutError`` instead (what aiohttp's connect timeout can make of a
+    cancel, aio-libs/aiohttp#5979), "nothing" swallows it as if the work had
+    ended. Later cancels end it.
+    """
+    async def method(self, item):
+        calls.append(item)
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            if len(calls) > 1:
+                raise
+            if lost_as == "timeout":
+                raise TimeoutError("timed out") from None
+            asyncio.current_task().uncancel()
+
+    return method

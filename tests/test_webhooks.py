@@ -26,6 +26,7 @@ from synth import pattern
 from test_web_fixtures import (  # noqa: F401
     CLIENT_RATE,
     auth_headers,
+    loses_the_first_cancel,
     make_client,
     recognizer,
     s16le,
@@ -414,20 +415,8 @@ async def test_close_ends_the_dispatcher_even_when_a_delivery_loses_the_cancel(t
                                                                                lost_as):
     """A delivery that turns the stop's cancel into a timeout (aio-libs/aiohttp#5979), or swallows it whole,
     must not keep the server's shutdown waiting (``web.stopping``)."""
-    posts = []
-
-    async def post_that_loses_the_first_cancel(self, d):
-        posts.append(d.id)
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            if len(posts) > 1:
-                raise
-            if lost_as == "timeout":  # what ``_post`` makes of aiohttp's TimeoutError
-                raise TimeoutError("no answer") from None
-            asyncio.current_task().uncancel()
-
-    monkeypatch.setattr(WebhookDispatcher, "_post", post_that_loses_the_first_cancel)
+    posts: list = []
+    monkeypatch.setattr(WebhookDispatcher, "_post", loses_the_first_cancel(posts, lost_as))
     d = await dispatcher_for(fast_settings(tmp_path), executor)
     await d.add(f"http://127.0.0.1:{unused_port()}/hook")
     d.on_record(closed_play())
