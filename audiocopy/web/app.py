@@ -78,6 +78,7 @@ from .responses import error_body
 from .security import host_guard, security_headers
 from .source_tokens import SOURCE_TOKENS, SourceTokens
 from .state import RecognizerHolder, StreamRegistry
+from .stopping import cancel_until_done
 from .threads import init_compute_thread, name_os_thread, single_threaded_blas
 from .uploads import MULTIPART_OVERHEAD_BYTES
 from .webhooks import WEBHOOKS, open_dispatcher
@@ -257,8 +258,7 @@ async def _batcher(app: web.Application):
     task = asyncio.create_task(batcher.run(), name="batcher")
     yield
     await batcher.drain()  # streams closed at shutdown hand their open plays over in a last cycle
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await cancel_until_done(task)
 
 
 async def _metrics(app: web.Application):
@@ -285,8 +285,7 @@ async def _catalog_watch(app: web.Application):
     app[CATALOG_WATCH] = watcher
     task = asyncio.create_task(watcher.run(), name="catalog-watch")
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await cancel_until_done(task)
 
 
 async def _monitors(app: web.Application, resolver):

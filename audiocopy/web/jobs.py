@@ -37,6 +37,7 @@ from typing import Awaitable, Callable
 from ..config import ServerSettings
 from ..errors import AudiocopyError
 from .child import ChildFailed, ChildProcess
+from .stopping import cancel_until_done
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +177,7 @@ class JobManager:
         if self._child is not None:
             self._child.kill()
         if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
+            await cancel_until_done(self._worker)
 
     @property
     def enabled(self) -> bool:

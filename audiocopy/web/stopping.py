@@ -2,9 +2,9 @@
 
 Place in the pipeline: server plumbing, beside ``web.threads``. URL
 monitors and webhook deliveries run as asyncio tasks around aiohttp's
-client, and the lease loop sleeps between ticks; a server shutdown, or a
-lease lost to another worker, stops them by cancelling the task and waiting
-for it.
+client, and the lease loop, the batcher, the catalogue watcher and the job
+worker run as tasks too; a server shutdown, or a lease lost to another
+worker, stops each of them with ``cancel_until_done``.
 
 Why not just ``task.cancel()`` and wait. A cancel can be lost on its way
 through a library: aiohttp's connect timeout turns a cancel that arrives as
