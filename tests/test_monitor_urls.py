@@ -348,6 +348,14 @@ async def test_a_refused_monitor_stays_refused_while_it_waits(make_client, setti
     assert "trying again" in monitor["message"]
 
 
+async def stop_the_lease_loop(client) -> None:
+    """Stop the app's lease loop (its leases stay): the test feeds ``sync`` and ``start_leased`` itself,
+    and a tick of its own could start a monitor the test expects stopped."""
+    from audiocopy.web.workers import WORKERS
+
+    await client.server.app[WORKERS].close(release=False)
+
+
 async def test_a_store_snapshot_older_than_a_new_monitor_does_not_forget_it(make_client):
     """The lease loop reads the store in a thread; a monitor added meanwhile is missing from that snapshot.
 
@@ -360,6 +368,7 @@ async def test_a_store_snapshot_older_than_a_new_monitor_does_not_forget_it(make
 
     resolver, port = closed_port_resolver()
     client = await make_client(monitor_resolver=resolver, allow_monitor_networks=ONLY_127_0_0_1)
+    await stop_the_lease_loop(client)
     monitors = client.server.app[MONITORS]
     before = time.monotonic()
     assert (await add(client, f"http://radio.example:{port}/a", "Radio One"))[0] == 201
@@ -383,6 +392,7 @@ async def test_a_store_snapshot_older_than_a_removal_does_not_bring_the_monitor_
 
     resolver, port = closed_port_resolver()
     client = await make_client(monitor_resolver=resolver, allow_monitor_networks=ONLY_127_0_0_1)
+    await stop_the_lease_loop(client)
     monitors = client.server.app[MONITORS]
     status, body = await add(client, f"http://radio.example:{port}/a", "Radio One")
     assert status == 201
