@@ -21,8 +21,8 @@ from audiocopy.encoder.subwindows import standardize
 from audiocopy.engines import catalog
 from audiocopy.engines.fingerprint import db as fpdb
 from audiocopy.engines.fingerprint import engine as fp
-from audiocopy.engines.fingerprint.match import query_starts, vote
-from audiocopy.errors import ModelError, ParamsMismatch
+from audiocopy.engines.fingerprint.match import local_density, query_starts, vote
+from audiocopy.errors import ConfigError, ModelError, ParamsMismatch
 from audiocopy.signal.features import log_spectrogram, track_band_db
 from audiocopy.training.enroll_fingerprint import add_tracks, enroll_fingerprint, remove_tracks
 
@@ -132,7 +132,7 @@ def _hits(starts, true_track, offset, scale, k, rng, n_tracks=5):
 
 @pytest.mark.parametrize("scale", [0.9, 1.0, 1.1])
 def test_vote_recovers_a_known_offset_within_the_time_scale_tolerance(scale, rng):
-    params = MatchParams()
+    params = MatchParams(density_weight=0.0)  # raw similarities: the score is the true hits' 0.9
     starts = query_starts(75, frames=30, params=params)
     tracks, positions, sims = _hits(starts, true_track=3, offset=1234, scale=scale, k=params.top_k, rng=rng)
     votes = vote(starts, tracks, positions, sims, params=params)
@@ -155,6 +155,72 @@ def test_vote_gives_little_to_hits_that_do_not_line_up(rng):
     sims[0, :, 0] = 0.95
     votes = vote(starts, tracks, positions, sims, params=params)
     assert votes.track.tolist() == [2] and votes.score[0] < 0.2
+
+
+def test_local_density_is_the_mean_of_each_sub_windows_best_valid_similarities():
+    sims = np.array([[[0.9, 0.5, 0.4, 0.1], [0.7, 0.6, 0.0, 0.0], [0.3, 0.2, 0.1, 0.0]]], dtype=np.float32)
+    valid = np.array([[[True, True, True, True], [True, True, False, False], [False] * 4]])
+    # Best 3 of the first sub-window; the second has only two hits; the third none (silent).
+    assert np.allclose(local_density(sims, valid, 3), [[0.6, 0.65, 0.0]])
+
+
+def _crowded_and_lonely(starts, k):
+    """Two windows of search results (module docstring of ``match``, "Local density").
+
+    Window 0, unrelated music in a crowded region: every sub-window finds
+    tracks 0-9 at 0.80-0.85, and track 7's hits happen to line up on one
+    offset in 8 of 10 sub-windows. Window 1, a room recording of track 3:
+    its true hits line up everywhere at only 0.62, far above its background
+    of unrelated hits at 0.25-0.30.
+    """
+    s = len(starts)
+    tracks = np.tile(np.arange(k) % 10, (2, s, 1))
+    positions = np.tile(np.arange(k) * 1000, (2, s, 1)) + np.arange(s)[None, :, None] * 5000
+    sims = np.empty((2, s, k), dtype=np.float32)
+    sims[0] = np.linspace(0.85, 0.80, k)
+    sims[1] = np.linspace(0.30, 0.25, k)
+    for j in range(8):  # chance alignment of track 7 (column 7) in the crowded window
+        positions[0, j, 7] = 4000 + starts[j]
+    tracks[1, :, 0], positions[1, :, 0], sims[1, :, 0] = 3, 8000 + starts, 0.62
+    return tracks, positions, sims
+
+
+def test_the_local_density_lets_a_faint_true_match_outscore_chance_agreement_in_a_crowd():
+    starts = query_starts(75, frames=30, params=MatchParams())
+    tracks, positions, sims = _crowded_and_lonely(starts, MatchParams().top_k)
+
+    def best(weight):
+        v = vote(starts, tracks, positions, sims, params=MatchParams(density_weight=weight))
+        return [float(v.score[v.window == w].max()) for w in (0, 1)], v
+
+    (crowd, lonely), _ = best(0.0)
+    assert crowd > lonely  # raw similarity: the chance alignment outscores the true match
+    (crowd, lonely), votes = best(0.5)
+    assert lonely > crowd + 0.1
+    winner = votes.track[votes.window == 1][np.argmax(votes.score[votes.window == 1])]
+    assert winner == 3
+
+
+@pytest.mark.parametrize("bad", [{"density_weight": -0.1}, {"density_weight": 1.0}, {"density_k": 0},
+                                 {"density_k": 21, "top_k": 20}])
+def test_match_params_refuse_a_density_outside_its_range(bad):
+    with pytest.raises(ConfigError, match="density"):
+        MatchParams(**bad)
+
+
+def test_a_database_enrolled_before_the_density_weight_keeps_its_scores(db, tmp_path):
+    new = fpdb.read_config(db)
+    assert new.match.density_weight == MatchParams().density_weight > 0
+    old_db = tmp_path / "old"
+    shutil.copytree(db, old_db)
+    raw = json.loads((old_db / fpdb.CONFIG_FILE).read_text())
+    del raw["match"]["density_weight"], raw["match"]["density_k"]
+    (old_db / fpdb.CONFIG_FILE).write_text(json.dumps(raw))
+    assert fpdb.read_config(old_db).match.density_weight == 0.0
+    raw["match"]["density_weight"] = 2.0
+    (old_db / fpdb.CONFIG_FILE).write_text(json.dumps(raw))
+    with pytest.raises(ModelError, match="density_weight"):
+        fpdb.read_config(old_db)
 
 
 def test_calibration_threshold_keeps_at_most_that_share_above():

@@ -27,12 +27,22 @@ from audiocopy.engines.fingerprint.match import query_starts, vote
 
 
 def _reference_vote(starts, tracks, positions, sims, params: MatchParams):
-    """The vote as first written: dense (B, n, n) arrays, fresh each call, max over the k axis."""
+    """The vote as first written: dense (B, n, n) arrays, fresh each call, max over the k axis.
+
+    The local density is taken off one sub-window at a time, from its valid
+    hits sorted by hand, as the module docstring of ``match`` states it.
+    """
     b, s, k = tracks.shape
     n = s * k
+    sims = np.array(sims, dtype=np.float32)
+    for w in range(b):
+        for j in range(s):
+            mine = np.sort(sims[w, j][tracks[w, j] >= 0])[::-1][:params.density_k]
+            density = mine.sum(dtype=np.float32) / np.float32(max(len(mine), 1))
+            sims[w, j] -= np.float32(params.density_weight) * np.float32(density)
     t = tracks.reshape(b, n)
     p = np.asarray(positions, dtype=np.float32).reshape(b, n)
-    sim = np.where(t >= 0, np.asarray(sims, dtype=np.float32).reshape(b, n), 0.0).astype(np.float32)
+    sim = np.where(t >= 0, sims.reshape(b, n), 0.0).astype(np.float32)
     sim = np.maximum(sim, 0.0)
     q = np.repeat(np.asarray(starts, dtype=np.float32), k)
     implied = p - q[None, :]
@@ -94,7 +104,7 @@ def test_vote_equals_the_direct_formula_bit_for_bit(repeated):
 def test_vote_on_a_real_grid_recovers_the_offset_after_larger_calls():
     """A small call right after a large one (shared work arrays) still finds its track and offset."""
     rng = np.random.default_rng(3)
-    params = MatchParams()
+    params = MatchParams(density_weight=0.0)  # raw similarities: the true hits score their 0.9
     starts = query_starts(75, frames=30, params=params)
     big = _search_results(rng, 40, len(starts), params.top_k, 8, repeated=False)
     vote(*big, params=params)
@@ -110,7 +120,7 @@ def test_vote_on_a_real_grid_recovers_the_offset_after_larger_calls():
 
 def test_vote_keeps_track_keys_beyond_int32_apart():
     """Keys that differ only above 32 bits are different tracks (no narrowing of the comparison)."""
-    params = MatchParams()
+    params = MatchParams(density_weight=0.0)  # raw similarities: 0.9 on half the sub-windows
     starts = np.array([0, 5])
     tracks = np.array([[[1, -1], [1 + 2**32, -1]]], dtype=np.int64)
     positions = np.array([[[100, 0], [105, 0]]])

@@ -84,12 +84,18 @@ class FingerprintConfig:
                 "encoder_sha256": self.encoder_sha256, "next_key": self.next_key}
 
 
+#: Match settings a database written before they existed reads as: the values that reproduce
+#: the scores its threshold was calibrated on (a new database gets ``MatchParams``' defaults).
+LEGACY_MATCH = {"density_weight": 0.0}
+
+
 def read_config(db: Path) -> FingerprintConfig:
     raw = read_json(Path(db) / CONFIG_FILE, "fingerprint configuration")
     try:
-        return FingerprintConfig(from_dict(MatchParams, raw["match"]), from_dict(IndexParams, raw["index"]),
+        match = {**LEGACY_MATCH, **raw["match"]}
+        return FingerprintConfig(from_dict(MatchParams, match), from_dict(IndexParams, raw["index"]),
                                  str(raw["encoder_sha256"]), int(raw["next_key"]))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise ModelError(f"{Path(db) / CONFIG_FILE} is malformed ({exc})") from None
 
 
