@@ -41,16 +41,35 @@ def child_env() -> dict:
     return env
 
 
+def fingerprint_current(db: Path, encoder_sha: str) -> bool:
+    """Whether ``db`` was made with this encoder and today's match settings (``MatchParams()``).
+
+    The vote's scores, and so both calibrated thresholds, depend on the
+    match settings a database stores (e.g. ``density_weight``): a database
+    made with other ones measures the code that made it, not this one.
+    """
+    from audiocopy.config import MatchParams
+    from audiocopy.engines.fingerprint import db as fpdb
+    from audiocopy.errors import AudiocopyError
+
+    try:
+        config = fpdb.read_config(db)
+    except AudiocopyError:
+        return False
+    return config.encoder_sha256 == encoder_sha and config.match == MatchParams()
+
+
 def fingerprint_complete(db: Path, catalog_ids: list[str], encoder_sha: str) -> bool:
-    """Every catalogue track enrolled with this encoder, with its band levels (a play's pitch is measured
-    against them; databases made before they were stored have none), and both thresholds calibrated."""
+    """Every catalogue track enrolled with this encoder and today's match settings, with its band levels
+    (a play's pitch is measured against them; databases made before they were stored have none), and
+    both thresholds calibrated."""
     from audiocopy.engines import catalog
 
     if not (db / catalog.DB_FILE).is_file() or not (db / "fingerprint.json").is_file():
         return False
     info = catalog.open_db(db)
     records = {r["track_id"]: r for r in catalog.track_records(db)}
-    return (read_json(db / "fingerprint.json", {}).get("encoder_sha256") == encoder_sha
+    return (fingerprint_current(db, encoder_sha)
             and all(i in records and "levels_file" in records[i] for i in catalog_ids)
             and "threshold" in info.calibration and "play_threshold" in info.calibration)
 
@@ -66,8 +85,8 @@ def enrol_fingerprint(work: Path, catalog_ids: list[str], *, encoder_path: Path)
     if fingerprint_complete(db, catalog_ids, sha):
         log.info("enrol: %s is complete, skipped", db)
         return timings.get("fingerprint", {})
-    if (db / "fingerprint.json").is_file() and read_json(db / "fingerprint.json", {}).get("encoder_sha256") != sha:
-        log.info("enrol: %s was made with another encoder; starting over", db)
+    if (db / "fingerprint.json").is_file() and not fingerprint_current(db, sha):
+        log.info("enrol: %s was made with another encoder or other match settings; starting over", db)
         shutil.rmtree(db)
     t0 = time.perf_counter()
     report = enroll_fingerprint(Path(work) / "catalog", db, negatives_dir=Path(work) / "wrong",

@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from .common import BenchError
+from .machine import code_revision
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -185,14 +186,8 @@ class ManagedServer:
 
 def server_facts(pid: int | None, code: Path = ROOT) -> str:
     """Which code served: the checkout's revision, and whether TensorFlow was loaded in the server process."""
-    def git(*a):
-        try:
-            return subprocess.run(["git", "-C", str(code), *a], capture_output=True, text=True, timeout=10).stdout
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    rev = git("rev-parse", "--short", "HEAD").strip()
-    dirty = " with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no").strip() else ""
-    text = f"server code: `{code}`" + (f", revision {rev}{dirty}" if rev else " (not a git checkout)")
+    rev = code_revision(code)
+    text = f"server code: `{code}`" + (f", revision {rev}" if rev else " (not a git checkout)")
     if pid:
         try:
             tf = "tensorflow" in Path(f"/proc/{pid}/maps").read_text()

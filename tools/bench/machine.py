@@ -109,6 +109,20 @@ def machine_info() -> dict:
             "python": platform.python_version()}
 
 
+def code_revision(code: Path) -> str | None:
+    """The checkout's short revision, with " with uncommitted changes" when tracked files differ; None outside git."""
+    def git(*a):
+        try:
+            return subprocess.run(["git", "-C", str(code), *a], capture_output=True, text=True, timeout=10,
+                                  check=False).stdout
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    rev = git("rev-parse", "--short", "HEAD").strip()
+    if not rev:
+        return None
+    return rev + (" with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no").strip() else "")
+
+
 def _proc_children_map() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):

@@ -1,0 +1,102 @@
+"""The density-weight tuning tool (``tools/tune_density.py``, ``tools/bench/tuning_set.py``) on tiny synthetic audio.
+
+What must hold: the tuning set is built from the wrong tracks only, split by
+package, with the calibration hold-out left to calibration; every query
+window is labelled with its condition and its expected track; the choice
+rule never picks a weight whose false positives are out of bounds; and a
+bad weight list is refused. No corpus, no network.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from bench.common import BenchError  # noqa: E402
+from bench.tuning_set import CONDITIONS, query_levels, tuning_split  # noqa: E402
+from tune_density import choose, weights  # noqa: E402
+
+from audiocopy.config import AudioParams, FeatureParams  # noqa: E402
+from audiocopy.training.sources import is_calibration_track  # noqa: E402
+
+#: Package -> track count of the synthetic wrong folder.
+SIZES = {"alpha": 5, "bravo": 4, "charlie": 4, "delta": 3}
+
+
+def _wrong_folder(root: Path, sizes=SIZES, seconds: float = 8.0) -> tuple[Path, dict]:
+    """Seeded noise bursts as wrong tracks, one WAV each, and the split record naming their packages."""
+    folder = root / "wrong"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    packages = {}
+    for package, n in sizes.items():
+        for i in range(n):
+            track = f"{package}__t{i}"
+            sf.write(folder / f"{track}.wav", (0.1 * rng.standard_normal(int(seconds * 16000))).astype(np.float32),
+                     16000)
+            packages[track] = package
+    return folder, {"track_packages": packages}
+
+
+def test_the_tuning_split_keeps_packages_apart_and_the_hold_out_out(tmp_path):
+    folder, record = _wrong_folder(tmp_path)
+    split = tuning_split(folder, record, seed=0)
+    pk = record["track_packages"]
+    catalog_pk = {pk[f.stem] for f in split.catalog}
+    negative_pk = {pk[f.stem] for f in split.negatives}
+    assert catalog_pk and negative_pk and not catalog_pk & negative_pk
+    assert catalog_pk == set(split.catalog_packages) and negative_pk == set(split.negative_packages)
+    used = [f.stem for f in split.catalog + split.negatives]
+    assert not any(is_calibration_track(t) for t in used)
+    assert split.held_out == sum(is_calibration_track(t) for t in pk)
+    assert len(used) + split.held_out == len(pk)
+
+
+def test_the_tuning_split_refuses_one_package_or_unknown_tracks(tmp_path):
+    folder, record = _wrong_folder(tmp_path, sizes={"alpha": 6})
+    with pytest.raises(BenchError, match="at least two"):
+        tuning_split(folder, record, seed=0)
+    with pytest.raises(BenchError, match="not in the split"):
+        tuning_split(folder, {"track_packages": {}}, seed=0)
+
+
+def test_every_tuning_window_is_labelled_with_its_condition_and_track(tmp_path):
+    folder, record = _wrong_folder(tmp_path)
+    split = tuning_split(folder, record, seed=0)
+    qs = query_levels(split, fragments=2, seed=0, audio=AudioParams(), features=FeatureParams(),
+                      voice_dir=tmp_path / "voices", progress=False)
+    n_tracks = len(split.catalog) + len(split.negatives)
+    assert len(qs.levels) == len(qs.condition) == len(qs.expected) == n_tracks * 2 * len(CONDITIONS)
+    assert qs.levels.shape[2] == FeatureParams().n_bins
+    assert sorted(set(qs.condition)) == sorted(CONDITIONS)
+    assert set(qs.expected) == {f.stem for f in split.catalog} | {""}
+    # The same fragment in every condition: the clean and noisy windows of one fragment differ.
+    clean, noisy = qs.levels[qs.condition == "clean"], qs.levels[qs.condition == "noise-0db"]
+    assert not np.allclose(clean, noisy)
+    again = query_levels(split, fragments=2, seed=0, audio=AudioParams(), features=FeatureParams(),
+                         voice_dir=tmp_path / "voices", progress=False)
+    assert np.array_equal(again.levels, qs.levels)  # seeded
+
+
+def _row(weight, hit, fp):
+    return {"weight": weight, "conditions": {"all": {"hit": hit, "fp": fp}}}
+
+
+def test_the_choice_rule_keeps_false_positives_in_bounds_and_prefers_the_smaller_weight_on_ties():
+    rows = [_row(0.0, 60.0, 0.4), _row(0.25, 70.0, 0.9), _row(0.5, 70.0, 0.6), _row(0.75, 90.0, 1.5)]
+    assert choose(rows, max_fp=1.0)["weight"] == 0.25
+    assert choose(rows, max_fp=0.5)["weight"] == 0.0
+    assert choose(rows, max_fp=0.1) is None
+
+
+@pytest.mark.parametrize("text", ["a,b", "1.0", "-0.1,0.5", ""])
+def test_a_bad_weight_list_is_refused(text):
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        weights(text)
+    assert weights("0.5,0,0.5") == [0.0, 0.5]
