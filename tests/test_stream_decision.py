@@ -164,6 +164,25 @@ def test_a_look_alike_under_a_much_stronger_play_does_not_become_a_second_play()
     assert [p.track for p in closed] == ["a"]
 
 
+def test_the_next_song_opens_once_it_has_the_evidence_not_once_the_last_songs_has_decayed():
+    # A minute of a strong song builds evidence far above the threshold; the
+    # next song, weaker, follows at once. The last song, no longer heard, must
+    # not hold it back (it did while every open play counted: 7.5 s here).
+    first = line("a", 0.0, 120, margin=0.8)
+    second = line("b", 60.0, 40, margin=0.3, offset0=5.0)
+    dets = dets_of(first + second)
+    d = decision()
+    opened_at = {}
+    for x in dets:
+        for play in d.update(x).opened:
+            opened_at[play.track] = x.offset_s
+    assert set(opened_at) == {"a", "b"}
+    b_alone = decision()
+    alone_at = next(x.offset_s for x in dets_of(line("b", 60.0, 40, margin=0.3, offset0=5.0))
+                    if b_alone.update(x).opened)
+    assert opened_at["b"] - alone_at <= P.contrary_s
+
+
 def test_a_pause_shorter_than_the_hold_keeps_one_play_a_longer_one_splits_it():
     before = line("a", 0.0, 8)
     after_short = line("a", 4.0 + 8.0, 8, offset0=10.0 + 12.0)  # 8 s of nothing, same line

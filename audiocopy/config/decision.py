@@ -39,11 +39,12 @@ class DecisionParams:
     rate_span_s: the slope (time scale) is fitted once a line's support spans
         this long; after that the tolerance grows by ``rate_tolerance`` per s.
     half_life_s: evidence decays with this half-life, so old support counts
-        less and a hypothesis fades once its music stops.
+        less and a hypothesis fades once its music stops (6 s: chosen on the
+        stream benchmark's tuning programmes, ``tools/bench_decision.py``).
     start_evidence: evidence a hypothesis needs to become a play, used when a
         database has no calibrated value (``calibration.play_threshold``).
     dominance: a hypothesis becomes a play only if its evidence is at least
-        this share of the strongest play supported at the same moment.
+        this share of the strongest open play heard within ``contrary_s``.
     contrary_s: a play opened later and heard now ends an older play that
         has not been heard for this long (the next song; a shorter gap is a
         room's missed window).
@@ -83,7 +84,7 @@ class DecisionParams:
     max_time_scale: float = 0.12
     rate_span_s: float = 4.0
     rate_tolerance: float = 0.01
-    half_life_s: float = 8.0
+    half_life_s: float = 6.0
     start_evidence: float = 0.5
     dominance: float = 0.5
     contrary_s: float = 2.0

@@ -48,9 +48,9 @@ offset must not drag the line away from the weak windows that follow it. A
 play's place in the track starts on its first line; its time scale is the
 slope of its longest line. A weak window off the line supports nothing. A
 hypothesis does not become a play while an open play at least
-``1 / dominance`` times stronger exists (a look-alike, not a second song at
-once). "Now playing" names only plays heard in the last ``show_hold_s``. Engines without
-offsets (cnnbin's spectrogram CNNs) give hypotheses without lines: only a
+``1 / dominance`` times stronger has been heard within ``contrary_s`` (a
+look-alike, not a second song at once). "Now playing" names only plays
+heard in the last ``show_hold_s``. Engines without offsets (cnnbin's spectrogram CNNs) give hypotheses without lines: only a
 window's best track may support them.
 
 Plays are reported as they open and as they close (``StreamUpdate``), each
@@ -374,9 +374,11 @@ class StreamDecision:
         # a look-alike of it than a second song at once; the strongest ready
         # hypothesis goes first, so two crossing the threshold together are
         # judged against each other too.
-        # Every open play counts, heard this window or not: through a room a
-        # real play misses windows, and a look-alike must not open in them.
-        strongest = max((h.evidence for h in self._hyps if h.key is not None), default=0.0)
+        # An open play heard within ``contrary_s`` counts, this window or not (a
+        # room's missed windows must not let a look-alike in); one unheard for
+        # longer has ended, and must not hold the next song back.
+        strongest = max((h.evidence for h in self._hyps
+                         if h.key is not None and t - h.t_last < self.params.contrary_s), default=0.0)
         opened = []
         for h in sorted(self._hyps, key=lambda x: -x.evidence):
             if h.key is None and h.evidence >= max(self.threshold, self.params.dominance * strongest):
