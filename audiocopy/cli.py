@@ -116,13 +116,15 @@ def cmd_enroll(args) -> int:
         report = enroll_fingerprint(Path(args.catalog_dir), Path(args.db),
                                     negatives_dir=Path(args.negatives) if args.negatives else None,
                                     encoder_path=Path(args.encoder) if args.encoder else None,
-                                    index=_index_params(args),
+                                    index=_index_params(args), update_vote_settings=args.update_vote,
                                     progress=not args.quiet)
         print(f"enrolled {len(report.enrolled)} tracks into {args.db} ({report.realtime_factor:.0f}x real time), "
               f"{len(report.skipped)} were already enrolled, {len(report.failed)} failed")
         for track, message in report.failed:
             print(f"  failed: {track}: {message}", file=sys.stderr)
         return 0
+    if args.update_vote:
+        raise ConfigError("--update-vote is for fingerprint databases (cnnbin has no vote)")
     from .training.enroll_cnnbin import enroll
 
     report = enroll(Path(args.catalog_dir), Path(args.db),
@@ -323,6 +325,9 @@ def _add_catalog_commands(sub) -> None:
     e.add_argument("--milvus-index", default="auto", choices=["auto", "IVF_FLAT", "IVF_PQ", "HNSW"],
                    help="fingerprint with --index milvus: index type (default auto: IVF_FLAT, IVF_PQ past "
                         f"{IndexParams().flat_max_vectors:,} vectors)")
+    e.add_argument("--update-vote", action="store_true",
+                   help="fingerprint: an existing database adopts this version's vote settings (the local "
+                        "density) and both thresholds are recalibrated on --negatives; no track is re-embedded")
     e.add_argument("--work", help="where to keep the dataset (default DB/dataset)")
     e.add_argument("--epochs", type=_positive_int, default=TrainParams().epochs,
                    help="maximum training epochs per track (early stopping picks the best)")

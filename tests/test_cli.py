@@ -99,6 +99,15 @@ def test_fingerprint_engine_through_the_cli(tiny_corpus, tmp_path, queries, caps
     assert _lines(capsys.readouterr().out)[0]["match"] != "chirps"
 
 
+@pytest.mark.parametrize("flags, says", [(["--engine", "cnnbin"], "fingerprint databases"),
+                                          (["--engine", "fingerprint"], "--negatives")])
+def test_update_vote_is_refused_without_negatives_or_for_cnnbin(tiny_corpus, tmp_path, capsys, flags, says):
+    code = main(["-q", "enroll", "--update-vote", *flags, "--db", str(tmp_path / "db"),
+                 str(tiny_corpus / "licensed")])
+    assert code == 1 and says in capsys.readouterr().err
+    assert not (tmp_path / "db").exists()
+
+
 def test_enroll_missing_catalog_folder(tmp_path, capsys):
     code = main(["-q", "enroll", "--db", str(tmp_path / "db"), str(tmp_path / "nothing")])
     assert code == 1 and "folder not found" in capsys.readouterr().err

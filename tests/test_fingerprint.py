@@ -223,6 +223,30 @@ def test_a_database_enrolled_before_the_density_weight_keeps_its_scores(db, tmp_
         fpdb.read_config(old_db)
 
 
+def test_update_vote_adopts_this_versions_vote_and_recalibrates_without_re_embedding(db, corpus, tmp_path, caplog):
+    old_db = _copy(db, tmp_path)
+    raw = json.loads((old_db / fpdb.CONFIG_FILE).read_text())
+    del raw["match"]["density_weight"], raw["match"]["density_k"]  # as enrolled before the local density
+    (old_db / fpdb.CONFIG_FILE).write_text(json.dumps(raw))
+    info = json.loads((old_db / catalog.DB_FILE).read_text())
+    info["calibration"]["threshold"] = 0.9  # a threshold of the old scores: it must not survive the update
+    (old_db / catalog.DB_FILE).write_text(json.dumps(info))
+    vectors = {p.name: p.read_bytes() for p in (old_db / catalog.TRACKS_DIR).glob("*.npy")}
+    with caplog.at_level("INFO", logger="audiocopy.engines.fingerprint.engine"):
+        fp.load(old_db).close()
+    assert "--update-vote" in caplog.text  # the log says how to adopt the new vote
+    with pytest.raises(ConfigError, match="negatives"):
+        enroll_fingerprint(corpus / "catalog", old_db, update_vote_settings=True, progress=False)
+    assert fpdb.read_config(old_db).match.density_weight == 0.0  # refused before touching anything
+    enroll_fingerprint(corpus / "catalog", old_db, negatives_dir=corpus / "negatives", calibration=CALIB,
+                       update_vote_settings=True, progress=False)
+    assert fpdb.read_config(old_db).match == fpdb.read_config(db).match
+    calibration = catalog.open_db(old_db).calibration
+    assert calibration["threshold"] == pytest.approx(catalog.open_db(db).calibration["threshold"])
+    assert calibration["play_threshold"] == pytest.approx(catalog.open_db(db).calibration["play_threshold"])
+    assert {p.name: p.read_bytes() for p in (old_db / catalog.TRACKS_DIR).glob("*.npy")} == vectors
+
+
 def test_calibration_threshold_keeps_at_most_that_share_above():
     from audiocopy.decision.calibration import quantile_threshold
 

@@ -52,7 +52,7 @@ from ..encoder.subwindows import track_subwindows
 from ..engines import catalog, metadata
 from ..engines.fingerprint import db as fpdb
 from ..engines.fingerprint import engine as fp
-from ..errors import AudiocopyError, DatasetError
+from ..errors import AudiocopyError, ConfigError, DatasetError
 from ..signal.audio import load_audio
 from ..signal.features import track_band_db
 from .play_calibration import PLAY_KEYS, calibrate_play_threshold
@@ -350,11 +350,33 @@ def calibrate(db: Path, *, negatives_dir: Path | None = None, params: Calibratio
 # the commands
 
 
+#: Match settings that only change how search hits are voted on, not the stored vectors: a
+#: database can adopt this version's values and be recalibrated, without re-embedding anything.
+VOTE_FIELDS = ("density_weight", "density_k")
+
+
+def update_vote(db: Path, match: MatchParams = MatchParams()) -> bool:
+    """Give an existing database ``match``'s vote settings (``VOTE_FIELDS``); True when any changed.
+
+    Its thresholds were calibrated on the old scores, so the caller must
+    recalibrate both (``calibrate`` with the negatives), as
+    ``enroll_fingerprint(..., update_vote=True)`` does.
+    """
+    config = fpdb.read_config(db)
+    wanted = replace(config.match, **{f: getattr(match, f) for f in VOTE_FIELDS})
+    if wanted == config.match:
+        return False
+    old = {f: getattr(config.match, f) for f in VOTE_FIELDS}
+    fpdb.write_config(db, replace(config, match=wanted))
+    log.info("%s: vote settings %s -> %s; recalibrating", db, old, {f: getattr(wanted, f) for f in VOTE_FIELDS})
+    return True
+
+
 def enroll_fingerprint(catalog_dir: Path, db: Path, *, negatives_dir: Path | None = None,
                        encoder_path: Path | None = None, audio: AudioParams = AudioParams(),
                        features: FeatureParams = FeatureParams(), match: MatchParams = MatchParams(),
                        index: IndexParams = IndexParams(), calibration: CalibrationParams = CalibrationParams(),
-                       progress: bool = True) -> EnrollReport:
+                       update_vote_settings: bool = False, progress: bool = True) -> EnrollReport:
     """``audiocopy enroll --engine fingerprint``: add every track of a folder, then calibrate.
 
     catalog_dir: audio files (track id = file stem). An existing database
@@ -363,13 +385,22 @@ def enroll_fingerprint(catalog_dir: Path, db: Path, *, negatives_dir: Path | Non
     index: the vector index of a new database (backend, and for a server
     its URI and index type: ``--index``, ``--qdrant-url``, ``--milvus-uri``);
     it is stored in the database, and an existing database keeps its own.
+    update_vote_settings: an existing database adopts ``match``'s vote
+    settings (``update_vote``) and both thresholds are recalibrated; needs
+    ``negatives_dir`` (the play threshold is set on them). Raises
+    ``ConfigError`` without it.
     """
     from .sources import list_audio
 
+    if update_vote_settings and negatives_dir is None:
+        raise ConfigError("updating the vote settings recalibrates both thresholds: give the negatives "
+                          "(--negatives DIR) the database was calibrated on")
     files = list_audio(Path(catalog_dir))
     if not files:
         raise DatasetError(f"no audio files in {catalog_dir}")
     fpdb.init_db(Path(db), audio=audio, features=features, encoder_path=encoder_path, match=match, index=index)
+    if update_vote_settings:
+        update_vote(Path(db), match)
     report = add_tracks(Path(db), files, progress=progress)
     # Titles and artists from the files' tags, for tracks that have no metadata yet.
     metadata.fill_from_files(Path(db), files, (r["track_id"] for r in catalog.track_records(Path(db))))
