@@ -78,3 +78,25 @@ def pattern(kind: str, seconds: float, sample_rate: int, seed: int = 0) -> np.nd
         raise ValueError(kind)
     x = x / (np.max(np.abs(x)) + 1e-9)
     return (0.7 * x).astype(np.float32)
+
+
+def room_recording(x: np.ndarray, sample_rate: int, seed: int = 0) -> np.ndarray:
+    """``x`` through the project's seeded room chain (speaker, room, noises, mic, AGC), as float32.
+
+    No codec: ffmpeg's encoders differ between machines, and the audio must
+    be the same on every one. Seed 0 draws a 27 x 10 x 11 m hall (RT60
+    1.5 s) with babble, clatter and HVAC noise.
+    """
+    from audiocopy.training.augment.chain import apply_chain, random_chain
+
+    rng = np.random.default_rng(seed)
+    chain = random_chain(rng, kind="room", codecs=())
+    return apply_chain(np.asarray(x, dtype=np.float32), chain, sample_rate=sample_rate, rng=rng)
+
+
+def sped_up(x: np.ndarray, factor: float, sample_rate: int) -> np.ndarray:
+    """``x`` played ``factor`` times faster (a turntable's speed change: pitch rises with tempo), float32."""
+    import soxr
+
+    return soxr.resample(x, sample_rate * factor, sample_rate).astype(np.float32)
+
