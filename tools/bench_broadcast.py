@@ -48,7 +48,7 @@ for _p in (REPO, REPO / "tools"):
     if str(_p) not in sys.path:  # run as a script from anywhere: the package lives beside tools/
         sys.path.insert(0, str(_p))
 
-from bench.common import BenchError, generic_corpus, ids_sha256, read_json, write_json  # noqa: E402
+from bench.common import BenchError, generic_corpus, ids_sha256, read_json, run_logged, write_json  # noqa: E402
 
 log = logging.getLogger("bench_broadcast")
 
@@ -283,11 +283,8 @@ def run(args, argv=None) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        res = run(args, argv)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    res = run_logged(run, args, argv)
+    if res is None:
         return 1
     for c in [*res["chains"], "all"]:
         s = res["summary"][c]

@@ -43,7 +43,7 @@ for _p in (REPO, REPO / "tools"):
         sys.path.insert(0, str(_p))
 
 import numpy as np  # noqa: E402
-from bench.common import BenchError, fmt, ids_sha256, read_json, write_json  # noqa: E402
+from bench.common import BenchError, fmt, ids_sha256, read_json, run_logged, write_json  # noqa: E402
 from bench.doc import update_section  # noqa: E402
 from bench.machine import code_revision, load_note, machine_info  # noqa: E402
 from bench.report import machine_lines  # noqa: E402
@@ -216,11 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.fragments < 1:
         p.error("--fragments must be at least 1")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        res = run(args, argv)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    res = run_logged(run, args, argv)
+    if res is None:
         return 1
     print(json.dumps({"chosen": res["chosen"], "rows": [(r["weight"], r["threshold"], r["conditions"]["all"])
                                                         for r in res["rows"]]}, indent=1))

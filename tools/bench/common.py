@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,19 @@ def read_json(path: Path, default=None):
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return default
+
+
+def run_logged(fn, *args):
+    """``fn(*args)`` with INFO logs (timestamped) on stderr; a ``BenchError`` becomes one ``error:`` line and None.
+
+    The ``main`` of a benchmark script: it returns exit code 1 on None.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return fn(*args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
 
 
 def rng_for(seed: int, *parts) -> np.random.Generator:
