@@ -50,8 +50,9 @@ slope of its longest line. A weak window off the line supports nothing. A
 hypothesis does not become a play while an open play at least
 ``1 / dominance`` times stronger has been heard within ``contrary_s`` (a
 look-alike, not a second song at once). "Now playing" names only plays
-heard in the last ``show_hold_s``. Engines without offsets (cnnbin's spectrogram CNNs) give hypotheses without lines: only a
-window's best track may support them.
+heard in the last ``show_hold_s``. Engines without offsets (cnnbin's
+spectrogram CNNs) give hypotheses without lines: only a window's best track
+may support them.
 
 Plays are reported as they open and as they close (``StreamUpdate``), each
 with a ``key`` that stays the same, so a store can keep open plays up to

@@ -360,7 +360,7 @@ def update_vote(db: Path, match: MatchParams = MatchParams()) -> bool:
 
     Its thresholds were calibrated on the old scores, so the caller must
     recalibrate both (``calibrate`` with the negatives), as
-    ``enroll_fingerprint(..., update_vote=True)`` does.
+    ``enroll_fingerprint(..., update_vote_settings=True)`` does.
     """
     config = fpdb.read_config(db)
     wanted = replace(config.match, **{f: getattr(match, f) for f in VOTE_FIELDS})

@@ -134,7 +134,8 @@ def vote(starts: np.ndarray, tracks: np.ndarray, positions: np.ndarray, sims: np
     n = s * k
     sims = np.asarray(sims, dtype=np.float32)
     if params.density_weight:
-        sims = sims - np.float32(params.density_weight) * local_density(sims, tracks >= 0, params.density_k)[..., None]
+        density = local_density(sims, tracks >= 0, params.density_k)
+        sims = sims - np.float32(params.density_weight) * density[..., None]
     t = tracks.reshape(b, n)
     valid = t >= 0
     p = np.asarray(positions, dtype=np.float32).reshape(b, n)
