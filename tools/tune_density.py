@@ -56,19 +56,15 @@ SECTION = "tune-density"
 
 def database(out: Path, split: TuningSplit, wrong_dir: Path):
     """The tuning catalogue enrolled, with calibration windows from the held-out wrong tracks."""
-    from audiocopy.atomic_files import atomic_open
     from audiocopy.config import AudioParams, FeatureParams
     from audiocopy.engines.fingerprint import db as fpdb
-    from audiocopy.training.enroll_fingerprint import add_tracks, make_calibration_windows
+    from audiocopy.training.enroll_fingerprint import add_tracks, store_calibration_windows
 
     db = out / "db"
     fpdb.init_db(db, audio=AudioParams(), features=FeatureParams())
     add_tracks(db, list(split.catalog))
-    windows_file = db / fpdb.CALIBRATION_FILE
-    if not windows_file.exists():
-        windows = make_calibration_windows(wrong_dir, audio=AudioParams(), features=FeatureParams())
-        with atomic_open(windows_file) as fh:
-            np.save(fh, windows)
+    if not (db / fpdb.CALIBRATION_FILE).exists():  # the per-weight calibrations below record no signature
+        store_calibration_windows(db, wrong_dir)
     return db
 
 

@@ -288,6 +288,26 @@ def negatives_signature(negatives_dir: Path, params: CalibrationParams) -> str:
     return h.hexdigest()[:16]
 
 
+def store_calibration_windows(db: Path, negatives_dir: Path, *, params: CalibrationParams = CalibrationParams(),
+                              progress: bool = True) -> str:
+    """Make ``DB/calibration_levels.npy`` from ``negatives_dir``; returns the windows' ``negatives_signature``.
+
+    Skipped when the stored windows were made from the same folder content
+    with the same settings (the signature ``calibrate`` records).
+    """
+    info = catalog.open_db(db)
+    path = Path(db) / fpdb.CALIBRATION_FILE
+    wanted = negatives_signature(negatives_dir, params)
+    if path.exists() and wanted == info.calibration.get("negatives_signature"):
+        log.info("calibration windows of %s are up to date", negatives_dir)
+        return wanted
+    windows = make_calibration_windows(negatives_dir, audio=info.audio, features=info.features, params=params,
+                                       progress=progress)
+    with atomic_open(path) as fh:
+        np.save(fh, windows)
+    return wanted
+
+
 def calibrate(db: Path, *, negatives_dir: Path | None = None, params: CalibrationParams = CalibrationParams(),
               progress: bool = True) -> float | None:
     """(Re)compute the threshold; returns it, or None without calibration windows.
@@ -304,15 +324,7 @@ def calibrate(db: Path, *, negatives_dir: Path | None = None, params: Calibratio
     path = db / fpdb.CALIBRATION_FILE
     signature = info.calibration.get("negatives_signature")
     if negatives_dir is not None:
-        wanted = negatives_signature(Path(negatives_dir), params)
-        if path.exists() and wanted == signature:
-            log.info("calibration windows of %s are up to date", negatives_dir)
-        else:
-            windows = make_calibration_windows(Path(negatives_dir), audio=info.audio, features=info.features,
-                                               params=params, progress=progress)
-            with atomic_open(path) as fh:
-                np.save(fh, windows)
-            signature = wanted
+        signature = store_calibration_windows(db, Path(negatives_dir), params=params, progress=progress)
     if not path.exists():
         catalog.set_calibration(db, {})
         log.warning("%s has no calibration windows (enrol with --negatives): the threshold stays at the "

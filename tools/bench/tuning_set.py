@@ -155,8 +155,8 @@ def query_levels(split: TuningSplit, *, fragments: int, seed: int, audio: AudioP
     for path, track in tqdm(roles, desc="tuning queries", unit="track", disable=not progress):
         signal = load_audio(path, params=audio)
         rng = rng_for(seed, "tune", path.stem)
+        others = [i for i, f in enumerate(split.negatives) if f != path]
         for chunk in _fragments(signal, fragments, length, lead, edge, rng):
-            others = [i for i, f in enumerate(split.negatives) if f != path]
             other = negatives[others[int(rng.integers(len(others)))]]
             for kind in CONDITIONS:
                 windows.append(_distort(kind, chunk, length, rng, other=other, sample_rate=rate, voice_bank=bank,
