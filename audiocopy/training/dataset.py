@@ -24,9 +24,13 @@ Roles and splits:
 * ``licensed``: positives of their own track and negatives for every other.
 * ``wrong`` / ``train``: negatives for every track.
 * ``wrong`` / ``calibration``: about a fifth of the wrong tracks, chosen by a
-  hash of their id, that no model ever trains on. Each track's threshold is
-  calibrated on them, so the false-positive rate it promises was measured on
-  music the model has never seen.
+  hash, that no model ever trains on. Each track's threshold is calibrated
+  on them, so the false-positive rate it promises was measured on music the
+  model has never seen. Where the ids name groups (``GROUP__TRACK``), whole
+  groups are held out (``sources.calibration_holdout``): music of a group
+  the models trained against is easier to reject than music they never met.
+  A dataset whose roles would change (say, groups added to the folder) is
+  refused, not resumed: its shards and its music bank follow the roles.
 """
 from __future__ import annotations
 
@@ -43,7 +47,7 @@ from ..config import AudioParams, AugmentParams, DatasetParams, FeatureParams, a
 from ..engines import catalog
 from ..errors import AudiocopyError, DatasetError
 from ..signal.audio import load_audio
-from .sources import is_calibration_track, list_audio, stable_seed
+from .sources import calibration_holdout, list_audio, stable_seed
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +93,13 @@ class BuildPlan:
 
 def plan_sources(licensed: list[Path], wrong: list[Path]) -> list[Source]:
     """Assign roles, splits and shard names to the source files."""
+    held_out = calibration_holdout([p.stem for p in wrong])
     sources = []
     for p in licensed:
         sources.append(Source(p.stem, str(p), "licensed", "train",
                               f"{WINDOWS_DIR}/L-{catalog.track_filename(p.stem)}.npy"))
     for p in wrong:
-        split = "calibration" if is_calibration_track(p.stem) else "train"
+        split = "calibration" if p.stem in held_out else "train"
         sources.append(Source(p.stem, str(p), "wrong", split,
                               f"{WINDOWS_DIR}/W-{catalog.track_filename(p.stem)}.npy"))
     return sources
@@ -206,7 +211,7 @@ def build_dataset(licensed_dir: Path, wrong_dir: Path | None, out_dir: Path, pla
     manifest_path = out_dir / MANIFEST
     if manifest_path.exists():
         old = read_manifest(out_dir)
-        diffs = _plan_diffs(old, plan)
+        diffs = _plan_diffs(old, plan) + _role_diffs(old, sources)
         if diffs:
             raise DatasetError(f"{out_dir} holds a dataset built with other parameters ({'; '.join(diffs)}); "
                                "remove it or choose another --out")
@@ -267,6 +272,15 @@ def _plan_diffs(manifest: dict, plan: BuildPlan) -> list[str]:
             continue
         diffs += check_compatible(saved, current, key)
     return diffs
+
+
+def _role_diffs(manifest: dict, sources: list[Source]) -> list[str]:
+    """Tracks of an existing manifest whose split the current plan changes (at most a few named)."""
+    old = {(s.get("track_id"), s.get("role")): s.get("split") for s in manifest.get("sources", [])}
+    moved = sorted(s.track_id for s in sources if old.get((s.track_id, s.role), s.split) != s.split)
+    if not moved:
+        return []
+    return [f"the calibration hold-out changed for {len(moved)} track(s), e.g. {', '.join(moved[:3])}"]
 
 
 def read_manifest(out_dir: Path) -> dict:

@@ -11,10 +11,14 @@ operations, followed by a recalibration of the decision threshold.
 Calibration. The threshold is the score that only ``MatchParams.target_fpr``
 of negative windows exceed, measured on music that is not in the catalogue
 (like cnnbin's catalogue offset). The negative windows come from
-``--negatives``: the same hash-chosen fifth of them that cnnbin holds out
-(``training.dataset``), so the encoder's training (``tools/train_encoder.py``
-leaves that fifth out too) never saw them; half are clean and half distorted
-by ``augment.random_distortion``, because queries are. Their features are
+``--negatives``: the hash-chosen fifth of them, track by track
+(``sources.is_calibration_track``), so the encoder's training
+(``tools/train_encoder.py`` leaves that fifth of the corpus out) never saw
+them. cnnbin holds out whole groups instead (``sources.calibration_holdout``),
+because its heads train against the rest; the fingerprint trains on no
+negative, and the shipped encoder was trained with the per-track rule, so
+that is the rule that keeps its calibration music unheard. Half are clean
+and half distorted by ``augment.random_distortion``, because queries are. Their features are
 kept in ``DB/calibration.npy``, so adding or removing tracks later
 recalibrates without the negatives folder: the best score of a negative
 window grows with the catalogue, and so must the threshold.

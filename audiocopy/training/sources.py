@@ -9,6 +9,13 @@ file order or a random generator:
 * a fifth of the "wrong" (negative) tracks, by hash, is held out: no model
   is trained on them, and every threshold is set on them, so each
   false-positive rate is measured on music the models have not seen;
+* where the negatives' names say which tracks belong together
+  (``GROUP__TRACK``: a package, an album, a composer), cnnbin's track
+  models hold out whole groups (``calibration_holdout``). Tracks of one
+  group share composer, instruments and mix; a model trained on some of
+  them rejects the rest of the group more easily than music it never met,
+  so a threshold set on a track-level hold-out lets more unseen music
+  through than it says;
 * per-track random draws are seeded from the track id, so a dataset shard
   or a training view rebuilt later is bit-identical.
 """
@@ -37,6 +44,51 @@ def stable_seed(*parts) -> int:
 def is_calibration_track(track_id: str) -> bool:
     """True for the held-out fifth of negative tracks that thresholds are set on."""
     return stable_fraction("split:" + track_id) < CALIBRATION_SHARE
+
+
+#: What separates a track id's group from the rest (``GROUP__TRACK``, as the dev corpus names its tracks).
+GROUP_SEPARATOR = "__"
+
+#: Fewest groups for a group-level hold-out: with fewer, holding one group out
+#: would leave too little of the negatives' variety to train against.
+MIN_HOLDOUT_GROUPS = 4
+
+def track_group(track_id: str) -> str:
+    """The group a track id names before ``GROUP_SEPARATOR``, or the id itself when it names none."""
+    return track_id.split(GROUP_SEPARATOR, 1)[0] if GROUP_SEPARATOR in track_id else track_id
+
+
+def calibration_holdout(track_ids: list[str], share: float = CALIBRATION_SHARE) -> frozenset[str]:
+    """The negatives held out for calibration, whole groups at a time where the ids name groups.
+
+    track_ids: ids of every negative track in the folder. Groups come from
+    ``track_group``. With at least ``MIN_HOLDOUT_GROUPS`` groups and some
+    group of more than one track, groups are taken in the order of a hash
+    of their name while their tracks fall short of ``share`` of all; a group
+    that would overshoot the share by more than the shortfall is passed
+    over, so the hold-out stays near its share whatever the group sizes.
+    Otherwise each track is its own group and ``is_calibration_track``
+    decides, exactly as for a folder of ungrouped names.
+
+    Unlike the per-track rule, a group's role can change when groups are
+    added to the folder (the hold-out fills to a share of the whole);
+    ``training.dataset`` refuses to resume a dataset whose roles changed.
+    Returns the held-out ids.
+    """
+    ids = list(dict.fromkeys(track_ids))
+    groups: dict[str, list[str]] = {}
+    for t in ids:
+        groups.setdefault(track_group(t), []).append(t)
+    if len(groups) < MIN_HOLDOUT_GROUPS or len(groups) == len(ids):
+        return frozenset(t for t in ids if is_calibration_track(t))
+    target, held = share * len(ids), []
+    for name in sorted(groups, key=lambda g: (stable_fraction("group:" + g), g)):
+        if len(held) >= target:
+            break
+        # A group joins when it brings the hold-out closer to its share than it was.
+        if abs(len(held) + len(groups[name]) - target) < target - len(held):
+            held += groups[name]
+    return frozenset(held)
 
 
 def list_audio(folder: Path) -> list[Path]:

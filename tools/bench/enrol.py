@@ -1,10 +1,13 @@
 """Enrolling the benchmark's catalogue with either engine, measured; what the database holds.
 
 Place in ``tools/bench``: between the queries and ``scoring``. Both engines
-enrol ``WORK/catalog`` and calibrate on the held-out fifth of
-``WORK/wrong`` (``is_calibration_track``), as ``audiocopy enroll --negatives``
-does; each engine and cnnbin model kind has its own database, so one work
-folder can compare them on the same queries:
+enrol ``WORK/catalog`` and calibrate on a held-out fifth of ``WORK/wrong``,
+as ``audiocopy enroll --negatives`` does: the fingerprint on the per-track
+hold-out (``is_calibration_track``: the shipped encoder was trained without
+those tracks), cnnbin on its dataset's hold-out of whole packages
+(``calibration_holdout``: its heads train against the rest). Each engine
+and cnnbin model kind has its own database, so one work folder can compare
+them on the same queries:
 
 * fingerprint (``WORK/db-fingerprint``): ``enroll_fingerprint`` in this
   process (no training; seconds);
@@ -125,8 +128,8 @@ def enrol_cnnbin(work: Path, catalog_ids: list[str], *, model: str, jobs: int, d
                  train_flags: list[str]) -> dict:
     """Build the dataset, train ``model`` heads/CNNs and calibrate the play threshold; returns timings."""
     from audiocopy.engines.cnnbin import engine as cnnbin
+    from audiocopy.training.dataset import Dataset
     from audiocopy.training.play_calibration import calibrate_play_threshold
-    from audiocopy.training.sources import is_calibration_track, list_audio
 
     timings = read_json(Path(work) / "timings.json", {})
     db, key = db_dir(work, "cnnbin", model), f"train-{model}"
@@ -142,7 +145,9 @@ def enrol_cnnbin(work: Path, catalog_ids: list[str], *, model: str, jobs: int, d
     if trained or key not in timings:
         timings[key] = {**result, "tracks_trained": trained, "resumed": before > 0,
                         "wall_per_track_s": round(result["wall_s"] / trained, 2) if trained else None}
-    held_out = [p for p in list_audio(Path(work) / "wrong") if is_calibration_track(p.stem)]
+    # The dataset's own hold-out (whole packages: ``sources.calibration_holdout``), which no head trained on.
+    held_out = [Path(s.path) for s in Dataset(Path(work) / "dataset").sources
+                if s.role == "wrong" and s.split == "calibration"]
     t0 = time.perf_counter()
     calibrate_play_threshold(db, held_out)
     timings[f"play-{model}"] = {"wall_s": round(time.perf_counter() - t0, 1), "tracks": len(held_out)}

@@ -1,0 +1,114 @@
+"""The calibration hold-out by group (``training.sources.calibration_holdout``) and the dataset's roles.
+
+A cnnbin head trained against some tracks of a group (a package, an album)
+rejects that group's other tracks more easily than music it never met, so
+a threshold set on a track-level hold-out promises a false-positive rate
+that unseen music does not get. These tests hold the rule: whole groups,
+near the share, stable, and unchanged for names without groups; and the
+dataset refuses to resume when the rule would move a track between roles.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from synth import melody
+
+from audiocopy.config import AudioParams, AugmentParams, DatasetParams, FeatureParams
+from audiocopy.errors import DatasetError
+from audiocopy.training.dataset import BuildPlan, build_dataset, plan_sources
+from audiocopy.training.sources import (
+    CALIBRATION_SHARE,
+    MIN_HOLDOUT_GROUPS,
+    calibration_holdout,
+    is_calibration_track,
+    track_group,
+)
+
+
+def grouped_ids(groups: int, seed: int = 0, sizes=(1, 12)) -> list[str]:
+    """Track ids ``gNN__tMM`` of ``groups`` groups with random sizes in [sizes)."""
+    rng = np.random.default_rng(seed)
+    return [f"g{g:02d}__t{t:02d}" for g in range(groups) for t in range(int(rng.integers(*sizes)))]
+
+
+def test_track_group_reads_the_prefix():
+    assert track_group("drascula-music__track31") == "drascula-music"
+    assert track_group("a__b__c") == "a"
+    assert track_group("solo") == "solo"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_whole_groups_are_held_out_near_the_share(seed):
+    ids = grouped_ids(20, seed)
+    held = calibration_holdout(ids)
+    groups_held = {track_group(t) for t in held}
+    # No group is split between training and calibration (a per-track hash splits most of them).
+    assert held == {t for t in ids if track_group(t) in groups_held}
+    # Near the share: off by less than the largest group.
+    assert abs(len(held) - CALIBRATION_SHARE * len(ids)) < 12
+    assert 0 < len(groups_held) < 20
+
+
+def test_the_per_track_rule_splits_groups():
+    """What the group rule mends: the old per-track hash puts a group on both sides."""
+    ids = grouped_ids(20, 0)
+    split = {track_group(t) for t in ids if is_calibration_track(t)} & \
+        {track_group(t) for t in ids if not is_calibration_track(t)}
+    assert split
+
+
+def test_order_and_duplicates_do_not_change_the_hold_out():
+    ids = grouped_ids(15, 3)
+    rng = np.random.default_rng(1)
+    shuffled = [ids[i] for i in rng.permutation(len(ids))]
+    assert calibration_holdout(shuffled + shuffled[:5]) == calibration_holdout(ids)
+
+
+def test_names_without_groups_keep_the_per_track_rule():
+    ids = [f"song-{i:04d}" for i in range(300)]
+    assert calibration_holdout(ids) == {t for t in ids if is_calibration_track(t)}
+
+
+def test_too_few_groups_fall_back_to_the_per_track_rule():
+    ids = [f"g{g}__t{t:02d}" for g in range(MIN_HOLDOUT_GROUPS - 1) for t in range(30)]
+    held = calibration_holdout(ids)
+    assert held == {t for t in ids if is_calibration_track(t)}
+    assert held  # 90 tracks: some hash into the fifth
+
+
+def test_empty_folder_holds_nothing_out():
+    assert calibration_holdout([]) == frozenset()
+
+
+def test_plan_sources_follows_the_group_rule(tmp_path):
+    ids = grouped_ids(12, 4)
+    sources = plan_sources([], [tmp_path / f"{t}.wav" for t in ids])
+    assert {s.track_id for s in sources if s.split == "calibration"} == calibration_holdout(ids)
+
+
+TINY = BuildPlan(AudioParams(), FeatureParams(), AugmentParams(),
+                 DatasetParams(positives_per_track=2, windows_per_wrong=1, windows_per_calibration=1))
+
+
+def _write(folder: Path, ids: list[str], seed: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, t in enumerate(ids):
+        sf.write(folder / f"{t}.wav", melody(seed + i, 3.5, 22050), 22050)
+
+
+def test_a_dataset_whose_roles_would_change_is_refused(tmp_path):
+    """Groups added to the negatives can move a group between roles: resuming would mix two plans."""
+    first = [f"g{g:02d}__t{t}" for g in range(5) for t in range(2)]
+    more = next(extra for n in range(1, 30)
+                if calibration_holdout(first + (extra := [f"h{n:02d}{g}__t{t}" for g in range(4) for t in range(2)]))
+                & set(first) != calibration_holdout(first))
+    _write(tmp_path / "lic", ["song"], 1)
+    _write(tmp_path / "wrong", first, 10)
+    out = tmp_path / "ds"
+    build_dataset(tmp_path / "lic", tmp_path / "wrong", out, TINY, jobs=1, progress=False)
+    _write(tmp_path / "wrong", more, 40)
+    with pytest.raises(DatasetError, match="calibration hold-out changed"):
+        build_dataset(tmp_path / "lic", tmp_path / "wrong", out, TINY, jobs=1, progress=False)
