@@ -139,7 +139,7 @@ def cmd_enroll(args) -> int:
 
 def cmd_remove(args) -> int:
     from .engines import catalog
-    from .training.enroll_cnnbin import calibrate_catalog
+    from .training.enroll_cnnbin import recalibrate_catalog
 
     info = catalog.open_db(Path(args.db))
     if info.engine == "fingerprint":
@@ -148,7 +148,7 @@ def cmd_remove(args) -> int:
         missing = remove_tracks(Path(args.db), args.track, progress=not args.quiet)
     else:
         missing = [t for t in args.track if not catalog.remove_track(Path(args.db), t)]
-        calibrate_catalog(Path(args.db), catalog_fpr=info.calibration.get("catalog_fpr", TrainParams().catalog_fpr))
+        recalibrate_catalog(Path(args.db))
     for t in missing:
         print(f"not enrolled: {t}", file=sys.stderr)
     return 1 if missing else 0
@@ -327,7 +327,8 @@ def _add_catalog_commands(sub) -> None:
                         f"{IndexParams().flat_max_vectors:,} vectors)")
     e.add_argument("--update-vote", action="store_true",
                    help="fingerprint: an existing database adopts this version's vote settings (the local "
-                        "density) and both thresholds are recalibrated on --negatives; no track is re-embedded")
+                        "density) and threshold rule (a bounded false-positive rate), and both thresholds are "
+                        "recalibrated on --negatives; no track is re-embedded")
     e.add_argument("--work", help="where to keep the dataset (default DB/dataset)")
     e.add_argument("--epochs", type=_positive_int, default=TrainParams().epochs,
                    help="maximum training epochs per track (early stopping picks the best)")

@@ -121,6 +121,23 @@ def test_remove_track_and_recalibrate(tiny_db, tmp_path):
     assert catalog.open_db(db).calibration["tracks"] == 2
 
 
+def test_recalibration_keeps_the_rule_the_database_was_calibrated_with(tiny_db, tmp_path):
+    """After a removal the offset is read again by the database's own rule; one calibrated before the bound
+    existed (no ``catalog_fpr_confidence``) keeps the plain quantile until it is trained again."""
+    from audiocopy.training.enroll_cnnbin import calibrate_catalog, recalibrate_catalog
+
+    db = _copy(tiny_db, tmp_path)
+    calibrate_catalog(db, catalog_fpr=0.02, confidence=0.5)
+    recalibrate_catalog(db)
+    cal = catalog.open_db(db).calibration
+    assert (cal["catalog_fpr"], cal["catalog_fpr_confidence"]) == (0.02, 0.5)
+    info = json.loads((db / catalog.DB_FILE).read_text())
+    del info["calibration"]["catalog_fpr_confidence"]
+    (db / catalog.DB_FILE).write_text(json.dumps(info))
+    recalibrate_catalog(db)
+    assert catalog.open_db(db).calibration["catalog_fpr_confidence"] == 0.0
+
+
 def test_resume_skips_finished_tracks(tiny_db, tmp_path):
     from audiocopy.training.enroll_cnnbin import train_catalog
 

@@ -214,9 +214,11 @@ def test_a_database_enrolled_before_the_density_weight_keeps_its_scores(db, tmp_
     old_db = tmp_path / "old"
     shutil.copytree(db, old_db)
     raw = json.loads((old_db / fpdb.CONFIG_FILE).read_text())
-    del raw["match"]["density_weight"], raw["match"]["density_k"]
+    del raw["match"]["density_weight"], raw["match"]["density_k"], raw["match"]["fpr_confidence"]
     (old_db / fpdb.CONFIG_FILE).write_text(json.dumps(raw))
     assert fpdb.read_config(old_db).match.density_weight == 0.0
+    # Its threshold was the plain quantile: a recalibration (after adding a track) keeps that rule.
+    assert fpdb.read_config(old_db).match.fpr_confidence == 0.0 < MatchParams().fpr_confidence
     raw["match"]["density_weight"] = 2.0
     (old_db / fpdb.CONFIG_FILE).write_text(json.dumps(raw))
     with pytest.raises(ModelError, match="density_weight"):
@@ -226,7 +228,8 @@ def test_a_database_enrolled_before_the_density_weight_keeps_its_scores(db, tmp_
 def test_update_vote_adopts_this_versions_vote_and_recalibrates_without_re_embedding(db, corpus, tmp_path, caplog):
     old_db = _copy(db, tmp_path)
     raw = json.loads((old_db / fpdb.CONFIG_FILE).read_text())
-    del raw["match"]["density_weight"], raw["match"]["density_k"]  # as enrolled before the local density
+    # As enrolled before the local density and the bounded threshold.
+    del raw["match"]["density_weight"], raw["match"]["density_k"], raw["match"]["fpr_confidence"]
     (old_db / fpdb.CONFIG_FILE).write_text(json.dumps(raw))
     info = json.loads((old_db / catalog.DB_FILE).read_text())
     info["calibration"]["threshold"] = 0.9  # a threshold of the old scores: it must not survive the update

@@ -71,6 +71,10 @@ class MatchParams:
         calibrates to ~0 and any single chance hit would match).
     target_fpr: false-positive rate per window of the whole catalogue at
         which enrolment calibrates the threshold on held-out negatives.
+    fpr_confidence: confidence with which that threshold holds
+        ``target_fpr`` (``decision.calibration.bounded_threshold``); 0 is
+        the plain quantile, which a database enrolled before this setting
+        existed reads as.
     density_weight: how much of a sub-window's local density (the mean of
         its ``density_k`` best similarities, over every track) is taken off
         each of its hits before the vote (``engines.fingerprint.match``).
@@ -86,12 +90,15 @@ class MatchParams:
     max_time_scale: float = 0.12
     min_threshold: float = 0.1
     target_fpr: float = 0.005
+    fpr_confidence: float = 0.9
     density_weight: float = 0.75
     density_k: int = 10
 
     def __post_init__(self):
         if not 0.0 <= self.density_weight < 1.0:
             raise ConfigError(f"density_weight must be in [0, 1), got {self.density_weight!r}")
+        if not 0.0 <= self.fpr_confidence < 1.0:
+            raise ConfigError(f"fpr_confidence must be in [0, 1), got {self.fpr_confidence!r}")
         if not 1 <= self.density_k <= self.top_k:
             raise ConfigError(f"density_k must be in [1, top_k={self.top_k}], got {self.density_k!r}")
 

@@ -62,6 +62,9 @@ class TrainParams:
         100 tracks, per-track rates add up, so the catalogue level is what a
         user experiences. Both are measured on held-out negative tracks that
         no model was trained on.
+    catalog_fpr_confidence: confidence with which the catalogue offset
+        holds ``catalog_fpr`` (``decision.calibration.bounded_threshold``);
+        0 reads the plain quantile, as databases calibrated before it did.
     negatives_per_positive: negatives drawn afresh each epoch per positive.
     learning_rate, head_learning_rate: Adam step of the spectrogram CNN and
         of the embedding head.
@@ -78,6 +81,7 @@ class TrainParams:
     validation_fraction: float = 0.15
     track_fpr: float = 0.01
     catalog_fpr: float = 0.005
+    catalog_fpr_confidence: float = 0.9
     seed: int = 0
 
 

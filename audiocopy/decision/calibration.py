@@ -13,6 +13,16 @@ it: with ``n`` negatives and a false-positive rate ``fpr``, exactly
 (k+1)-th largest score, which becomes the threshold. The rate is therefore
 measured, not assumed, and it holds on new music to the extent the
 negatives resemble it.
+
+Holding a stated rate, not only estimating it. A quantile read off ``n``
+negatives is itself an estimate: on new music the true rate lands above
+the target about as often as below it. The shipped decisions say "at most
+0.5 %", so they use ``bounded_threshold``: it lets through only as many of
+the ``n`` negatives (``k``) as keep the one-sided Clopper-Pearson upper
+bound of the rate at or below the target with a stated confidence. Below
+about ``n = log(1 - confidence) / log(1 - fpr)`` negatives no ``k``
+qualifies, and the threshold is the largest negative score: no calibration
+window passes, and the caller says the rate is not bounded.
 """
 from __future__ import annotations
 
@@ -32,6 +42,49 @@ def quantile_threshold(negative_scores: np.ndarray, fpr: float) -> float:
         raise ValueError("no negatives to calibrate on")
     k = int(np.floor(fpr * scores.size))
     return float(np.sort(scores, axis=None)[::-1][min(k, scores.size - 1)])
+
+
+def fpr_upper_bound(exceed: int, n: int, confidence: float) -> float:
+    """One-sided Clopper-Pearson upper bound of a rate seen as ``exceed`` of ``n``, at ``confidence``.
+
+    With probability ``confidence`` the true rate is at most this (exact
+    for independent trials; windows cut from one track are not quite, so it
+    is a floor on the real uncertainty, never an overstatement of it).
+    """
+    from scipy.stats import beta
+
+    if n <= 0:
+        raise ValueError("no negatives to bound a rate on")
+    if exceed >= n:
+        return 1.0
+    return float(beta.ppf(confidence, exceed + 1, n - exceed))
+
+
+def bounded_threshold(negative_scores: np.ndarray, fpr: float, confidence: float) -> tuple[float, float]:
+    """Threshold whose false-positive rate is at most ``fpr`` with ``confidence``; and that bound.
+
+    negative_scores: (n,) scores of negatives. The threshold is the
+    (k+1)-th largest score for the largest k whose upper bound
+    (``fpr_upper_bound(k, n, confidence)``) is at most ``fpr``; when even
+    k = 0 exceeds it, the largest score (no negative passes). confidence 0
+    is the plain ``quantile_threshold``.
+    Returns (threshold, upper bound of the rate at it: 1.0 when unbounded;
+    with confidence 0, the share of negatives above it).
+    Raises ValueError when there are no negatives.
+    """
+    scores = np.sort(np.asarray(negative_scores), axis=None)[::-1]
+    if scores.size == 0:
+        raise ValueError("no negatives to calibrate on")
+    if not 0.0 <= confidence < 1.0:
+        raise ValueError(f"confidence must be in [0, 1), got {confidence!r}")
+    k = min(int(np.floor(fpr * scores.size)), scores.size - 1)
+    if confidence == 0.0:
+        return float(scores[k]), k / scores.size
+    while k >= 0 and fpr_upper_bound(k, scores.size, confidence) > fpr:
+        k -= 1
+    if k < 0:
+        return float(scores[0]), 1.0
+    return float(scores[k]), fpr_upper_bound(k, scores.size, confidence)
 
 
 #: Largest hypotheses used to fit the tail of the negative evidence.

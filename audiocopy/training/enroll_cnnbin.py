@@ -22,7 +22,7 @@ import numpy as np
 
 from ..atomic_files import atomic_open
 from ..config import AudioParams, AugmentParams, CnnParams, DatasetParams, FeatureParams, TrainParams
-from ..decision.calibration import quantile_threshold
+from ..decision.calibration import bounded_threshold
 from ..engines import catalog, metadata
 from ..engines.cnnbin import engine as cnnbin
 from ..errors import DatasetError
@@ -87,7 +87,7 @@ def train_catalog(dataset_dir: Path, db: Path, *, cnn: CnnParams = CnnParams(), 
     if len(calibration):
         with atomic_open(Path(db) / CALIBRATION_FILE) as fh:
             np.save(fh, calibration.astype(np.float16))
-    offset = calibrate_catalog(db, catalog_fpr=train.catalog_fpr)
+    offset = calibrate_catalog(db, catalog_fpr=train.catalog_fpr, confidence=train.catalog_fpr_confidence)
     # The play threshold, on the same held-out negatives as the thresholds
     # (each played whole, as a stream), when the catalogue changed or it has none.
     held_out = [Path(s.path) for s in dataset.sources if s.role == "wrong" and s.split == "calibration"]
@@ -133,13 +133,26 @@ def _track_fitter(dataset: Dataset, cnn: CnnParams, train: TrainParams, progress
     return fit_embedding
 
 
-def calibrate_catalog(db: Path, *, catalog_fpr: float) -> float:
+def recalibrate_catalog(db: Path) -> float:
+    """``calibrate_catalog`` with the rate and confidence the database was calibrated with (after a removal).
+
+    A database calibrated before the confidence existed keeps its plain
+    quantile (confidence 0) until it is trained again.
+    """
+    cal = catalog.open_db(db).calibration
+    return calibrate_catalog(db, catalog_fpr=cal.get("catalog_fpr", TrainParams().catalog_fpr),
+                             confidence=cal.get("catalog_fpr_confidence", 0.0))
+
+
+def calibrate_catalog(db: Path, *, catalog_fpr: float, confidence: float = TrainParams().catalog_fpr_confidence
+                      ) -> float:
     """Set the catalogue-wide score offset from the stored calibration windows.
 
-    The offset is the ``catalog_fpr`` quantile of the best track's margin
-    over the held-out windows, so a query of unrelated music is called a
-    match with about that probability. Returns the offset (0 when the
-    database has no calibration windows or no tracks).
+    The offset is set on the best track's margin over the held-out windows
+    so that, with ``confidence``, at most ``catalog_fpr`` of unrelated music
+    is called a match (``decision.calibration.bounded_threshold``; 0 reads
+    the plain quantile). Returns the offset (0 when the database has no
+    calibration windows or no tracks).
     """
     path = Path(db) / CALIBRATION_FILE
     # The play threshold is carried over (``enroll`` redoes it with negatives).
@@ -154,8 +167,13 @@ def calibrate_catalog(db: Path, *, catalog_fpr: float) -> float:
     windows = np.load(path).astype(np.float32)
     best = np.concatenate([engine.score_features(windows[i:i + 256]).margins.max(axis=1)
                            for i in range(0, len(windows), 256)])
-    offset = max(0.0, quantile_threshold(best, catalog_fpr))
+    raw, bound = bounded_threshold(best, catalog_fpr, confidence)
+    if bound > catalog_fpr:
+        log.warning("%d calibration windows are too few to hold %.3g false positives per window with %.0f %% "
+                    "confidence: the offset lets none of them through", len(windows), catalog_fpr, 100 * confidence)
+    offset = max(0.0, raw)
     catalog.set_calibration(db, {"score_offset": offset, "catalog_fpr": catalog_fpr,
+                                 "catalog_fpr_confidence": confidence, "fpr_upper_bound": round(bound, 6),
                                  "calibration_windows": int(len(windows)), "tracks": len(engine.track_ids), **kept})
     log.info("catalogue offset %.3f for %d tracks at %.3g false positives per window",
              offset, len(engine.track_ids), catalog_fpr)

@@ -8,9 +8,10 @@ embedded by the shared encoder, and the vectors stored and indexed. Adding
 tracks to an existing database and removing tracks are the same cheap
 operations, followed by a recalibration of the decision threshold.
 
-Calibration. The threshold is the score that only ``MatchParams.target_fpr``
-of negative windows exceed, measured on music that is not in the catalogue
-(like cnnbin's catalogue offset). The negative windows come from
+Calibration. The threshold is the score that, with ``MatchParams.fpr_confidence``,
+at most ``MatchParams.target_fpr`` of music outside the catalogue exceeds
+(``decision.calibration.bounded_threshold``, like cnnbin's catalogue offset),
+measured on negative windows. The negative windows come from
 ``--negatives``: the hash-chosen fifth of them, track by track
 (``sources.is_calibration_track``), so the encoder's training
 (``tools/train_encoder.py`` leaves that fifth of the corpus out) never saw
@@ -50,7 +51,7 @@ from ..config import (
     IndexParams,
     MatchParams,
 )
-from ..decision.calibration import quantile_threshold
+from ..decision.calibration import bounded_threshold
 from ..decision.recognizer import silent_windows
 from ..encoder.subwindows import track_subwindows
 from ..engines import catalog, metadata
@@ -343,12 +344,17 @@ def calibrate(db: Path, *, negatives_dir: Path | None = None, params: Calibratio
     best = np.concatenate([engine.raw_level_scores(windows[i:i + 256]).max(axis=1)
                            for i in range(0, len(windows), 256)])
     match = engine.match
-    raw = quantile_threshold(best, match.target_fpr)
+    raw, bound = bounded_threshold(best, match.target_fpr, match.fpr_confidence)
+    if bound > match.target_fpr:
+        log.warning("%d calibration windows are too few to hold %.3g false positives per window with %.0f %% "
+                    "confidence: the threshold lets none of them through", len(windows), match.target_fpr,
+                    100 * match.fpr_confidence)
     threshold = max(raw, match.min_threshold)
     # The play threshold is carried over unless negatives are here to redo it.
     kept = {k: info.calibration[k] for k in PLAY_KEYS if k in info.calibration}
     catalog.set_calibration(db, {"threshold": round(threshold, 6), "quantile": round(raw, 6),
-                                 "target_fpr": match.target_fpr, "calibration_windows": int(len(windows)),
+                                 "target_fpr": match.target_fpr, "fpr_confidence": match.fpr_confidence,
+                                 "fpr_upper_bound": round(bound, 6), "calibration_windows": int(len(windows)),
                                  "tracks": len(engine.track_ids), "negatives_signature": signature,
                                  "fpr_at_threshold": round(float((best > threshold).mean()), 6), **kept})
     log.info("threshold %.3f (%.3g of %d negative windows above it) for %d tracks", threshold,
@@ -366,9 +372,10 @@ def calibrate(db: Path, *, negatives_dir: Path | None = None, params: Calibratio
 # the commands
 
 
-#: Match settings that only change how search hits are voted on, not the stored vectors: a
-#: database can adopt this version's values and be recalibrated, without re-embedding anything.
-VOTE_FIELDS = ("density_weight", "density_k")
+#: Match settings that only change how search hits are voted on and how the threshold is read
+#: off the negatives, not the stored vectors: a database can adopt this version's values and be
+#: recalibrated, without re-embedding anything.
+VOTE_FIELDS = ("density_weight", "density_k", "fpr_confidence")
 
 
 def update_vote(db: Path, match: MatchParams = MatchParams()) -> bool:

@@ -28,8 +28,9 @@ windows are therefore unseen draws of distortions and offsets, and the
 honest generalisation test is the benchmark's independent distortions.
 
 ``calibrate_catalog`` then sets one offset for the whole catalogue so that
-the best-scoring track's margin exceeds 0 on only ``catalog_fpr`` of the
-calibration windows.
+the best-scoring track's margin exceeds 0 on at most ``catalog_fpr`` of
+music outside the catalogue, with ``catalog_fpr_confidence``, judged on
+the calibration windows.
 """
 from __future__ import annotations
 

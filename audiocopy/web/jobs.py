@@ -125,7 +125,6 @@ def enroll_track(db: Path, catalog_dir: Path, *, negatives_dir: Path | None, wor
 
 def remove_track(db: Path, track_id: str) -> None:
     """Remove one track from ``db`` and recalibrate the catalogue (runs in the child)."""
-    from ..config import TrainParams
     from ..engines import catalog
 
     info = catalog.open_db(db)
@@ -134,10 +133,10 @@ def remove_track(db: Path, track_id: str) -> None:
 
         missing = remove_tracks(db, [track_id])
     else:
-        from ..training.enroll_cnnbin import calibrate_catalog
+        from ..training.enroll_cnnbin import recalibrate_catalog
 
         missing = [] if catalog.remove_track(db, track_id) else [track_id]
-        calibrate_catalog(db, catalog_fpr=info.calibration.get("catalog_fpr", TrainParams().catalog_fpr))
+        recalibrate_catalog(db)
     if missing:
         raise JobError(f"{track_id!r} is not enrolled")
 

@@ -26,9 +26,10 @@ offset. Each track's threshold was chosen on held-out negative tracks so
 that only ``track_fpr`` of their windows score above it, which puts all
 tracks on one scale (distance from each track's own operating point, in
 logits). The catalogue-wide ``score_offset`` in ``db.json`` then moves the
-decision so that the *best* track's margin exceeds 0 on only
-``catalog_fpr`` of those held-out windows: with many tracks the per-track
-false positives add up, and the catalogue rate is what a user sees.
+decision so that the *best* track's margin exceeds 0 on at most
+``catalog_fpr`` of music outside the catalogue, with a stated confidence,
+judged on those held-out windows: with many tracks the per-track false
+positives add up, and the catalogue rate is what a user sees.
 
 Loading refuses any track whose parameters differ from the database's or
 from the running code's: a model fed features it was not trained on returns

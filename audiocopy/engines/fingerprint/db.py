@@ -86,7 +86,7 @@ class FingerprintConfig:
 
 #: Match settings a database written before they existed reads as: the values that reproduce
 #: the scores its threshold was calibrated on (a new database gets ``MatchParams``' defaults).
-LEGACY_MATCH = {"density_weight": 0.0}
+LEGACY_MATCH = {"density_weight": 0.0, "fpr_confidence": 0.0}
 
 
 def read_config(db: Path) -> FingerprintConfig:

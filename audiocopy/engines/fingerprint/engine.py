@@ -259,10 +259,13 @@ def load(db: Path, *, writable: bool = False, encoder: Encoder | None = None,
     if changed and writable:
         save_index(db, config, index)
     threshold = float(info.calibration.get("threshold", config.match.min_threshold))
-    if config.match.density_weight != MatchParams().density_weight and records:
-        log.info("%s votes with density_weight %g (this version's default: %g); `audiocopy enroll --update-vote "
-                 "--negatives DIR --db %s CATALOG_DIR` adopts it and recalibrates", db,
-                 config.match.density_weight, MatchParams().density_weight, db)
+    current = MatchParams()
+    if records and (config.match.density_weight, config.match.fpr_confidence) != (current.density_weight,
+                                                                               current.fpr_confidence):
+        log.info("%s votes with density_weight %g and calibrates with fpr_confidence %g (this version's defaults: "
+                 "%g, %g); `audiocopy enroll --update-vote --negatives DIR --db %s CATALOG_DIR` adopts them and "
+                 "recalibrates", db, config.match.density_weight, config.match.fpr_confidence,
+                 current.density_weight, current.fpr_confidence, db)
     if "threshold" not in info.calibration and records and warn_uncalibrated:
         log.warning("%s is not calibrated: threshold %.3f (enrol with --negatives to calibrate)", db, threshold)
     state = _make_state(db, config, records, index, threshold, signature)
