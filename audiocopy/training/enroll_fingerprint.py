@@ -13,16 +13,14 @@ at most ``MatchParams.target_fpr`` of music outside the catalogue exceeds
 (``decision.calibration.bounded_threshold``, like cnnbin's catalogue offset),
 measured on negative windows. The negative windows come from
 ``--negatives``: the hash-chosen fifth of them, track by track
-(``sources.is_calibration_track``), so the encoder's training
-(``tools/train_encoder.py`` leaves that fifth of the corpus out) never saw
-them. cnnbin holds out whole groups instead (``sources.calibration_holdout``),
-because its heads train against the rest; the fingerprint trains on no
-negative, and the shipped encoder was trained with the per-track rule, so
-that is the rule that keeps its calibration music unheard. Half are clean
-and half distorted by ``augment.random_distortion``, because queries are. Their features are
-kept in ``DB/calibration.npy``, so adding or removing tracks later
-recalibrates without the negatives folder: the best score of a negative
-window grows with the catalogue, and so must the threshold.
+(``sources.is_calibration_track``), which the encoder's training
+(``tools/train_encoder.py``) leaves out of the corpus, so it never heard
+them (cnnbin holds out whole groups, ``sources.calibration_holdout``, as
+its heads train against the rest). Half are clean and half distorted by
+``augment.random_distortion``, because queries are. Their features are kept
+in ``DB/calibration.npy``, so adding or removing tracks later recalibrates
+without the negatives folder: the best score of a negative window grows
+with the catalogue, and so must the threshold.
 
 Speed. Decoding and the band levels of the next track are computed in a
 helper thread while the encoder embeds the current one (NumPy, soxr and
