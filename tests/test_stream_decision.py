@@ -347,3 +347,60 @@ def test_a_slope_beyond_the_speeds_a_line_may_have_is_not_reported_as_a_time_sca
     assert play.time_scale is None and play.alteration == "unknown"
     _, closed, _ = run(decision(), dets_of(line("a", 0.0, 20, rate=1.1)))
     assert closed[0].time_scale == pytest.approx(1.1, abs=1e-6)
+
+
+# --------------------------------------------------------------------------- dating a play back (decision.backdate)
+
+def _weak_then_strong(weak, strong_t0: float = 8.0, n: int = 20):
+    """Weak windows (track, margin -0.05, offset) at given times, then a passing run of "a" from strong_t0.
+
+    The passing run's line is offset 10 s at strong_t0, so "a" at 10 - (strong_t0 - t) is on it. The
+    stream starts at 0 with a window of nothing.
+    """
+    return dets_of([(0.0, [])] + [(t, [(tr, -0.05, off)]) for t, tr, off in weak] + line("a", strong_t0, n))
+
+
+def on_line(t: float, strong_t0: float = 8.0) -> float:
+    return 10.0 - (strong_t0 - t)
+
+
+def test_weak_windows_on_the_line_just_before_a_play_date_its_start_back():
+    """Through a room a song's first windows name it at the right place but just under the threshold."""
+    weak = [(t, "a", on_line(t)) for t in np.arange(5.0, 8.0, HOP)]
+    (plain,), (dated,) = run(decision(), _weak_then_strong([]))[1], run(decision(), _weak_then_strong(weak))[1]
+    assert plain.start_s == pytest.approx(8.0 + P.edge_s)
+    assert dated.start_s == pytest.approx(5.0 + P.edge_s)
+    # The place in the track follows the line back too; the evidence does not change.
+    assert dated.track_start_s == pytest.approx(10.0 - 3.0 + P.edge_s, abs=1e-6)
+    assert dated.confidence == pytest.approx(plain.confidence) and dated.windows == plain.windows
+
+
+def test_the_play_still_opens_on_its_own_evidence():
+    weak = [(t, "a", on_line(t)) for t in np.arange(5.0, 8.0, HOP)]
+    opened_at = []
+    for items in ([], weak):
+        d = decision()
+        opened_at.append(next(x.offset_s for x in _weak_then_strong(items) if d.update(x).opened))
+    assert opened_at[0] == opened_at[1]
+
+
+@pytest.mark.parametrize("weak", [
+    [(t, "a", on_line(t) + 30.0) for t in np.arange(5.0, 8.0, HOP)],  # the right track, elsewhere in it
+    [(t, "b", on_line(t)) for t in np.arange(5.0, 8.0, HOP)],  # another track
+], ids=["off the line", "another track"])
+def test_weak_windows_off_the_line_or_of_another_track_do_not(weak):
+    (play, *_) = run(decision(), _weak_then_strong(weak))[1]
+    assert play.track == "a" and play.start_s == pytest.approx(8.0 + P.edge_s)
+
+
+def test_a_gap_longer_than_contrary_s_ends_the_walk_back():
+    weak = [(t, "a", on_line(t)) for t in (1.0, 1.5, 2.0)] + [(t, "a", on_line(t)) for t in (6.5, 7.0, 7.5)]
+    assert 6.5 - 2.0 > P.contrary_s
+    (play,) = run(decision(), _weak_then_strong(weak))[1]
+    assert play.start_s == pytest.approx(6.5 + P.edge_s)
+
+
+def test_the_walk_back_reaches_no_further_than_backdate_s():
+    weak = [(t, "a", on_line(t, 12.0)) for t in np.arange(0.5, 12.0, HOP)]
+    (play,) = run(decision(), _weak_then_strong(weak, strong_t0=12.0))[1]
+    assert play.start_s == pytest.approx(12.0 - P.backdate_s + P.edge_s)

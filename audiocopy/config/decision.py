@@ -62,6 +62,10 @@ class DecisionParams:
         passing window off its line: one stray window of other music must
         not date the next song's play back to itself. Its decayed evidence
         is kept, so the calibration reads the same peaks.
+    backdate_s: a new hypothesis' start is dated back to the weak windows
+        (``support_margin`` to 0) on its line seen within this long before
+        it (``decision.backdate``); as long as a hypothesis may go unsupported
+        and still be the same music (``restart_after_s``).
     silence_end_s: this much silence (below ``silence_dbfs``) ends a play.
     edge_s: a window is recognised once about this much of the music is in
         it: a play starts ``edge_s`` after its first supporting window starts
@@ -93,6 +97,7 @@ class DecisionParams:
     now_pitch_every_s: float = 5.0
     hold_s: float = 15.0
     restart_after_s: float = 8.0
+    backdate_s: float = 8.0
     silence_end_s: float = 3.0
     edge_s: float = 1.0
     fragment_windows: int = 3

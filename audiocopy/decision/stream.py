@@ -18,11 +18,12 @@ supporting windows) and accumulates their **evidence**:
   hypothesis' track, with a margin of at least ``support_margin`` (a little
   under the threshold) and not far below the window's best candidate
   (``runner_up_gap``: a look-alike is explained away by the real thing), at
-  an offset within a tolerance of the line's prediction. The tolerance grows with the time since the last support by
-  the largest speed change allowed (``max_time_scale``) until the line's
-  slope has been fitted from a few seconds of support, then by the slope's
-  uncertainty only. A candidate with a positive margin that fits no
-  hypothesis starts a new one;
+  an offset within a tolerance of the line's prediction. The tolerance grows
+  with the time since the last support by the largest speed change allowed
+  (``max_time_scale``) until the line's slope has been fitted from a few
+  seconds of support, then by the slope's uncertainty only. A candidate with
+  a positive margin that fits no hypothesis starts a new one, dated back to
+  the weak windows on its line just before it (``backdate``);
 * evidence is the sum of (margin + ``support_bonus``) over supporting
   windows, plus ``line_bonus`` for each window that continues an offset
   line already holding ``line_after`` windows (line agreement), decaying
@@ -39,20 +40,18 @@ supporting windows) and accumulates their **evidence**:
   its line after ``restart_after_s`` without support: a stray window of
   other music must not date the next song's play back to itself.
 
-A second track's windows never extend the first track's play: there is one
-hypothesis per track. A window that passes on its own (margin > 0) but lies
-off the line adds to its track's evidence, and two such windows that agree
-move the hypothesis to their new line: looped music repeats itself, so the
-same second can align with several places in the track, while one stray
-offset must not drag the line away from the weak windows that follow it. A
-play's place in the track starts on its first line; its time scale is the
-slope of its longest line. A weak window off the line supports nothing. A
-hypothesis does not become a play while an open play at least
-``1 / dominance`` times stronger has been heard within ``contrary_s`` (a
-look-alike, not a second song at once). "Now playing" names only plays
-heard in the last ``show_hold_s``. Engines without offsets (cnnbin's
-spectrogram CNNs) give hypotheses without lines: only a window's best track
-may support them.
+One hypothesis per track: a second track's windows never extend the first
+track's play. A window that passes (margin > 0) off the line adds to its
+track's evidence, and two that agree move the hypothesis to their new line:
+looped music can align with several places in the track, while one stray
+offset must not drag the line away from the weak windows after it. A play's
+place in the track starts on its first line; its time scale is the slope of
+its longest line. A weak window off the line supports nothing. A hypothesis
+does not become a play while an open play ``1 / dominance`` times stronger
+has been heard within ``contrary_s`` (a look-alike, not a second song at
+once). "Now playing" names only plays heard in the last ``show_hold_s``.
+Engines without offsets (cnnbin's spectrogram CNNs) give hypotheses without
+lines: only a window's best track may support them.
 
 Plays are reported as they open and as they close (``StreamUpdate``), each
 with a ``key`` that stays the same, so a store can keep open plays up to
@@ -67,6 +66,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import DecisionParams
+from .backdate import WeakSightings, on_unit_line
 from .detection import Candidate, Detection
 from .evidence import alteration, pitch_shift_semitones
 from .play import Play, iso_utc
@@ -139,9 +139,7 @@ class _Hypothesis:
         """Whether ``c`` continues the off-line window seen just before (two agree: a new line)."""
         if self.pending is None or c.track_offset_s is None or t - self.pending[0] > p.reanchor_within_s:
             return False
-        t0, offset0 = self.pending
-        dt = t - t0
-        return abs(c.track_offset_s - (offset0 + dt)) <= p.offset_tolerance_s + p.max_time_scale * dt
+        return on_unit_line(c.track_offset_s, t, *self.pending, p)
 
     def support(self, c: Candidate, t: float, p: DecisionParams, *, line: str = "on",
                 profile: np.ndarray | None = None) -> None:
@@ -172,10 +170,9 @@ class _Hypothesis:
             self.observations.append((t, c.track_offset_s))
             del self.observations[:-MAX_OBSERVATIONS]
             self._fit_rate(p)
-            # Agreement on track *and* offset line over several windows is
-            # what chance rarely gives (negative music seldom keeps a line
-            # beyond a few windows), so a window that continues a line
-            # already holding ``line_after`` windows earns ``line_bonus``.
+            # Agreement on track *and* offset line over several windows is what chance rarely gives
+            # (negative music seldom keeps a line beyond a few windows), so a window that continues
+            # a line already holding ``line_after`` windows earns ``line_bonus``.
             if len(self.observations) > p.line_after:
                 self.evidence += p.line_bonus
                 self.peak_evidence = max(self.peak_evidence, self.evidence)
@@ -269,6 +266,7 @@ class StreamDecision:
         self._silent_since: float | None = None
         self._peaks: list[float] = []  # peak evidence of every hypothesis that ended (calibration)
         self._opened = 0  # plays opened so far (their order)
+        self._weak = WeakSightings(params)
 
     # --- feeding -------------------------------------------------------------
 
@@ -345,7 +343,8 @@ class StreamDecision:
             h = by_track.get(c.track)
             if h is None:
                 if c.score > 0:
-                    h = by_track[c.track] = _Hypothesis(c.track, t, t, t, c.track_offset_s, t_evidence=t)
+                    first = self._weak.earliest_on_line(c.track, t, c.track_offset_s)
+                    h = by_track[c.track] = _Hypothesis(c.track, first, t, t, c.track_offset_s, t_evidence=t)
                     self._hyps.append(h)
                     h.support(c, t, p, profile=det.profile)
             elif (h.key is None and c.score > 0 and t - h.t_last > p.restart_after_s
@@ -353,8 +352,9 @@ class StreamDecision:
                 # Long after its last support and off its line, this is not
                 # the music that window heard (a stray look-alike before the
                 # song): the play, if one comes, starts here, on this line.
-                fresh = _Hypothesis(c.track, t, t, t, c.track_offset_s, evidence=h.evidence,
-                                    t_evidence=h.t_evidence, peak_evidence=h.peak_evidence)
+                fresh = _Hypothesis(c.track, self._weak.earliest_on_line(c.track, t, c.track_offset_s), t, t,
+                                    c.track_offset_s, evidence=h.evidence, t_evidence=h.t_evidence,
+                                    peak_evidence=h.peak_evidence)
                 self._hyps[self._hyps.index(h)] = by_track[c.track] = fresh
                 fresh.support(c, t, p, profile=det.profile)
             elif h.fits(c, t, p) is not None:
@@ -369,6 +369,7 @@ class StreamDecision:
                 # weak window off the line supports nothing.
                 line = "new" if h.confirms_pending(c, t, p) else "off"
                 h.support(c, t, p, line=line, profile=det.profile)
+        self._weak.add(t, det.candidates)
 
     def _open_ready(self, t: float) -> list[Play]:
         # A track heard now alongside a much stronger play is far more often
