@@ -203,7 +203,7 @@ def add_tracks(db: Path, files: list[Path], *, save_every_s: float = 60.0, progr
 
 
 def calibration_tracks(files: list[Path], params: CalibrationParams) -> list[Path]:
-    """The held-out fifth of the negatives (as ``training.dataset``), or all of them if too few."""
+    """The per-track held-out fifth of the negatives (``is_calibration_track``), or all of them if too few."""
     held_out = [p for p in files if is_calibration_track(p.stem)]
     if len(held_out) >= params.min_tracks:
         return held_out

@@ -6,7 +6,7 @@ decision (``decision.stream``) starts a play when a hypothesis' evidence
 passes this threshold, so the threshold is what sets the rate of false plays
 per hour on music outside the catalogue.
 
-Which music. Negative tracks (for cnnbin its held-out calibration fifth,
+Which music. Negative tracks (for cnnbin its dataset's calibration hold-out,
 which no track model was trained against; for fingerprint every negative,
 since nothing in its database was trained on any), each played as a whole
 stream twice: as it is, and through a generated room and
