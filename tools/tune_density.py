@@ -88,12 +88,16 @@ def queries(out: Path, split: TuningSplit, *, fragments: int, seed: int) -> Quer
 
 def measure(db: Path, qs: QuerySet, weight: float) -> dict:
     """Recalibrate ``db`` with ``weight`` and score every tuning window: the row of the report."""
+    from audiocopy.config import MatchParams
     from audiocopy.engines.fingerprint import db as fpdb
     from audiocopy.engines.fingerprint import engine as fp
     from audiocopy.training.enroll_fingerprint import calibrate
 
+    # The threshold is read off the negatives by this version's rule (a tuning database made before
+    # the bound existed reads as the plain quantile), so each weight is judged at the shipped decision.
     config = fpdb.read_config(db)
-    fpdb.write_config(db, dataclasses.replace(config, match=dataclasses.replace(config.match, density_weight=weight)))
+    match = dataclasses.replace(config.match, density_weight=weight, fpr_confidence=MatchParams().fpr_confidence)
+    fpdb.write_config(db, dataclasses.replace(config, match=match))
     threshold = calibrate(db, progress=False)
     if threshold is None:
         raise BenchError(f"{db} could not be calibrated (no calibration windows or no tracks)")
