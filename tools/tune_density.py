@@ -10,8 +10,9 @@ from different packages, the product's own room, phone, music and noise
 distortions), and writes the table to ``docs/benchmarks.md``.
 
 For each weight the same tuning database is recalibrated exactly as
-``audiocopy enroll`` calibrates (the threshold that 0.5 % of the held-out
-negative windows pass), then every tuning window is scored through the
+``audiocopy enroll`` calibrates (the threshold that holds 0.5 % of the
+held-out negative windows with 90 % confidence, ``MatchParams``' rule
+whatever the database was made with), then every tuning window is scored through the
 engine's calibration path. The **choice rule** is fixed before looking:
 the weight with the highest hit % over every tuning condition among those
 whose false-positive rate on the tuning negatives is at most twice the
