@@ -21,8 +21,8 @@ ENGINE_TEXT = {
                    "`audiocopy enroll --negatives` does (window threshold on the held-out fifth, then the play "
                    "threshold)",
     "cnnbin-embedding": "**cnnbin** with embedding heads (`--model embedding`): per track, a CNN head over the "
-                        "encoder's sub-window embeddings, trained against the wrong tracks, calibrated on their "
-                        "held-out fifth",
+                        "encoder's sub-window embeddings, trained against the wrong tracks, calibrated on a "
+                        "hold-out of whole packages of them (`training.sources.calibration_holdout`)",
     "cnnbin-spectrogram": "**cnnbin** with spectrogram CNNs (`--model spectrogram`): per track, a CNN trained from "
                           "scratch on the log-frequency spectrogram",
 }
