@@ -53,11 +53,13 @@ def test_the_bound_reported_is_the_clopper_pearson_bound_at_the_threshold():
     assert bound <= FPR < fpr_upper_bound(k + 1, scores.size, 0.9)
 
 
-def test_too_few_negatives_let_none_through_and_say_the_rate_is_unbounded():
+def test_too_few_negatives_let_none_through_and_say_the_rate_is_unbounded(caplog):
     # 0.9 confidence of at most 0.5 % needs ~460 negatives even with none above.
     scores = np.random.default_rng(3).normal(size=300)
-    threshold, bound = bounded_threshold(scores, FPR, 0.9)
+    with caplog.at_level("WARNING", logger="audiocopy.decision.calibration"):
+        threshold, bound = bounded_threshold(scores, FPR, 0.9)
     assert threshold == scores.max() and bound == 1.0
+    assert "300 negative windows are too few" in caplog.text
 
 
 def test_upper_bound_of_a_known_case():

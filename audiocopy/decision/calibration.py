@@ -22,11 +22,15 @@ the ``n`` negatives (``k``) as keep the one-sided Clopper-Pearson upper
 bound of the rate at or below the target with a stated confidence. Below
 about ``n = log(1 - confidence) / log(1 - fpr)`` negatives no ``k``
 qualifies, and the threshold is the largest negative score: no calibration
-window passes, and the caller says the rate is not bounded.
+window passes, and a warning says the rate is not bounded.
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def quantile_threshold(negative_scores: np.ndarray, fpr: float) -> float:
@@ -66,7 +70,8 @@ def bounded_threshold(negative_scores: np.ndarray, fpr: float, confidence: float
     negative_scores: (n,) scores of negatives. The threshold is the
     (k+1)-th largest score for the largest k whose upper bound
     (``fpr_upper_bound(k, n, confidence)``) is at most ``fpr``; when even
-    k = 0 exceeds it, the largest score (no negative passes). confidence 0
+    k = 0 exceeds it, the largest score (no negative passes; logged as a
+    warning). confidence 0
     is the plain ``quantile_threshold``.
     Returns (threshold, upper bound of the rate at it: 1.0 when unbounded;
     with confidence 0, the share of negatives above it).
@@ -83,6 +88,8 @@ def bounded_threshold(negative_scores: np.ndarray, fpr: float, confidence: float
     while k >= 0 and fpr_upper_bound(k, scores.size, confidence) > fpr:
         k -= 1
     if k < 0:
+        log.warning("%d negative windows are too few to hold %.3g false positives per window with %.0f %% "
+                    "confidence: the threshold lets none of them through", scores.size, fpr, 100 * confidence)
         return float(scores[0]), 1.0
     return float(scores[k]), fpr_upper_bound(k, scores.size, confidence)
 

@@ -168,9 +168,6 @@ def calibrate_catalog(db: Path, *, catalog_fpr: float, confidence: float = Train
     best = np.concatenate([engine.score_features(windows[i:i + 256]).margins.max(axis=1)
                            for i in range(0, len(windows), 256)])
     raw, bound = bounded_threshold(best, catalog_fpr, confidence)
-    if bound > catalog_fpr:
-        log.warning("%d calibration windows are too few to hold %.3g false positives per window with %.0f %% "
-                    "confidence: the offset lets none of them through", len(windows), catalog_fpr, 100 * confidence)
     offset = max(0.0, raw)
     catalog.set_calibration(db, {"score_offset": offset, "catalog_fpr": catalog_fpr,
                                  "catalog_fpr_confidence": confidence, "fpr_upper_bound": round(bound, 6),

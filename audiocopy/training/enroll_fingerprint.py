@@ -343,10 +343,6 @@ def calibrate(db: Path, *, negatives_dir: Path | None = None, params: Calibratio
                            for i in range(0, len(windows), 256)])
     match = engine.match
     raw, bound = bounded_threshold(best, match.target_fpr, match.fpr_confidence)
-    if bound > match.target_fpr:
-        log.warning("%d calibration windows are too few to hold %.3g false positives per window with %.0f %% "
-                    "confidence: the threshold lets none of them through", len(windows), match.target_fpr,
-                    100 * match.fpr_confidence)
     threshold = max(raw, match.min_threshold)
     # The play threshold is carried over unless negatives are here to redo it.
     kept = {k: info.calibration[k] for k in PLAY_KEYS if k in info.calibration}
@@ -370,26 +366,20 @@ def calibrate(db: Path, *, negatives_dir: Path | None = None, params: Calibratio
 # the commands
 
 
-#: Match settings that only change how search hits are voted on and how the threshold is read
-#: off the negatives, not the stored vectors: a database can adopt this version's values and be
-#: recalibrated, without re-embedding anything.
-VOTE_FIELDS = ("density_weight", "density_k", "fpr_confidence")
-
-
 def update_vote(db: Path, match: MatchParams = MatchParams()) -> bool:
-    """Give an existing database ``match``'s vote settings (``VOTE_FIELDS``); True when any changed.
+    """Give an existing database ``match``'s vote settings (``fpdb.VOTE_FIELDS``); True when any changed.
 
     Its thresholds were calibrated on the old scores, so the caller must
     recalibrate both (``calibrate`` with the negatives), as
     ``enroll_fingerprint(..., update_vote_settings=True)`` does.
     """
     config = fpdb.read_config(db)
-    wanted = replace(config.match, **{f: getattr(match, f) for f in VOTE_FIELDS})
+    wanted = replace(config.match, **fpdb.vote_settings(match))
     if wanted == config.match:
         return False
-    old = {f: getattr(config.match, f) for f in VOTE_FIELDS}
     fpdb.write_config(db, replace(config, match=wanted))
-    log.info("%s: vote settings %s -> %s; recalibrating", db, old, {f: getattr(wanted, f) for f in VOTE_FIELDS})
+    log.info("%s: vote settings %s -> %s; recalibrating", db, fpdb.vote_settings(config.match),
+             fpdb.vote_settings(wanted))
     return True
 
 

@@ -88,6 +88,16 @@ class FingerprintConfig:
 #: the scores its threshold was calibrated on (a new database gets ``MatchParams``' defaults).
 LEGACY_MATCH = {"density_weight": 0.0, "fpr_confidence": 0.0}
 
+#: Match settings that only change how search hits are voted on and how the threshold is read
+#: off the negatives, not the stored vectors: a database can adopt this version's values and be
+#: recalibrated without re-embedding anything (``audiocopy enroll --update-vote``).
+VOTE_FIELDS = ("density_weight", "density_k", "fpr_confidence")
+
+
+def vote_settings(match: MatchParams) -> dict:
+    """``match``'s ``VOTE_FIELDS`` by name."""
+    return {f: getattr(match, f) for f in VOTE_FIELDS}
+
 
 def read_config(db: Path) -> FingerprintConfig:
     raw = read_json(Path(db) / CONFIG_FILE, "fingerprint configuration")

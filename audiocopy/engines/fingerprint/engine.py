@@ -44,6 +44,7 @@ from .db import (
     open_index,
     read_config,
     save_index,
+    vote_settings,
 )
 from .stream import SearchContext, level_votes, stream_votes
 
@@ -259,13 +260,10 @@ def load(db: Path, *, writable: bool = False, encoder: Encoder | None = None,
     if changed and writable:
         save_index(db, config, index)
     threshold = float(info.calibration.get("threshold", config.match.min_threshold))
-    current = MatchParams()
-    if records and (config.match.density_weight, config.match.fpr_confidence) != (current.density_weight,
-                                                                               current.fpr_confidence):
-        log.info("%s votes with density_weight %g and calibrates with fpr_confidence %g (this version's defaults: "
-                 "%g, %g); `audiocopy enroll --update-vote --negatives DIR --db %s CATALOG_DIR` adopts them and "
-                 "recalibrates", db, config.match.density_weight, config.match.fpr_confidence,
-                 current.density_weight, current.fpr_confidence, db)
+    own, current = vote_settings(config.match), vote_settings(MatchParams())
+    if records and own != current:
+        log.info("%s votes and calibrates with %s (this version's defaults: %s); `audiocopy enroll --update-vote "
+                 "--negatives DIR --db %s CATALOG_DIR` adopts them and recalibrates", db, own, current, db)
     if "threshold" not in info.calibration and records and warn_uncalibrated:
         log.warning("%s is not calibrated: threshold %.3f (enrol with --negatives to calibrate)", db, threshold)
     state = _make_state(db, config, records, index, threshold, signature)
