@@ -12,7 +12,8 @@ more than any window: the windows of a real play agree on one track *and*
 on an offset into it that advances with stream time, at the play's speed.
 Chance agreement of both over several seconds is rare. So the decision keeps
 per-stream **hypotheses** (a track and an offset line through its
-supporting windows) and accumulates their **evidence**:
+supporting windows, ``decision.hypothesis``) and accumulates their
+**evidence**:
 
 * a window *supports* a hypothesis when one of its top candidates is the
   hypothesis' track, with a margin of at least ``support_margin`` (a little
@@ -59,140 +60,15 @@ date and recover them after a crash.
 """
 from __future__ import annotations
 
-import math
 import uuid
-from dataclasses import dataclass, field
-
-import numpy as np
+from dataclasses import dataclass
 
 from ..config import DecisionParams
-from .backdate import WeakSightings, on_unit_line
-from .detection import Candidate, Detection
+from .backdate import WeakSightings
+from .detection import Detection
 from .evidence import alteration, pitch_shift_semitones
+from .hypothesis import Hypothesis
 from .play import Play, iso_utc
-
-#: Supporting observations kept per hypothesis for fitting its slope.
-MAX_OBSERVATIONS = 64
-
-
-@dataclass
-class _Hypothesis:
-    """One track heard along one offset line (the latest of its lines, for looped music)."""
-
-    track: str
-    t_first: float
-    t_last: float  # stream time of the latest supporting window, on the line or not
-    line_t: float  # the line's latest point: stream time and track offset (None: no offsets)
-    line_offset: float | None
-    evidence: float = 0.0
-    t_evidence: float = 0.0
-    peak_evidence: float = 0.0
-    rate: float | None = None  # the current line's fitted slope
-    observations: list = field(default_factory=list)  # (t, offset) on the current line
-    first_line: tuple | None = None  # (t, offset, rate) of the first line, frozen when a second one starts
-    long_rate: float | None = None  # slope of the longest line so far, and that line's span (s)
-    long_span: float = 0.0
-    pending: tuple | None = None  # (t, offset) of a passing window off the line, not yet confirmed
-    margin_sum: float = 0.0
-    peak_margin: float = -math.inf
-    windows: int = 0
-    profile_sum: np.ndarray | None = None  # summed band levels (dB) of supporting windows
-    profiles: int = 0
-    key: str | None = None  # set when it becomes a play
-    order: int = 0  # opening order of plays: contrary evidence only ends older ones
-    now_pitch: float | None = None  # the pitch shift "now playing" shows, and when it was measured
-    now_pitch_t: float = -math.inf
-    supported_now: bool = False
-
-    def decay_to(self, t: float, half_life_s: float) -> None:
-        if t > self.t_evidence:
-            self.evidence *= 0.5 ** ((t - self.t_evidence) / half_life_s)
-            self.t_evidence = t
-
-    def predicted_offset(self, t: float) -> float | None:
-        if self.line_offset is None:
-            return None
-        return self.line_offset + (1.0 if self.rate is None else self.rate) * (t - self.line_t)
-
-    def first_line_offset(self, t: float) -> float | None:
-        """Where the *first* line puts stream time ``t`` (a play's start is on it)."""
-        if self.first_line is None:
-            return self.predicted_offset(t)
-        t0, offset0, rate0 = self.first_line
-        return offset0 + (1.0 if rate0 is None else rate0) * (t - t0)
-
-    def tolerance(self, t: float, p: DecisionParams) -> float:
-        per_s = p.max_time_scale if self.rate is None else p.rate_tolerance
-        return p.offset_tolerance_s + per_s * abs(t - self.line_t)
-
-    def fits(self, c: Candidate, t: float, p: DecisionParams) -> float | None:
-        """How far ``c`` lies from the line (s); None when it does not support it."""
-        if c.track != self.track:
-            return None
-        predicted = self.predicted_offset(t)
-        if predicted is None or c.track_offset_s is None:
-            return 0.0 if (predicted is None) == (c.track_offset_s is None) else None
-        miss = abs(c.track_offset_s - predicted)
-        return miss if miss <= self.tolerance(t, p) else None
-
-    def confirms_pending(self, c: Candidate, t: float, p: DecisionParams) -> bool:
-        """Whether ``c`` continues the off-line window seen just before (two agree: a new line)."""
-        if self.pending is None or c.track_offset_s is None or t - self.pending[0] > p.reanchor_within_s:
-            return False
-        return on_unit_line(c.track_offset_s, t, *self.pending, p)
-
-    def support(self, c: Candidate, t: float, p: DecisionParams, *, line: str = "on",
-                profile: np.ndarray | None = None) -> None:
-        """Add a supporting window. line: "on" the current line, "off" it (evidence
-        only; remembered as pending), or "new" (it and the pending window start a new line)."""
-        if line == "new":  # the old slope says nothing about the new line
-            if self.first_line is None:
-                self.first_line = (self.line_t, self.line_offset, self.rate)
-            self.observations = [self.pending] if self.pending is not None else []
-            self.rate = None
-        if profile is not None and np.all(np.isfinite(profile)):
-            self.profile_sum = profile.astype(np.float64) if self.profile_sum is None else self.profile_sum + profile
-            self.profiles += 1
-        self.decay_to(t, p.half_life_s)
-        self.evidence += max(0.0, c.score + p.support_bonus)
-        self.peak_evidence = max(self.peak_evidence, self.evidence)
-        self.t_last = t
-        self.margin_sum += c.score
-        self.peak_margin = max(self.peak_margin, c.score)
-        self.windows += 1
-        self.supported_now = True
-        if line == "off":
-            self.pending = (t, c.track_offset_s)
-            return
-        self.pending = None
-        self.line_t, self.line_offset = t, c.track_offset_s
-        if c.track_offset_s is not None:
-            self.observations.append((t, c.track_offset_s))
-            del self.observations[:-MAX_OBSERVATIONS]
-            self._fit_rate(p)
-            # Agreement on track *and* offset line over several windows is what chance rarely gives
-            # (negative music seldom keeps a line beyond a few windows), so a window that continues
-            # a line already holding ``line_after`` windows earns ``line_bonus``.
-            if len(self.observations) > p.line_after:
-                self.evidence += p.line_bonus
-                self.peak_evidence = max(self.peak_evidence, self.evidence)
-
-    def _fit_rate(self, p: DecisionParams) -> None:
-        ts = [o[0] for o in self.observations]
-        span = ts[-1] - ts[0]
-        if span < p.rate_span_s:
-            return
-        n = len(ts)
-        mt = sum(ts) / n
-        mo = sum(o[1] for o in self.observations) / n
-        var = sum((t - mt) ** 2 for t in ts)
-        slope = sum((t - mt) * (o - mo) for t, o in self.observations) / var
-        self.rate = min(max(slope, 1.0 - p.max_time_scale), 1.0 + p.max_time_scale)
-        # The longest line measures the play's speed best; a slope beyond the
-        # speeds a line may have is no speed at all (a short repeating
-        # pattern's offsets wrap around), so it is never reported as one.
-        if span >= self.long_span and self.rate == slope:
-            self.long_rate, self.long_span = self.rate, span
 
 
 @dataclass(frozen=True)
@@ -259,7 +135,7 @@ class StreamDecision:
         self.params = params
         self._track_profile = track_profile
         self._bins_per_octave = bins_per_octave
-        self._hyps: list[_Hypothesis] = []
+        self._hyps: list[Hypothesis] = []
         self._first_window: float | None = None  # stream time of the first and latest windows seen
         self._last_window: float | None = None
         self._finishing = False
@@ -344,7 +220,7 @@ class StreamDecision:
             if h is None:
                 if c.score > 0:
                     first = self._weak.earliest_on_line(c.track, t, c.track_offset_s)
-                    h = by_track[c.track] = _Hypothesis(c.track, first, t, t, c.track_offset_s, t_evidence=t)
+                    h = by_track[c.track] = Hypothesis(c.track, first, t, t, c.track_offset_s, t_evidence=t)
                     self._hyps.append(h)
                     h.support(c, t, p, profile=det.profile)
             elif (h.key is None and c.score > 0 and t - h.t_last > p.restart_after_s
@@ -352,7 +228,7 @@ class StreamDecision:
                 # Long after its last support and off its line, this is not
                 # the music that window heard (a stray look-alike before the
                 # song): the play, if one comes, starts here, on this line.
-                fresh = _Hypothesis(c.track, self._weak.earliest_on_line(c.track, t, c.track_offset_s), t, t,
+                fresh = Hypothesis(c.track, self._weak.earliest_on_line(c.track, t, c.track_offset_s), t, t,
                                     c.track_offset_s, evidence=h.evidence, t_evidence=h.t_evidence,
                                     peak_evidence=h.peak_evidence)
                 self._hyps[self._hyps.index(h)] = by_track[c.track] = fresh
@@ -391,7 +267,7 @@ class StreamDecision:
                 strongest = max(strongest, h.evidence)
         return opened
 
-    def _contradicted(self, t: float) -> list[_Hypothesis]:
+    def _contradicted(self, t: float) -> list[Hypothesis]:
         # Contrary evidence: a play opened later and heard now ends an older
         # play that has not been heard for ``contrary_s`` (the next song). A
         # shorter gap is a room's usual missed window, not a change of song.
@@ -399,7 +275,7 @@ class StreamDecision:
         return [h for h in self._hyps
                 if h.key is not None and h.order < newest_heard and t - h.t_last >= self.params.contrary_s]
 
-    def _close(self, hyps: list[_Hypothesis]) -> list[Play]:
+    def _close(self, hyps: list[Hypothesis]) -> list[Play]:
         out = [self._play(h, open_=False) for h in hyps]
         for h in hyps:
             self._peaks.append(h.peak_evidence)
@@ -413,7 +289,7 @@ class StreamDecision:
             self._peaks.append(h.peak_evidence)
             self._hyps.remove(h)
 
-    def _start_s(self, h: _Hypothesis) -> float:
+    def _start_s(self, h: Hypothesis) -> float:
         # A window is recognised once about ``edge_s`` of the music is in it,
         # so music heard first by a window that starts later began about
         # ``edge_s`` into it; music already there in the stream's first window
@@ -422,13 +298,13 @@ class StreamDecision:
             return h.t_first
         return min(h.t_first + self.params.edge_s, h.t_last + self.window_s / 2)
 
-    def _end_s(self, h: _Hypothesis, start_s: float) -> float:
+    def _end_s(self, h: Hypothesis, start_s: float) -> float:
         # Likewise at the end, unless the stream itself ended with the music.
         if self._finishing and h.t_last >= self._last_window:
             return h.t_last + self.window_s
         return max(start_s, h.t_last + self.window_s - self.params.edge_s)
 
-    def _play(self, h: _Hypothesis, *, open_: bool) -> Play:
+    def _play(self, h: Hypothesis, *, open_: bool) -> Play:
         start_s = self._start_s(h)
         end_s = self._end_s(h, start_s)
         track_start = h.first_line_offset(start_s)
@@ -440,7 +316,7 @@ class StreamDecision:
                     key=h.key or "", track_start_s=track_start, track_end_s=track_end, time_scale=h.long_rate,
                     pitch_semitones=pitch, alteration=alteration(h.long_rate, pitch), open=open_)
 
-    def _pitch(self, h: _Hypothesis, track_start: float | None, track_end: float | None) -> float | None:
+    def _pitch(self, h: Hypothesis, track_start: float | None, track_end: float | None) -> float | None:
         """The play's pitch shift against the stretch of the track it matched (``evidence``)."""
         if self._track_profile is None or h.profile_sum is None or track_start is None or track_end is None:
             return None
