@@ -19,7 +19,7 @@ from bench.common import BenchError  # noqa: E402
 from bench.corpus import Track, read_manifest  # noqa: E402
 from bench.split import encoder_excluded_ids, package_split, read_split, track_split, write_split  # noqa: E402
 
-from audiocopy.training.sources import is_calibration_track  # noqa: E402
+from audiocopy.training.sources import calibration_holdout, track_group  # noqa: E402
 
 #: Package -> track count: 60 tracks in 10 packages.
 SIZES = {"alpha": 9, "bravo": 8, "charlie": 7, "delta": 7, "echo": 6, "foxtrot": 6, "golf": 5, "hotel": 5,
@@ -92,7 +92,13 @@ def test_encoder_exclusions():
     measured = set(s["catalog"]) | set(s["unseen"]) | set(s["reserved"])
     assert measured <= excluded
     others = set(s["wrong"]) | set(s["spare"])
-    assert excluded - measured == {i for i in others if is_calibration_track(i)}
+    # The calibration hold-out enrolment takes from WORK/wrong, whole packages, with their spare tracks too:
+    # the thresholds are then set on packages the encoder never heard, as the unseen ones.
+    held = calibration_holdout(sorted(s["wrong"]))
+    held_packages = {track_group(i) for i in held}
+    assert held and held_packages.isdisjoint(track_group(i) for i in set(s["wrong"]) - held)
+    assert excluded - measured == {i for i in others if track_group(i) in held_packages}
+    assert s["calibration"] == sorted(held)
     assert s["encoder_excluded"]["count"] == len(excluded)
 
 

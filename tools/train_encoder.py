@@ -13,11 +13,11 @@ Which tracks. Benchmarks must measure music the encoder never heard, so
 ``--split WORK/split.json`` (written by ``tools/evaluate.py``, e.g. with
 ``--stop-after split``) excludes what that split measures: its catalogue and
 unseen tracks, every other track of their Debian packages, and the
-calibration hold-out of the remaining tracks
-(``audiocopy.training.sources.is_calibration_track``: thresholds are set on
-them, so the false-positive rate is measured on music the encoder has not
-heard either). Without ``--split`` only the calibration hold-out is
-excluded. ``--generated DIR`` adds generated music (``tools/generate_music.py``,
+calibration hold-out of its wrong tracks, whole packages at a time
+(``audiocopy.training.sources.calibration_holdout``: thresholds are set on
+them, so the false-positive rate is measured on packages the encoder has
+not heard either, as the unseen ones). Without ``--split`` only the
+calibration hold-out of the corpus is excluded. ``--generated DIR`` adds generated music (``tools/generate_music.py``,
 with its ``manifest.json``).
 
 Provenance. The encoder's record (field ``training``) lists
@@ -89,11 +89,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def excluded_ids(corpus_ids: set[str], splits: list[Path], keep_calibration: bool) -> set[str]:
     """Corpus track ids not to train on: each split's ``encoder_excluded_ids``, or the calibration hold-out."""
-    from audiocopy.training.sources import is_calibration_track
+    from audiocopy.training.sources import calibration_holdout, track_group
     from bench.split import encoder_excluded_ids, read_split
 
     if not splits:
-        return set() if keep_calibration else {i for i in corpus_ids if is_calibration_track(i)}
+        if keep_calibration:
+            return set()
+        held = calibration_holdout(sorted(corpus_ids))
+        groups = {track_group(i) for i in held}
+        return {i for i in corpus_ids if i in held or track_group(i) in groups}
     out: set[str] = set()
     for path in splits:
         split = read_split(path)

@@ -12,11 +12,15 @@ Calibration. The threshold is the score that, with ``MatchParams.fpr_confidence`
 at most ``MatchParams.target_fpr`` of music outside the catalogue exceeds
 (``decision.calibration.bounded_threshold``, like cnnbin's catalogue offset),
 measured on negative windows. The negative windows come from
-``--negatives``: the hash-chosen fifth of them, track by track
-(``sources.is_calibration_track``), which the encoder's training
-(``tools/train_encoder.py``) leaves out of the corpus, so it never heard
-them (cnnbin holds out whole groups, ``sources.calibration_holdout``, as
-its heads train against the rest). Half are clean and half distorted by
+``--negatives``: about a fifth of them, whole groups at a time where the
+track ids name groups (``GROUP__TRACK``: a package, an album; ``sources.
+calibration_holdout``, the hold-out cnnbin uses too), which the encoder's
+training (``tools/train_encoder.py``) leaves out with every other track of
+their groups, so it never heard them nor their siblings. Music whose
+siblings the encoder trained on scores lower against a catalogue than music
+from a group it never met, so a threshold set on it would let more unseen
+music through than it states (measured: 0.6 % against 0.5 %, see
+``docs/benchmarks.md``). Half are clean and half distorted by
 ``augment.random_distortion``, because queries are. Their features are kept
 in ``DB/calibration.npy``, so adding or removing tracks later recalibrates
 without the negatives folder: the best score of a negative window grows
@@ -59,7 +63,7 @@ from ..errors import AudiocopyError, ConfigError, DatasetError
 from ..signal.audio import load_audio
 from ..signal.features import track_band_db
 from .play_calibration import PLAY_KEYS, calibrate_play_threshold
-from .sources import is_calibration_track, list_audio, stable_seed
+from .sources import calibration_holdout, list_audio, stable_seed
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +207,9 @@ def add_tracks(db: Path, files: list[Path], *, save_every_s: float = 60.0, progr
 
 
 def calibration_tracks(files: list[Path], params: CalibrationParams) -> list[Path]:
-    """The per-track held-out fifth of the negatives (``is_calibration_track``), or all of them if too few."""
-    held_out = [p for p in files if is_calibration_track(p.stem)]
+    """The calibration hold-out of the negatives (``calibration_holdout``: whole groups), or all if too few."""
+    held = calibration_holdout([p.stem for p in files])
+    held_out = [p for p in files if p.stem in held]
     if len(held_out) >= params.min_tracks:
         return held_out
     log.warning("only %d of %d negatives are in the calibration split; calibrating on all of them",
@@ -273,8 +278,9 @@ def make_calibration_windows(negatives_dir: Path, *, audio: AudioParams, feature
 
 
 #: Version of the rules ``make_calibration_windows`` follows, part of ``negatives_signature``:
-#: windows stored by an older rule are made again (2: silent windows left out).
-CALIBRATION_WINDOWS_RULE = 2
+#: windows stored by an older rule are made again (2: silent windows left out;
+#: 3: the hold-out takes whole groups).
+CALIBRATION_WINDOWS_RULE = 3
 
 
 def negatives_signature(negatives_dir: Path, params: CalibrationParams) -> str:

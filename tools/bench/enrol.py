@@ -2,10 +2,9 @@
 
 Place in ``tools/bench``: between the queries and ``scoring``. Both engines
 enrol ``WORK/catalog`` and calibrate on a held-out fifth of ``WORK/wrong``,
-as ``audiocopy enroll --negatives`` does: the fingerprint on the per-track
-hold-out (``is_calibration_track``: the shipped encoder was trained without
-those tracks), cnnbin on its dataset's hold-out of whole packages
-(``calibration_holdout``: its heads train against the rest). Each engine
+as ``audiocopy enroll --negatives`` does: both on a hold-out of whole
+packages (``calibration_holdout``), which the shipped encoder was trained
+without and cnnbin's heads train against none of. Each engine
 and cnnbin model kind has its own database, so one work folder can compare
 them on the same queries:
 

@@ -136,7 +136,7 @@ def package_split(tracks: Sequence, *, seed: int, n_catalog: int, n_unseen: int,
 
 def split_record(kind: str, seed: int, roles: dict[str, list[str]], tracks: Sequence) -> dict:
     """The JSON record of a split: sorted role lists (top level), packages, hashes, held-out tracks."""
-    from audiocopy.training.sources import is_calibration_track
+    from audiocopy.training.sources import calibration_holdout
 
     package_of = {t.id: t.package for t in tracks}
     out = {"kind": kind, "seed": seed, **{r: sorted(roles.get(r, [])) for r in ROLES}}
@@ -144,7 +144,7 @@ def split_record(kind: str, seed: int, roles: dict[str, list[str]], tracks: Sequ
     out["track_packages"] = dict(sorted(package_of.items()))
     out["sizes"] = {r: len(out[r]) for r in ROLES}
     out["sha256"] = {r: ids_sha256(out[r]) for r in ROLES}
-    out["calibration"] = sorted(i for i in out["wrong"] if is_calibration_track(i))
+    out["calibration"] = sorted(calibration_holdout(out["wrong"]))
     excluded = encoder_excluded_ids(out)
     out["encoder_excluded"] = {"count": len(excluded), "sha256": ids_sha256(excluded)}
     return out
@@ -155,10 +155,15 @@ def encoder_excluded_ids(split: dict) -> set[str]:
 
     The catalogue and unseen tracks, every other track of their packages
     (a package split's ``reserved``), and the calibration hold-out of the
-    remaining tracks (``is_calibration_track``: thresholds are set on them,
-    so the false-positive rate is measured on music the encoder never heard).
+    wrong tracks that enrolment sets thresholds on (``sources.
+    calibration_holdout`` of ``WORK/wrong``: whole packages), with every
+    other track of those packages. The false-positive rate the thresholds
+    promise is then set on music from packages the encoder never heard, as
+    the unseen test packages are: negatives whose siblings it trained on
+    score lower against a catalogue than music from a package it never met,
+    so a threshold set on them lets more unseen music through.
     """
-    from audiocopy.training.sources import is_calibration_track
+    from audiocopy.training.sources import calibration_holdout, track_group
 
     measured = set(split["catalog"]) | set(split["unseen"]) | set(split.get("reserved", []))
     package_of = split.get("track_packages", {})
@@ -166,7 +171,9 @@ def encoder_excluded_ids(split: dict) -> set[str]:
         packages = set(split["packages"]["catalog"]) | set(split["packages"]["unseen"])
         measured |= {i for i, p in package_of.items() if p in packages}
     others = (set(package_of) or set(split.get("wrong", [])) | set(split.get("spare", []))) - measured
-    return measured | {i for i in others if is_calibration_track(i)}
+    held = calibration_holdout(sorted(split.get("wrong", [])))
+    held_groups = {track_group(i) for i in held}
+    return measured | {i for i in others if i in held or track_group(i) in held_groups}
 
 
 def write_split(path: Path, split: dict) -> None:
