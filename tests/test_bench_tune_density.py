@@ -21,7 +21,7 @@ from bench.tuning_set import CONDITIONS, query_levels, tuning_split  # noqa: E40
 from tune_density import choose, weights  # noqa: E402
 
 from audiocopy.config import AudioParams, FeatureParams  # noqa: E402
-from audiocopy.training.sources import calibration_holdout  # noqa: E402
+from audiocopy.training.sources import is_calibration_track  # noqa: E402
 
 #: Package -> track count of the synthetic wrong folder.
 SIZES = {"alpha": 5, "bravo": 4, "charlie": 4, "delta": 3}
@@ -51,9 +51,8 @@ def test_the_tuning_split_keeps_packages_apart_and_the_hold_out_out(tmp_path):
     assert catalog_pk and negative_pk and not catalog_pk & negative_pk
     assert catalog_pk == set(split.catalog_packages) and negative_pk == set(split.negative_packages)
     used = [f.stem for f in split.catalog + split.negatives]
-    held = calibration_holdout(list(pk))  # whole packages, as enrolment holds them out
-    assert held and not held & set(used)
-    assert split.held_out == len(held)
+    assert not any(is_calibration_track(t) for t in used)
+    assert split.held_out == sum(is_calibration_track(t) for t in pk)
     assert len(used) + split.held_out == len(pk)
 
 

@@ -114,18 +114,25 @@ def test_a_dataset_whose_roles_would_change_is_refused(tmp_path):
         build_dataset(tmp_path / "lic", tmp_path / "wrong", out, TINY, jobs=1, progress=False)
 
 
-def test_the_fingerprint_calibrates_on_the_same_whole_groups():
-    """Its encoder is trained without the hold-out's groups (``tools/train_encoder.py``), so the threshold is set
-    on music from groups it never heard, as unseen music is; a track-level hold-out was 0.6 % against 0.5 %."""
+def test_the_fingerprint_calibrates_on_the_hold_out_its_encoder_never_heard():
+    """An encoder trained without whole groups (``tools/train_encoder.py``) is calibrated on those groups, as unseen
+    music is (a track-level hold-out of negatives whose siblings it heard let 0.6 % through against 0.5 %); an
+    encoder whose record predates the rule was trained without the per-track hash and keeps it."""
     from audiocopy.config import CalibrationParams
-    from audiocopy.training.enroll_fingerprint import calibration_tracks
+    from audiocopy.errors import ModelError
+    from audiocopy.training.calibration_windows import calibration_tracks, encoder_holdout_rule
 
+    assert encoder_holdout_rule({"training": {"calibration_holdout": "group"}}) == "group"
+    assert encoder_holdout_rule({"training": {"command": "an old record"}}) == "track"
+    assert encoder_holdout_rule({}) == "track"
+    with pytest.raises(ModelError, match="unknown calibration hold-out"):
+        encoder_holdout_rule({"training": {"calibration_holdout": "album"}})
     ids = grouped_ids(12, seed=3)
     files = [Path(f"/negatives/{i}.wav") for i in ids]
-    chosen = {p.stem for p in calibration_tracks(files, CalibrationParams())}
+    chosen = {p.stem for p in calibration_tracks(files, CalibrationParams(), "group")}
     assert chosen == calibration_holdout(ids)
     assert {track_group(i) for i in chosen}.isdisjoint(track_group(i) for i in set(ids) - chosen)
-    # Names without groups keep the per-track rule, exactly.
-    plain = [f"track{i:03d}" for i in range(60)]
-    chosen = {p.stem for p in calibration_tracks([Path(f"/n/{i}.wav") for i in plain], CalibrationParams())}
-    assert chosen == {i for i in plain if is_calibration_track(i)}
+    per_track = {p.stem for p in calibration_tracks(files, CalibrationParams(), "track")}
+    assert per_track == {i for i in ids if is_calibration_track(i)} != chosen
+    with pytest.raises(ValueError, match="unknown calibration hold-out"):
+        calibration_tracks(files, CalibrationParams(), "album")

@@ -599,7 +599,7 @@ def test_calibration_leaves_out_silent_windows_so_shared_silence_cannot_block_ev
     Found on the real corpus: three such windows set the threshold to 0.999997 and the catalogue named
     nothing. A window that silent is answered "silent" before any threshold, so calibration leaves it out.
     """
-    from audiocopy.training.enroll_fingerprint import make_calibration_windows
+    from audiocopy.training.calibration_windows import make_calibration_windows
 
     catalog_dir, negatives = tmp_path / "catalog", tmp_path / "negatives"
     catalog_dir.mkdir()

@@ -202,3 +202,22 @@ def test_sampling_weights_set_how_often_each_track_is_drawn(tracks, tmp_path):
     assert counts[0] > 0.8 * counts.sum()  # 50 / (50 + 3) of the draws, give or take
     with pytest.raises(DatasetError):
         PairSampler(cache, augmenter=aug, train=TRAIN, floor_db=80.0, frames=30, weights={heavy: 0.0})
+
+
+def test_train_encoder_tool_overrides_the_augmentation_and_refuses_bad_values():
+    import importlib.util
+
+    from audiocopy.config import ENCODER_AUGMENT
+
+    spec = importlib.util.spec_from_file_location("train_encoder", Path(__file__).parents[1] / "tools" /
+                                                  "train_encoder.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    aug = tool.augment_params(["p_chain=0", "speed_range=0.9,1.1"])
+    assert aug.p_chain == 0.0 and aug.speed_range == (0.9, 1.1) and aug.p_pitch == ENCODER_AUGMENT.p_pitch
+    assert tool.augment_params([]) == ENCODER_AUGMENT
+    for bad, why in [("p_nothing=1", "expected FIELD=VALUE"), ("p_chain", "expected FIELD=VALUE"),
+                     ("p_chain=often", "not a number"), ("speed_range=1", "takes LOW,HIGH"),
+                     ("p_chain=0.2,0.3", "takes one number"), ("p_chain=1.5", "must lie in")]:
+        with pytest.raises(tool.BenchError, match=why):
+            tool.augment_params([bad])

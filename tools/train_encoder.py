@@ -79,12 +79,45 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-pairs", type=int, default=d.batch_pairs)
     p.add_argument("--views-per-track", type=int, default=d.views_per_track)
     p.add_argument("--val-tracks", type=int, default=d.val_tracks)
+    p.add_argument("--augment", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override one field of the training augmentation (config.ENCODER_AUGMENT), e.g. p_chain=0; "
+                        "repeatable; the encoder's record keeps the settings used")
     p.add_argument("--threads", type=int, default=None, help="TensorFlow intra-op threads (default: all cores)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     if args.split and args.keep_calibration:
         p.error("--keep-calibration would train on the split's calibration hold-out; drop one of them")
     return args
+
+
+def augment_params(overrides: list[str]):
+    """``ENCODER_AUGMENT`` with ``FIELD=VALUE`` overrides (numbers; ranges as LOW,HIGH); ``BenchError`` if bad."""
+    import dataclasses
+
+    from audiocopy.config import ENCODER_AUGMENT
+    from audiocopy.training.augment.recipe import checked_params
+
+    fields = {f.name: f for f in dataclasses.fields(ENCODER_AUGMENT)}
+    changes = {}
+    for item in overrides:
+        name, sep, text = item.partition("=")
+        if not sep or name not in fields:
+            raise BenchError(f"--augment {item!r}: expected FIELD=VALUE with FIELD one of {sorted(fields)}")
+        try:
+            values = tuple(float(v) for v in text.split(","))
+        except ValueError:
+            raise BenchError(f"--augment {item!r}: {text!r} is not a number or LOW,HIGH") from None
+        current = getattr(ENCODER_AUGMENT, name)
+        if isinstance(current, tuple) != (len(values) > 1):
+            wanted = "LOW,HIGH" if isinstance(current, tuple) else "one number"
+            raise BenchError(f"--augment {item!r}: {name} takes {wanted}")
+        if name.startswith("p_") and not 0.0 <= values[0] <= 1.0:
+            raise BenchError(f"--augment {item!r}: a probability must lie in [0, 1]")
+        changes[name] = values if len(values) > 1 else (int(values[0]) if isinstance(current, int) else values[0])
+    try:
+        return checked_params(dataclasses.replace(ENCODER_AUGMENT, **changes))
+    except ValueError as exc:
+        raise BenchError(f"--augment: {exc}") from None
 
 
 def excluded_ids(corpus_ids: set[str], splits: list[Path], keep_calibration: bool) -> set[str]:
@@ -177,10 +210,12 @@ def main(argv=None) -> int:
         # The shipped weights' record must not name this machine's folders.
         command = shlex.join(["PYTHONPATH=.", ".venv/bin/python", "tools/train_encoder.py",
                               *generic_corpus(sys.argv[1:] if argv is None else argv)])
-        provenance = {"command": command, "corpus": "CORPUS_DIR", **summary,
+        # Enrolment calibrates on the hold-out this encoder never heard (``enroll_fingerprint.holdout_rule``).
+        holdout = "none" if args.keep_calibration else "group"
+        provenance = {"command": command, "corpus": "CORPUS_DIR", **summary, "calibration_holdout": holdout,
                       "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}"}
-        state = train_encoder(tracks, args.work, args.out, train=train, max_minutes=args.max_minutes,
-                              provenance=provenance, progress=not args.quiet)
+        state = train_encoder(tracks, args.work, args.out, aug=augment_params(args.augment), train=train,
+                              max_minutes=args.max_minutes, provenance=provenance, progress=not args.quiet)
     except (AudiocopyError, BenchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

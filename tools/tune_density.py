@@ -59,7 +59,8 @@ def database(out: Path, split: TuningSplit, wrong_dir: Path):
     """The tuning catalogue enrolled, with calibration windows from the held-out wrong tracks."""
     from audiocopy.config import AudioParams, FeatureParams
     from audiocopy.engines.fingerprint import db as fpdb
-    from audiocopy.training.enroll_fingerprint import add_tracks, store_calibration_windows
+    from audiocopy.training.calibration_windows import store_calibration_windows
+    from audiocopy.training.enroll_fingerprint import add_tracks
 
     db = out / "db"
     fpdb.init_db(db, audio=AudioParams(), features=FeatureParams())

@@ -11,17 +11,9 @@ operations, followed by a recalibration of the decision threshold.
 Calibration. The threshold is the score that, with ``MatchParams.fpr_confidence``,
 at most ``MatchParams.target_fpr`` of music outside the catalogue exceeds
 (``decision.calibration.bounded_threshold``, like cnnbin's catalogue offset),
-measured on negative windows. The negative windows come from
-``--negatives``: about a fifth of them, whole groups at a time where the
-track ids name groups (``GROUP__TRACK``: a package, an album; ``sources.
-calibration_holdout``, the hold-out cnnbin uses too), which the encoder's
-training (``tools/train_encoder.py``) leaves out with every other track of
-their groups, so it never heard them nor their siblings. Music whose
-siblings the encoder trained on scores lower against a catalogue than music
-from a group it never met, so a threshold set on it would let more unseen
-music through than it states (measured: 0.6 % against 0.5 %, see
-``docs/benchmarks.md``). Half are clean and half distorted by
-``augment.random_distortion``, because queries are. Their features are kept
+measured on negative windows of ``--negatives``: the hold-out the
+database's encoder was trained without, half clean and half distorted
+(``calibration_windows``, which says why). Their features are kept
 in ``DB/calibration.npy``, so adding or removing tracks later recalibrates
 without the negatives folder: the best score of a negative window grows
 with the catalogue, and so must the threshold.
@@ -32,8 +24,6 @@ TensorFlow release the GIL), which keeps both cores busy.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections import deque
@@ -43,18 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic_files import atomic_open
-from ..config import (
-    AudioParams,
-    AugmentParams,
-    CalibrationParams,
-    DecisionParams,
-    FeatureParams,
-    IndexParams,
-    MatchParams,
-)
+from ..config import AudioParams, CalibrationParams, FeatureParams, IndexParams, MatchParams
 from ..decision.calibration import bounded_threshold
-from ..decision.recognizer import silent_windows
 from ..encoder.subwindows import track_subwindows
 from ..engines import catalog, metadata
 from ..engines.fingerprint import db as fpdb
@@ -62,14 +42,11 @@ from ..engines.fingerprint import engine as fp
 from ..errors import AudiocopyError, ConfigError, DatasetError
 from ..signal.audio import load_audio
 from ..signal.features import track_band_db
+from .calibration_windows import store_calibration_windows
 from .play_calibration import PLAY_KEYS, calibrate_play_threshold
-from .sources import calibration_holdout, list_audio, stable_seed
+from .sources import list_audio
 
 log = logging.getLogger(__name__)
-
-#: Seconds at each end of a negative track that calibration windows avoid
-#: (fade-ins and silence are not music anybody queries).
-EDGE_SECONDS = 1.0
 
 
 @dataclass
@@ -204,117 +181,6 @@ def add_tracks(db: Path, files: list[Path], *, save_every_s: float = 60.0, progr
 # --------------------------------------------------------------------------
 # calibration
 
-
-
-def calibration_tracks(files: list[Path], params: CalibrationParams) -> list[Path]:
-    """The calibration hold-out of the negatives (``calibration_holdout``: whole groups), or all if too few."""
-    held = calibration_holdout([p.stem for p in files])
-    held_out = [p for p in files if p.stem in held]
-    if len(held_out) >= params.min_tracks:
-        return held_out
-    log.warning("only %d of %d negatives are in the calibration split; calibrating on all of them",
-                len(held_out), len(files))
-    return list(files)
-
-
-def make_calibration_windows(negatives_dir: Path, *, audio: AudioParams, features: FeatureParams,
-                             params: CalibrationParams = CalibrationParams(), progress: bool = True,
-                             silence_dbfs: float = DecisionParams().silence_dbfs) -> np.ndarray:
-    """Band levels of negative windows: (n, frames, bands) float16 dB (``signal.features.band_db``).
-
-    Band levels, not standardised features: the engine floors and
-    standardises each sub-window on its own, exactly as it does for a
-    stream (``engines.fingerprint.stream``), so the threshold is set on
-    what live and file queries really go through.
-
-    Silent windows (``decision.recognizer.silent_windows`` with
-    ``silence_dbfs``) are left out: a query window that silent is answered
-    "silent" before any threshold is read, so it can never be a false
-    positive. Counted, it can only raise the threshold: digital silence
-    inside a negative track matches digital silence inside a catalogue
-    track perfectly (score 1.0). Found on the real corpus: 3 such windows
-    among 448 from 40 negative tracks set the threshold to 0.999997, and
-    the catalogue named none of its own tracks' clean fragments.
-    """
-    from tqdm import tqdm
-
-    from ..signal.features import band_db, power_spectrogram
-    from .augment import random_distortion
-    from .sources import list_audio
-
-    files = calibration_tracks(list_audio(negatives_dir), params)
-    length = audio.window_samples
-    excerpt = int(1.3 * length)
-    augment = AugmentParams()
-    out = []
-    for path in tqdm(files, desc="calibration", unit="track", disable=not progress):
-        try:
-            signal = load_audio(path, params=audio)
-        except AudiocopyError as exc:
-            log.warning("skipped negative %s", exc)
-            continue
-        rng = np.random.default_rng(stable_seed(params.seed, path.stem))
-        edge = int(EDGE_SECONDS * audio.sample_rate)
-        lo, hi = min(edge, max(0, signal.size - excerpt)), max(0, signal.size - excerpt - edge)
-        windows = np.empty((params.windows_per_track, length), dtype=np.float32)
-        for i in range(params.windows_per_track):
-            start = int(rng.integers(lo, max(lo, hi) + 1))
-            chunk = signal[start:start + excerpt]
-            if rng.random() < params.distorted_fraction:
-                windows[i] = random_distortion(chunk, rng, params=augment, sample_rate=audio.sample_rate,
-                                               length=length)
-            else:
-                windows[i] = np.pad(chunk[:length], (0, max(0, length - chunk[:length].size)))
-        heard = windows[~silent_windows(windows, silence_dbfs=silence_dbfs)]
-        if len(heard) < len(windows):
-            log.info("calibration: %d silent window(s) of %s left out", len(windows) - len(heard), path.name)
-        if not len(heard):
-            continue
-        levels = band_db(power_spectrogram(heard, params=features), audio=audio, params=features)
-        out.append(levels.astype(np.float16))
-    if not out:
-        raise DatasetError(f"no usable negative tracks in {negatives_dir}")
-    return np.concatenate(out)
-
-
-#: Version of the rules ``make_calibration_windows`` follows, part of ``negatives_signature``:
-#: windows stored by an older rule are made again (2: silent windows left out;
-#: 3: the hold-out takes whole groups).
-CALIBRATION_WINDOWS_RULE = 3
-
-
-def negatives_signature(negatives_dir: Path, params: CalibrationParams) -> str:
-    """Identity of a negatives folder and the calibration settings (names, sizes, times)."""
-    from dataclasses import asdict
-
-    from .sources import list_audio
-
-    h = hashlib.sha1(json.dumps(asdict(params), sort_keys=True).encode())
-    h.update(f"rule {CALIBRATION_WINDOWS_RULE}\n".encode())  # rule 1 hashed nothing here: its windows differ
-    for p in list_audio(Path(negatives_dir)):
-        st = p.stat()
-        h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
-
-
-def store_calibration_windows(db: Path, negatives_dir: Path, *, params: CalibrationParams = CalibrationParams(),
-                              progress: bool = True) -> str:
-    """Make ``DB/calibration_levels.npy`` from ``negatives_dir``; returns the windows' ``negatives_signature``.
-
-    Skipped when the stored windows were made from the same folder content
-    with the same settings (the signature ``calibrate`` records).
-    """
-    info = catalog.open_db(db)
-    path = Path(db) / fpdb.CALIBRATION_FILE
-    wanted = negatives_signature(negatives_dir, params)
-    if path.exists() and wanted == info.calibration.get("negatives_signature"):
-        log.info("calibration windows of %s are up to date", negatives_dir)
-        return wanted
-    windows = make_calibration_windows(negatives_dir, audio=info.audio, features=info.features, params=params,
-                                       progress=progress)
-    with atomic_open(path) as fh:
-        np.save(fh, windows)
-    return wanted
 
 
 def calibrate(db: Path, *, negatives_dir: Path | None = None, params: CalibrationParams = CalibrationParams(),

@@ -91,6 +91,24 @@ def calibration_holdout(track_ids: list[str], share: float = CALIBRATION_SHARE) 
     return frozenset(held)
 
 
+#: How a model was trained without the calibration negatives: "group" (``calibration_holdout``) or
+#: "track" (``is_calibration_track`` alone, the rule of encoders trained before groups were held out).
+HOLDOUT_RULES = ("group", "track")
+
+
+def holdout_tracks(track_ids: list[str], rule: str) -> frozenset[str]:
+    """The calibration hold-out of ``track_ids`` by ``rule`` (one of ``HOLDOUT_RULES``); ``ValueError`` otherwise.
+
+    Thresholds must be set on music the model never heard, so enrolment
+    follows the rule its model was trained with.
+    """
+    if rule == "group":
+        return calibration_holdout(track_ids)
+    if rule == "track":
+        return frozenset(t for t in track_ids if is_calibration_track(t))
+    raise ValueError(f"unknown calibration hold-out rule {rule!r} (expected one of {HOLDOUT_RULES})")
+
+
 def list_audio(folder: Path) -> list[Path]:
     """Audio files directly inside ``folder``, sorted; ``DatasetError`` if the folder is missing or two share a track id (file stem)."""
     folder = Path(folder)

@@ -2,9 +2,12 @@
 
 Place in ``tools/bench``: between the queries and ``scoring``. Both engines
 enrol ``WORK/catalog`` and calibrate on a held-out fifth of ``WORK/wrong``,
-as ``audiocopy enroll --negatives`` does: both on a hold-out of whole
-packages (``calibration_holdout``), which the shipped encoder was trained
-without and cnnbin's heads train against none of. Each engine
+as ``audiocopy enroll --negatives`` does: the fingerprint on the hold-out
+its encoder was trained without (``enroll_fingerprint.holdout_rule``: per
+track for an encoder whose record predates the rule, whole packages for
+one ``tools/train_encoder.py`` trains now), cnnbin on its dataset's hold-out
+of whole packages (``calibration_holdout``: its heads train against the
+rest). Each engine
 and cnnbin model kind has its own database, so one work folder can compare
 them on the same queries:
 

@@ -18,22 +18,14 @@ from .scoring import table_rows
 ENGINE_TEXT = {
     "fingerprint": "the **fingerprint** engine (the default): the catalogue enrolled with `enroll_fingerprint` "
                    "(shared encoder, vector index, offset vote) and calibrated on `WORK/wrong` as "
-                   "`audiocopy enroll --negatives` does (window threshold on a hold-out of whole packages of "
-                   "them, `training.sources.calibration_holdout`, then the play threshold)",
+                   "`audiocopy enroll --negatives` does (window threshold on the held-out fifth, then the play "
+                   "threshold)",
     "cnnbin-embedding": "**cnnbin** with embedding heads (`--model embedding`): per track, a CNN head over the "
                         "encoder's sub-window embeddings, trained against the wrong tracks, calibrated on a "
                         "hold-out of whole packages of them (`training.sources.calibration_holdout`)",
     "cnnbin-spectrogram": "**cnnbin** with spectrogram CNNs (`--model spectrogram`): per track, a CNN trained from "
                           "scratch on the log-frequency spectrogram",
 }
-
-
-def _holdout(wrong: list[str]) -> str:
-    """The calibration hold-out of the wrong tracks, as enrolment takes it: "19: pkg-a, pkg-b"."""
-    from audiocopy.training.sources import calibration_holdout, track_group
-
-    held = calibration_holdout(sorted(wrong))
-    return f"{len(held)}: {', '.join(sorted({track_group(i) for i in held}))}"
 
 
 def accuracy_table(acc: dict) -> list[str]:
@@ -88,7 +80,7 @@ def split_lines(res: dict) -> list[str]:
         return [f"- **Split** (by Debian package, seed {s['seed']}, {res['corpus_tracks']} corpus tracks; "
                 f"`split.json`): catalogue {sizes['catalog']} tracks from {', '.join(pk['catalog'])}; unseen "
                 f"{sizes['unseen']} from {', '.join(pk['unseen'])}; wrong {sizes['wrong']} (calibration hold-out "
-                f"{_holdout(s['wrong'])}) from the other {len(pk['wrong'])} packages, {sizes['spare']} spare, "
+                f"{len(s['calibration'])}) from the other {len(pk['wrong'])} packages, {sizes['spare']} spare, "
                 f"{sizes['reserved']} reserved. SHA-256 of the sorted ids: catalogue {sha['catalog']}…, unseen "
                 f"{sha['unseen']}…, wrong {sha['wrong']}…."]
     return [f"- **Split** (pre-restructure track split, seed {s['seed']}, {res['corpus_tracks']} corpus tracks, "

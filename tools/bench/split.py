@@ -9,9 +9,11 @@ Roles:
 * ``catalog``: enrolled; its fragments must be recognised;
 * ``unseen``: negatives no model ever trains on; its fragments must be
   "no match" (the false-positive rate is measured on them);
-* ``wrong``: cnnbin's training negatives; their hash-chosen fifth
-  (``audiocopy.training.sources.is_calibration_track``) is the calibration
-  hold-out every threshold is set on;
+* ``wrong``: cnnbin's training negatives; about a fifth of them, whole
+  packages (``audiocopy.training.sources.calibration_holdout``, recorded as
+  ``calibration``), is the calibration hold-out thresholds are set on and an
+  encoder trained for this split never hears (an encoder whose record
+  predates that rule is calibrated on its per-track hash instead);
 * ``spare``: other tracks of the wrong tracks' packages (free for the
   encoder's training music);
 * ``reserved``: tracks of catalogue or unseen packages beyond the wanted

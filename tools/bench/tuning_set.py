@@ -8,7 +8,7 @@ built so that the choice never sees them:
 
 * **Which tracks.** The ``wrong`` role of a benchmark split (``split.json``)
   holds music from packages that give neither catalogue nor unseen tracks.
-  Its calibration hold-out (``calibration_holdout``) stays what it is in
+  Its calibration hold-out (``is_calibration_track``) stays what it is in
   the product: the windows every threshold is set on. The rest is split
   *by package* into a tuning catalogue (about half of the tracks) and tuning
   negatives, so that no tuning negative shares a composer with a tuning
@@ -40,7 +40,7 @@ from audiocopy.decision.recognizer import silent_windows
 from audiocopy.signal.audio import load_audio
 from audiocopy.signal.features import band_db, power_spectrogram
 from audiocopy.training.augment import ambience, chain, mixing, transcode
-from audiocopy.training.sources import calibration_holdout, list_audio
+from audiocopy.training.sources import is_calibration_track, list_audio
 
 from .common import BenchError, rng_for
 from .split import choose_packages
@@ -75,8 +75,7 @@ def tuning_split(wrong_dir: Path, split: dict, *, seed: int) -> TuningSplit:
     """
     files = list_audio(Path(wrong_dir))
     known = split.get("track_packages", {})
-    held = calibration_holdout([f.stem for f in files])
-    rest = [f for f in files if f.stem not in held]
+    rest = [f for f in files if not is_calibration_track(f.stem)]
     missing = [f.stem for f in rest if f.stem not in known]
     if missing:
         raise BenchError(f"{len(missing)} tracks of {wrong_dir} are not in the split's track_packages "

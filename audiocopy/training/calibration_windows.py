@@ -1,0 +1,188 @@
+"""Calibration windows of the fingerprint engine: which negatives, which windows, when to remake them.
+
+Place in the pipeline: the offline side, between the negatives folder and
+``enroll_fingerprint.calibrate``, which scores these windows against the
+catalogue and sets the window threshold on them. Kept apart so the choice of
+what a threshold is set on reads in one place:
+
+* **Which negatives.** The hold-out the database's encoder was trained
+  without (``holdout_rule``, read from its record), so the false-positive
+  rate is measured on music it never heard. ``tools/train_encoder.py``
+  holds out whole groups (``GROUP__TRACK`` ids: a package, an album;
+  ``sources.calibration_holdout``) with every other track of those groups:
+  music whose siblings the encoder trained on scores lower against a
+  catalogue than music from a group it never met, so a threshold set on it
+  lets more unseen music through than it states (measured: 0.6 % against
+  0.5 %, ``docs/benchmarks.md``). Encoders whose record predates the rule
+  (the shipped one) were trained without a per-track hash
+  (``sources.is_calibration_track``) and are calibrated on it.
+* **Which windows.** A few windows per track away from its ends, half of
+  them clean and half distorted by ``augment.random_distortion`` (queries
+  are), silent ones left out (``make_calibration_windows``).
+* **When to remake them.** ``negatives_signature`` names the folder's
+  content, the settings and the rules; stored windows with another
+  signature are made again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic_files import atomic_open
+from ..config import AudioParams, AugmentParams, CalibrationParams, DecisionParams, FeatureParams
+from ..decision.recognizer import silent_windows
+from ..engines import catalog
+from ..engines.fingerprint import db as fpdb
+from ..errors import AudiocopyError, DatasetError, ModelError
+from ..signal.audio import load_audio
+from .sources import HOLDOUT_RULES, holdout_tracks, stable_seed
+
+log = logging.getLogger(__name__)
+
+#: Seconds at each end of a negative track that calibration windows avoid
+#: (fade-ins and silence are not music anybody queries).
+EDGE_SECONDS = 1.0
+
+
+def encoder_holdout_rule(record: dict) -> str:
+    """The calibration hold-out an encoder was trained without, from its record (``sources.HOLDOUT_RULES``).
+
+    Records written before the field (``training.calibration_holdout``) name
+    none: those encoders were trained without the per-track hold-out, "track".
+    "none" (trained with ``--keep-calibration``, on every negative) is
+    calibrated like "group", with a warning: no hold-out is unheard.
+    Raises ``ModelError`` for an unknown rule.
+    """
+    rule = (record.get("training") or {}).get("calibration_holdout", "track")
+    if rule == "none":
+        log.warning("the encoder was trained on the calibration negatives too: the false-positive rate "
+                    "its threshold states is optimistic")
+        return "group"
+    if rule not in HOLDOUT_RULES:
+        raise ModelError(f"the encoder record names an unknown calibration hold-out {rule!r} "
+                         f"(expected one of {HOLDOUT_RULES})")
+    return rule
+
+
+def holdout_rule(db: Path) -> str:
+    """The calibration hold-out rule of a fingerprint database's own encoder copy (``encoder_holdout_rule``)."""
+    from ..encoder.artifact import read_encoder_record
+
+    return encoder_holdout_rule(read_encoder_record(Path(db) / fpdb.ENCODER_FILE))
+
+
+def calibration_tracks(files: list[Path], params: CalibrationParams, rule: str = "group") -> list[Path]:
+    """The negatives held out by ``rule`` (``sources.holdout_tracks``), or all of them if too few."""
+    held = holdout_tracks([p.stem for p in files], rule)
+    held_out = [p for p in files if p.stem in held]
+    if len(held_out) >= params.min_tracks:
+        return held_out
+    log.warning("only %d of %d negatives are in the calibration split; calibrating on all of them",
+                len(held_out), len(files))
+    return list(files)
+
+
+def make_calibration_windows(negatives_dir: Path, *, audio: AudioParams, features: FeatureParams,
+                             params: CalibrationParams = CalibrationParams(), progress: bool = True,
+                             silence_dbfs: float = DecisionParams().silence_dbfs, holdout: str = "group") -> np.ndarray:
+    """Band levels of negative windows: (n, frames, bands) float16 dB (``signal.features.band_db``).
+
+    Band levels, not standardised features: the engine floors and
+    standardises each sub-window on its own, exactly as it does for a
+    stream (``engines.fingerprint.stream``), so the threshold is set on
+    what live and file queries really go through.
+
+    Silent windows (``decision.recognizer.silent_windows`` with
+    ``silence_dbfs``) are left out: a query window that silent is answered
+    "silent" before any threshold is read, so it can never be a false
+    positive. Counted, it can only raise the threshold: digital silence
+    inside a negative track matches digital silence inside a catalogue
+    track perfectly (score 1.0). Found on the real corpus: 3 such windows
+    among 448 from 40 negative tracks set the threshold to 0.999997, and
+    the catalogue named none of its own tracks' clean fragments.
+    """
+    from tqdm import tqdm
+
+    from ..signal.features import band_db, power_spectrogram
+    from .augment import random_distortion
+    from .sources import list_audio
+
+    files = calibration_tracks(list_audio(negatives_dir), params, holdout)
+    length = audio.window_samples
+    excerpt = int(1.3 * length)
+    augment = AugmentParams()
+    out = []
+    for path in tqdm(files, desc="calibration", unit="track", disable=not progress):
+        try:
+            signal = load_audio(path, params=audio)
+        except AudiocopyError as exc:
+            log.warning("skipped negative %s", exc)
+            continue
+        rng = np.random.default_rng(stable_seed(params.seed, path.stem))
+        edge = int(EDGE_SECONDS * audio.sample_rate)
+        lo, hi = min(edge, max(0, signal.size - excerpt)), max(0, signal.size - excerpt - edge)
+        windows = np.empty((params.windows_per_track, length), dtype=np.float32)
+        for i in range(params.windows_per_track):
+            start = int(rng.integers(lo, max(lo, hi) + 1))
+            chunk = signal[start:start + excerpt]
+            if rng.random() < params.distorted_fraction:
+                windows[i] = random_distortion(chunk, rng, params=augment, sample_rate=audio.sample_rate,
+                                               length=length)
+            else:
+                windows[i] = np.pad(chunk[:length], (0, max(0, length - chunk[:length].size)))
+        heard = windows[~silent_windows(windows, silence_dbfs=silence_dbfs)]
+        if len(heard) < len(windows):
+            log.info("calibration: %d silent window(s) of %s left out", len(windows) - len(heard), path.name)
+        if not len(heard):
+            continue
+        levels = band_db(power_spectrogram(heard, params=features), audio=audio, params=features)
+        out.append(levels.astype(np.float16))
+    if not out:
+        raise DatasetError(f"no usable negative tracks in {negatives_dir}")
+    return np.concatenate(out)
+
+
+#: Version of the rules ``make_calibration_windows`` follows, part of ``negatives_signature``:
+#: windows stored by an older rule are made again (2: silent windows left out).
+CALIBRATION_WINDOWS_RULE = 2
+
+
+def negatives_signature(negatives_dir: Path, params: CalibrationParams, holdout: str = "group") -> str:
+    """Identity of a negatives folder and the calibration settings (names, sizes, times, hold-out rule)."""
+    from dataclasses import asdict
+
+    from .sources import list_audio
+
+    h = hashlib.sha1(json.dumps(asdict(params), sort_keys=True).encode())
+    h.update(f"rule {CALIBRATION_WINDOWS_RULE}\n".encode())  # rule 1 hashed nothing here: its windows differ
+    if holdout != "track":  # the per-track rule hashed nothing: databases calibrated with it stay up to date
+        h.update(f"holdout {holdout}\n".encode())
+    for p in list_audio(Path(negatives_dir)):
+        st = p.stat()
+        h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def store_calibration_windows(db: Path, negatives_dir: Path, *, params: CalibrationParams = CalibrationParams(),
+                              progress: bool = True) -> str:
+    """Make ``DB/calibration_levels.npy`` from ``negatives_dir``; returns the windows' ``negatives_signature``.
+
+    Skipped when the stored windows were made from the same folder content
+    with the same settings (the signature ``calibrate`` records).
+    """
+    info = catalog.open_db(db)
+    path = Path(db) / fpdb.CALIBRATION_FILE
+    holdout = holdout_rule(db)
+    wanted = negatives_signature(negatives_dir, params, holdout)
+    if path.exists() and wanted == info.calibration.get("negatives_signature"):
+        log.info("calibration windows of %s are up to date", negatives_dir)
+        return wanted
+    windows = make_calibration_windows(negatives_dir, audio=info.audio, features=info.features, params=params,
+                                       progress=progress, holdout=holdout)
+    with atomic_open(path) as fh:
+        np.save(fh, windows)
+    return wanted
