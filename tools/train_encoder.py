@@ -97,7 +97,7 @@ def augment_params(overrides: list[str]):
     from audiocopy.config import ENCODER_AUGMENT
     from audiocopy.training.augment.recipe import checked_params
 
-    fields = {f.name: f for f in dataclasses.fields(ENCODER_AUGMENT)}
+    fields = {f.name for f in dataclasses.fields(ENCODER_AUGMENT)}
     changes = {}
     for item in overrides:
         name, sep, text = item.partition("=")
@@ -122,15 +122,11 @@ def augment_params(overrides: list[str]):
 
 def excluded_ids(corpus_ids: set[str], splits: list[Path], keep_calibration: bool) -> set[str]:
     """Corpus track ids not to train on: each split's ``encoder_excluded_ids``, or the calibration hold-out."""
-    from audiocopy.training.sources import calibration_holdout, track_group
+    from audiocopy.training.sources import calibration_holdout, with_their_groups
     from bench.split import encoder_excluded_ids, read_split
 
     if not splits:
-        if keep_calibration:
-            return set()
-        held = calibration_holdout(sorted(corpus_ids))
-        groups = {track_group(i) for i in held}
-        return {i for i in corpus_ids if i in held or track_group(i) in groups}
+        return set() if keep_calibration else with_their_groups(calibration_holdout(sorted(corpus_ids)), corpus_ids)
     out: set[str] = set()
     for path in splits:
         split = read_split(path)

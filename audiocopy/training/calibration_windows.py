@@ -39,7 +39,7 @@ from ..engines import catalog
 from ..engines.fingerprint import db as fpdb
 from ..errors import AudiocopyError, DatasetError, ModelError
 from ..signal.audio import load_audio
-from .sources import HOLDOUT_RULES, holdout_tracks, stable_seed
+from .sources import HOLDOUT_RULES, holdout_tracks, list_audio, stable_seed
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,6 @@ def make_calibration_windows(negatives_dir: Path, *, audio: AudioParams, feature
 
     from ..signal.features import band_db, power_spectrogram
     from .augment import random_distortion
-    from .sources import list_audio
 
     files = calibration_tracks(list_audio(negatives_dir), params, holdout)
     length = audio.window_samples
@@ -154,8 +153,6 @@ CALIBRATION_WINDOWS_RULE = 2
 def negatives_signature(negatives_dir: Path, params: CalibrationParams, holdout: str = "group") -> str:
     """Identity of a negatives folder and the calibration settings (names, sizes, times, hold-out rule)."""
     from dataclasses import asdict
-
-    from .sources import list_audio
 
     h = hashlib.sha1(json.dumps(asdict(params), sort_keys=True).encode())
     h.update(f"rule {CALIBRATION_WINDOWS_RULE}\n".encode())  # rule 1 hashed nothing here: its windows differ

@@ -91,6 +91,16 @@ def calibration_holdout(track_ids: list[str], share: float = CALIBRATION_SHARE) 
     return frozenset(held)
 
 
+def with_their_groups(held: frozenset[str] | set[str], track_ids) -> set[str]:
+    """The ids of ``track_ids`` that are in ``held`` or share a group (``track_group``) with one that is.
+
+    What a model must not train on for its calibration hold-out to be
+    unheard: the held-out tracks and their siblings, which sound alike.
+    """
+    groups = {track_group(i) for i in held}
+    return {i for i in track_ids if i in held or track_group(i) in groups}
+
+
 #: How a model was trained without the calibration negatives: "group" (``calibration_holdout``) or
 #: "track" (``is_calibration_track`` alone, the rule of encoders trained before groups were held out).
 HOLDOUT_RULES = ("group", "track")

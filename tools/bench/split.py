@@ -165,7 +165,7 @@ def encoder_excluded_ids(split: dict) -> set[str]:
     score lower against a catalogue than music from a package it never met,
     so a threshold set on them lets more unseen music through.
     """
-    from audiocopy.training.sources import calibration_holdout, track_group
+    from audiocopy.training.sources import calibration_holdout, with_their_groups
 
     measured = set(split["catalog"]) | set(split["unseen"]) | set(split.get("reserved", []))
     package_of = split.get("track_packages", {})
@@ -173,9 +173,7 @@ def encoder_excluded_ids(split: dict) -> set[str]:
         packages = set(split["packages"]["catalog"]) | set(split["packages"]["unseen"])
         measured |= {i for i, p in package_of.items() if p in packages}
     others = (set(package_of) or set(split.get("wrong", [])) | set(split.get("spare", []))) - measured
-    held = calibration_holdout(sorted(split.get("wrong", [])))
-    held_groups = {track_group(i) for i in held}
-    return measured | {i for i in others if i in held or track_group(i) in held_groups}
+    return measured | with_their_groups(calibration_holdout(sorted(split.get("wrong", []))), others)
 
 
 def write_split(path: Path, split: dict) -> None:
