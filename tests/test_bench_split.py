@@ -128,3 +128,30 @@ def test_train_encoder_leaves_out_what_the_split_measures(tmp_path):
     assert trained == {t.id for t in tracks()} - encoder_excluded_ids(s)
     assert summary["trained_track_ids"] == sorted(trained)
     assert not trained & (set(s["catalog"]) | set(s["unseen"]))
+
+
+def test_generated_share_sets_the_draws_of_generated_music():
+    """84 real and 300 generated tracks at share 0.5: each side makes half the draws, a real track keeps weight 1."""
+    import train_encoder
+
+    real, gen = [f"r{i}" for i in range(84)], [f"g{i}" for i in range(300)]
+    weights = train_encoder.generated_weights(real, gen, 0.5)
+    assert weights["r0"] == 1.0
+    assert sum(weights[t] for t in gen) == pytest.approx(sum(weights[t] for t in real))
+    quarter = train_encoder.generated_weights(real, gen, 0.25)
+    assert sum(quarter[t] for t in gen) / sum(quarter.values()) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0, -0.1, 1.5])
+def test_generated_share_outside_0_1_is_refused(share):
+    import train_encoder
+
+    with pytest.raises(BenchError, match="strictly between 0 and 1"):
+        train_encoder.generated_weights(["r"], ["g"], share)
+
+
+def test_generated_share_needs_generated_music(tmp_path, capsys):
+    import train_encoder
+
+    assert train_encoder.main(["--corpus", str(tmp_path), "--generated-share", "0.5", "-q"]) == 1
+    assert "--generated-share needs --generated" in capsys.readouterr().err

@@ -18,7 +18,8 @@ calibration hold-out of its wrong tracks, whole packages at a time
 them, so the false-positive rate is measured on packages the encoder has
 not heard either, as the unseen ones). Without ``--split`` only the
 calibration hold-out of the corpus is excluded. ``--generated DIR`` adds generated music (``tools/generate_music.py``,
-with its ``manifest.json``).
+with its ``manifest.json``); ``--generated-share F`` makes it that share of the training draws (each track is
+otherwise drawn equally often, so 300 generated tracks beside 84 real ones would make 78 % of every batch).
 
 Provenance. The encoder's record (field ``training``) lists
 ``trained_track_ids``: every corpus track id it was given (training and
@@ -71,6 +72,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="split.json of tools/evaluate.py: the tracks it measures are not trained on (repeatable)")
     p.add_argument("--generated", type=Path, default=None,
                    help="folder of generated music with manifest.json (tools/generate_music.py) to train on too")
+    p.add_argument("--generated-share", type=float, default=None, metavar="F",
+                   help="with --generated: the share of training draws taken from generated music, 0 < F < 1 "
+                        "(default: every track drawn equally often, so the share is the generated tracks' share)")
     p.add_argument("--keep-calibration", action="store_true",
                    help="without --split: also train on the tracks enrolment holds out for calibration")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this much wall time (resumable)")
@@ -174,6 +178,22 @@ def generated_tracks(folder: Path, corpus_ids: set[str]) -> tuple[list[Path], di
                    "manifest_track_ids_sha256": manifest.get("track_ids_sha256")}
 
 
+def generated_weights(real_ids: list[str], generated_ids: list[str], share: float) -> dict[str, float]:
+    """Sampling weight per track id so that generated music makes ``share`` of the draws.
+
+    Each real track keeps weight 1; each generated track gets the weight that
+    makes the generated tracks together ``share`` of the total, so a few dozen
+    real tracks are not drowned among hundreds of generated ones. Raises
+    BenchError for a share outside (0, 1) or an empty side.
+    """
+    if not 0.0 < share < 1.0:
+        raise BenchError(f"--generated-share must lie strictly between 0 and 1, got {share}")
+    if not real_ids or not generated_ids:
+        raise BenchError("--generated-share needs both corpus tracks and generated tracks to train on")
+    each = share / (1.0 - share) * len(real_ids) / len(generated_ids)
+    return {**{t: 1.0 for t in real_ids}, **{t: each for t in generated_ids}}
+
+
 def main(argv=None) -> int:
     """Select the tracks, train (or resume) and export; 0 on success, 1 with one ``error:`` line."""
     args = parse_args(argv)
@@ -191,13 +211,19 @@ def main(argv=None) -> int:
 
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
+    weights = None
     try:
+        if args.generated_share is not None and not args.generated:
+            raise BenchError("--generated-share needs --generated")
         tracks, summary = select_tracks(args.corpus, args.split, args.keep_calibration)
         if args.generated:
             from audiocopy.training.sources import list_audio
 
             corpus_ids = {p.stem for p in list_audio(args.corpus)}
             extra, summary["generated"] = generated_tracks(args.generated, corpus_ids)
+            if args.generated_share is not None:
+                weights = generated_weights([p.stem for p in tracks], [p.stem for p in extra], args.generated_share)
+                summary["generated_share"] = args.generated_share
             tracks = tracks + extra
         log.info("tracks: %s", {k: v for k, v in summary.items() if k not in ("trained_track_ids", "generated")})
         train = replace(EncoderTrainParams(), epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
@@ -211,6 +237,7 @@ def main(argv=None) -> int:
         provenance = {"command": command, "corpus": "CORPUS_DIR", **summary, "calibration_holdout": holdout,
                       "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}"}
         state = train_encoder(tracks, args.work, args.out, aug=augment_params(args.augment), train=train,
+                              track_weights=weights,
                               max_minutes=args.max_minutes, provenance=provenance, progress=not args.quiet)
     except (AudiocopyError, BenchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
