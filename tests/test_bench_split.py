@@ -155,3 +155,15 @@ def test_generated_share_needs_generated_music(tmp_path, capsys):
 
     assert train_encoder.main(["--corpus", str(tmp_path), "--generated-share", "0.5", "-q"]) == 1
     assert "--generated-share needs --generated" in capsys.readouterr().err
+
+
+def test_the_encoder_record_names_no_folder_of_this_machine():
+    """Every path option of the training command is recorded as a placeholder, in both spellings; other values stay."""
+    import train_encoder
+
+    command = train_encoder.recorded_command(
+        ["--corpus", "/data/corpus", "--split", "/w/a/split.json", "--split=/w/b/split.json", "--generated", "/w/gen",
+         "--work", "/w/enc", "--out=/w/enc/e.json", "--augment", "p_chain=0", "--epochs", "100"])
+    assert "/w" not in command and "/data" not in command
+    assert ("--corpus CORPUS_DIR --split WORK/split.json --split=WORK/split.json --generated GEN_DIR "
+            "--work ENC_WORK --out=ENCODER_JSON --augment p_chain=0 --epochs 100") in command

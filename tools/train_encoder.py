@@ -52,7 +52,7 @@ for _p in (REPO, REPO / "tools"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from bench.common import BenchError, generic_corpus, ids_sha256, read_json  # noqa: E402
+from bench.common import BenchError, generic_paths, ids_sha256, read_json  # noqa: E402
 
 log = logging.getLogger("train_encoder")
 
@@ -194,6 +194,17 @@ def generated_weights(real_ids: list[str], generated_ids: list[str], share: floa
     return {**{t: 1.0 for t in real_ids}, **{t: each for t in generated_ids}}
 
 
+#: The shipped weights' record must not name this machine's folders: every path option reads as a placeholder.
+PATH_PLACEHOLDERS = {"--corpus": "CORPUS_DIR", "--split": "WORK/split.json", "--generated": "GEN_DIR",
+                     "--work": "ENC_WORK", "--out": "ENCODER_JSON"}
+
+
+def recorded_command(argv: list[str]) -> str:
+    """The command line the encoder's record keeps, its folders replaced by ``PATH_PLACEHOLDERS``."""
+    return shlex.join(["PYTHONPATH=.", ".venv/bin/python", "tools/train_encoder.py",
+                       *generic_paths(argv, PATH_PLACEHOLDERS)])
+
+
 def main(argv=None) -> int:
     """Select the tracks, train (or resume) and export; 0 on success, 1 with one ``error:`` line."""
     args = parse_args(argv)
@@ -229,9 +240,7 @@ def main(argv=None) -> int:
         train = replace(EncoderTrainParams(), epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                         batch_pairs=args.batch_pairs, views_per_track=args.views_per_track,
                         val_tracks=args.val_tracks)
-        # The shipped weights' record must not name this machine's folders.
-        command = shlex.join(["PYTHONPATH=.", ".venv/bin/python", "tools/train_encoder.py",
-                              *generic_corpus(sys.argv[1:] if argv is None else argv)])
+        command = recorded_command(sys.argv[1:] if argv is None else argv)
         # Enrolment calibrates on the hold-out this encoder never heard (``enroll_fingerprint.holdout_rule``).
         holdout = "none" if args.keep_calibration else "group"
         provenance = {"command": command, "corpus": "CORPUS_DIR", **summary, "calibration_holdout": holdout,

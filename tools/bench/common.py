@@ -78,15 +78,22 @@ def fmt(value, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
 
-def generic_corpus(argv: list[str]) -> list[str]:
-    """A command line as a report shows it: the corpus folder is this machine's, so it reads CORPUS_DIR."""
+def generic_paths(argv: list[str], placeholders: dict[str, str]) -> list[str]:
+    """A command line with the values of the options in ``placeholders`` (e.g. ``{"--corpus": "CORPUS_DIR"}``)
+    replaced by those names, in both ``--opt VALUE`` and ``--opt=VALUE`` forms, every time the option occurs."""
     out = list(argv)
     for i, arg in enumerate(out):
-        if arg == "--corpus" and i + 1 < len(out):
-            out[i + 1] = "CORPUS_DIR"
-        elif arg.startswith("--corpus="):
-            out[i] = "--corpus=CORPUS_DIR"
+        option, sep, _ = arg.partition("=")
+        if sep and option in placeholders:
+            out[i] = f"{option}={placeholders[option]}"
+        elif arg in placeholders and i + 1 < len(out):
+            out[i + 1] = placeholders[arg]
     return out
+
+
+def generic_corpus(argv: list[str]) -> list[str]:
+    """A command line as a report shows it: the corpus folder is this machine's, so it reads CORPUS_DIR."""
+    return generic_paths(argv, {"--corpus": "CORPUS_DIR"})
 
 
 def check_work_config(work: Path, cfg: dict) -> None:
