@@ -71,3 +71,14 @@ def test_before_after_table(acc):
     lines = before_after({"accuracy": acc, "before": before})
     clean = next(x for x in lines if x.startswith("| clean"))
     assert clean.split("|")[1:4] == [" clean ", " 50.0 ", " – "]
+
+
+def test_the_report_says_which_hold_out_set_the_threshold():
+    """A group hold-out is named by its packages and window count, never as "the held-out fifth"."""
+    from bench.common import calibration_source
+
+    split = {"calibration": ["pkg-a__one", "pkg-a__two", "pkg-b__three"],
+             "track_packages": {"pkg-a__one": "pkg-a", "pkg-a__two": "pkg-a", "pkg-b__three": "pkg-b"}}
+    text = calibration_source(split, {"calibration_windows": 4505})
+    assert text == "4505 windows of the 3 wrong tracks of 2 package(s) its encoder never trained on (pkg-a, pkg-b)"
+    assert calibration_source({}, {}) == "the hold-out of the wrong tracks its encoder never trained on"

@@ -593,6 +593,49 @@ def test_stream_path_on_the_gpu_code_path_matches_numpy(db, corpus):
     np.testing.assert_allclose(gpu.margins, cpu.margins, atol=1e-4)
 
 
+def test_calibration_windows_follow_each_negatives_length():
+    """By default a negative gives a window per 0.5 s of its usable audio, within the per-track bounds."""
+    from audiocopy.training.calibration_windows import windows_for_track
+
+    params = CalibrationParams()
+    assert windows_for_track(60.0, params) == 120  # the stream's grid: a window every 0.5 s
+    assert windows_for_track(150.0, params) == 300
+    assert windows_for_track(2.0, params) == params.min_windows_per_track  # a jingle still counts ...
+    assert windows_for_track(0.0, params) == params.min_windows_per_track
+    assert windows_for_track(3600.0, params) == params.max_windows_per_track  # ... an hour-long mix is capped
+    assert windows_for_track(3600.0, CalibrationParams(windows_per_track=12)) == 12  # a fixed count wins
+
+
+@pytest.mark.parametrize("kwargs", [dict(windows_per_track=-1), dict(windows_per_minute=0.0),
+                                    dict(min_windows_per_track=0), dict(min_windows_per_track=50,
+                                                                        max_windows_per_track=40),
+                                    dict(distorted_fraction=1.5)])
+def test_calibration_params_refuse_impossible_counts(kwargs):
+    with pytest.raises(ConfigError):
+        CalibrationParams(**kwargs)
+
+
+def test_a_longer_negative_gives_proportionally_more_calibration_windows(tmp_path):
+    """Twice the audio, about twice the windows: the threshold weighs each negative by the minutes it lasts."""
+    from audiocopy.training.calibration_windows import make_calibration_windows
+
+    for i, seconds in enumerate((3, 20, 38)):  # 3 s: shorter than one excerpt plus edges
+        sf.write(tmp_path / f"music{i}.wav", melody(400 + i, seconds, RATE), RATE)
+    params = CalibrationParams(windows_per_minute=60.0, min_windows_per_track=2, max_windows_per_track=100)
+    counts = {}
+    for i in range(3):
+        folder = tmp_path / f"only{i}"
+        folder.mkdir()
+        shutil.copy(tmp_path / f"music{i}.wav", folder / f"music{i}.wav")
+        counts[i] = len(make_calibration_windows(folder, audio=AUDIO, features=FEATURES, params=params,
+                                                 progress=False))
+    assert counts[0] == 2  # the floor
+    assert 14 <= counts[1] <= 16  # 20 s less 2 s of edges and one 3.25 s excerpt: 14.75 s at one a second
+    assert 32 <= counts[2] <= 34
+    both = make_calibration_windows(tmp_path, audio=AUDIO, features=FEATURES, params=params, progress=False)
+    assert len(both) == sum(counts.values())
+
+
 def test_calibration_leaves_out_silent_windows_so_shared_silence_cannot_block_every_match(corpus, tmp_path):
     """Digital silence inside a negative matches digital silence inside a catalogue track perfectly.
 

@@ -5,7 +5,8 @@ What it measures, each step cached (delete a file to redo it):
 
 1. **Accuracy** on the queries ``tools/evaluate.py`` made (``--bench-work``,
    default ``data/bench``): its catalogue enrolled with the fingerprint
-   engine, calibrated on its wrong tracks' held-out fifth, every query
+   engine, calibrated on the hold-out of its wrong tracks that its encoder
+   never trained on, every query
    answered as ``identify`` answers it and scored at both operating points,
    all by the same code as ``tools/evaluate.py --engine fingerprint``
    (``tools/bench``; the database and answers are shared with it, so the two

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class AugmentParams:
@@ -108,16 +110,41 @@ class DatasetParams:
 class CalibrationParams:
     """Negative windows for the threshold.
 
-    windows_per_track: windows cut from each calibration negative.
+    windows_per_minute: windows cut from each calibration negative per
+        minute of its usable audio. 120 is the stream's own grid (a window
+        every 0.5 s), so the threshold is set on about as many windows as a
+        stream of those tracks would cut, and a long negative weighs as
+        much as the minutes it lasts. Fewer windows cost margin: the
+        Clopper-Pearson bound (``decision.calibration.bounded_threshold``)
+        lets 2 of 1,216 windows through for a 0.5 % target, 17 of 4,505
+        (measured in ``docs/benchmarks.md``).
+    min_windows_per_track, max_windows_per_track: bounds on that count
+        (a 40 s jingle still counts; a one-hour mix does not drown the rest).
+    windows_per_track: a fixed count per negative instead (0: by length);
+        the tests use it to keep their catalogues small.
     distorted_fraction: share passed through ``augment.random_distortion``.
     min_tracks: below this many calibration-split negatives, all negatives
-        are used (a tiny folder may have none in the held-out fifth).
+        are used (a tiny folder may hold out none).
     """
 
-    windows_per_track: int = 64
+    windows_per_minute: float = 120.0
+    min_windows_per_track: int = 16
+    max_windows_per_track: int = 1200
+    windows_per_track: int = 0
     distorted_fraction: float = 0.5
     min_tracks: int = 3
     seed: int = 0
+
+    def __post_init__(self):
+        if self.windows_per_track < 0:
+            raise ConfigError(f"windows_per_track must be >= 0 (0: by length), got {self.windows_per_track!r}")
+        if self.windows_per_track == 0 and not self.windows_per_minute > 0:
+            raise ConfigError(f"windows_per_minute must be > 0, got {self.windows_per_minute!r}")
+        if not 1 <= self.min_windows_per_track <= self.max_windows_per_track:
+            raise ConfigError("calibration windows per track need 1 <= min <= max, got "
+                              f"{self.min_windows_per_track!r} and {self.max_windows_per_track!r}")
+        if not 0.0 <= self.distorted_fraction <= 1.0:
+            raise ConfigError(f"distorted_fraction must be in [0, 1], got {self.distorted_fraction!r}")
 
 
 #: The encoder's training distortions: the same kinds as the dataset's, drawn

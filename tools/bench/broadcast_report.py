@@ -8,7 +8,7 @@ not measured is printed as "not measured", never guessed.
 from __future__ import annotations
 
 from . import broadcast_score as rules
-from .common import fmt
+from .common import calibration_source, fmt
 from .report import machine_lines, split_lines
 
 SECTION = "broadcast"
@@ -257,8 +257,9 @@ def setup_lines(res: dict) -> list[str]:
         f"- **Tools:** {'; '.join(res['tool_versions'].values())}.",
         *split_lines(res),
         (f"- **Database:** the {db['tracks']} catalogue tracks enrolled with `audiocopy enroll --negatives WRONG` "
-         f"(fingerprint engine; window threshold {fmt(cal.get('threshold'), 4)}, set on the wrong tracks' "
-         f"held-out fifth; play threshold {fmt(cal.get('play_threshold'), 3)}, set for "
+         f"(fingerprint engine; window threshold {fmt(cal.get('threshold'), 4)}, set on "
+         f"{calibration_source(res.get('split') or {}, cal)}; play threshold "
+         f"{fmt(cal.get('play_threshold'), 3)}, set for "
          f"{fmt(cal.get('play_rate_per_hour'), 1)} false plays per hour on "
          f"{fmt(cal.get('play_calibration_hours'), 1)} h of wrong tracks streamed as they are and through a "
          f"room); {db['note']}."),

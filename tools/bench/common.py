@@ -78,6 +78,23 @@ def fmt(value, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
 
+def calibration_source(split: dict, calibration: dict) -> str:
+    """Where a database's window threshold was set, in words: how many windows of which held-out negatives.
+
+    split: the work folder's ``split.json`` (its ``calibration`` ids are the
+    wrong tracks whose packages the encoder never trained on); calibration:
+    the database's calibration record (``calibration_windows``).
+    """
+    ids = split.get("calibration") or []
+    windows = calibration.get("calibration_windows")
+    counted = f"{windows} windows of " if windows else ""
+    if not ids:
+        return f"{counted}the hold-out of the wrong tracks its encoder never trained on"
+    packages = sorted({split.get("track_packages", {}).get(t, t.split("__")[0]) for t in ids})
+    return (f"{counted}the {len(ids)} wrong tracks of {len(packages)} package(s) its encoder never trained on "
+            f"({', '.join(packages)})")
+
+
 def generic_paths(argv: list[str], placeholders: dict[str, str]) -> list[str]:
     """A command line with the values of the options in ``placeholders`` (e.g. ``{"--corpus": "CORPUS_DIR"}``)
     replaced by those names, in both ``--opt VALUE`` and ``--opt=VALUE`` forms, every time the option occurs."""

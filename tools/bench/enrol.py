@@ -1,7 +1,7 @@
 """Enrolling the benchmark's catalogue with either engine, measured; what the database holds.
 
 Place in ``tools/bench``: between the queries and ``scoring``. Both engines
-enrol ``WORK/catalog`` and calibrate on a held-out fifth of ``WORK/wrong``,
+enrol ``WORK/catalog`` and calibrate on a hold-out of ``WORK/wrong``,
 as ``audiocopy enroll --negatives`` does: the fingerprint on the hold-out
 its encoder was trained without (``enroll_fingerprint.holdout_rule``: per
 track for an encoder whose record predates the rule, whole packages for

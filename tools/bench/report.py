@@ -11,15 +11,14 @@ gets the before/after table of the restructure.
 """
 from __future__ import annotations
 
-from .common import fmt
+from .common import calibration_source, fmt
 from .conditions import label_of
 from .scoring import table_rows
 
 ENGINE_TEXT = {
     "fingerprint": "the **fingerprint** engine (the default): the catalogue enrolled with `enroll_fingerprint` "
                    "(shared encoder, vector index, offset vote) and calibrated on `WORK/wrong` as "
-                   "`audiocopy enroll --negatives` does (window threshold on the held-out fifth, then the play "
-                   "threshold)",
+                   "`audiocopy enroll --negatives` does (window threshold on {source}, then the play threshold)",
     "cnnbin-embedding": "**cnnbin** with embedding heads (`--model embedding`): per track, a CNN head over the "
                         "encoder's sub-window embeddings, trained against the wrong tracks, calibrated on a "
                         "hold-out of whole packages of them (`training.sources.calibration_holdout`)",
@@ -68,6 +67,12 @@ def machine_lines(res: dict) -> list[str]:
             f"Python {m['python']}. Shared machine: load average {avg[0]} / {avg[1]} / {avg[2]} and "
             f"{fmt(load.get('busy_cores'), 2)} cores busy with other work when identification started; "
             "compare figures within this run only."]
+
+
+def engine_text(res: dict) -> str:
+    """The Engine line: what was enrolled and how, with where the fingerprint threshold was set."""
+    text = ENGINE_TEXT.get(res["engine_label"], res["engine_label"])
+    return text.format(source=calibration_source(res.get("split") or {}, res.get("calibration") or {}))
 
 
 def split_lines(res: dict) -> list[str]:
@@ -127,7 +132,7 @@ def render_accuracy(res: dict) -> str:
              f"Measured on {res['date']} with `tools/evaluate.py`; to reproduce, from the repository root:", "",
              f"    {res['command']}", "", *machine_lines(res),
              f"- **Tools:** {'; '.join(res['tool_versions'].values())}.", *split_lines(res),
-             f"- **Engine:** {ENGINE_TEXT.get(res['engine_label'], res['engine_label'])}.",
+             f"- **Engine:** {engine_text(res)}.",
              f"- **Encoder:** `{res['encoder']['path']}` (weights sha256 {res['encoder']['sha256'][:12]}…). "
              f"{res['provenance']['sentence']} {res['provenance'].get('generated_text', '')}".rstrip(),
              *query_lines(res)]

@@ -26,9 +26,10 @@ def accuracy_lines(acc: dict) -> list[str]:
     cnn_rows = {r["label"]: r for r in table_rows(cnn)} if cnn else {}
     lines = ["### Accuracy beside cnnbin (same queries)", "",
              f"The {acc['queries']} queries of `tools/evaluate.py` in `{acc['bench_work']}` ({acc['split']}), its "
-             f"catalogue enrolled with the fingerprint engine and calibrated on its wrong tracks' held-out fifth, "
-             "answered and scored by the same code (`tools/bench`): the shipped decision (what `identify` answers; "
-             "the targets apply to it) and the hit % at FP ≤ 1 % on the pooled unseen negatives "
+             "catalogue enrolled with the fingerprint engine and calibrated on the hold-out of its wrong tracks "
+             "that its encoder never trained on, answered and scored by the same code (`tools/bench`): the "
+             "shipped decision (what `identify` answers; the targets apply to it) and the hit % at FP ≤ 1 % on "
+             "the pooled unseen negatives "
              f"({a['pooled_negatives']} queries). {acc['provenance']}", "",
              "| condition | shipped hit / wrong / FP % | fingerprint hit % at FP ≤ 1 % | "
              f"cnnbin (`{acc.get('cnnbin_label') or 'not run'}`) hit % at FP ≤ 1 % | target (shipped hit %) |",
