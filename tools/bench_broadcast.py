@@ -107,18 +107,21 @@ def prepare_split(args, tools) -> tuple[dict, list, dict]:
 
 
 def decision_key() -> str:
-    """What the play threshold depends on besides the data: the decision's parameters and code.
+    """What the two thresholds depend on besides the data: the decision's and calibration's parameters and code.
 
-    A hash of ``DecisionParams()`` and of the modules that turn windows into
-    plays and calibrate their threshold; when it changes, a reused database's
-    play threshold is stale and is recalibrated.
+    A hash of ``DecisionParams()``, ``CalibrationParams()`` and of the
+    modules that turn windows into plays and calibrate both thresholds; when
+    it changes, a reused database's thresholds are stale and are
+    recalibrated.
     """
     import hashlib
 
-    from audiocopy.config import DecisionParams, as_dict
+    from audiocopy.config import CalibrationParams, DecisionParams, as_dict
 
     h = hashlib.sha256(json.dumps(as_dict(DecisionParams()), sort_keys=True).encode())
-    for rel in ("decision/stream.py", "decision/calibration.py", "decision/files.py", "training/play_calibration.py"):
+    h.update(json.dumps(as_dict(CalibrationParams()), sort_keys=True).encode())
+    for rel in ("decision/stream.py", "decision/calibration.py", "decision/files.py", "training/play_calibration.py",
+                "training/calibration_windows.py"):
         h.update((REPO / "audiocopy" / rel).read_bytes())
     return h.hexdigest()[:16]
 
