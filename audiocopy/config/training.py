@@ -116,7 +116,7 @@ class CalibrationParams:
         stream of those tracks would cut, and a long negative weighs as
         much as the minutes it lasts. Fewer windows cost margin: the
         Clopper-Pearson bound (``decision.calibration.bounded_threshold``)
-        lets 2 of 1,216 windows through for a 0.5 % target, 17 of 4,505
+        lets 2 of 1,216 windows through for a 0.5 % target, 16 of 4,505
         (measured in ``docs/benchmarks.md``).
     min_windows_per_track, max_windows_per_track: bounds on that count
         (a 40 s jingle still counts; a one-hour mix does not drown the rest).

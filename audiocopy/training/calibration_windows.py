@@ -23,7 +23,7 @@ what a threshold is set on reads in one place:
   (``make_calibration_windows``). The bound that turns them into a
   threshold pays for every window it lacks: on 19 held-out tracks, 64
   per track let 2 of 1,216 through for a 0.5 % target and set the
-  threshold 0.017 higher than the stream's grid does, 17 of 4,505
+  threshold 0.017 higher than the stream's grid does, 16 of 4,505
   (``docs/benchmarks.md``).
 * **When to remake them.** ``negatives_signature`` names the folder's
   content, the settings and the rules; stored windows with another
