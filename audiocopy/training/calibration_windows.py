@@ -45,6 +45,7 @@ from ..engines import catalog
 from ..engines.fingerprint import db as fpdb
 from ..errors import AudiocopyError, DatasetError, ModelError
 from ..signal.audio import load_audio
+from .dataset import EXCERPT_FACTOR
 from .sources import HOLDOUT_RULES, holdout_tracks, list_audio, stable_seed
 
 log = logging.getLogger(__name__)
@@ -108,11 +109,6 @@ def windows_for_track(usable_seconds: float, params: CalibrationParams) -> int:
         return params.windows_per_track
     by_length = int(round(params.windows_per_minute * max(0.0, usable_seconds) / 60.0))
     return int(min(max(by_length, params.min_windows_per_track), params.max_windows_per_track))
-
-
-#: Audio cut for each window before distortion: a speed-up or a stretch
-#: consumes more than a window's length of music to fill one.
-EXCERPT_FACTOR = 1.3
 
 
 def draw_windows(signal: np.ndarray, rng: np.random.Generator, count: int, *, span: tuple[int, int], length: int,

@@ -85,12 +85,14 @@ def calibration_source(split: dict, calibration: dict) -> str:
     wrong tracks whose packages the encoder never trained on); calibration:
     the database's calibration record (``calibration_windows``).
     """
+    from audiocopy.training.sources import track_group
+
     ids = split.get("calibration") or []
     windows = calibration.get("calibration_windows")
     counted = f"{windows} windows of " if windows else ""
     if not ids:
         return f"{counted}the hold-out of the wrong tracks its encoder never trained on"
-    packages = sorted({split.get("track_packages", {}).get(t, t.split("__")[0]) for t in ids})
+    packages = sorted({split.get("track_packages", {}).get(t, track_group(t)) for t in ids})
     return (f"{counted}the {len(ids)} wrong tracks of {len(packages)} package(s) its encoder never trained on "
             f"({', '.join(packages)})")
 
