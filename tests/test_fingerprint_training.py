@@ -168,15 +168,21 @@ def test_time_budget_stops_before_the_first_epoch(tracks, tmp_path):
     assert state.epoch == 0 and (tmp_path / "w" / "cache" / "cache.json").is_file()
 
 
-def test_train_encoder_tool_leaves_out_benchmark_and_calibration_tracks(tmp_path):
+@pytest.fixture(scope="module")
+def tool():
+    """``tools/train_encoder.py`` as a module (the tools folder is not a package)."""
     import importlib.util
-
-    from audiocopy.training.sources import is_calibration_track
 
     spec = importlib.util.spec_from_file_location("train_encoder", Path(__file__).parents[1] / "tools" /
                                                   "train_encoder.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_encoder_tool_leaves_out_benchmark_and_calibration_tracks(tool, tmp_path):
+    from audiocopy.training.sources import is_calibration_track
+
     names = [f"track{i:02d}" for i in range(30)]
     for name in names:
         (tmp_path / f"{name}.wav").write_bytes(b"RIFF")  # only names matter here
@@ -204,15 +210,7 @@ def test_sampling_weights_set_how_often_each_track_is_drawn(tracks, tmp_path):
         PairSampler(cache, augmenter=aug, train=TRAIN, floor_db=80.0, frames=30, weights={heavy: 0.0})
 
 
-def test_train_encoder_tool_overrides_the_augmentation_and_refuses_bad_values():
-    import importlib.util
-
-    from audiocopy.config import ENCODER_AUGMENT
-
-    spec = importlib.util.spec_from_file_location("train_encoder", Path(__file__).parents[1] / "tools" /
-                                                  "train_encoder.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+def test_train_encoder_tool_overrides_the_augmentation_and_refuses_bad_values(tool):
     aug = tool.augment_params(["p_chain=0", "speed_range=0.9,1.1"])
     assert aug.p_chain == 0.0 and aug.speed_range == (0.9, 1.1) and aug.p_pitch == ENCODER_AUGMENT.p_pitch
     assert tool.augment_params([]) == ENCODER_AUGMENT
@@ -221,3 +219,16 @@ def test_train_encoder_tool_overrides_the_augmentation_and_refuses_bad_values():
                      ("p_chain=0.2,0.3", "takes one number"), ("p_chain=1.5", "must lie in")]:
         with pytest.raises(tool.BenchError, match=why):
             tool.augment_params([bad])
+
+
+def test_train_encoder_tool_takes_a_seed_and_several_positives_and_refuses_bad_ones(tool, capsys):
+    base = ["--corpus", "c"]
+    args = tool.parse_args(base + ["--seed", "3", "--positives-per-anchor", "2"])
+    assert (args.seed, args.positives_per_anchor) == (3, 2)
+    defaults = tool.parse_args(base)
+    assert (defaults.seed, defaults.positives_per_anchor) == (EncoderTrainParams().seed, 1)
+    for bad, why in [(["--seed", "-1"], "--seed must be >= 0"),
+                     (["--positives-per-anchor", "0"], "--positives-per-anchor must be at least 1")]:
+        with pytest.raises(SystemExit):
+            tool.parse_args(base + bad)
+        assert why in capsys.readouterr().err

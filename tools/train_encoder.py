@@ -83,12 +83,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-pairs", type=int, default=d.batch_pairs)
     p.add_argument("--views-per-track", type=int, default=d.views_per_track)
     p.add_argument("--val-tracks", type=int, default=d.val_tracks)
+    p.add_argument("--positives-per-anchor", type=int, default=d.positives_per_anchor, metavar="N",
+                   help="distorted views of each anchor's moment per batch, every one a positive of the others "
+                        f"(default {d.positives_per_anchor})")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help=f"seed of the views, batches, validation set and initial weights (default {d.seed}); "
+                        "a second seed of one recipe measures how much of a difference is chance")
     p.add_argument("--augment", action="append", default=[], metavar="FIELD=VALUE",
                    help="override one field of the training augmentation (config.ENCODER_AUGMENT), e.g. p_chain=0; "
                         "repeatable; the encoder's record keeps the settings used")
     p.add_argument("--threads", type=int, default=None, help="TensorFlow intra-op threads (default: all cores)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
+    if args.positives_per_anchor < 1:
+        p.error(f"--positives-per-anchor must be at least 1, got {args.positives_per_anchor}")
+    if args.seed < 0:
+        p.error(f"--seed must be >= 0, got {args.seed}")
     if args.split and args.keep_calibration:
         p.error("--keep-calibration would train on the split's calibration hold-out; drop one of them")
     return args
@@ -239,7 +249,8 @@ def main(argv=None) -> int:
         log.info("tracks: %s", {k: v for k, v in summary.items() if k not in ("trained_track_ids", "generated")})
         train = replace(EncoderTrainParams(), epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                         batch_pairs=args.batch_pairs, views_per_track=args.views_per_track,
-                        val_tracks=args.val_tracks)
+                        val_tracks=args.val_tracks, positives_per_anchor=args.positives_per_anchor,
+                        seed=args.seed)
         command = recorded_command(sys.argv[1:] if argv is None else argv)
         # Enrolment calibrates on the hold-out this encoder never heard (``enroll_fingerprint.holdout_rule``).
         holdout = "none" if args.keep_calibration else "group"
