@@ -7,6 +7,7 @@ quality of the shipped weights, which tools/train_encoder.py records.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ from audiocopy.signal.features import track_band_db
 from audiocopy.training.encoder import loop as fe
 from audiocopy.training.encoder.feature_views import FeatureAugmenter, shift_bands
 from audiocopy.training.encoder.loss import nt_xent
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 TINY = EncoderParams(widths=(4, 8), hidden_dim=16, embedding_dim=8)
 TRAIN = EncoderTrainParams(batch_pairs=8, steps_per_epoch=2, epochs=1, views_per_track=2, view_seconds=3.0,
@@ -170,14 +173,10 @@ def test_time_budget_stops_before_the_first_epoch(tracks, tmp_path):
 
 @pytest.fixture(scope="module")
 def tool():
-    """``tools/train_encoder.py`` as a module (the tools folder is not a package)."""
-    import importlib.util
+    """``tools/train_encoder.py``, imported from the tools folder as the benchmark tests import their tools."""
+    import train_encoder
 
-    spec = importlib.util.spec_from_file_location("train_encoder", Path(__file__).parents[1] / "tools" /
-                                                  "train_encoder.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return train_encoder
 
 
 def test_train_encoder_tool_leaves_out_benchmark_and_calibration_tracks(tool, tmp_path):
