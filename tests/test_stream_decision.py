@@ -242,6 +242,31 @@ def test_one_weak_window_alone_is_never_a_play_and_evidence_must_reach_the_thres
     assert opened == [] and closed == []
 
 
+@pytest.mark.parametrize("offset", [None, 42.0], ids=["no offsets (cnnbin)", "offsets (fingerprint)"])
+def test_one_confident_window_is_not_a_play_a_second_one_that_agrees_makes_it_one(offset):
+    # A song cutting to digital silence half-way through a window: that window alone scored a
+    # wrong track far above the play threshold (seen with a small catalogue's cnnbin heads),
+    # and the silence after it supports nothing.
+    music_then_silence = [det(0.0, [("wrong", 0.85, offset)])] + [det(i * HOP, silent=True) for i in range(1, 12)]
+    d = decision(threshold=0.5)
+    opened, closed, _ = run(d, music_then_silence)
+    assert opened == [] and closed == []
+    # Its evidence is no peak for the calibration either: it could never have opened a play.
+    assert d.evidence_peaks() == [0.0]
+    # A second window that agrees (same track; on the line where there are offsets) makes it a play.
+    agreeing = det(HOP, [("wrong", 0.3, None if offset is None else offset + HOP)])
+    opened, _, _ = run(decision(threshold=0.5), [music_then_silence[0], agreeing] + music_then_silence[2:])
+    assert [p.track for p in opened] == ["wrong"] and opened[0].windows == 2
+    # The rule is a parameter: one window may be enough where a deployment says so.
+    opened, _, _ = run(decision(threshold=0.5, min_play_windows=1), music_then_silence)
+    assert len(opened) == 1
+
+
+def test_a_play_needs_at_least_one_window():
+    with pytest.raises(ValueError, match="min_play_windows"):
+        DecisionParams(min_play_windows=0)
+
+
 def test_open_plays_are_reported_once_and_checkpointable():
     d = decision()
     opened = []
@@ -337,7 +362,9 @@ def test_line_agreement_earns_its_bonus_only_after_line_after_windows():
     d_without = decision(threshold=100.0, support_bonus=-weak, line_bonus=0.0)
     for item in dets_of(strong + on_line):
         d_without.update(item)
-    assert d_without.evidence_peaks() == [pytest.approx(0.3 - weak)]  # only the first window ever added
+    # Only the first window ever added evidence; a peak counts from the second window on
+    # (``min_play_windows``), by when it had decayed for one hop.
+    assert d_without.evidence_peaks() == [pytest.approx((0.3 - weak) * decay)]
 
 
 def test_a_slope_beyond_the_speeds_a_line_may_have_is_not_reported_as_a_time_scale():

@@ -43,6 +43,14 @@ class DecisionParams:
         stream benchmark's tuning programmes, ``tools/bench_decision.py``).
     start_evidence: evidence a hypothesis needs to become a play, used when a
         database has no calibrated value (``calibration.play_threshold``).
+    min_play_windows: supporting windows a hypothesis needs before it may
+        become a play, whatever its evidence. One window is one look at the
+        music, and a single confident window of a wrong track happens (an
+        unusual sound, a song cutting to silence half-way through a window);
+        a play is a claim about the stream, so it waits for a second window
+        to agree (half a second at the server's hop). The calibration reads
+        only evidence a hypothesis held with this many windows, so the play
+        threshold is set for the rule as it is applied.
     dominance: a hypothesis becomes a play only if its evidence is at least
         this share of the strongest open play heard within ``contrary_s``.
     contrary_s: a play opened later and heard now ends an older play that
@@ -90,6 +98,7 @@ class DecisionParams:
     rate_tolerance: float = 0.01
     half_life_s: float = 6.0
     start_evidence: float = 0.5
+    min_play_windows: int = 2
     dominance: float = 0.5
     contrary_s: float = 2.0
     reanchor_within_s: float = 2.0
@@ -103,3 +112,7 @@ class DecisionParams:
     fragment_windows: int = 3
     false_plays_per_hour: float = 0.5
     silence_dbfs: float = -60.0
+
+    def __post_init__(self):
+        if self.min_play_windows < 1:
+            raise ValueError(f"min_play_windows must be >= 1, got {self.min_play_windows}")

@@ -36,7 +36,7 @@ class Hypothesis:
     line_offset: float | None
     evidence: float = 0.0
     t_evidence: float = 0.0
-    peak_evidence: float = 0.0
+    peak_evidence: float = 0.0  # highest evidence held while openable (``openable``)
     rate: float | None = None  # the current line's fitted slope
     observations: list = field(default_factory=list)  # (t, offset) on the current line
     first_line: tuple | None = None  # (t, offset, rate) of the first line, frozen when a second one starts
@@ -105,11 +105,11 @@ class Hypothesis:
             self.profiles += 1
         self.decay_to(t, p.half_life_s)
         self.evidence += max(0.0, c.score + p.support_bonus)
-        self.peak_evidence = max(self.peak_evidence, self.evidence)
+        self.windows += 1
+        self._raise_peak(p)
         self.t_last = t
         self.margin_sum += c.score
         self.peak_margin = max(self.peak_margin, c.score)
-        self.windows += 1
         self.supported_now = True
         if line == "off":
             self.pending = (t, c.track_offset_s)
@@ -125,7 +125,18 @@ class Hypothesis:
             # a line already holding ``line_after`` windows earns ``line_bonus``.
             if len(self.observations) > p.line_after:
                 self.evidence += p.line_bonus
-                self.peak_evidence = max(self.peak_evidence, self.evidence)
+                self._raise_peak(p)
+
+    def openable(self, p: DecisionParams) -> bool:
+        """Whether enough windows support it for it to become a play (``min_play_windows``)."""
+        return self.windows >= p.min_play_windows
+
+    def _raise_peak(self, p: DecisionParams) -> None:
+        # The calibration reads peaks as "the evidence this hypothesis could
+        # have opened a play with", so evidence held by too few windows to
+        # open one is no peak.
+        if self.openable(p):
+            self.peak_evidence = max(self.peak_evidence, self.evidence)
 
     def _fit_rate(self, p: DecisionParams) -> None:
         ts = [o[0] for o in self.observations]

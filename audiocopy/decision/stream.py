@@ -31,7 +31,9 @@ supporting windows, ``decision.hypothesis``) and accumulates their
   with a half-life, so old support counts less;
 * a hypothesis becomes a **play** when its evidence passes the play
   threshold, calibrated on held-out negative music at a stated rate of false
-  plays per hour (``calibration.play_threshold``);
+  plays per hour (``calibration.play_threshold``), and at least
+  ``min_play_windows`` windows support it: one window, however confident,
+  is one look at the music, not yet a play;
 * a play is **held** through weak windows while its line stays unbroken:
   it ends ``hold_s`` after its last support, when a play opened after it
   is heard while it has gone unheard for ``contrary_s`` (contrary evidence:
@@ -259,7 +261,8 @@ class StreamDecision:
                          if h.key is not None and t - h.t_last < self.params.contrary_s), default=0.0)
         opened = []
         for h in sorted(self._hyps, key=lambda x: -x.evidence):
-            if h.key is None and h.evidence >= max(self.threshold, self.params.dominance * strongest):
+            if (h.key is None and h.openable(self.params)
+                    and h.evidence >= max(self.threshold, self.params.dominance * strongest)):
                 h.key = uuid.uuid4().hex
                 self._opened += 1
                 h.order = self._opened
