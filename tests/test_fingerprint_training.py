@@ -231,3 +231,13 @@ def test_train_encoder_tool_takes_a_seed_and_several_positives_and_refuses_bad_o
         with pytest.raises(SystemExit):
             tool.parse_args(base + bad)
         assert why in capsys.readouterr().err
+
+
+def test_the_default_training_augmentation_is_the_shipped_encoders():
+    """A newcomer who runs the training tool without ``--augment`` gets the shipped recipe, not an older one."""
+    from audiocopy.config import as_dict
+    from audiocopy.encoder.artifact import SHIPPED_ENCODER, read_encoder_record
+
+    recorded = read_encoder_record(SHIPPED_ENCODER)["training"]["augment"]
+    defaults = json.loads(json.dumps(as_dict(ENCODER_AUGMENT)))  # tuples as the record's lists
+    assert defaults == recorded
