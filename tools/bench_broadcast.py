@@ -120,8 +120,8 @@ def decision_key() -> str:
 
     h = hashlib.sha256(json.dumps(as_dict(DecisionParams()), sort_keys=True).encode())
     h.update(json.dumps(as_dict(CalibrationParams()), sort_keys=True).encode())
-    for rel in ("decision/stream.py", "decision/calibration.py", "decision/files.py", "training/play_calibration.py",
-                "training/calibration_windows.py"):
+    for rel in ("decision/stream.py", "decision/hypothesis.py", "decision/backdate.py", "decision/calibration.py",
+                "decision/files.py", "training/play_calibration.py", "training/calibration_windows.py"):
         h.update((REPO / "audiocopy" / rel).read_bytes())
     return h.hexdigest()[:16]
 
