@@ -106,7 +106,7 @@ class Hypothesis:
         self.decay_to(t, p.half_life_s)
         self.evidence += max(0.0, c.score + p.support_bonus)
         self.windows += 1
-        self._raise_peak(p)
+        self.raise_peak(p)
         self.t_last = t
         self.margin_sum += c.score
         self.peak_margin = max(self.peak_margin, c.score)
@@ -125,13 +125,14 @@ class Hypothesis:
             # a line already holding ``line_after`` windows earns ``line_bonus``.
             if len(self.observations) > p.line_after:
                 self.evidence += p.line_bonus
-                self._raise_peak(p)
+                self.raise_peak(p)
 
     def openable(self, p: DecisionParams) -> bool:
         """Whether enough windows support it for it to become a play (``min_play_windows``)."""
         return self.windows >= p.min_play_windows
 
-    def _raise_peak(self, p: DecisionParams) -> None:
+    def raise_peak(self, p: DecisionParams) -> None:
+        """Record the evidence now held as a peak, if enough windows support it to open a play."""
         # The calibration reads peaks as "the evidence this hypothesis could
         # have opened a play with", so evidence held by too few windows to
         # open one is no peak.

@@ -87,8 +87,9 @@ def rule_decision_class():
                     h.evidence -= max(0.0, score + p.support_bonus) - max(0.0, score)
                 elif not off_line and r.online_extra > 0 and len(h.observations) > r.online_after:
                     h.evidence += r.online_extra
-                # As ``Hypothesis`` keeps it: a peak is evidence held with enough windows to open a play.
-                h.peak_evidence = max(peaks.get(id(h), 0.0), h.evidence if h.openable(p) else 0.0)
+                # The peak as it stood before this window, raised by the adjusted evidence by the decision's own rule.
+                h.peak_evidence = peaks.get(id(h), 0.0)
+                h.raise_peak(p)
 
     return RuleDecision
 
