@@ -10,17 +10,14 @@ inputs fail with a clear ``BenchError``.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from bench.broadcast_programme import Item, Plan, Source, check_plan, plan_programme, truth_items  # noqa: E402
-from bench.broadcast_report import met, targets_table  # noqa: E402
-from bench.broadcast_score import match_plays, score_stream, summarise, worst_items  # noqa: E402
-from bench.common import BenchError  # noqa: E402
+from bench.broadcast_programme import Item, Plan, Source, check_plan, plan_programme, truth_items
+from bench.broadcast_report import met, targets_table
+from bench.broadcast_score import match_plays, score_stream, summarise, worst_items
+from bench.common import BenchError
 
 SONGS = [Source(f"cat__t{i:02d}", 200.0, (1.0, 190.0 - 5 * i)) for i in range(12)]
 OTHERS = [Source(f"other__t{i:02d}", 150.0, (0.0, 150.0)) for i in range(5)]

@@ -6,15 +6,12 @@ a row per batch size. Bad arguments are usage errors, not tracebacks.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+import bench_cycles
 import pytest
 import soundfile as sf
 from synth import melody
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import bench_cycles
 
 from audiocopy.config import CalibrationParams
 from audiocopy.training.enroll_fingerprint import enroll_fingerprint

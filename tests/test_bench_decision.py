@@ -8,14 +8,9 @@ variant's threshold comes from its own negatives; bad grid specs fail.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
+import bench_decision
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import bench_decision
 from bench.common import BenchError
 from bench.decision_data import pack, unpack
 from bench.decision_replay import Detections, Rule, calibrate, new_decision, replay

@@ -8,17 +8,13 @@ code (gathered frames, ``xp.fft``), the synchronisation and the copies.
 from __future__ import annotations
 
 import json
-import sys
 import types
-from pathlib import Path
 
+import bench_features as bf
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import bench_features as bf  # noqa: E402
-
-from audiocopy.config import AudioParams, FeatureParams  # noqa: E402
+from audiocopy.config import AudioParams, FeatureParams
 
 FAST = ["--batches", "1,2", "--runs", "5", "--budget-s", "0.01"]
 

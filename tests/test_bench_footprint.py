@@ -8,14 +8,11 @@ and the section must carry those counts, not the name of the database.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+import bench_footprint
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import bench_footprint
 
 from audiocopy.errors import AudiocopyError
 

@@ -1,16 +1,11 @@
 """The benchmark refuses an encoder that trained on what it measures (``tools/bench/provenance.py``)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from bench.common import BenchError  # noqa: E402
-from bench.corpus import Track  # noqa: E402
-from bench.provenance import check_encoder  # noqa: E402
-from bench.split import encoder_excluded_ids, package_split  # noqa: E402
+from bench.common import BenchError
+from bench.corpus import Track
+from bench.provenance import check_encoder
+from bench.split import encoder_excluded_ids, package_split
 
 #: No package set holds exactly 7 tracks, so the catalogue keeps spare ("reserved") tracks of its packages.
 SIZES = {"p1": 6, "p2": 5, "p3": 5, "p4": 6, "p5": 6, "p6": 9, "p7": 10}

@@ -1,17 +1,12 @@
 """The benchmark's query plan and silence spans (``tools/bench/queries.py``, ``corpus.py``); no corpus, no tools."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from bench.common import BenchError  # noqa: E402
-from bench.conditions import BY_NAME, DEFAULT  # noqa: E402
-from bench.corpus import Track, audible_span  # noqa: E402
-from bench.queries import EDGE_SECONDS, plan_queries  # noqa: E402
+from bench.common import BenchError
+from bench.conditions import BY_NAME, DEFAULT
+from bench.corpus import Track, audible_span
+from bench.queries import EDGE_SECONDS, plan_queries
 
 
 def corpus(n=8, seconds=40.0):

@@ -6,15 +6,10 @@ to the first. The numbers below are worked out by hand.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from bench.conditions import BY_NAME  # noqa: E402
-from bench.report import accuracy_table, before_after, operating_points_text  # noqa: E402
-from bench.scoring import accuracy_tables  # noqa: E402
+from bench.conditions import BY_NAME
+from bench.report import accuracy_table, before_after, operating_points_text
+from bench.scoring import accuracy_tables
 
 
 def row(cond, expected, decided, top, top_score):

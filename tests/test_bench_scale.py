@@ -8,13 +8,8 @@ projection's arithmetic is checked by hand.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from bench.common import BenchError
 from bench.scale_real import never_trained
 from bench.scale_report import cost_at

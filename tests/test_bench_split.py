@@ -9,17 +9,13 @@ measures plus the calibration hold-out.
 from __future__ import annotations
 
 import hashlib
-import sys
-from pathlib import Path
 
 import pytest
+from bench.common import BenchError
+from bench.corpus import Track, read_manifest
+from bench.split import encoder_excluded_ids, package_split, read_split, track_split, write_split
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from bench.common import BenchError  # noqa: E402
-from bench.corpus import Track, read_manifest  # noqa: E402
-from bench.split import encoder_excluded_ids, package_split, read_split, track_split, write_split  # noqa: E402
-
-from audiocopy.training.sources import calibration_holdout, track_group  # noqa: E402
+from audiocopy.training.sources import calibration_holdout, track_group
 
 #: Package -> track count: 60 tracks in 10 packages.
 SIZES = {"alpha": 9, "bravo": 8, "charlie": 7, "delta": 7, "echo": 6, "foxtrot": 6, "golf": 5, "hotel": 5,

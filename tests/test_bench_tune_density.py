@@ -8,20 +8,17 @@ bad weight list is refused. No corpus, no network.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from bench.common import BenchError
+from bench.tuning_set import CONDITIONS, query_levels, tuning_split
+from tune_density import choose, weights
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from bench.common import BenchError  # noqa: E402
-from bench.tuning_set import CONDITIONS, query_levels, tuning_split  # noqa: E402
-from tune_density import choose, weights  # noqa: E402
-
-from audiocopy.config import AudioParams, FeatureParams  # noqa: E402
-from audiocopy.training.sources import is_calibration_track  # noqa: E402
+from audiocopy.config import AudioParams, FeatureParams
+from audiocopy.training.sources import is_calibration_track
 
 #: Package -> track count of the synthetic wrong folder.
 SIZES = {"alpha": 5, "bravo": 4, "charlie": 4, "delta": 3}

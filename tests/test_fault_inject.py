@@ -8,14 +8,10 @@ that must pass.
 from __future__ import annotations
 
 import random
-import sys
-from pathlib import Path
 
+import fault_inject
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import fault_inject
 from bench.faults import (
     CHUNK_S,
     CLIENT_RATE,

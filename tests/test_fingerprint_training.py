@@ -7,7 +7,6 @@ quality of the shipped weights, which tools/train_encoder.py records.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +21,6 @@ from audiocopy.signal.features import track_band_db
 from audiocopy.training.encoder import loop as fe
 from audiocopy.training.encoder.feature_views import FeatureAugmenter, shift_bands
 from audiocopy.training.encoder.loss import nt_xent
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 TINY = EncoderParams(widths=(4, 8), hidden_dim=16, embedding_dim=8)
 TRAIN = EncoderTrainParams(batch_pairs=8, steps_per_epoch=2, epochs=1, views_per_track=2, view_seconds=3.0,

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,7 +196,6 @@ def test_unknown_style_for_compose():
 
 
 def test_cli_reports_one_error_line(tmp_path, capsys):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     import generate_music
 
     assert generate_music.main(["--out", str(tmp_path / "o"), "--tracks", "0", "-q"]) == 1
