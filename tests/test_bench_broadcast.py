@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from bench.broadcast_programme import Item, Plan, Source, check_plan, plan_programme, truth_items
 from bench.broadcast_report import met, targets_table
-from bench.broadcast_score import match_plays, score_stream, summarise, worst_items
+from bench.broadcast_score import breakdown, match_plays, score_stream, summarise, worst_items
 from bench.common import BenchError
 
 SONGS = [Source(f"cat__t{i:02d}", 200.0, (1.0, 190.0 - 5 * i)) for i in range(12)]
@@ -163,6 +163,15 @@ def test_score_stream_known_figures():
     assert by["A"]["first_named_s"] == pytest.approx(3.0) and by["D"]["first_named_s"] is None
     assert by["A"]["now_right"] == by["A"]["now_windows"] > 0  # named from 3 s to 70 s: every window after 5 s
     assert by["B"]["now_right"] == by["B"]["now_windows"] > 0 and by["B"]["first_named_s"] == pytest.approx(5.0)
+
+
+def test_breakdown_first_naming_reads_named_songs_of_each_group():
+    now = lambda t: "A" if 3 <= t <= 70 else ("B" if 125 <= t <= 200 else None)  # noqa: E731
+    groups = {g["group"]: g for g in breakdown([score_stream(synthetic_plan(), synthetic_plays(), windows(now))])}
+    assert groups["effect none"]["first_named_s"] == pytest.approx(3.0)  # A at 3 s; C and D never named
+    assert groups["effect speed"]["first_named_s"] == pytest.approx(5.0)  # B, 5 s after its audible start
+    assert groups["no talk over intro"]["first_named_s"] == pytest.approx(4.0)  # median of 3 and 5
+    assert groups["talk over intro"]["first_named_s"] is None and groups["talk over intro"]["items"] == 0
 
 
 def test_summary_known_figures():

@@ -115,15 +115,15 @@ def evidence_table(res: dict) -> list[str]:
 
 def breakdown_table(res: dict) -> list[str]:
     lines = [("| chain | songs | found | recall % | pieces | start error median, s | … without talk over the "
-              "intro | end error median, s | time-scale error median, % |"),
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "intro | end error median, s | time-scale error median, % | first \"now playing\" naming median, s |"),
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in res["chains"]:
         for g in res["breakdown"][c]:
             ts = None if g["time_scale_error"] is None else 100 * g["time_scale_error"]
             lines.append(f"| {c} | {g['group']} | {g['found']} / {g['items']} | {fmt(g['recall'])} | "
                          f"{fmt(g['pieces'], 3)} | {fmt(g['start_error_s'], 2)} | "
                          f"{fmt(g['start_error_no_talk_s'], 2)} | {fmt(g['end_error_s'], 2)} | "
-                         f"{fmt(ts, 2)} |")
+                         f"{fmt(ts, 2)} | {fmt(g.get('first_named_s'), 2)} |")
     return lines
 
 
@@ -233,7 +233,9 @@ def findings(res: dict) -> list[str]:
         out += [t for t in [_missed_text(res, c)] if t]
         out.append(f"{c}: songs with the presenter over the intro start "
                    f"{fmt(talk['talk over intro']['start_error_s'], 1)} s late (median), songs without "
-                   f"{fmt(talk['no talk over intro']['start_error_s'], 1)} s.")
+                   f"{fmt(talk['no talk over intro']['start_error_s'], 1)} s; \"now playing\" first names them "
+                   f"after {fmt(talk['talk over intro'].get('first_named_s'), 1)} s and "
+                   f"{fmt(talk['no talk over intro'].get('first_named_s'), 1)} s (median).")
         out.append(f"{c}: {s['time_scale_missing']} plays ≥ {rules.ERROR_MIN_S:g} s report no time scale. "
                    f"{s['line_off']} songs have an offset line off by > {rules.LINE_OFF_S:g} s at the play's "
                    f"start, {s['line_off_without_scale']} of them with a play that reports no time scale; while "

@@ -303,7 +303,11 @@ def breakdown(streams: list[dict]) -> list[dict]:
                     "pieces": round(sum(it["pieces"] for it in found) / len(found), 3) if found else None,
                     "start_error_s": _stats([it["start_error_s"] for it in timed])["median"],
                     "end_error_s": _stats([it["end_error_s"] for it in timed])["median"],
-                    "time_scale_error": _stats(ts)["median"]})
+                    "time_scale_error": _stats(ts)["median"],
+                    # Over every song of the group, found or not: the Live page's question is how soon a
+                    # listener sees the name, and a presenter over the intro delays it as much as the play.
+                    "first_named_s": _stats([it["first_named_s"] for it in group
+                                             if it["first_named_s"] is not None])["median"]})
     return out
 
 
