@@ -262,6 +262,18 @@ def test_one_confident_window_is_not_a_play_a_second_one_that_agrees_makes_it_on
     assert len(opened) == 1
 
 
+def test_the_default_play_threshold_opens_on_two_clear_windows_never_on_two_bare_passes():
+    # The threshold a database without a calibrated one uses, and the least a calibration on too few
+    # negatives may set: two windows that agree and pass clearly (0.1 above the window threshold)
+    # name the song on the second one; two that barely pass do not.
+    silence = [det(2 * HOP + i * HOP, silent=True) for i in range(8)]
+    opened, _, _ = run(decision(threshold=P.start_evidence), dets_of(line("song", 0.0, 2, margin=0.1)) + silence)
+    assert [p.track for p in opened] == ["song"] and opened[0].windows == 2
+    opened, closed, _ = run(decision(threshold=P.start_evidence),
+                            dets_of(line("song", 0.0, 2, margin=0.0)) + silence)
+    assert opened == [] and closed == []
+
+
 def test_a_play_needs_at_least_one_window():
     with pytest.raises(ValueError, match="min_play_windows"):
         DecisionParams(min_play_windows=0)

@@ -42,7 +42,15 @@ class DecisionParams:
         less and a hypothesis fades once its music stops (6 s: chosen on the
         stream benchmark's tuning programmes, ``tools/bench_decision.py``).
     start_evidence: evidence a hypothesis needs to become a play, used when a
-        database has no calibrated value (``calibration.play_threshold``).
+        database has no calibrated value, and the least the calibration may
+        set when its negatives formed too few hypotheses to trust the fit of
+        their tail (``training.play_calibration``). 0.3 is two windows each
+        0.07 above the window threshold: a play still rests on more than two
+        bare passes, and ``min_play_windows`` keeps one strong window from
+        becoming one. (It was 0.5, set before that rule existed; with the
+        shipped encoder the negatives' strongest hypothesis peaks near 0.17
+        and their fit asks for ~0.35, so 0.5 held every song back by a window
+        or two: ``tools/bench_decision.py``, docs/benchmarks.md.)
     min_play_windows: supporting windows a hypothesis needs before it may
         become a play, whatever its evidence. One window is one look at the
         music, and a single confident window of a wrong track happens (an
@@ -97,7 +105,7 @@ class DecisionParams:
     rate_span_s: float = 4.0
     rate_tolerance: float = 0.01
     half_life_s: float = 6.0
-    start_evidence: float = 0.5
+    start_evidence: float = 0.3
     min_play_windows: int = 2
     dominance: float = 0.5
     contrary_s: float = 2.0
