@@ -287,7 +287,8 @@ def summarise(streams: list[dict]) -> dict:
 
 
 def breakdown(streams: list[dict]) -> list[dict]:
-    """Recall, start error and time-scale error by alteration, and with/without talk over the intro."""
+    """Recall, start and time-scale error and the first "now playing" naming by alteration, and with/without
+    talk over the intro."""
     items = [it for s in streams for it in s["items"] if it["eligible"]]
     groups = [(f"effect {e}", [it for it in items if it["effect"] == e]) for e in ("none", "speed", "tempo", "pitch")]
     groups += [("talk over intro", [it for it in items if it["talk_over_s"]]),
@@ -304,7 +305,7 @@ def breakdown(streams: list[dict]) -> list[dict]:
                     "start_error_s": _stats([it["start_error_s"] for it in timed])["median"],
                     "end_error_s": _stats([it["end_error_s"] for it in timed])["median"],
                     "time_scale_error": _stats(ts)["median"],
-                    # Over every song of the group, found or not: the Live page's question is how soon a
+                    # Over every named song of the group, found or not: the Live page's question is how soon a
                     # listener sees the name, and a presenter over the intro delays it as much as the play.
                     "first_named_s": _stats([it["first_named_s"] for it in group
                                              if it["first_named_s"] is not None])["median"]})
