@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from audiocopy.config import DecisionParams
-from audiocopy.decision.calibration import play_threshold
+from audiocopy.decision.calibration import TAIL_SIZE, play_threshold, play_threshold_floor
 from audiocopy.decision.detection import Candidate, Detection
 from audiocopy.decision.files import file_answer
 from audiocopy.decision.stream import StreamDecision
@@ -342,6 +342,11 @@ def test_play_threshold_extrapolates_below_one_event_and_reads_quantiles_above()
     assert play_threshold(np.array([]), 1.0, rate_per_hour=0.5, floor=0.3) == 0.3
     with pytest.raises(ValueError):
         play_threshold(peaks, 0.0, rate_per_hour=0.5, floor=0.0)
+
+
+def test_too_few_negative_hypotheses_keep_the_play_threshold_at_the_default():
+    assert play_threshold_floor(TAIL_SIZE - 1, P) == P.start_evidence
+    assert play_threshold_floor(TAIL_SIZE, P) == pytest.approx(3 * P.support_bonus)
 
 
 def test_a_fragment_is_answered_by_its_best_window_a_longer_file_by_its_plays():

@@ -98,6 +98,20 @@ def bounded_threshold(negative_scores: np.ndarray, fpr: float, confidence: float
 TAIL_SIZE = 20
 
 
+def play_threshold_floor(n_hypotheses: int, params) -> float:
+    """The least play threshold a calibration on ``n_hypotheses`` negative hypotheses may set.
+
+    params: the ``DecisionParams`` the threshold is for. Fewer than
+    ``TAIL_SIZE`` hypotheses are too few to trust the fit of their tail, so
+    the threshold is at least ``params.start_evidence``; with enough of them
+    the fit stands down to three bare supporting windows
+    (``3 * params.support_bonus``): a play rests on more than one weak window.
+    Enrolment and the offline decision replay both read it, so a tuned
+    variant is calibrated as enrolment would calibrate it.
+    """
+    return params.start_evidence if n_hypotheses < TAIL_SIZE else 3 * params.support_bonus
+
+
 def play_threshold(peaks: np.ndarray, hours: float, *, rate_per_hour: float, floor: float) -> float:
     """Evidence a play needs so that negative music makes ``rate_per_hour`` false plays per hour.
 

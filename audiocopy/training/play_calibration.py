@@ -25,7 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from ..config import AudioParams, DecisionParams
-from ..decision.calibration import TAIL_SIZE, play_threshold
+from ..decision.calibration import TAIL_SIZE, play_threshold, play_threshold_floor
 from ..decision.files import negative_evidence
 from ..decision.recognizer import Recognizer
 from ..engines import catalog, load_engine
@@ -90,7 +90,7 @@ def calibrate_play_threshold(db: Path, files: list[Path], *, params: DecisionPar
                     "evidence; the play threshold is at least the default %.2f (give more negatives)", db,
                     len(peaks), hours, params.start_evidence)
     threshold = play_threshold(peaks, hours, rate_per_hour=params.false_plays_per_hour,
-                               floor=params.start_evidence if len(peaks) < TAIL_SIZE else 3 * params.support_bonus)
+                               floor=play_threshold_floor(len(peaks), params))
     entries = {"play_threshold": round(threshold, 4), "play_rate_per_hour": params.false_plays_per_hour,
                "play_calibration_hours": round(hours, 3), "play_hypotheses": int(len(peaks))}
     info = catalog.open_db(db)

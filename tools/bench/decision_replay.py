@@ -138,7 +138,7 @@ class Detections:
 
 def calibrate(negatives: Detections, params, window_s: float, rule: Rule) -> dict:
     """The play threshold this variant would get at enrolment (``training.play_calibration``'s rule)."""
-    from audiocopy.decision.calibration import TAIL_SIZE, play_threshold
+    from audiocopy.decision.calibration import play_threshold, play_threshold_floor
 
     peaks: list[float] = []
     for dets in negatives.get(params.top_k):
@@ -148,8 +148,8 @@ def calibrate(negatives: Detections, params, window_s: float, rule: Rule) -> dic
         decision.finish()
         peaks += decision.evidence_peaks()
     hours = negatives.hours
-    floor = params.start_evidence if len(peaks) < TAIL_SIZE else 3 * params.support_bonus
-    threshold = play_threshold(np.asarray(peaks), hours, rate_per_hour=params.false_plays_per_hour, floor=floor)
+    threshold = play_threshold(np.asarray(peaks), hours, rate_per_hour=params.false_plays_per_hour,
+                               floor=play_threshold_floor(len(peaks), params))
     top = sorted(peaks, reverse=True)
     return {"threshold": threshold, "hypotheses": len(peaks), "hours": round(hours, 3),
             "top_peaks": [round(x, 3) for x in top[:5]],
