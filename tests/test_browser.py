@@ -1,6 +1,7 @@
 """Real browser tests: the Live page with Chromium's fake microphone playing a catalogue track, the
 Catalog page (its columns per engine, a refused Delete shown beside its row), the Plays page's Reports
-(totals per track and rights owner, the day's timeline picture) and the Identify page's timeline of a file.
+(totals per track and rights owner, the day's timeline picture), the Identify page's timeline of a file, and the
+Live-page benchmark's reading of the page (``tools/bench/live_page.py``).
 
 Marked ``browser`` (not in the default run). Needs Debian's Chromium
 (``apt-get install -y chromium``) and the ``playwright`` package, which
@@ -91,6 +92,24 @@ async def test_live_page_shows_the_track_from_the_microphone(aiohttp_server, set
             await playwright_api.expect(page.locator("#status")).to_contain_text("Stopped", timeout=10_000)
         finally:
             await browser.close()
+
+
+async def test_the_live_page_benchmark_reads_now_playing_as_the_page_shows_it(aiohttp_server, settings, recognizer,
+                                                                              fake_mic_wav):
+    """``tools/bench_live_page.py`` reads the page from outside: if the page renamed what it shows, this fails."""
+    need_browser()
+    from bench.live_page import listen_async, score_samples
+
+    from audiocopy.web.app import create_app
+    from audiocopy.web.auth import AdminAuth
+
+    server = await aiohttp_server(create_app(settings, recognizer=recognizer, auth=AdminAuth.from_token(TOKEN)))
+    heard = await listen_async(f"http://127.0.0.1:{server.port}/", fake_mic_wav, 10.0, CHROMIUM)
+    assert heard["listening_s"] is not None and heard["listening_s"] < 5, heard["page_errors"]
+    assert not heard["page_errors"]
+    got = score_samples(heard["samples"], "chirps", follow_s=3.0)
+    assert got["named_s"] is not None and got["named_s"] < 7.0 and got["shown_pct"] > 50, got
+    assert {name for _, name in heard["samples"]} <= {"", "chirps"}
 
 
 # --- the Catalog page ---------------------------------------------------------------------------------------------

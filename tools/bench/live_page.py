@@ -27,7 +27,8 @@ the ``follow_s`` after that which still name it. A song never named in the
 cut has no *named* time and 0 % shown.
 
 Pure functions (selection, cutting, scoring) are tested without a browser;
-``listen`` needs Chromium and the ``playwright`` package.
+``listen`` (and ``listen_async``, tested in the browser suite) needs Chromium and
+the ``playwright`` package.
 """
 from __future__ import annotations
 
@@ -132,7 +133,8 @@ def chromium_args(wav: Path) -> list[str]:
             f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required"]
 
 
-async def _listen(url: str, wav: Path, seconds: float, chromium: str) -> dict:
+async def listen_async(url: str, wav: Path, seconds: float, chromium: str) -> dict:
+    """``listen`` for a caller already inside an event loop (same arguments, same result)."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
@@ -163,7 +165,7 @@ def listen(url: str, wav: Path, seconds: float, *, chromium: str) -> dict:
     when the status first said it was listening (None if never),
     "page_errors": uncaught errors of the page}.
     """
-    return asyncio.run(_listen(url, Path(wav), seconds, chromium))
+    return asyncio.run(listen_async(url, Path(wav), seconds, chromium))
 
 
 def summarise(rows: list[dict], *, named_target_s: float, shown_target_pct: float) -> dict:
