@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from bench.live_page import chromium_args  # the Live-page benchmark's browser: the same flags
 from synth import pattern
 from test_web_fixtures import TOKEN, recognizer, settings  # noqa: F401
 
@@ -38,12 +39,6 @@ def need_browser():
     if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
         missing(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
     return playwright_api
-
-
-def chromium_args(wav: Path) -> list[str]:
-    return ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required"]
 
 
 @pytest.fixture
