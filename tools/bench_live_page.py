@@ -41,7 +41,7 @@ for _p in (REPO, REPO / "tools"):
     if str(_p) not in sys.path:  # run as a script from anywhere: the package lives beside tools/
         sys.path.insert(0, str(_p))
 
-from bench.common import BenchError, fmt, read_json, run_logged, write_json  # noqa: E402
+from bench.common import BenchError, fmt, run_logged, write_json  # noqa: E402
 
 log = logging.getLogger("bench_live_page")
 
@@ -115,10 +115,18 @@ def run(args) -> dict:
     from bench.live_page import choose_songs, listen, programme_songs, score_samples, summarise
     from bench.machine import code_revision, load_note, machine_info
 
+    from audiocopy.encoder.artifact import read_encoder_record
+    from audiocopy.engines import catalog
+    from audiocopy.engines.fingerprint import db as fpdb
+    from audiocopy.errors import AudiocopyError
+
     t0 = time.perf_counter()
     db = args.work / "db"
-    if not (db / "db.json").is_file():
-        raise BenchError(f"{db} is not a database: run tools/bench_broadcast.py --work {args.work} first")
+    try:
+        calibration = catalog.open_db(db).calibration
+        encoder_sha = read_encoder_record(db / fpdb.ENCODER_FILE)["weights_sha256"]
+    except AudiocopyError as exc:
+        raise BenchError(f"{exc}: run tools/bench_broadcast.py --work {args.work} first") from None
     if not Path(args.chromium).exists() and not shutil.which(args.chromium):
         raise BenchError(f"no Chromium at {args.chromium} (apt-get install -y chromium)")
     try:
@@ -129,7 +137,6 @@ def run(args) -> dict:
                          seed=args.seed)
     out = args.work / "live-page"
     jobs = make_clips(songs, args.chains, args.work / "programmes", out / "clips", args.clip_s)
-    encoder = read_json(db / "encoder.json", {}) or {}
     load = load_note()
     rows = []
     with Server(db, out / "server-state", out / "server.log") as server:
@@ -156,8 +163,7 @@ def run(args) -> dict:
            "command": shlex.join(["PYTHONPATH=.", ".venv/bin/python", "tools/bench_live_page.py", *sys.argv[1:]]),
            "machine": machine_info(), "load": load, "work": str(args.work), "seed": args.seed,
            "clip_s": args.clip_s, "follow_s": args.follow_s, "chains": args.chains,
-           "encoder_sha256": encoder.get("weights_sha256"), "calibration": read_json(db / "db.json", {}).get(
-               "calibration", {}), "summary": summary, "rows": rows,
+           "encoder_sha256": encoder_sha, "calibration": calibration, "summary": summary, "rows": rows,
            "wall_min": round((time.perf_counter() - t0) / 60, 1), "results_file": str(out / "results.json")}
     write_json(out / "results.json", res)
     if not args.no_doc:
