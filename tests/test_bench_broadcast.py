@@ -272,3 +272,100 @@ def test_pitch_is_scored_against_the_truth_of_the_effect():
     assert s["pitch_error_st"]["n"] == 2 and s["pitch_missing"] == 1
     assert s["pitch_error_st"]["median"] == pytest.approx((0.2 + 0.5 - 12 * math.log2(1.05) + 0.84) / 2, abs=1e-3)
     assert s["pitch_within_03"] == 50.0
+
+
+# --- either engine: its own files, section and database line ------------------------------------------------
+
+
+def test_cnnbin_refuses_an_encoder_its_heads_would_not_read(capsys, tmp_path):
+    import bench_broadcast
+
+    base = ["--corpus", str(tmp_path), "--work", str(tmp_path / "work")]
+    other = tmp_path / "other_encoder.json"
+    for extra, message in ((["--engine", "cnnbin", "--encoder", str(other)], "shipped encoder"),
+                           (["--engine", "cnnbin", "--jobs", "0"], "--jobs"), (["--engine", "spectrum"], "invalid")):
+        with pytest.raises(SystemExit) as exc:
+            bench_broadcast.parse_args(base + extra)
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert bench_broadcast.parse_args(base).engine == "fingerprint"
+    # The fingerprint engine may still be measured with another encoder.
+    assert bench_broadcast.parse_args(base + ["--encoder", str(other)]).encoder == other
+
+
+def test_each_engine_writes_only_its_own_files(tmp_path):
+    import bench_broadcast
+    from bench.broadcast_report import section_name
+
+    base = ["--corpus", str(tmp_path), "--work", str(tmp_path / "work")]
+    paths = {e: {w: bench_broadcast.output(bench_broadcast.parse_args(base + ["--engine", e]), w)
+                 for w in bench_broadcast.ENGINE_OUTPUTS[e]} for e in bench_broadcast.ENGINE_OUTPUTS}
+    assert set(paths["fingerprint"].values()).isdisjoint(paths["cnnbin"].values())
+    # The fingerprint engine's results stay where the runs before the choice wrote them.
+    assert paths["fingerprint"]["results"] == (tmp_path / "work" / "results.json").resolve()
+    assert paths["cnnbin"]["results"].name == "results-cnnbin.json"
+    assert section_name("fingerprint") == "broadcast" and section_name("cnnbin") == "broadcast-cnnbin"
+
+
+def _report_res(engine=None):
+    cal = {"threshold": 0.2056, "play_threshold": 0.348, "play_rate_per_hour": 0.5, "play_calibration_hours": 1.8,
+           "calibration_windows": 1824}
+    if engine == "cnnbin":
+        cal.update(score_offset=3.2866, catalog_fpr=0.005, catalog_fpr_confidence=0.9, fpr_upper_bound=0.004378)
+    res = {"database": {"tracks": 50, "calibration": cal, "note": "enrolled in 83 s"},
+           "split": {"calibration": ["pkg__a", "pkg__b"], "track_packages": {"pkg__a": "pkg", "pkg__b": "pkg"}}}
+    return res if engine is None else {**res, "engine": engine}
+
+
+def test_database_line_says_how_each_engine_was_calibrated():
+    from bench.broadcast_report import database_line
+
+    fp = database_line(_report_res())  # results written before the choice existed are fingerprint's
+    assert "fingerprint engine; window threshold 0.2056" in fp and "1824 windows of the 2 wrong tracks" in fp
+    cnn = database_line(_report_res("cnnbin"))
+    assert "cnnbin engine; catalogue offset 3.287" in cnn and "at most 0.50 % of windows" in cnn
+    assert "90.00 % confidence (bound 0.44 %)" in cnn and "play threshold 0.348" in cnn
+    assert "window threshold" not in cnn
+
+
+def test_a_dataset_of_another_catalogue_is_not_reused(tmp_path):
+    import json
+
+    import bench_broadcast
+
+    work = tmp_path / "work"
+    split = {"catalog": ["c__1", "c__2"], "wrong": ["w__1"]}
+
+    def manifest(ids, folder=work):
+        (work / "dataset").mkdir(parents=True, exist_ok=True)
+        sources = [{"track_id": t, "role": "wrong" if t.startswith("w") else "licensed",
+                    "path": str(folder / "catalog" / f"{t}.wav")} for t in ids]
+        (work / "dataset" / "manifest.json").write_text(json.dumps({"sources": sources, "complete": True}))
+
+    assert not bench_broadcast._dataset_fits(work / "dataset", split)  # none yet
+    manifest(["c__1", "c__2", "w__1"])
+    assert bench_broadcast._dataset_fits(work / "dataset", split)
+    manifest(["c__1", "w__1"])  # a smaller catalogue
+    assert not bench_broadcast._dataset_fits(work / "dataset", split)
+    manifest(["c__1", "c__2", "w__1"], folder=tmp_path / "elsewhere")  # drawn from another work folder's audio
+    assert not bench_broadcast._dataset_fits(work / "dataset", split)
+
+
+def test_each_run_keeps_its_results_where_its_report_points(tmp_path):
+    import datetime
+    import json
+
+    from bench.common import run_results_path, write_run_results
+
+    latest = tmp_path / "live-page" / "results.json"
+    first = datetime.datetime(2026, 12, 7, 18, 30, 5, tzinfo=datetime.timezone.utc)
+    second = first + datetime.timedelta(minutes=13)
+    a = write_run_results(latest, {"run": 1}, first)
+    b = write_run_results(latest, {"run": 2}, second)
+    assert a == run_results_path(latest, first) == tmp_path / "live-page" / "runs" / "results-20261207T183005Z.json"
+    assert a != b
+    # The later run replaced the latest readings, never the earlier run's own file, which its report names.
+    assert json.loads(a.read_text()) == {"run": 1, "results_file": str(a)}
+    assert json.loads(latest.read_text()) == {"run": 2, "results_file": str(b)}
+    # A local time is stamped in UTC, so two machines' runs sort together.
+    cet = datetime.timezone(datetime.timedelta(hours=1))
+    assert run_results_path(latest, first.astimezone(cet)) == a

@@ -13,10 +13,19 @@ plays per hour, pieces per found play, start and end error, the time
 scale and track positions a play reports, how often "now playing" names
 the song. The figures go to the ``broadcast`` section of ``docs/benchmarks.md``.
 
+Either engine. ``--engine fingerprint`` (the default, the shipped engine)
+enrols the catalogue with ``audiocopy enroll --negatives``; ``--engine
+cnnbin`` trains one embedding head per catalogue track on the shipped
+encoder as ``tools/evaluate.py --engine cnnbin`` does (``audiocopy dataset``
+and ``audiocopy train``, then the play threshold on the dataset's
+hold-out of whole packages). Both stream the same audio through the same
+server code. Each engine keeps its own database, server state, raw
+answers, results file and docs section (``ENGINE_OUTPUTS``), so a run of
+one never overwrites the other's.
+
 Steps (``tools/bench``): the package split (``split``) and its role
-folders; the catalogue enrolled with ``audiocopy enroll --negatives``
-(cached in ``WORK/db``, rebuilt when the catalogue, the negatives or the
-encoder's SHA-256 change); programme plans (``broadcast_programme``),
+folders; the catalogue's database (cached, rebuilt when the catalogue, the
+negatives, the encoder's SHA-256 or the decision's code change); programme plans (``broadcast_programme``),
 audio (``broadcast_render``), chains (``broadcast_chains``), streaming
 (``broadcast_stream``), scoring (``broadcast_score``) and the report
 (``broadcast_report``). Every piece of audio lives under ``--work``
@@ -28,6 +37,7 @@ Usage (from the repository root)::
     PYTHONPATH=. .venv/bin/python tools/bench_broadcast.py --corpus CORPUS_DIR --allow-unchecked-encoder
     PYTHONPATH=. .venv/bin/python tools/bench_broadcast.py --corpus CORPUS_DIR --programmes 2 --minutes 30 \\
         --allow-unchecked-encoder --no-doc      # a smaller run, report in WORK/benchmarks.md only
+    PYTHONPATH=. .venv/bin/python tools/bench_broadcast.py --corpus CORPUS_DIR --engine cnnbin
 
 Exit status 0, or 1 with one ``error:`` line.
 """
@@ -48,9 +58,32 @@ for _p in (REPO, REPO / "tools"):
     if str(_p) not in sys.path:  # run as a script from anywhere: the package lives beside tools/
         sys.path.insert(0, str(_p))
 
-from bench.common import BenchError, generic_corpus, ids_sha256, read_json, run_logged, write_json  # noqa: E402
+from bench.common import (  # noqa: E402
+    BenchError,
+    generic_corpus,
+    ids_sha256,
+    read_json,
+    run_logged,
+    write_json,
+    write_run_results,
+)
 
 log = logging.getLogger("bench_broadcast")
+
+#: Where each engine's database, cache key, raw answers, server state and log, and results live under
+#: ``--work``. The fingerprint engine keeps the names of the runs before there was a choice, so the raw
+#: results the docs point to stay where they are.
+ENGINE_OUTPUTS = {
+    "fingerprint": {"db": "db", "key": "db-key.json", "streams": "streams", "state": "server-state",
+                    "log": "server.log", "results": "results.json"},
+    "cnnbin": {"db": "db-cnnbin-embedding", "key": "db-cnnbin-key.json", "streams": "streams-cnnbin",
+               "state": "server-state-cnnbin", "log": "server-cnnbin.log", "results": "results-cnnbin.json"},
+}
+
+
+def output(args, what: str) -> Path:
+    """The path of ``what`` (a key of ``ENGINE_OUTPUTS``) for this run's engine."""
+    return args.work / ENGINE_OUTPUTS[args.engine][what]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -68,7 +101,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--catalog", type=int, default=50, help="catalogue tracks (default 50)")
     p.add_argument("--wrong", type=int, default=100, help="wrong tracks: calibration negatives (default 100)")
     p.add_argument("--unseen", type=int, default=30, help="unseen tracks: the non-catalogue music (default 30)")
-    p.add_argument("--encoder", type=Path, default=SHIPPED_ENCODER, help="fingerprint encoder record")
+    p.add_argument("--engine", choices=sorted(ENGINE_OUTPUTS), default="fingerprint",
+                   help="engine to enrol and stream with (default fingerprint, the shipped one)")
+    p.add_argument("--jobs", type=int, default=2, help="cnnbin: processes building its dataset (default 2)")
+    p.add_argument("--encoder", type=Path, default=SHIPPED_ENCODER,
+                   help="fingerprint encoder record (cnnbin's heads always read the shipped encoder)")
     p.add_argument("--allow-unchecked-encoder", action="store_true",
                    help="run with an encoder whose record has no trained_track_ids (the report says so)")
     p.add_argument("--encoder-split", type=Path, help="for an unchecked encoder: the split.json its record names")
@@ -84,6 +121,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--chains: unknown {bad or 'none given'} (known: {', '.join(CHAINS)})")
     if args.programmes < 1 or not args.minutes >= 1:
         p.error("--programmes must be ≥ 1 and --minutes ≥ 1")
+    if args.jobs < 1:
+        p.error("--jobs must be ≥ 1")
+    if args.engine == "cnnbin" and args.encoder.resolve() != SHIPPED_ENCODER.resolve():
+        # ``audiocopy train`` embeds with the shipped encoder; a report naming another one would lie.
+        p.error("--encoder: cnnbin's heads are trained on the shipped encoder's embeddings; put another "
+                "encoder's weights in place of the shipped ones to measure cnnbin with it")
     if args.work.resolve().is_relative_to(REPO):
         p.error(f"--work {args.work} is inside the repository; generated audio belongs elsewhere")
     args.work = args.work.resolve()
@@ -127,6 +170,11 @@ def decision_key() -> str:
 
 
 def database(args, split: dict) -> dict:
+    """The catalogue's database for ``args.engine`` (see ``fingerprint_database`` and ``cnnbin_database``)."""
+    return cnnbin_database(args, split) if args.engine == "cnnbin" else fingerprint_database(args, split)
+
+
+def fingerprint_database(args, split: dict) -> dict:
     """``WORK/db``: the catalogue enrolled by the CLI, rebuilt only when catalogue, negatives or encoder change."""
     from bench.enrol import child_env, fingerprint_complete
     from bench.machine import run_measured
@@ -134,10 +182,10 @@ def database(args, split: dict) -> dict:
     from audiocopy.encoder.artifact import SHIPPED_ENCODER, read_encoder_record
     from audiocopy.engines import catalog
 
-    db = args.work / "db"
+    db = output(args, "db")
     encoder_sha = read_encoder_record(args.encoder)["weights_sha256"]
     key = {"catalog": ids_sha256(split["catalog"]), "wrong": ids_sha256(split["wrong"]), "encoder": encoder_sha}
-    old = read_json(args.work / "db-key.json", {})
+    old = read_json(output(args, "key"), {})
     cmd = [sys.executable, "-m", "audiocopy.cli", "-q", "enroll", "--db", str(db), str(args.work / "catalog"),
            "--negatives", str(args.work / "wrong"), "--engine", "fingerprint"]
     if args.encoder.resolve() != SHIPPED_ENCODER.resolve():
@@ -151,7 +199,7 @@ def database(args, split: dict) -> dict:
         # enrolled tracks and redoes both thresholds on the negatives).
         measured = run_measured(cmd, child_env())
         old = {**old, "decision": decision_key(), "recalibrated": measured}
-        write_json(args.work / "db-key.json", old)
+        write_json(output(args, "key"), old)
         note = (f"enrolled in an earlier run ({old['enrol']['wall_s']:.0f} s), both thresholds recalibrated for "
                 f"this decision code in {measured['wall_s']:.0f} s")
     else:
@@ -160,11 +208,67 @@ def database(args, split: dict) -> dict:
         if not fingerprint_complete(db, split["catalog"], encoder_sha):
             raise BenchError(f"enrolment did not enrol every catalogue track into {db} (see its output above)")
         old = {"key": key, "enrol": measured, "decision": decision_key()}
-        write_json(args.work / "db-key.json", old)
+        write_json(output(args, "key"), old)
         note = f"enrolled in {measured['wall_s']:.0f} s"
     info = catalog.open_db(db)
     return {"path": str(db), "tracks": len(catalog.track_records(db)), "calibration": info.calibration,
             "note": note, "enrol": old["enrol"]}
+
+
+def cnnbin_database(args, split: dict) -> dict:
+    """``WORK/db-cnnbin-embedding``: one head per catalogue track, trained and calibrated as the accuracy
+    benchmark does (``bench.enrol.enrol_cnnbin``).
+
+    Rebuilt whole when the catalogue, the negatives, the shipped encoder or
+    the decision's code (``decision_key``: the play threshold belongs to it)
+    change; the dataset (``WORK/dataset``) is kept while the catalogue and
+    the negatives are, since its windows depend on nothing else.
+    """
+    from bench.enrol import cnnbin_complete, enrol_cnnbin
+
+    from audiocopy.encoder.artifact import SHIPPED_ENCODER, read_encoder_record
+    from audiocopy.engines import catalog
+
+    db, key_file = output(args, "db"), output(args, "key")
+    data = {"catalog": ids_sha256(split["catalog"]), "wrong": ids_sha256(split["wrong"])}
+    key = {**data, "encoder": read_encoder_record(SHIPPED_ENCODER)["weights_sha256"], "decision": decision_key()}
+    old = read_json(key_file, {})
+    if old.get("key") == key and cnnbin_complete(db, split["catalog"]):
+        note = f"reused from an earlier run ({_cnnbin_enrol_text(old['enrol'])})"
+    else:
+        if not _dataset_fits(args.work / "dataset", split):
+            shutil.rmtree(args.work / "dataset", ignore_errors=True)
+        shutil.rmtree(db, ignore_errors=True)
+        timings = enrol_cnnbin(args.work, split["catalog"], model="embedding", jobs=args.jobs, dataset_flags=[],
+                               train_flags=[])
+        if not cnnbin_complete(db, split["catalog"]):
+            raise BenchError(f"training did not give every catalogue track a calibrated head in {db} "
+                             "(see its output above)")
+        old = {"key": key, "enrol": {k: timings.get(k) for k in ("dataset", "train-embedding", "play-embedding")}}
+        write_json(key_file, old)
+        note = _cnnbin_enrol_text(old["enrol"])
+    info = catalog.open_db(db)
+    return {"path": str(db), "tracks": len(catalog.track_records(db)), "calibration": info.calibration,
+            "note": note, "enrol": old["enrol"]}
+
+
+def _dataset_fits(dataset: Path, split: dict) -> bool:
+    """Whether the dataset under ``dataset`` was drawn from this split's catalogue and wrong tracks, in this
+    work folder (a complete dataset is otherwise reused as it is, whatever it holds)."""
+    manifest = read_json(dataset / "manifest.json", {})
+    sources = manifest.get("sources") or []
+    roles = {role: {s["track_id"] for s in sources if s.get("role") == role} for role in ("licensed", "wrong")}
+    here = all(Path(s.get("path", "")).is_relative_to(dataset.parent) for s in sources)  # links: not resolved
+    return bool(sources) and here and roles == {"licensed": set(split["catalog"]), "wrong": set(split["wrong"])}
+
+
+def _cnnbin_enrol_text(enrol: dict) -> str:
+    """How long the cnnbin database took: dataset, heads, play threshold (a reused dataset says so)."""
+    dataset, train, play = (enrol.get(k) or {} for k in ("dataset", "train-embedding", "play-embedding"))
+    built = ("a complete dataset found in the work folder was used" if "wall_s" not in dataset else
+             f"dataset built in {dataset['wall_s']} s{' (resumed)' if dataset.get('resumed') else ''}")
+    return (f"{built}, heads trained in {train.get('wall_s', '?')} s, play threshold calibrated in "
+            f"{play.get('wall_s', '?')} s")
 
 
 def make_programmes(args, split: dict, tracks: list, tools) -> tuple[list, dict, float]:
@@ -209,10 +313,10 @@ def stream_and_score(args, db: dict, plans: list, chained: dict) -> tuple[dict, 
     t0 = time.perf_counter()
     jobs = [{"name": f"{c}-{p.name}", "wav": chained[c][p.name]["wav"], "rate": chained[c][p.name]["rate"]}
             for c in args.chains for p in plans]
-    raw = stream_all(Path(db["path"]), args.work, jobs)
+    raw = stream_all(Path(db["path"]), jobs, state=output(args, "state"), log_path=output(args, "log"))
     stream_s = time.perf_counter() - t0
     for name, r in raw.items():
-        write_json(args.work / "streams" / f"{name}.json", r)
+        write_json(output(args, "streams") / f"{name}.json", r)
     scored = {c: [score_stream(p.to_json(), raw[f"{c}-{p.name}"]["plays"], raw[f"{c}-{p.name}"]["windows"])
                   for p in plans] for c in args.chains}
     every = [s for c in args.chains for s in scored[c]]
@@ -250,8 +354,8 @@ def command_line(argv) -> str:
 
 
 def run(args, argv=None) -> dict:
-    """Every step in order; returns the results (also written to ``WORK/results.json`` and the report)."""
-    from bench.broadcast_report import SECTION, render_section
+    """Every step in order; returns the results (also written to the engine's results file and the report)."""
+    from bench.broadcast_report import render_section, section_name
     from bench.doc import update_section
     from bench.external import check_tools
     from bench.machine import load_note, machine_info
@@ -273,13 +377,12 @@ def run(args, argv=None) -> dict:
            "counts": {k: sum(it.kind == k for it in items) for k in ("song", "other", "talk")},
            "chain_params": chained, "streaming": streaming,
            "timings": {"render_s": round(render_s, 1), "chains_s": round(chains_s, 1), "stream_s": round(stream_s, 1)},
-           "audio_made": audio_made(args, plans, chained, since),
-           "results_file": str(args.work / "results.json"), **scores}
+           "audio_made": audio_made(args, plans, chained, since), "engine": args.engine, **scores}
     res["counts"]["songs"] = res["counts"].pop("song")
     res["wall_s"] = round(time.perf_counter() - t_start, 1)
-    write_json(args.work / "results.json", res)
+    write_run_results(output(args, "results"), res, datetime.datetime.now(datetime.timezone.utc))
     doc = args.work / "benchmarks.md" if args.no_doc else args.doc
-    update_section(doc, SECTION, render_section(res))
+    update_section(doc, section_name(args.engine), render_section(res))
     res["doc"] = str(doc)
     return res
 

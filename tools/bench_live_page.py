@@ -41,7 +41,7 @@ for _p in (REPO, REPO / "tools"):
     if str(_p) not in sys.path:  # run as a script from anywhere: the package lives beside tools/
         sys.path.insert(0, str(_p))
 
-from bench.common import BenchError, fmt, run_logged, write_json  # noqa: E402
+from bench.common import BenchError, fmt, run_logged, write_run_results  # noqa: E402
 
 log = logging.getLogger("bench_live_page")
 
@@ -68,7 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="which songs are drawn (default 0)")
     p.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium binary (default /usr/bin/chromium)")
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
-    p.add_argument("--no-doc", action="store_true", help="write WORK/live-page/results.json only")
+    p.add_argument("--no-doc", action="store_true",
+                   help="write the readings only (WORK/live-page/results.json and runs/results-TIME.json)")
     args = p.parse_args(argv)
     chains = [c.strip() for c in args.chains.split(",") if c.strip()]
     from bench.live_page import CHAIN_FILES
@@ -164,8 +165,8 @@ def run(args) -> dict:
            "machine": machine_info(), "load": load, "work": str(args.work), "seed": args.seed,
            "clip_s": args.clip_s, "follow_s": args.follow_s, "chains": args.chains,
            "encoder_sha256": encoder_sha, "calibration": calibration, "summary": summary, "rows": rows,
-           "wall_min": round((time.perf_counter() - t0) / 60, 1), "results_file": str(out / "results.json")}
-    write_json(out / "results.json", res)
+           "wall_min": round((time.perf_counter() - t0) / 60, 1)}
+    write_run_results(out / "results.json", res, datetime.datetime.now(datetime.timezone.utc))
     if not args.no_doc:
         from bench.doc import update_section
 

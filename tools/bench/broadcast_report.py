@@ -1,4 +1,9 @@
-"""The stream benchmark's targets and the markdown of its ``docs/benchmarks.md`` section (``broadcast``).
+"""The stream benchmark's targets and the markdown of its ``docs/benchmarks.md`` section.
+
+The section is ``broadcast`` for the fingerprint engine and
+``broadcast-cnnbin`` for the per-track heads (``section_name``): the same
+tables, so the two engines read side by side, with the database line saying
+how each one was made and calibrated.
 
 Place in ``tools/bench``: the last step of ``tools/bench_broadcast.py``;
 pure functions from the results dict to text (``doc.update_section``
@@ -12,6 +17,11 @@ from .common import calibration_source, fmt
 from .report import machine_lines, split_lines
 
 SECTION = "broadcast"
+
+
+def section_name(engine: str) -> str:
+    """The docs section of one engine's run (results written before the choice existed are fingerprint's)."""
+    return SECTION if engine == "fingerprint" else f"{SECTION}-{engine}"
 
 #: (figure, label, {chain: (comparison, target)}; "*" for every chain). Errors are read on their median.
 TARGETS = [
@@ -251,20 +261,13 @@ def findings(res: dict) -> list[str]:
 
 def setup_lines(res: dict) -> list[str]:
     """Machine, tools, split, database, encoder, programmes, chains and streaming."""
-    cfg, db, st, n = res["config"], res["database"], res["streaming"], res["counts"]
-    cal = db["calibration"]
+    cfg, st, n = res["config"], res["streaming"], res["counts"]
     hours = res["summary"]["all"]["hours"] / len(res["chains"])
     return [
         *(line.replace("when identification started", "when streaming started") for line in machine_lines(res)),
         f"- **Tools:** {'; '.join(res['tool_versions'].values())}.",
         *split_lines(res),
-        (f"- **Database:** the {db['tracks']} catalogue tracks enrolled with `audiocopy enroll --negatives WRONG` "
-         f"(fingerprint engine; window threshold {fmt(cal.get('threshold'), 4)}, set on "
-         f"{calibration_source(res.get('split') or {}, cal)}; play threshold "
-         f"{fmt(cal.get('play_threshold'), 3)}, set for "
-         f"{fmt(cal.get('play_rate_per_hour'), 1)} false plays per hour on "
-         f"{fmt(cal.get('play_calibration_hours'), 1)} h of wrong tracks streamed as they are and through a "
-         f"room); {db['note']}."),
+        database_line(res),
         (f"- **Encoder:** `{res['encoder']['path']}` (weights sha256 {res['encoder']['sha256'][:12]}…). "
          f"{res['provenance']['sentence']}"),
         (f"- **Programmes** (`tools/bench/broadcast_programme.py`, seed {cfg['seed']}): {cfg['programmes']} of "
@@ -279,6 +282,29 @@ def setup_lines(res: dict) -> list[str]:
          f"dropped, {st['problems']} errors; {fmt(st['seconds'] / 60, 1)} min of streaming for "
          f"{fmt(st['audio_hours'], 2)} h of audio ({fmt(st['x_realtime'], 0)}× real time)."),
     ]
+
+
+def database_line(res: dict) -> str:
+    """How the engine's database was made and where both of its thresholds were set."""
+    db = res["database"]
+    cal = db["calibration"]
+    play = (f"play threshold {fmt(cal.get('play_threshold'), 3)}, set for {fmt(cal.get('play_rate_per_hour'), 1)} "
+            f"false plays per hour on {fmt(cal.get('play_calibration_hours'), 1)} h of wrong tracks streamed as "
+            f"they are and through a room")
+    if res.get("engine", "fingerprint") == "cnnbin":
+        def pct(v):
+            return fmt(None if v is None else 100 * v, 2)
+
+        return (f"- **Database:** the {db['tracks']} catalogue tracks, each with its own head over the shipped "
+                f"encoder's embeddings (`audiocopy dataset` and `audiocopy train --model embedding`, trained "
+                f"against the wrong tracks outside the calibration hold-out; cnnbin engine; catalogue offset "
+                f"{fmt(cal.get('score_offset'), 3)}, set so that at most {pct(cal.get('catalog_fpr'))} % of "
+                f"windows pass with {pct(cal.get('catalog_fpr_confidence'))} % confidence (bound "
+                f"{pct(cal.get('fpr_upper_bound'))} %) on {calibration_source(res.get('split') or {}, cal)}; "
+                f"{play}); {db['note']}.")
+    return (f"- **Database:** the {db['tracks']} catalogue tracks enrolled with `audiocopy enroll --negatives WRONG` "
+            f"(fingerprint engine; window threshold {fmt(cal.get('threshold'), 4)}, set on "
+            f"{calibration_source(res.get('split') or {}, cal)}; {play}); {db['note']}.")
 
 
 def rules_text() -> str:
@@ -308,8 +334,12 @@ def _measured_line(res: dict) -> str:
 
 
 def render_section(res: dict) -> str:
-    """The whole ``broadcast`` section."""
-    lines = ["## Streams: radio programmes through a broadcast chain and a room chain (`/ws`)", "",
+    """The whole section of one engine's run (``section_name``)."""
+    engine = res.get("engine", "fingerprint")
+    title = "## Streams: radio programmes through a broadcast chain and a room chain (`/ws`)"
+    if engine != "fingerprint":
+        title += f", engine {engine}"
+    lines = [title, "",
              _measured_line(res),
              "", f"    {res['command']}", "", *setup_lines(res), "", rules_text(), "",
              "### Targets", "", *targets_table(res), "",

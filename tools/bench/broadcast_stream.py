@@ -195,13 +195,14 @@ def stream_file(url: str, wav: Path, rate: int, source: str, *, timeout_s: float
     return out
 
 
-def stream_all(db: Path, work: Path, jobs: list[dict]) -> dict[str, dict]:
+def stream_all(db: Path, jobs: list[dict], *, state: Path, log_path: Path) -> dict[str, dict]:
     """Start one server for ``db`` and stream every job in turn; the server is stopped at the end, always.
 
-    jobs: {"name", "wav", "rate"}; returns name -> ``stream_file``'s result.
+    jobs: {"name", "wav", "rate"}; state: the server's state folder (emptied
+    first); log_path: its stderr. Returns name -> ``stream_file``'s result.
     """
     results = {}
-    with Server(db, Path(work) / "server-state", Path(work) / "server.log") as server:
+    with Server(db, state, log_path) as server:
         for job in jobs:
             t0 = time.perf_counter()
             results[job["name"]] = stream_file(server.url, Path(job["wav"]), job["rate"], f"bench {job['name']}")

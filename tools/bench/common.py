@@ -35,6 +35,32 @@ def write_json(path: Path, obj) -> None:
     atomic_write_json(Path(path), obj)
 
 
+def run_results_path(latest: Path, when) -> Path:
+    """Where one run's results are kept for good: ``runs/<stem>-<UTC time>.json`` beside ``latest``.
+
+    latest: the file every run overwrites (``WORK/results.json``); when: the
+    run's ``datetime`` (made UTC). A report names this path, so a later run
+    (a smoke test of the tool, another engine) can never replace the readings
+    a committed section points to.
+    """
+    import datetime
+
+    stamp = when.astimezone(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return Path(latest).parent / "runs" / f"{Path(latest).stem}-{stamp}.json"
+
+
+def write_run_results(latest: Path, res: dict, when) -> Path:
+    """Write ``res`` to its run's own file (``run_results_path``) and to ``latest``; returns the run's file.
+
+    ``res["results_file"]`` is set to the run's file before either is written.
+    """
+    kept = run_results_path(latest, when)
+    res["results_file"] = str(kept)
+    write_json(kept, res)
+    write_json(latest, res)
+    return kept
+
+
 def read_json(path: Path, default=None):
     """The JSON content of ``path``, or ``default`` when it is missing or unreadable."""
     try:
