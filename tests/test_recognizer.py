@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from synth import pattern
 
 from audiocopy.decision.files import analyse_signal
@@ -61,3 +62,20 @@ def test_scores_are_ranked_and_margins(tiny_db):
     for d in dets:
         scores = [c.score for c in d.candidates]
         assert scores == sorted(scores, reverse=True)
+
+
+def test_the_recognizer_hands_the_decision_its_engines_margin_unit(tiny_db):
+    from types import SimpleNamespace
+
+    from audiocopy.config import AudioParams, DecisionParams, FeatureParams
+
+    p = DecisionParams()
+    for name, unit in (("fingerprint", 1.0), ("cnnbin", p.cnnbin_margin_unit)):
+        rec = Recognizer(SimpleNamespace(name=name, audio=AudioParams(), features=FeatureParams()), params=p)
+        assert rec.margin_unit == unit and rec.params == p.in_margin_units(unit)
+        assert rec.play_threshold == pytest.approx(unit * p.start_evidence)
+        assert rec.stream_decision("s").params == rec.params
+    # A database keeps the unit its play threshold was calibrated in (here: by this version, the engine's).
+    rec = Recognizer.open(tiny_db)
+    assert rec.engine.name == "cnnbin" and rec.margin_unit == p.cnnbin_margin_unit
+    assert rec.params.support_margin == pytest.approx(p.cnnbin_margin_unit * p.support_margin)

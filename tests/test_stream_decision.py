@@ -448,3 +448,70 @@ def test_the_walk_back_reaches_no_further_than_backdate_s():
     weak = [(t, "a", on_line(t, 12.0)) for t in np.arange(0.5, 12.0, HOP)]
     (play,) = run(decision(), _weak_then_strong(weak, strong_t0=12.0))[1]
     assert play.start_s == pytest.approx(12.0 - P.backdate_s + P.edge_s)
+
+
+# --- margin units: one decision for engines whose margins differ in width ------------------------------------
+
+
+def _scaled(items, unit: float):
+    """The same stream as an engine whose margins are ``unit`` times as wide would score it."""
+    return [(t, [(tr, m * unit, off) for tr, m, off in cands]) for t, cands in items]
+
+
+def _room_like_stream():
+    """A play with weak windows on its line, a look-alike, a pause, a second song and stray windows."""
+    strong = line("a", 0.0, 6)
+    weak = [(t, [("a", -0.05, off), ("b", -0.3, 70.0)]) for t, [(_, _, off)] in line("a", 3.0, 12, offset0=13.0)]
+    stray = [(t, [("c", 0.05, 5.0 + 40 * (i % 2))]) for i, (t, _) in enumerate(line("c", 9.0, 6))]
+    song = line("b", 20.0, 30, margin=0.12, noise=0.1, offset0=50.0, rate=1.05)
+    return strong + weak + stray + song
+
+
+def _summary(closed):
+    return [(p.track, p.windows, round(p.start_s, 6), round(p.end_s, 6), round(p.track_start_s, 6)) for p in closed]
+
+
+def test_the_decision_in_an_engines_margin_units_gives_the_same_plays_as_in_the_fingerprints():
+    unit = P.cnnbin_margin_unit
+    assert unit == P.margin_unit("cnnbin") and P.margin_unit("fingerprint") == 1.0
+    _, reference, ref_nows = run(decision(threshold=0.6), dets_of(_room_like_stream()))
+    scaled = StreamDecision("radio", window_s=WINDOW, wall_start=1_700_000_000.0, threshold=0.6 * unit,
+                            params=P.in_margin_units(unit))
+    _, closed, nows = run(scaled, dets_of(_scaled(_room_like_stream(), unit)))
+    assert len(reference) >= 2 and _summary(closed) == _summary(reference)
+    assert [n and n.track for n in nows] == [n and n.track for n in ref_nows]
+    # Without the unit, the wide margins' weak windows (-1.2 where the threshold's support starts at -0.12)
+    # hold nothing: the first play ends after its six strong windows instead of eighteen.
+    _, unscaled, _ = run(decision(threshold=0.6 * unit), dets_of(_scaled(_room_like_stream(), unit)))
+    assert _summary(unscaled) != _summary(reference)
+    assert [p.windows for p in unscaled if p.track == "a"] == [6]
+
+
+def test_margin_units_scale_only_margins_and_refuse_nonsense():
+    from audiocopy.errors import ConfigError
+
+    assert P.in_margin_units(1.0) is P
+    scaled = P.in_margin_units(10.0)
+    for name in DecisionParams.MARGIN_FIELDS:
+        assert getattr(scaled, name) == pytest.approx(10.0 * getattr(P, name))
+    unchanged = [f for f in P.__dataclass_fields__ if f not in DecisionParams.MARGIN_FIELDS]
+    assert all(getattr(scaled, f) == getattr(P, f) for f in unchanged)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ConfigError):
+            P.in_margin_units(bad)
+    with pytest.raises(ConfigError):
+        DecisionParams(cnnbin_margin_unit=0.0)
+    with pytest.raises(ConfigError, match="no margin unit"):
+        P.margin_unit("spectrum")
+
+
+def test_a_play_threshold_keeps_the_unit_it_was_calibrated_in(caplog):
+    from audiocopy.decision.recognizer import calibrated_margin_unit
+
+    assert calibrated_margin_unit({}, 24.0) is None  # nothing calibrated: the engine's own unit
+    assert calibrated_margin_unit({"play_threshold": 26.8, "play_margin_unit": 24.0}, 24.0) == 24.0
+    assert not caplog.records
+    # Calibrated before units were recorded: in 1, kept until recalibrated, and said so.
+    with caplog.at_level("WARNING"):
+        assert calibrated_margin_unit({"play_threshold": 10.4}, 24.0) == 1.0
+    assert "recalibrated" in caplog.text

@@ -20,7 +20,9 @@ reports). The database and its calibration negatives are always
 ``bench_broadcast``'s (``--broadcast-work``); seed 0's programmes are its
 renders, any other seed is rendered here with its own code.
 
-Variants: ``--vary FIELD=v1,v2`` (a ``DecisionParams`` field; repeat for a
+Variants: ``--vary FIELD=v1,v2`` (a ``DecisionParams`` field, or
+``margin_unit``: every margin field scaled at once, as an engine's
+``margin_unit`` scales them; repeat for a
 grid, every combination is run) and ``--rule FIELD=v1,v2`` (a
 ``decision_replay.Rule`` field: evidence rules tried before they are
 proposed for the decision). The current defaults always run first.
@@ -81,7 +83,7 @@ def variants(vary: list[str], rules: list[str]) -> list:
 
     from audiocopy.config import DecisionParams
 
-    params = _grid(vary, {f.name for f in dataclasses.fields(DecisionParams)}, "--vary")
+    params = _grid(vary, {f.name for f in dataclasses.fields(DecisionParams)} | {"margin_unit"}, "--vary")
     rule_sets = _grid(rules, {f.name for f in dataclasses.fields(Rule)}, "--rule")
     out = [Variant("current")]
     for ov, rv in itertools.product(params, rule_sets):
@@ -100,6 +102,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="bench_broadcast's work folder: its database, split, negatives and seed-0 audio")
     p.add_argument("--work", type=Path, default=Path("/work/bench_decision"),
                    help="cached detections, other seeds' audio and results (default %(default)s)")
+    p.add_argument("--engine", choices=("fingerprint", "cnnbin"), default="fingerprint",
+                   help="whose database in --broadcast-work to replay (bench_broadcast --engine; default "
+                        "fingerprint); give each engine its own --work, the caches are keyed by database")
     p.add_argument("--seed", type=int, default=1, help="programme seed (default 1: tune on it, not on 0)")
     p.add_argument("--chains", default="broadcast,room", help="comma-separated chains (default broadcast,room)")
     p.add_argument("--programmes", type=int, default=4, help="programmes per chain (default 4)")
@@ -121,22 +126,36 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def broadcast_output(args, what: str) -> Path:
+    """``bench_broadcast``'s database (``"db"``) or recorded streams (``"streams"``) of ``args.engine``."""
+    import bench_broadcast
+
+    return args.broadcast_work / bench_broadcast.ENGINE_OUTPUTS[args.engine][what]
+
+
 def load_all(args) -> tuple:
     """Plans, cached detections of programmes and negatives, track ids, window length."""
-    from bench.decision_data import negative_detections, open_recognizer, programme_detections, programmes
+    from bench.decision_data import (
+        calibration_negatives,
+        negative_detections,
+        open_recognizer,
+        programme_detections,
+        programmes,
+    )
     from bench.decision_replay import Detections
 
     plans, wavs = programmes(args.corpus, args.broadcast_work, args.work, seed=args.seed, chains=args.chains,
                              count=args.programmes, minutes=args.minutes)
-    db = args.broadcast_work / "db"
+    db = broadcast_output(args, "db")
     recognizer = open_recognizer(db)
     try:
         track_ids, window_s = recognizer.track_ids, recognizer.audio.window_seconds
         progs = {c: {p.name: Detections([programme_detections(recognizer, db, wavs[c][p.name],
                                                               args.work / f"seed{args.seed}", f"{c}-{p.name}")],
                                         track_ids) for p in plans} for c in args.chains}
-        negatives = Detections(negative_detections(recognizer, db, args.broadcast_work, args.work,
-                                                   args.negative_tracks), track_ids)
+        files = calibration_negatives(args.broadcast_work, args.engine)
+        negatives = Detections(negative_detections(recognizer, db, files, args.work, args.negative_tracks),
+                               track_ids)
     finally:
         recognizer.close()
     return {p.name: p.to_json() for p in plans}, progs, negatives, track_ids, window_s
@@ -152,15 +171,15 @@ def check_server(args, progs: dict, track_ids: list[str], plans: dict, window_s:
     from audiocopy.config import DecisionParams
     from audiocopy.engines import catalog
 
-    threshold = catalog.open_db(args.broadcast_work / "db").calibration["play_threshold"]
+    threshold = catalog.open_db(broadcast_output(args, "db")).calibration["play_threshold"]
     out = {"threshold": threshold}
     for chain, streams in progs.items():
         same = total = 0
         diffs, scored = [], []
         for name, dets in streams.items():
-            rec = read_json(args.broadcast_work / "streams" / f"{chain}-{name}.json")
+            rec = read_json(broadcast_output(args, "streams") / f"{chain}-{name}.json")
             if not rec:
-                raise BenchError(f"no recorded stream {chain}-{name} under {args.broadcast_work}/streams")
+                raise BenchError(f"no recorded stream {chain}-{name} under {broadcast_output(args, 'streams')}")
             mine = {round(d.offset_s, 3): d for d in dets.get(5)[0]}
             for w in rec["windows"]:
                 d = mine.get(round(w["start_s"], 3))
@@ -169,7 +188,8 @@ def check_server(args, progs: dict, track_ids: list[str], plans: dict, window_s:
                 total += 1
                 same += d.candidates[0].track == w["cands"][0][0]
                 diffs.append(abs(d.candidates[0].score - w["cands"][0][1]))
-            plays, rows = replay(dets.get(DecisionParams().top_k)[0], DecisionParams(), threshold, window_s, Rule())
+            params = DecisionParams().in_margin_units(DecisionParams().margin_unit(args.engine))
+            plays, rows = replay(dets.get(params.top_k)[0], params, threshold, window_s, Rule())
             scored.append(score_stream(plans[name], plays, rows))
         d = np.asarray(diffs)
         out[chain] = {"windows": total, "same_best_pct": round(100 * same / max(total, 1), 3),
@@ -185,7 +205,8 @@ def _worker(job):
 
     variant, ctx = job, _CTX
     t0 = time.perf_counter()
-    res = run_variant(variant, ctx["base"], ctx["negatives"], ctx["progs"], ctx["plans"], ctx["window_s"])
+    res = run_variant(variant, ctx["base"], ctx["negatives"], ctx["progs"], ctx["plans"], ctx["window_s"],
+                      unit=ctx["unit"])
     res["replay_s"] = round(time.perf_counter() - t0, 1)
     return res
 
@@ -205,7 +226,9 @@ def run_grid(args, plans, progs, negatives, window_s) -> list[dict]:
         for streams in progs.values():
             for d in streams.values():
                 d.get(k)
-    _CTX.update(base=DecisionParams(), negatives=negatives, progs=progs, plans=plans, window_s=window_s)
+    # The engine's own margin unit unless a variant sets one (``--vary margin_unit=...``).
+    _CTX.update(base=DecisionParams(), unit=DecisionParams().margin_unit(args.engine), negatives=negatives,
+                progs=progs, plans=plans, window_s=window_s)
     log.info("%d variants, %d at a time", len(todo), args.jobs)
     if args.jobs <= 1:
         return [_worker(v) for v in todo]

@@ -4,10 +4,22 @@ Place in the pipeline: read by ``decision`` (the stream decision that every
 file, live stream and monitor goes through) and by the calibration of the
 play threshold at enrolment. Times are stream seconds; margins and evidence
 are in the engines' margin units (0 = the window's calibrated threshold).
+
+One set of numbers, two engines. The margin-valued fields
+(``DecisionParams.MARGIN_FIELDS``) were tuned on the fingerprint engine,
+whose margin is a vote of cosine similarities above its threshold (tenths).
+The per-track heads' margin is a logit above theirs (units), so the same
+numbers would ask almost nothing of a cnnbin window below its threshold and
+pay it almost no bonus. ``margin_unit(engine)`` says how wide an engine's
+margins are against the fingerprint engine's, and the recognizer hands the
+decision ``in_margin_units(unit)``: the same rules in that engine's units.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,15 @@ class DecisionParams:
     false_plays_per_hour: the rate at which enrolment calibrates the play
         threshold on held-out negative music.
     silence_dbfs: windows quieter than this (RMS) are silence, not music.
+    cnnbin_margin_unit: how many logits of a cnnbin head's margin make one
+        unit of the margin fields above (``margin_unit``). 24: chosen on the
+        stream benchmark's tuning programmes (seed 1, never the reported
+        seed 0) among 1-64 (``tools/bench_decision.py --engine cnnbin --vary
+        margin_unit=...``): at 1 a room recording's songs whose windows sit a
+        little under the heads' threshold never gather evidence; past 24
+        false plays came back. The spread of the two engines' best margins
+        on their calibration negatives differs by a factor of ~33 (IQR),
+        the same order.
     """
 
     top_k: int = 5
@@ -120,7 +141,35 @@ class DecisionParams:
     fragment_windows: int = 3
     false_plays_per_hour: float = 0.5
     silence_dbfs: float = -60.0
+    cnnbin_margin_unit: float = 24.0
+
+    #: Fields measured in margin units, scaled together by ``in_margin_units`` (evidence sums margins and bonuses).
+    MARGIN_FIELDS: ClassVar[tuple[str, ...]] = ("support_margin", "runner_up_gap", "support_bonus", "line_bonus",
+                                                "start_evidence")
 
     def __post_init__(self):
         if self.min_play_windows < 1:
             raise ValueError(f"min_play_windows must be >= 1, got {self.min_play_windows}")
+        if not self.cnnbin_margin_unit > 0:
+            raise ConfigError(f"cnnbin_margin_unit must be > 0, got {self.cnnbin_margin_unit}")
+
+    def margin_unit(self, engine: str) -> float:
+        """How wide ``engine``'s margins are against the fingerprint engine's, in whose units the margin
+        fields were tuned: 1 for ``"fingerprint"``, ``cnnbin_margin_unit`` for ``"cnnbin"``."""
+        units = {"fingerprint": 1.0, "cnnbin": self.cnnbin_margin_unit}
+        if engine not in units:
+            raise ConfigError(f"no margin unit for engine {engine!r} (known: {sorted(units)})")
+        return units[engine]
+
+    def in_margin_units(self, unit: float) -> "DecisionParams":
+        """These parameters for an engine whose margins are ``unit`` times as wide as the fingerprint engine's.
+
+        unit: > 0; 1 (the fingerprint engine) returns ``self`` unchanged.
+        Every field of ``MARGIN_FIELDS`` is multiplied by it; times, counts
+        and shares are not margins and stay as they are.
+        """
+        if not unit > 0:
+            raise ConfigError(f"margin unit must be > 0, got {unit!r}")
+        if unit == 1:
+            return self
+        return replace(self, **{f: getattr(self, f) * unit for f in self.MARGIN_FIELDS})

@@ -7,6 +7,14 @@ and ranking each window's tracks into a ``Detection``
 (``detection.decide_window``). How windows become plays is
 ``decision.stream``; how a whole file is answered is ``decision.files``.
 
+Margin units. The decision's margin parameters were tuned on the
+fingerprint engine's margins; the recognizer hands its stream decisions
+``params.in_margin_units(unit)`` with the engine's unit
+(``DecisionParams.margin_unit``). A database's play threshold holds only
+for the unit it was calibrated with (``play_margin_unit`` in its
+calibration; databases calibrated before units existed were calibrated in
+1), so that unit is used until the threshold is recalibrated.
+
 Silence. A window below ``DecisionParams.silence_dbfs`` (RMS) carries no
 music: the features standardise loudness away, so near-silence would be
 blown up into amplified hiss and scored like music. Its margins are set to
@@ -48,21 +56,44 @@ def silent_windows(windows: np.ndarray, *, silence_dbfs: float) -> np.ndarray:
     return rms < 10 ** (silence_dbfs / 20)
 
 
+def calibrated_margin_unit(calibration: dict, engine_unit: float) -> float | None:
+    """The margin unit a database's play threshold holds for; None when it has no play threshold.
+
+    calibration: the database's calibration record (``catalog.open_db``);
+    engine_unit: the unit this version gives its engine
+    (``DecisionParams.margin_unit``). A threshold calibrated before units
+    were recorded was calibrated in 1. A unit other than ``engine_unit`` is
+    logged: the database keeps its own until it is recalibrated.
+    """
+    if calibration.get("play_threshold") is None:
+        return None
+    unit = float(calibration.get("play_margin_unit", 1.0))
+    if unit != engine_unit:
+        log.warning("the play threshold was calibrated with the stream decision's margins in units of %g, this "
+                    "version uses %g for this engine; keeping %g until the threshold is recalibrated "
+                    "(audiocopy train or enroll on the database)", unit, engine_unit, unit)
+    return unit
+
+
 class Recognizer:
     """An engine plus the decision parameters and the array module to run it on.
 
     engine: a loaded engine (``engines.load_engine``); xp: NumPy or CuPy
-    (default: CuPy when a GPU is usable); params: the decision parameters;
-    play_threshold: the database's calibrated evidence a play needs (None:
-    ``params.start_evidence``).
+    (default: CuPy when a GPU is usable); params: the decision parameters,
+    in the fingerprint engine's margin units; play_threshold: the database's
+    calibrated evidence a play needs (None: the scaled
+    ``params.start_evidence``); margin_unit: the unit that threshold was
+    calibrated in (None: the engine's, ``params.margin_unit``).
+    ``self.params`` are ``params`` in that unit.
     """
 
     def __init__(self, engine: Engine, *, xp: ModuleType | None = None, params: DecisionParams = DecisionParams(),
-                 play_threshold: float | None = None):
+                 play_threshold: float | None = None, margin_unit: float | None = None):
         self.engine = engine
         self.xp = xp if xp is not None else get_xp()
-        self.params = params
-        self.play_threshold = params.start_evidence if play_threshold is None else float(play_threshold)
+        self.margin_unit = params.margin_unit(engine.name) if margin_unit is None else float(margin_unit)
+        self.params = params.in_margin_units(self.margin_unit)
+        self.play_threshold = self.params.start_evidence if play_threshold is None else float(play_threshold)
 
     @classmethod
     def open(cls, db: str | Path, *, xp: ModuleType | None = None,
@@ -71,10 +102,12 @@ class Recognizer:
         info = catalog.open_db(Path(db))
         engine = load_engine(Path(db), engine_name=info.engine)
         threshold = info.calibration.get("play_threshold")
+        unit = calibrated_margin_unit(info.calibration, params.margin_unit(engine.name))
+        recognizer = cls(engine, xp=xp, params=params, play_threshold=threshold, margin_unit=unit)
         if threshold is None and engine.track_ids:
             log.info("%s has no calibrated play threshold; using %.2f (enrol with --negatives to calibrate)",
-                     db, params.start_evidence)
-        return cls(engine, xp=xp, params=params, play_threshold=threshold)
+                     db, recognizer.play_threshold)
+        return recognizer
 
     @property
     def audio(self) -> AudioParams:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic_files import atomic_open
-from ..config import AudioParams, AugmentParams, CnnParams, DatasetParams, FeatureParams, TrainParams
+from ..config import AudioParams, AugmentParams, CnnParams, DatasetParams, DecisionParams, FeatureParams, TrainParams
 from ..decision.calibration import bounded_threshold
 from ..engines import catalog, metadata
 from ..engines.cnnbin import engine as cnnbin
@@ -89,9 +89,12 @@ def train_catalog(dataset_dir: Path, db: Path, *, cnn: CnnParams = CnnParams(), 
             np.save(fh, calibration.astype(np.float16))
     offset = calibrate_catalog(db, catalog_fpr=train.catalog_fpr, confidence=train.catalog_fpr_confidence)
     # The play threshold, on the same held-out negatives as the thresholds
-    # (each played whole, as a stream), when the catalogue changed or it has none.
+    # (each played whole, as a stream), when the catalogue changed, it has
+    # none, or it was set for another margin unit than this version's.
     held_out = [Path(s.path) for s in dataset.sources if s.role == "wrong" and s.split == "calibration"]
-    if held_out and (trained or "play_threshold" not in catalog.open_db(db).calibration):
+    cal = catalog.open_db(db).calibration
+    stale = cal.get("play_margin_unit", 1.0) != DecisionParams().margin_unit(cnnbin.NAME)
+    if held_out and (trained or "play_threshold" not in cal or stale):
         calibrate_play_threshold(Path(db), [p for p in held_out if p.exists()])
     return TrainReport(trained, [t for t in wanted if t in done],
                        float(np.mean(seconds)) if seconds else 0.0, offset)

@@ -15,6 +15,11 @@ look alike and how long a false hypothesis survives. Each stream runs with
 an infinite threshold, so hypotheses grow as far as the audio takes them
 (``decision.files.negative_evidence``), and ``decision.calibration.
 play_threshold`` sets the threshold for ``DecisionParams.false_plays_per_hour``.
+
+The threshold is evidence in the engine's margin units (``DecisionParams.
+in_margin_units``), so the unit it was set in is stored beside it
+(``play_margin_unit``): a recognizer keeps using that unit until the
+threshold is recalibrated.
 """
 from __future__ import annotations
 
@@ -42,7 +47,7 @@ MAX_TRACKS = 24
 
 #: Keys of ``db.json``'s calibration written here (kept when a later
 #: recalibration has no negatives to redo them).
-PLAY_KEYS = ("play_threshold", "play_rate_per_hour", "play_calibration_hours", "play_hypotheses")
+PLAY_KEYS = ("play_threshold", "play_rate_per_hour", "play_calibration_hours", "play_hypotheses", "play_margin_unit")
 
 
 def negative_streams(files: list[Path], *, audio: AudioParams, seed: int = 0) -> Iterator[np.ndarray]:
@@ -73,8 +78,9 @@ def calibrate_play_threshold(db: Path, files: list[Path], *, params: DecisionPar
     files = sorted(files, key=lambda f: stable_seed("play-calibration-order", f.stem))[:MAX_TRACKS]
     info = catalog.open_db(db)
     # Any threshold will do: the negatives run with an infinite one.
-    recognizer = Recognizer(load_engine(Path(db), engine_name=info.engine), xp=np, params=params,
-                            play_threshold=params.start_evidence)
+    engine = load_engine(Path(db), engine_name=info.engine)
+    recognizer = Recognizer(engine, xp=np, params=params, margin_unit=params.margin_unit(engine.name))
+    scaled = recognizer.params  # the decision's margin fields in this engine's units
     try:
         if not recognizer.track_ids:
             return {}
@@ -88,11 +94,12 @@ def calibrate_play_threshold(db: Path, files: list[Path], *, params: DecisionPar
     if len(peaks) < TAIL_SIZE:
         log.warning("%s: only %d hypotheses in %.2f h of negative music, too few to fit the tail of their "
                     "evidence; the play threshold is at least the default %.2f (give more negatives)", db,
-                    len(peaks), hours, params.start_evidence)
+                    len(peaks), hours, scaled.start_evidence)
     threshold = play_threshold(peaks, hours, rate_per_hour=params.false_plays_per_hour,
-                               floor=play_threshold_floor(len(peaks), params))
+                               floor=play_threshold_floor(len(peaks), scaled))
     entries = {"play_threshold": round(threshold, 4), "play_rate_per_hour": params.false_plays_per_hour,
-               "play_calibration_hours": round(hours, 3), "play_hypotheses": int(len(peaks))}
+               "play_calibration_hours": round(hours, 3), "play_hypotheses": int(len(peaks)),
+               "play_margin_unit": recognizer.margin_unit}
     info = catalog.open_db(db)
     catalog.set_calibration(db, {**info.calibration, **entries})
     log.info("play threshold %.3f for %.2f false plays per hour (%d hypotheses in %.2f h of negatives)",

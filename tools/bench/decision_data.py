@@ -142,33 +142,53 @@ def cached_detections(recognizer, signal_fn, cache: Path, key: dict) -> dict:
     return {**arrays, "seconds": seconds, "compute_s": compute_s}
 
 
-def negative_files(broadcast_work: Path, count: int | None = None) -> list[Path]:
-    """The negatives ``play_calibration`` plays for the benchmark database, in its order.
+def calibration_negatives(broadcast_work: Path, engine: str) -> list[Path]:
+    """The negative tracks enrolment gave ``calibrate_play_threshold`` for ``engine``'s benchmark database.
+
+    fingerprint: every wrong track (``audiocopy enroll --negatives``);
+    cnnbin: its dataset's calibration hold-out only (``bench.enrol.enrol_cnnbin``:
+    its heads trained against the other wrong tracks).
+    """
+    from audiocopy.training.sources import list_audio
+
+    if engine == "fingerprint":
+        return list_audio(Path(broadcast_work) / "wrong")
+    manifest = read_json(Path(broadcast_work) / "dataset" / "manifest.json", {})
+    held = [Path(s["path"]) for s in manifest.get("sources", [])
+            if s.get("role") == "wrong" and s.get("split") == "calibration"]
+    if not held:
+        raise BenchError(f"{broadcast_work}/dataset names no calibration hold-out: run tools/bench_broadcast.py "
+                         f"--engine {engine} first")
+    return held
+
+
+def negative_files(files: list[Path], count: int | None = None) -> list[Path]:
+    """The negatives ``play_calibration`` plays of ``files``, in its order.
 
     count: how many (default ``play_calibration.MAX_TRACKS``, what enrolment
     plays today). The order is a hash of each track id, so a larger count
     extends a smaller one and its caches are reused.
     """
     from audiocopy.training.play_calibration import MAX_TRACKS
-    from audiocopy.training.sources import list_audio, stable_seed
+    from audiocopy.training.sources import stable_seed
 
-    files = list_audio(Path(broadcast_work) / "wrong")
     return sorted(files, key=lambda f: stable_seed("play-calibration-order", f.stem))[:count or MAX_TRACKS]
 
 
-def negative_detections(recognizer, db: Path, broadcast_work: Path, work: Path, count: int | None = None) -> list[dict]:
+def negative_detections(recognizer, db: Path, files: list[Path], work: Path, count: int | None = None) -> list[dict]:
     """Detections of every calibration negative stream (each file as it is, then through its room).
 
     Made by ``play_calibration.negative_streams`` itself, one file at a time
     (its room chain is seeded by the file's track id alone), so the streams
     are the calibration's, sample for sample. Returns one dict per stream,
-    ``cached_detections``' arrays plus ``name``; count: as ``negative_files``.
+    ``cached_detections``' arrays plus ``name``; files, count: as
+    ``negative_files`` (``calibration_negatives`` gives enrolment's files).
     """
     from audiocopy.training.play_calibration import negative_streams
 
     dkey = db_key(db)
     out = []
-    for path in negative_files(broadcast_work, count):
+    for path in negative_files(files, count):
         made: list[np.ndarray] = []  # the file's two streams, made only when a cache is missing
 
         def signal_fn(variant: int, path=path, made=made) -> np.ndarray:

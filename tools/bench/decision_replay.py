@@ -102,8 +102,11 @@ class Variant:
     overrides: tuple = ()  # ((field, value), ...)
     rule: Rule = Rule()
 
-    def params(self, base):
-        return replace(base, **dict(self.overrides))
+    def params(self, base, unit: float = 1.0):
+        """``base`` (in the fingerprint engine's margin units) in margin unit ``unit`` (the engine's, or a
+        ``margin_unit`` override: ``DecisionParams.in_margin_units``), then the other overrides as they are."""
+        over = dict(self.overrides)
+        return replace(base.in_margin_units(over.pop("margin_unit", unit)), **over)
 
     def to_json(self) -> dict:
         return {"name": self.name, "overrides": dict(self.overrides), "rule": asdict(self.rule)}
@@ -174,7 +177,7 @@ def replay(dets: list, params, threshold: float, window_s: float, rule: Rule) ->
 
 
 def run_variant(variant: Variant, base, negatives: Detections, programmes: dict, plans: dict,
-                window_s: float, threshold: float | None = None) -> dict:
+                window_s: float, threshold: float | None = None, unit: float = 1.0) -> dict:
     """Calibrate (unless ``threshold`` is given), replay and score one variant.
 
     programmes: {chain: {programme name: Detections of one stream}};
@@ -183,7 +186,7 @@ def run_variant(variant: Variant, base, negatives: Detections, programmes: dict,
     """
     from .broadcast_score import score_stream, summarise
 
-    params = variant.params(base)
+    params = variant.params(base, unit)
     cal = calibrate(negatives, params, window_s, variant.rule) if threshold is None else {"threshold": threshold}
     out = {"variant": variant.to_json(), "calibration": cal, "summary": {}, "false": {}}
     every = []
