@@ -146,6 +146,27 @@ def test_resume_skips_finished_tracks(tiny_db, tmp_path):
     assert report.trained == [] and sorted(report.skipped) == ["chirps", "chord", "pulses"]
 
 
+def test_a_play_threshold_of_another_margin_unit_is_kept_until_train_recalibrates_it(tiny_db, tmp_path, caplog):
+    """A database whose play threshold predates margin units (calibrated in 1) keeps deciding in 1, says so,
+    and ``audiocopy train`` on its dataset recalibrates it in this version's unit, training nothing."""
+    from audiocopy.config import DecisionParams
+    from audiocopy.training.enroll_cnnbin import train_catalog
+
+    unit = DecisionParams().margin_unit("cnnbin")
+    db = _copy(tiny_db, tmp_path)
+    assert catalog.open_db(db).calibration["play_margin_unit"] == unit
+    info = json.loads((db / catalog.DB_FILE).read_text())
+    del info["calibration"]["play_margin_unit"]
+    (db / catalog.DB_FILE).write_text(json.dumps(info))
+    with caplog.at_level("WARNING"):
+        old = Recognizer.open(db)
+    assert old.margin_unit == 1.0 and old.params == DecisionParams() and "recalibrated" in caplog.text
+    report = train_catalog(tiny_db / "dataset", db, progress=False)
+    assert report.trained == []
+    assert catalog.open_db(db).calibration["play_margin_unit"] == unit
+    assert Recognizer.open(db).params == DecisionParams().in_margin_units(unit)
+
+
 def test_quantile_threshold_counts_exceedances():
     scores = np.arange(1000, dtype=float)
     thr = quantile_threshold(scores, 0.01)
