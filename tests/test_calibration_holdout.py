@@ -136,3 +136,45 @@ def test_the_fingerprint_calibrates_on_the_hold_out_its_encoder_never_heard():
     assert per_track == {i for i in ids if is_calibration_track(i)} != chosen
     with pytest.raises(ValueError, match="unknown calibration hold-out"):
         calibration_tracks(files, CalibrationParams(), "album")
+
+
+def _db_with_encoder_record(tmp_path: Path, training: dict) -> Path:
+    """A database folder holding only its copy of an encoder record (all ``play_negatives`` reads)."""
+    import json
+
+    from audiocopy.encoder.artifact import ARTIFACT_FORMAT, ARTIFACT_VERSION
+    from audiocopy.engines.fingerprint import db as fpdb
+
+    db = tmp_path / "db"
+    db.mkdir()
+    (db / fpdb.ENCODER_FILE).write_text(json.dumps({"format": ARTIFACT_FORMAT, "format_version": ARTIFACT_VERSION,
+                                                    "training": training}))
+    return db
+
+
+def test_the_play_threshold_is_set_on_every_negative_the_encoder_never_heard(tmp_path, caplog):
+    """Not on tracks it trained on (they form fewer false hypotheses: an optimistic rate per hour), and not only
+    on the window threshold's hold-out (a rate per hour needs hours)."""
+    from audiocopy.config import CalibrationParams
+    from audiocopy.training.calibration_windows import calibration_tracks, play_negatives
+
+    ids = grouped_ids(12, seed=3)
+    files = [Path(f"/negatives/{i}.wav") for i in ids]
+    heard = sorted(ids)[: len(ids) // 2]
+    db = _db_with_encoder_record(tmp_path, {"calibration_holdout": "group", "trained_track_ids": heard})
+    assert [p.stem for p in play_negatives(db, files)] == [i for i in ids if i not in set(heard)]
+    # A user's own negatives, none of which the encoder heard: every one of them.
+    other = tmp_path / "other"
+    other.mkdir()
+    assert play_negatives(_db_with_encoder_record(other, {"trained_track_ids": ["x__1"]}), files) == files
+    # A record without the list: the hold-out its rule names.
+    old = tmp_path / "old"
+    old.mkdir()
+    assert (play_negatives(_db_with_encoder_record(old, {"calibration_holdout": "group"}), files)
+            == calibration_tracks(files, CalibrationParams(), "group"))
+    # Heard them all: all of them, and a warning that the rate is optimistic.
+    every = tmp_path / "every"
+    every.mkdir()
+    with caplog.at_level("WARNING"):
+        assert play_negatives(_db_with_encoder_record(every, {"trained_track_ids": list(ids)}), files) == files
+    assert "optimistic" in caplog.text

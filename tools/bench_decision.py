@@ -153,7 +153,7 @@ def load_all(args) -> tuple:
         progs = {c: {p.name: Detections([programme_detections(recognizer, db, wavs[c][p.name],
                                                               args.work / f"seed{args.seed}", f"{c}-{p.name}")],
                                         track_ids) for p in plans} for c in args.chains}
-        files = calibration_negatives(args.broadcast_work, args.engine)
+        files = calibration_negatives(args.broadcast_work, args.engine, db)
         negatives = Detections(negative_detections(recognizer, db, files, args.work, args.negative_tracks),
                                track_ids)
     finally:

@@ -25,6 +25,11 @@ what a threshold is set on reads in one place:
   per track let 2 of 1,216 through for a 0.5 % target and set the
   threshold 0.017 higher than the stream's grid does, 16 of 4,505
   (``docs/benchmarks.md``).
+* **Which negatives for the play threshold.** A rate per hour wants hours,
+  so the play threshold (``play_calibration``) is set on every negative the
+  encoder never trained on (``play_negatives``: its record lists what it
+  trained on), not only the hold-out: all of a user's own negatives, and
+  only the hold-out of the corpus the shipped encoder came from.
 * **When to remake them.** ``negatives_signature`` names the folder's
   content, the settings and the rules; stored windows with another
   signature are made again.
@@ -91,6 +96,32 @@ def calibration_tracks(files: list[Path], params: CalibrationParams, rule: str =
     log.warning("only %d of %d negatives are in the calibration split; calibrating on all of them",
                 len(held_out), len(files))
     return list(files)
+
+
+def play_negatives(db: Path, files: list[Path]) -> list[Path]:
+    """The negatives a fingerprint database's play threshold is set on: those its encoder never trained on.
+
+    db: the database (its own copy of the encoder's record says what the
+    encoder trained on, ``training.trained_track_ids``); files: the negatives
+    folder's audio. A track the encoder learnt to tell apart forms fewer and
+    weaker false hypotheses than music it never heard, so a rate per hour
+    measured on it would be optimistic. A record without the list (older
+    encoders) gives the hold-out (``calibration_tracks``); when the encoder
+    heard every negative, all of them are used and a warning says the rate
+    is optimistic.
+    """
+    from ..encoder.artifact import read_encoder_record
+
+    heard = (read_encoder_record(Path(db) / fpdb.ENCODER_FILE).get("training") or {}).get("trained_track_ids")
+    if heard is None:
+        return calibration_tracks(list(files), CalibrationParams(), holdout_rule(db))
+    heard = set(heard)
+    unheard = [p for p in files if p.stem not in heard]
+    if not unheard:
+        log.warning("the encoder trained on every one of the %d negatives: the play threshold's false-play rate "
+                    "is optimistic (give negatives it never heard)", len(files))
+        return list(files)
+    return unheard
 
 
 #: Raw windows made at once (40,000 samples each at 16 kHz: 160 kB).

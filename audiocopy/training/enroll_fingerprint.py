@@ -42,7 +42,7 @@ from ..engines.fingerprint import engine as fp
 from ..errors import AudiocopyError, ConfigError, DatasetError
 from ..signal.audio import load_audio
 from ..signal.features import track_band_db
-from .calibration_windows import store_calibration_windows
+from .calibration_windows import play_negatives, store_calibration_windows
 from .play_calibration import PLAY_KEYS, calibrate_play_threshold
 from .sources import list_audio
 
@@ -228,9 +228,9 @@ def calibrate(db: Path, *, negatives_dir: Path | None = None, params: Calibratio
     n_tracks = len(engine.track_ids)
     engine.close()  # embedded Qdrant locks its folder; the play calibration opens it again
     if negatives_dir is not None and n_tracks:
-        # Every negative, not only the held-out fifth: nothing in a fingerprint
-        # database was trained on them, and a rate per hour needs hours.
-        calibrate_play_threshold(db, list_audio(Path(negatives_dir)))
+        # Every negative the encoder never heard, not only the window
+        # threshold's hold-out: a rate per hour needs hours.
+        calibrate_play_threshold(db, play_negatives(db, list_audio(Path(negatives_dir))))
     return threshold
 
 

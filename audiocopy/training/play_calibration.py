@@ -7,8 +7,8 @@ passes this threshold, so the threshold is what sets the rate of false plays
 per hour on music outside the catalogue.
 
 Which music. Negative tracks (for cnnbin its dataset's calibration hold-out,
-which no track model was trained against; for fingerprint every negative,
-since nothing in its database was trained on any), each played as a whole
+which no track model was trained against; for fingerprint every negative its
+encoder never trained on, ``calibration_windows.play_negatives``), each played as a whole
 stream twice: as it is, and through a generated room and
 microphone (``augment.chain``), because a room changes which wrong tracks
 look alike and how long a false hypothesis survives. Each stream runs with

@@ -142,17 +142,19 @@ def cached_detections(recognizer, signal_fn, cache: Path, key: dict) -> dict:
     return {**arrays, "seconds": seconds, "compute_s": compute_s}
 
 
-def calibration_negatives(broadcast_work: Path, engine: str) -> list[Path]:
-    """The negative tracks enrolment gave ``calibrate_play_threshold`` for ``engine``'s benchmark database.
+def calibration_negatives(broadcast_work: Path, engine: str, db: Path) -> list[Path]:
+    """The negative tracks enrolment gave ``calibrate_play_threshold`` for ``engine``'s benchmark database ``db``.
 
-    fingerprint: every wrong track (``audiocopy enroll --negatives``);
+    fingerprint: the wrong tracks its encoder never trained on
+    (``audiocopy enroll --negatives``, ``calibration_windows.play_negatives``);
     cnnbin: its dataset's calibration hold-out only (``bench.enrol.enrol_cnnbin``:
     its heads trained against the other wrong tracks).
     """
+    from audiocopy.training.calibration_windows import play_negatives
     from audiocopy.training.sources import list_audio
 
     if engine == "fingerprint":
-        return list_audio(Path(broadcast_work) / "wrong")
+        return play_negatives(db, list_audio(Path(broadcast_work) / "wrong"))
     manifest = read_json(Path(broadcast_work) / "dataset" / "manifest.json", {})
     held = [Path(s["path"]) for s in manifest.get("sources", [])
             if s.get("role") == "wrong" and s.get("split") == "calibration"]
