@@ -118,3 +118,20 @@ def test_the_report_names_the_target_and_every_song():
     assert "named within 5 s, then shown at least 90 %" in text
     assert "| room | all songs | 2 | 1 | 1 | 3.2 | 96.0 | 96.0 | 1 |" in text
     assert "| room | p2 | b | pitch | 6.0 | 0.1 | – | 0.0 | 0.0 |" in text
+    assert text.splitlines()[0].endswith("(`tools/bench_live_page.py`)")  # readings from before the choice
+    assert render({**res, "engine": "cnnbin"}).splitlines()[0].endswith(", engine cnnbin")
+
+
+def test_each_engine_has_its_own_folder_and_section_and_its_database_must_exist(tmp_path, capsys):
+    import bench_live_page
+
+    assert bench_live_page.engine_names("fingerprint") == ("live-page", "live-page")
+    assert bench_live_page.engine_names("cnnbin") == ("live-page-cnnbin", "live-page-cnnbin")
+    assert parse_args([]).engine == "fingerprint" and parse_args(["--engine", "cnnbin"]).engine == "cnnbin"
+    with pytest.raises(SystemExit):
+        parse_args(["--engine", "spectrum"])
+    # A work folder without the cnnbin database: one error naming the run that makes it.
+    code = bench_live_page.main(["--work", str(tmp_path), "--engine", "cnnbin", "--no-doc"])
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert code == 1 and last.startswith("error:") and "--engine cnnbin first" in last

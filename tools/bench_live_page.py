@@ -12,7 +12,9 @@ Chromium's fake microphone; the tool opens the Live page of a real
 reads "now playing" every 0.1 s (``tools/bench/live_page.py`` says what is
 scored and why). The figures go to the ``live-page`` section of
 ``docs/benchmarks.md``, beside the target: named within 5 s, then shown at
-least 90 % of the next 20 s.
+least 90 % of the next 20 s. ``--engine cnnbin`` serves the benchmark's
+cnnbin database instead (``bench_broadcast.py --engine cnnbin``), with its
+own folder (``WORK/live-page-cnnbin``) and section (``live-page-cnnbin``).
 
 Needs the work folder of a finished ``tools/bench_broadcast.py`` run
 (``WORK/programmes``, ``WORK/db``), Debian's Chromium and the ``playwright``
@@ -46,6 +48,12 @@ from bench.common import BenchError, fmt, run_logged, write_run_results  # noqa:
 log = logging.getLogger("bench_live_page")
 
 SECTION = "live-page"
+
+
+def engine_names(engine: str) -> tuple[str, str]:
+    """(folder under WORK, docs section) of one engine's run; the fingerprint keeps the names it always had."""
+    name = SECTION if engine == "fingerprint" else f"{SECTION}-{engine}"
+    return name, name
 #: The issue's targets for the Live page with room-chain audio as the microphone.
 NAMED_TARGET_S = 5.0
 SHOWN_TARGET_PCT = 90.0
@@ -66,10 +74,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--follow-s", type=float, default=20.0,
                    help="seconds after the first naming over which 'shown' is measured (default 20)")
     p.add_argument("--seed", type=int, default=0, help="which songs are drawn (default 0)")
+    p.add_argument("--engine", choices=("fingerprint", "cnnbin"), default="fingerprint",
+                   help="which of the stream benchmark's databases to serve (default fingerprint)")
     p.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium binary (default /usr/bin/chromium)")
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
     p.add_argument("--no-doc", action="store_true",
-                   help="write the readings only (WORK/live-page/results.json and runs/results-TIME.json)")
+                   help="write the readings only (WORK/live-page[-ENGINE]/results.json and runs/results-TIME.json)")
     args = p.parse_args(argv)
     chains = [c.strip() for c in args.chains.split(",") if c.strip()]
     from bench.live_page import CHAIN_FILES
@@ -112,22 +122,28 @@ def make_clips(songs, chains: list[str], programmes: Path, out: Path, clip_s: fl
 
 
 def run(args) -> dict:
+    import bench_broadcast
     from bench.broadcast_stream import Server
     from bench.live_page import choose_songs, listen, programme_songs, score_samples, summarise
     from bench.machine import code_revision, load_note, machine_info
 
     from audiocopy.encoder.artifact import read_encoder_record
     from audiocopy.engines import catalog
+    from audiocopy.engines.cnnbin import engine as cnnbin_engine
     from audiocopy.engines.fingerprint import db as fpdb
     from audiocopy.errors import AudiocopyError
 
     t0 = time.perf_counter()
-    db = args.work / "db"
+    db = args.work / bench_broadcast.ENGINE_OUTPUTS[args.engine]["db"]
+    folder, section = engine_names(args.engine)
     try:
         calibration = catalog.open_db(db).calibration
-        encoder_sha = read_encoder_record(db / fpdb.ENCODER_FILE)["weights_sha256"]
+        # Each engine's database keeps its own copy of the encoder it was enrolled with.
+        own = fpdb.ENCODER_FILE if args.engine == "fingerprint" else cnnbin_engine.ENCODER_FILE
+        encoder_sha = read_encoder_record(db / own)["weights_sha256"]
     except AudiocopyError as exc:
-        raise BenchError(f"{exc}: run tools/bench_broadcast.py --work {args.work} first") from None
+        raise BenchError(f"{exc}: run tools/bench_broadcast.py --work {args.work} --engine {args.engine} "
+                         "first") from None
     if not Path(args.chromium).exists() and not shutil.which(args.chromium):
         raise BenchError(f"no Chromium at {args.chromium} (apt-get install -y chromium)")
     try:
@@ -136,7 +152,7 @@ def run(args) -> dict:
         raise BenchError("playwright is not installed (pip install -e '.[browser]')") from None
     songs = choose_songs(programme_songs(args.work / "programmes", min_seconds=args.clip_s), args.songs,
                          seed=args.seed)
-    out = args.work / "live-page"
+    out = args.work / folder
     jobs = make_clips(songs, args.chains, args.work / "programmes", out / "clips", args.clip_s)
     load = load_note()
     rows = []
@@ -163,14 +179,14 @@ def run(args) -> dict:
            "revision": code_revision(REPO) or "?",
            "command": shlex.join(["PYTHONPATH=.", ".venv/bin/python", "tools/bench_live_page.py", *sys.argv[1:]]),
            "machine": machine_info(), "load": load, "work": str(args.work), "seed": args.seed,
-           "clip_s": args.clip_s, "follow_s": args.follow_s, "chains": args.chains,
+           "clip_s": args.clip_s, "follow_s": args.follow_s, "chains": args.chains, "engine": args.engine,
            "encoder_sha256": encoder_sha, "calibration": calibration, "summary": summary, "rows": rows,
            "wall_min": round((time.perf_counter() - t0) / 60, 1)}
     write_run_results(out / "results.json", res, datetime.datetime.now(datetime.timezone.utc))
     if not args.no_doc:
         from bench.doc import update_section
 
-        update_section(args.doc, SECTION, render(res))
+        update_section(args.doc, section, render(res))
     return res
 
 
@@ -178,8 +194,10 @@ def render(res: dict) -> str:
     """The markdown section."""
     from bench.report import machine_lines
 
+    engine = res.get("engine", "fingerprint")
     lines = [
-        "## Live page in a real browser, a room recording as the microphone (`tools/bench_live_page.py`)", "",
+        "## Live page in a real browser, a room recording as the microphone (`tools/bench_live_page.py`)"
+        + ("" if engine == "fingerprint" else f", engine {engine}"), "",
         (f"Measured {res['date']} at revision {res['revision']} in {res['wall_min']} min, on the database and "
          f"programmes of the stream benchmark in `{res['work']}` (encoder {str(res['encoder_sha256'])[:12]}…, "
          f"play threshold {fmt(res['calibration'].get('play_threshold'), 3)}). Command, from the repository root:"),
