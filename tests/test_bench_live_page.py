@@ -124,9 +124,10 @@ def test_the_report_names_the_target_and_every_song():
 
 def test_each_engine_has_its_own_folder_and_section_and_its_database_must_exist(tmp_path, capsys):
     import bench_live_page
+    from bench.common import per_engine
 
-    assert bench_live_page.engine_names("fingerprint") == ("live-page", "live-page")
-    assert bench_live_page.engine_names("cnnbin") == ("live-page-cnnbin", "live-page-cnnbin")
+    assert per_engine(bench_live_page.SECTION, "fingerprint") == "live-page"
+    assert per_engine(bench_live_page.SECTION, "cnnbin") == "live-page-cnnbin"
     assert parse_args([]).engine == "fingerprint" and parse_args(["--engine", "cnnbin"]).engine == "cnnbin"
     with pytest.raises(SystemExit):
         parse_args(["--engine", "spectrum"])

@@ -43,17 +43,11 @@ for _p in (REPO, REPO / "tools"):
     if str(_p) not in sys.path:  # run as a script from anywhere: the package lives beside tools/
         sys.path.insert(0, str(_p))
 
-from bench.common import BenchError, fmt, run_logged, write_run_results  # noqa: E402
+from bench.common import BenchError, fmt, per_engine, run_logged, write_run_results  # noqa: E402
 
 log = logging.getLogger("bench_live_page")
 
 SECTION = "live-page"
-
-
-def engine_names(engine: str) -> tuple[str, str]:
-    """(folder under WORK, docs section) of one engine's run; the fingerprint keeps the names it always had."""
-    name = SECTION if engine == "fingerprint" else f"{SECTION}-{engine}"
-    return name, name
 #: The issue's targets for the Live page with room-chain audio as the microphone.
 NAMED_TARGET_S = 5.0
 SHOWN_TARGET_PCT = 90.0
@@ -135,7 +129,7 @@ def run(args) -> dict:
 
     t0 = time.perf_counter()
     db = args.work / bench_broadcast.ENGINE_OUTPUTS[args.engine]["db"]
-    folder, section = engine_names(args.engine)
+    section = per_engine(SECTION, args.engine)  # also the run's folder under WORK
     try:
         calibration = catalog.open_db(db).calibration
         # Each engine's database keeps its own copy of the encoder it was enrolled with.
@@ -152,7 +146,7 @@ def run(args) -> dict:
         raise BenchError("playwright is not installed (pip install -e '.[browser]')") from None
     songs = choose_songs(programme_songs(args.work / "programmes", min_seconds=args.clip_s), args.songs,
                          seed=args.seed)
-    out = args.work / folder
+    out = args.work / section
     jobs = make_clips(songs, args.chains, args.work / "programmes", out / "clips", args.clip_s)
     load = load_note()
     rows = []

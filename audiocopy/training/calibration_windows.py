@@ -112,9 +112,10 @@ def play_negatives(db: Path, files: list[Path]) -> list[Path]:
     """
     from ..encoder.artifact import read_encoder_record
 
-    heard = (read_encoder_record(Path(db) / fpdb.ENCODER_FILE).get("training") or {}).get("trained_track_ids")
+    record = read_encoder_record(Path(db) / fpdb.ENCODER_FILE)
+    heard = (record.get("training") or {}).get("trained_track_ids")
     if heard is None:
-        return calibration_tracks(list(files), CalibrationParams(), holdout_rule(db))
+        return calibration_tracks(list(files), CalibrationParams(), encoder_holdout_rule(record))
     heard = set(heard)
     unheard = [p for p in files if p.stem not in heard]
     if not unheard:

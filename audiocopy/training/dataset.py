@@ -310,6 +310,10 @@ class Dataset:
     def licensed_ids(self) -> list[str]:
         return [s.track_id for s in self.sources if s.role == "licensed"]
 
+    def calibration_sources(self) -> list[Source]:
+        """The wrong tracks held out for calibration (no model trains on them), in manifest order."""
+        return [s for s in self.sources if s.role == "wrong" and s.split == "calibration"]
+
     def source(self, track_id: str, role: str = "licensed") -> Source:
         for s in self.sources:
             if s.track_id == track_id and s.role == role:

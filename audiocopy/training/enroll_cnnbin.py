@@ -91,7 +91,7 @@ def train_catalog(dataset_dir: Path, db: Path, *, cnn: CnnParams = CnnParams(), 
     # The play threshold, on the same held-out negatives as the thresholds
     # (each played whole, as a stream), when the catalogue changed, it has
     # none, or it was set for another margin unit than this version's.
-    held_out = [Path(s.path) for s in dataset.sources if s.role == "wrong" and s.split == "calibration"]
+    held_out = [Path(s.path) for s in dataset.calibration_sources()]
     cal = catalog.open_db(db).calibration
     stale = cal.get("play_margin_unit", 1.0) != DecisionParams().margin_unit(cnnbin.NAME)
     if held_out and (trained or "play_threshold" not in cal or stale):

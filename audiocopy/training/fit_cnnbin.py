@@ -158,8 +158,7 @@ def calibration_windows(dataset: Dataset, rows: Callable[[Source], np.ndarray] |
     optimistic.
     """
     rows = rows or dataset.windows
-    parts = [np.asarray(rows(s), dtype=np.float16)
-             for s in dataset.sources if s.role == "wrong" and s.split == "calibration"]
+    parts = [np.asarray(rows(s), dtype=np.float16) for s in dataset.calibration_sources()]
     if not parts:
         return np.zeros((0, *rows(dataset.sources[0]).shape[1:]), dtype=np.float16)
     return np.concatenate(parts)

@@ -79,7 +79,7 @@ def calibrate_play_threshold(db: Path, files: list[Path], *, params: DecisionPar
     info = catalog.open_db(db)
     # Any threshold will do: the negatives run with an infinite one.
     engine = load_engine(Path(db), engine_name=info.engine)
-    recognizer = Recognizer(engine, xp=np, params=params, margin_unit=params.margin_unit(engine.name))
+    recognizer = Recognizer(engine, xp=np, params=params)  # in this version's margin unit for the engine
     scaled = recognizer.params  # the decision's margin fields in this engine's units
     try:
         if not recognizer.track_ids:

@@ -13,7 +13,7 @@ not measured is printed as "not measured", never guessed.
 from __future__ import annotations
 
 from . import broadcast_score as rules
-from .common import calibration_source, fmt
+from .common import calibration_source, fmt, per_engine
 from .report import machine_lines, split_lines
 
 SECTION = "broadcast"
@@ -21,7 +21,7 @@ SECTION = "broadcast"
 
 def section_name(engine: str) -> str:
     """The docs section of one engine's run (results written before the choice existed are fingerprint's)."""
-    return SECTION if engine == "fingerprint" else f"{SECTION}-{engine}"
+    return per_engine(SECTION, engine)
 
 #: (figure, label, {chain: (comparison, target)}; "*" for every chain). Errors are read on their median.
 TARGETS = [

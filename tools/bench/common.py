@@ -35,6 +35,12 @@ def write_json(path: Path, obj) -> None:
     atomic_write_json(Path(path), obj)
 
 
+def per_engine(name: str, engine: str) -> str:
+    """A folder or docs-section name for one engine's run: ``name`` for the fingerprint engine (the names runs
+    had before there was a choice), ``name-ENGINE`` for another."""
+    return name if engine == "fingerprint" else f"{name}-{engine}"
+
+
 def run_results_path(latest: Path, when) -> Path:
     """Where one run's results are kept for good: ``runs/<stem>-<UTC time>.json`` beside ``latest``.
 

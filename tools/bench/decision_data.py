@@ -150,14 +150,17 @@ def calibration_negatives(broadcast_work: Path, engine: str, db: Path) -> list[P
     cnnbin: its dataset's calibration hold-out only (``bench.enrol.enrol_cnnbin``:
     its heads trained against the other wrong tracks).
     """
+    from audiocopy.errors import DatasetError
     from audiocopy.training.calibration_windows import play_negatives
+    from audiocopy.training.dataset import Dataset
     from audiocopy.training.sources import list_audio
 
     if engine == "fingerprint":
         return play_negatives(db, list_audio(Path(broadcast_work) / "wrong"))
-    manifest = read_json(Path(broadcast_work) / "dataset" / "manifest.json", {})
-    held = [Path(s["path"]) for s in manifest.get("sources", [])
-            if s.get("role") == "wrong" and s.get("split") == "calibration"]
+    try:
+        held = [Path(s.path) for s in Dataset(Path(broadcast_work) / "dataset").calibration_sources()]
+    except DatasetError:
+        held = []
     if not held:
         raise BenchError(f"{broadcast_work}/dataset names no calibration hold-out: run tools/bench_broadcast.py "
                          f"--engine {engine} first")

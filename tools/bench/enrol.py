@@ -148,8 +148,7 @@ def enrol_cnnbin(work: Path, catalog_ids: list[str], *, model: str, jobs: int, d
         timings[key] = {**result, "tracks_trained": trained, "resumed": before > 0,
                         "wall_per_track_s": round(result["wall_s"] / trained, 2) if trained else None}
     # The dataset's own hold-out (whole packages: ``sources.calibration_holdout``), which no head trained on.
-    held_out = [Path(s.path) for s in Dataset(Path(work) / "dataset").sources
-                if s.role == "wrong" and s.split == "calibration"]
+    held_out = [Path(s.path) for s in Dataset(Path(work) / "dataset").calibration_sources()]
     t0 = time.perf_counter()
     calibrate_play_threshold(db, held_out)
     timings[f"play-{model}"] = {"wall_s": round(time.perf_counter() - t0, 1), "tracks": len(held_out)}
