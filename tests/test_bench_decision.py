@@ -114,3 +114,17 @@ def test_grid_specs():
     for bad in (["nonsense=1"], ["support_margin"], ["support_margin="]):
         with pytest.raises(BenchError):
             bench_decision.variants(bad, [])
+
+
+def test_a_variant_reads_its_margin_overrides_in_the_fingerprint_units_and_scales_them_with_the_rest():
+    """``--vary line_bonus=0.2`` on cnnbin (unit 24) means what ``DecisionParams(line_bonus=0.2)`` means there:
+    0.2 fingerprint units, 4.8 logits; the variant that overrides a field with its default is the defaults."""
+    from bench.decision_replay import Variant
+
+    base = DecisionParams()
+    assert Variant("v", (("line_bonus", 0.2),)).params(base, unit=24.0) == \
+        DecisionParams(line_bonus=0.2).in_margin_units(24.0)
+    assert Variant("same", (("line_bonus", base.line_bonus),)).params(base, unit=24.0) == \
+        Variant("current").params(base, unit=24.0)
+    over_unit = Variant("u", (("margin_unit", 8.0), ("half_life_s", 12.0))).params(base, unit=24.0)
+    assert over_unit == DecisionParams(half_life_s=12.0).in_margin_units(8.0)

@@ -9,6 +9,7 @@ from audiocopy.decision.calibration import TAIL_SIZE, play_threshold, play_thres
 from audiocopy.decision.detection import Candidate, Detection
 from audiocopy.decision.files import file_answer
 from audiocopy.decision.stream import StreamDecision
+from audiocopy.errors import ConfigError
 
 HOP = 0.5
 WINDOW = 2.5
@@ -275,7 +276,7 @@ def test_the_default_play_threshold_opens_on_two_clear_windows_never_on_two_bare
 
 
 def test_a_play_needs_at_least_one_window():
-    with pytest.raises(ValueError, match="min_play_windows"):
+    with pytest.raises(ConfigError, match="min_play_windows"):
         DecisionParams(min_play_windows=0)
 
 

@@ -20,10 +20,10 @@ reports). The database and its calibration negatives are always
 ``bench_broadcast``'s (``--broadcast-work``); seed 0's programmes are its
 renders, any other seed is rendered here with its own code.
 
-Variants: ``--vary FIELD=v1,v2`` (a ``DecisionParams`` field, or
-``margin_unit``: every margin field scaled at once, as an engine's
-``margin_unit`` scales them; repeat for a
-grid, every combination is run) and ``--rule FIELD=v1,v2`` (a
+Variants: ``--vary FIELD=v1,v2`` (a ``DecisionParams`` field, read as a
+configuration reads it: a margin field in the fingerprint engine's units,
+scaled by the replayed engine's unit with the rest; or ``margin_unit``:
+the unit itself; repeat for a grid, every combination is run) and ``--rule FIELD=v1,v2`` (a
 ``decision_replay.Rule`` field: evidence rules tried before they are
 proposed for the decision). The current defaults always run first.
 

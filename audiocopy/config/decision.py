@@ -149,7 +149,7 @@ class DecisionParams:
 
     def __post_init__(self):
         if self.min_play_windows < 1:
-            raise ValueError(f"min_play_windows must be >= 1, got {self.min_play_windows}")
+            raise ConfigError(f"min_play_windows must be >= 1, got {self.min_play_windows}")
         if not self.cnnbin_margin_unit > 0:
             raise ConfigError(f"cnnbin_margin_unit must be > 0, got {self.cnnbin_margin_unit}")
 

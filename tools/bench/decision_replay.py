@@ -103,10 +103,16 @@ class Variant:
     rule: Rule = Rule()
 
     def params(self, base, unit: float = 1.0):
-        """``base`` (in the fingerprint engine's margin units) in margin unit ``unit`` (the engine's, or a
-        ``margin_unit`` override: ``DecisionParams.in_margin_units``), then the other overrides as they are."""
+        """``base`` with the overrides, then in margin unit ``unit`` (the engine's, or a ``margin_unit``
+        override: ``DecisionParams.in_margin_units``).
+
+        The overrides are ``DecisionParams`` fields, so they are read as a configuration reads them: margin
+        fields in the fingerprint engine's units, scaled with the rest (``--vary line_bonus=0.2`` is 4.8 logits
+        for cnnbin at unit 24, as ``DecisionParams(line_bonus=0.2)`` would be).
+        """
         over = dict(self.overrides)
-        return replace(base.in_margin_units(over.pop("margin_unit", unit)), **over)
+        scale = over.pop("margin_unit", unit)
+        return replace(base, **over).in_margin_units(scale)
 
     def to_json(self) -> dict:
         return {"name": self.name, "overrides": dict(self.overrides), "rule": asdict(self.rule)}
