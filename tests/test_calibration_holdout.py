@@ -162,19 +162,21 @@ def test_the_play_threshold_is_set_on_every_negative_the_encoder_never_heard(tmp
     files = [Path(f"/negatives/{i}.wav") for i in ids]
     heard = sorted(ids)[: len(ids) // 2]
     db = _db_with_encoder_record(tmp_path, {"calibration_holdout": "group", "trained_track_ids": heard})
-    assert [p.stem for p in play_negatives(db, files)] == [i for i in ids if i not in set(heard)]
+    chosen = play_negatives(db, files)
+    assert [p.stem for p in chosen.files] == [i for i in ids if i not in set(heard)] and chosen.kind == "unheard"
     # A user's own negatives, none of which the encoder heard: every one of them.
     other = tmp_path / "other"
     other.mkdir()
-    assert play_negatives(_db_with_encoder_record(other, {"trained_track_ids": ["x__1"]}), files) == files
+    assert play_negatives(_db_with_encoder_record(other, {"trained_track_ids": ["x__1"]}), files).files == files
     # A record without the list: the hold-out its rule names.
     old = tmp_path / "old"
     old.mkdir()
-    assert (play_negatives(_db_with_encoder_record(old, {"calibration_holdout": "group"}), files)
-            == calibration_tracks(files, CalibrationParams(), "group"))
+    chosen = play_negatives(_db_with_encoder_record(old, {"calibration_holdout": "group"}), files)
+    assert chosen.files == calibration_tracks(files, CalibrationParams(), "group") and chosen.kind == "holdout"
     # Heard them all: all of them, and a warning that the rate is optimistic.
     every = tmp_path / "every"
     every.mkdir()
     with caplog.at_level("WARNING"):
-        assert play_negatives(_db_with_encoder_record(every, {"trained_track_ids": list(ids)}), files) == files
+        chosen = play_negatives(_db_with_encoder_record(every, {"trained_track_ids": list(ids)}), files)
+    assert chosen.files == files and chosen.kind == "heard"
     assert "optimistic" in caplog.text

@@ -250,6 +250,47 @@ def test_update_vote_adopts_this_versions_vote_and_recalibrates_without_re_embed
     assert {p.name: p.read_bytes() for p in (old_db / catalog.TRACKS_DIR).glob("*.npy")} == vectors
 
 
+def test_a_database_says_what_its_play_threshold_was_set_on_and_an_older_one_is_named_when_opened(db, corpus,
+                                                                                                  tmp_path, caplog):
+    """Negatives the shipped encoder never heard give "unheard"; a database calibrated before the kind was
+    recorded (every negative played, music its encoder trained on included) is named in a warning when a
+    recognizer opens it, until enrolling again with negatives recalibrates it."""
+    assert catalog.open_db(db).calibration["play_negatives"] == "unheard"
+    old_db = _copy(db, tmp_path)
+    info = json.loads((old_db / catalog.DB_FILE).read_text())
+    del info["calibration"]["play_negatives"]
+    (old_db / catalog.DB_FILE).write_text(json.dumps(info))
+    with caplog.at_level("WARNING", logger="audiocopy.decision.recognizer"):
+        Recognizer.open(old_db).close()
+    assert "older version" in caplog.text and "--negatives" in caplog.text
+    enroll_fingerprint(corpus / "catalog", old_db, negatives_dir=corpus / "negatives", calibration=CALIB,
+                       progress=False)
+    assert catalog.open_db(old_db).calibration["play_negatives"] == "unheard"
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="audiocopy.decision.recognizer"):
+        Recognizer.open(old_db).close()
+    assert "play threshold" not in caplog.text
+
+
+def test_play_negatives_warning_covers_every_kind():
+    from audiocopy.decision.recognizer import play_negatives_warning
+
+    assert play_negatives_warning({}, "fingerprint") is None  # no play threshold: nothing to doubt
+    assert play_negatives_warning({"play_threshold": 0.4, "play_negatives": "unheard"}, "fingerprint") is None
+    assert play_negatives_warning({"play_threshold": 26.8, "play_negatives": "holdout"}, "cnnbin") is None
+    assert play_negatives_warning({"play_threshold": 26.8}, "cnnbin") is None  # always its dataset's hold-out
+    assert "older version" in play_negatives_warning({"play_threshold": 0.4}, "fingerprint")
+    assert "trained on" in play_negatives_warning({"play_threshold": 0.4, "play_negatives": "heard"}, "fingerprint")
+    assert "unknown" in play_negatives_warning({"play_threshold": 0.4, "play_negatives": "mystery"}, "fingerprint")
+
+
+def test_the_play_calibration_refuses_an_unknown_kind_of_negatives(db):
+    from audiocopy.training.play_calibration import calibrate_play_threshold
+
+    with pytest.raises(ConfigError, match="kind of play-calibration negatives"):
+        calibrate_play_threshold(db, [], kind="some")
+
+
 def test_look_alike_melodies_through_a_room_give_no_false_play_of_the_other(tmp_path):
     """Two melodies of the same synthetic instrument, an uncalibrated catalogue; one played 4 % fast in a hall.
 

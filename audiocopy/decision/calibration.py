@@ -97,6 +97,17 @@ def bounded_threshold(negative_scores: np.ndarray, fpr: float, confidence: float
 #: Largest hypotheses used to fit the tail of the negative evidence.
 TAIL_SIZE = 20
 
+#: What a database's play threshold was set on (``play_negatives`` in its
+#: calibration, written by ``training.play_calibration``): the rate per hour
+#: holds on new music only as far as these resemble it. Music the encoder
+#: trained on forms fewer and weaker false hypotheses than music it never
+#: heard, so a rate measured on it is optimistic.
+PLAY_NEGATIVE_KINDS = {
+    "unheard": "negatives its encoder never trained on",
+    "holdout": "the calibration hold-out, which no track model was trained against",
+    "heard": "negatives its encoder trained on (the false-play rate is optimistic)",
+}
+
 
 def play_threshold_floor(n_hypotheses: int, params) -> float:
     """The least play threshold a calibration on ``n_hypotheses`` negative hypotheses may set.

@@ -13,7 +13,10 @@ fingerprint engine's margins; the recognizer hands its stream decisions
 (``DecisionParams.margin_unit``). A database's play threshold holds only
 for the unit it was calibrated with (``play_margin_unit`` in its
 calibration; databases calibrated before units existed were calibrated in
-1), so that unit is used until the threshold is recalibrated.
+1), so that unit is used until the threshold is recalibrated; and it holds
+only as far as the negatives it was set on stand for new music
+(``play_negatives``): a database that cannot say so, or says they were
+music its encoder trained on, is named in a warning when it is opened.
 
 Silence. A window below ``DecisionParams.silence_dbfs`` (RMS) carries no
 music: the features standardise loudness away, so near-silence would be
@@ -32,6 +35,7 @@ import numpy as np
 from ..config import AudioParams, DecisionParams, FeatureParams
 from ..engines import Engine, EngineScores, StreamState, WindowBatch, catalog, load_engine
 from ..signal.xp import get_xp
+from .calibration import PLAY_NEGATIVE_KINDS
 from .detection import Detection, decide_window
 from .stream import StreamDecision
 
@@ -75,6 +79,33 @@ def calibrated_margin_unit(calibration: dict, engine_unit: float) -> float | Non
     return unit
 
 
+def play_negatives_warning(calibration: dict, engine: str) -> str | None:
+    """Why a database's false-play rate may be higher than it states, or None.
+
+    calibration: its calibration record (``catalog.open_db``); engine: its
+    engine's name. Its ``play_negatives`` says what the play threshold was
+    set on (``calibration.PLAY_NEGATIVE_KINDS``). A fingerprint database
+    calibrated before that was recorded played every negative, music its
+    encoder trained on included; a cnnbin one always played its dataset's
+    hold-out. Enrolling again with negatives recalibrates the threshold.
+    """
+    if calibration.get("play_threshold") is None:
+        return None
+    kind = calibration.get("play_negatives")
+    if kind is None:
+        if engine != "fingerprint":
+            return None
+        return ("its play threshold was set by an older version on every negative, music its encoder trained on "
+                "included, so its false plays per hour may be more than stated; enrol again with --negatives DIR "
+                "to recalibrate it")
+    if kind == "heard":
+        return ("its play threshold was set on negatives its encoder trained on, so its false plays per hour may "
+                "be more than stated; enrol again with --negatives DIR of music the encoder never heard")
+    if kind not in PLAY_NEGATIVE_KINDS:
+        return f"its play threshold was set on negatives of an unknown kind {kind!r} (a newer version's database?)"
+    return None
+
+
 class Recognizer:
     """An engine plus the decision parameters and the array module to run it on.
 
@@ -104,6 +135,9 @@ class Recognizer:
         threshold = info.calibration.get("play_threshold")
         unit = calibrated_margin_unit(info.calibration, params.margin_unit(engine.name))
         recognizer = cls(engine, xp=xp, params=params, play_threshold=threshold, margin_unit=unit)
+        doubt = play_negatives_warning(info.calibration, engine.name)
+        if doubt:
+            log.warning("%s: %s", db, doubt)
         if threshold is None and engine.track_ids:
             log.info("%s has no calibrated play threshold; using %.2f (enrol with --negatives to calibrate)",
                      db, recognizer.play_threshold)

@@ -36,6 +36,7 @@ what a threshold is set on reads in one place:
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -98,7 +99,20 @@ def calibration_tracks(files: list[Path], params: CalibrationParams, rule: str =
     return list(files)
 
 
-def play_negatives(db: Path, files: list[Path]) -> list[Path]:
+@dataclasses.dataclass(frozen=True)
+class PlayNegatives:
+    """The negatives a play threshold is set on, and which kind they are.
+
+    files: the tracks to play; kind: one of ``PLAY_NEGATIVE_KINDS``, stored
+    with the threshold (``play_negatives``) so that a database says what
+    its false-play rate was measured on.
+    """
+
+    files: list[Path]
+    kind: str
+
+
+def play_negatives(db: Path, files: list[Path]) -> PlayNegatives:
     """The negatives a fingerprint database's play threshold is set on: those its encoder never trained on.
 
     db: the database (its own copy of the encoder's record says what the
@@ -108,21 +122,23 @@ def play_negatives(db: Path, files: list[Path]) -> list[Path]:
     measured on it would be optimistic. A record without the list (older
     encoders) gives the hold-out (``calibration_tracks``); when the encoder
     heard every negative, all of them are used and a warning says the rate
-    is optimistic.
+    is optimistic. Returns the files with their kind ("unheard", "holdout"
+    or "heard").
     """
     from ..encoder.artifact import read_encoder_record
 
     record = read_encoder_record(Path(db) / fpdb.ENCODER_FILE)
     heard = (record.get("training") or {}).get("trained_track_ids")
     if heard is None:
-        return calibration_tracks(list(files), CalibrationParams(), encoder_holdout_rule(record))
+        return PlayNegatives(calibration_tracks(list(files), CalibrationParams(), encoder_holdout_rule(record)),
+                             "holdout")
     heard = set(heard)
     unheard = [p for p in files if p.stem not in heard]
     if not unheard:
         log.warning("the encoder trained on every one of the %d negatives: the play threshold's false-play rate "
                     "is optimistic (give negatives it never heard)", len(files))
-        return list(files)
-    return unheard
+        return PlayNegatives(list(files), "heard")
+    return PlayNegatives(unheard, "unheard")
 
 
 #: Raw windows made at once (40,000 samples each at 16 kHz: 160 kB).

@@ -95,7 +95,7 @@ def train_catalog(dataset_dir: Path, db: Path, *, cnn: CnnParams = CnnParams(), 
     cal = catalog.open_db(db).calibration
     stale = cal.get("play_margin_unit", 1.0) != DecisionParams().margin_unit(cnnbin.NAME)
     if held_out and (trained or "play_threshold" not in cal or stale):
-        calibrate_play_threshold(Path(db), [p for p in held_out if p.exists()])
+        calibrate_play_threshold(Path(db), [p for p in held_out if p.exists()], kind="holdout")
     return TrainReport(trained, [t for t in wanted if t in done],
                        float(np.mean(seconds)) if seconds else 0.0, offset)
 

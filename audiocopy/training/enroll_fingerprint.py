@@ -230,7 +230,8 @@ def calibrate(db: Path, *, negatives_dir: Path | None = None, params: Calibratio
     if negatives_dir is not None and n_tracks:
         # Every negative the encoder never heard, not only the window
         # threshold's hold-out: a rate per hour needs hours.
-        calibrate_play_threshold(db, play_negatives(db, list_audio(Path(negatives_dir))))
+        negatives = play_negatives(db, list_audio(Path(negatives_dir)))
+        calibrate_play_threshold(db, negatives.files, kind=negatives.kind)
     return threshold
 
 

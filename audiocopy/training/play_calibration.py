@@ -19,7 +19,9 @@ play_threshold`` sets the threshold for ``DecisionParams.false_plays_per_hour``.
 The threshold is evidence in the engine's margin units (``DecisionParams.
 in_margin_units``), so the unit it was set in is stored beside it
 (``play_margin_unit``): a recognizer keeps using that unit until the
-threshold is recalibrated.
+threshold is recalibrated. Which negatives it was set on is stored too
+(``play_negatives``, ``decision.calibration.PLAY_NEGATIVE_KINDS``): a
+recognizer warns when they do not stand for music the database never met.
 """
 from __future__ import annotations
 
@@ -30,11 +32,11 @@ from typing import Iterator
 import numpy as np
 
 from ..config import AudioParams, DecisionParams
-from ..decision.calibration import TAIL_SIZE, play_threshold, play_threshold_floor
+from ..decision.calibration import PLAY_NEGATIVE_KINDS, TAIL_SIZE, play_threshold, play_threshold_floor
 from ..decision.files import negative_evidence
 from ..decision.recognizer import Recognizer
 from ..engines import catalog, load_engine
-from ..errors import AudiocopyError
+from ..errors import AudiocopyError, ConfigError
 from ..signal.audio import load_audio
 from .augment.chain import apply_chain, random_chain
 from .sources import stable_seed
@@ -47,7 +49,8 @@ MAX_TRACKS = 24
 
 #: Keys of ``db.json``'s calibration written here (kept when a later
 #: recalibration has no negatives to redo them).
-PLAY_KEYS = ("play_threshold", "play_rate_per_hour", "play_calibration_hours", "play_hypotheses", "play_margin_unit")
+PLAY_KEYS = ("play_threshold", "play_rate_per_hour", "play_calibration_hours", "play_hypotheses", "play_margin_unit",
+             "play_negatives")
 
 
 def negative_streams(files: list[Path], *, audio: AudioParams, seed: int = 0) -> Iterator[np.ndarray]:
@@ -66,14 +69,20 @@ def negative_streams(files: list[Path], *, audio: AudioParams, seed: int = 0) ->
         yield apply_chain(signal, random_chain(rng, kind="room"), sample_rate=audio.sample_rate, rng=rng)
 
 
-def calibrate_play_threshold(db: Path, files: list[Path], *, params: DecisionParams = DecisionParams()) -> dict:
+def calibrate_play_threshold(db: Path, files: list[Path], *, kind: str,
+                             params: DecisionParams = DecisionParams()) -> dict:
     """Set ``play_threshold`` in ``db.json`` from negative streams; returns the calibration entries.
 
     files: negative tracks no model of the database was trained on (at most
-    ``MAX_TRACKS`` of them are played, chosen by hash). The database's
-    per-window threshold must already be calibrated: margins are measured
-    against it.
+    ``MAX_TRACKS`` of them are played, chosen by hash); kind: what they are,
+    a key of ``decision.calibration.PLAY_NEGATIVE_KINDS``, stored as
+    ``play_negatives`` so that the database says what its rate was measured
+    on. The database's per-window threshold must already be calibrated:
+    margins are measured against it. Raises ``ConfigError`` for an unknown
+    kind.
     """
+    if kind not in PLAY_NEGATIVE_KINDS:
+        raise ConfigError(f"unknown kind of play-calibration negatives {kind!r} (known: {sorted(PLAY_NEGATIVE_KINDS)})")
     # A fixed, hash-chosen subset when there are many: enrolment stays minutes.
     files = sorted(files, key=lambda f: stable_seed("play-calibration-order", f.stem))[:MAX_TRACKS]
     info = catalog.open_db(db)
@@ -99,7 +108,7 @@ def calibrate_play_threshold(db: Path, files: list[Path], *, params: DecisionPar
                                floor=play_threshold_floor(len(peaks), scaled))
     entries = {"play_threshold": round(threshold, 4), "play_rate_per_hour": params.false_plays_per_hour,
                "play_calibration_hours": round(hours, 3), "play_hypotheses": int(len(peaks)),
-               "play_margin_unit": recognizer.margin_unit}
+               "play_margin_unit": recognizer.margin_unit, "play_negatives": kind}
     info = catalog.open_db(db)
     catalog.set_calibration(db, {**info.calibration, **entries})
     log.info("play threshold %.3f for %.2f false plays per hour (%d hypotheses in %.2f h of negatives)",

@@ -156,7 +156,7 @@ def calibration_negatives(broadcast_work: Path, engine: str, db: Path) -> list[P
     from audiocopy.training.sources import list_audio
 
     if engine == "fingerprint":
-        return play_negatives(db, list_audio(Path(broadcast_work) / "wrong"))
+        return play_negatives(db, list_audio(Path(broadcast_work) / "wrong")).files
     try:
         held = [Path(s.path) for s in Dataset(Path(broadcast_work) / "dataset").calibration_sources()]
     except DatasetError:

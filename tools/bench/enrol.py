@@ -150,7 +150,7 @@ def enrol_cnnbin(work: Path, catalog_ids: list[str], *, model: str, jobs: int, d
     # The dataset's own hold-out (whole packages: ``sources.calibration_holdout``), which no head trained on.
     held_out = [Path(s.path) for s in Dataset(Path(work) / "dataset").calibration_sources()]
     t0 = time.perf_counter()
-    calibrate_play_threshold(db, held_out)
+    calibrate_play_threshold(db, held_out, kind="holdout")
     timings[f"play-{model}"] = {"wall_s": round(time.perf_counter() - t0, 1), "tracks": len(held_out)}
     write_json(Path(work) / "timings.json", timings)
     return timings
