@@ -162,6 +162,39 @@ def test_training_checkpoints_exports_and_resumes(tracks, tmp_path):
         fe.train_encoder(tracks, tmp_path / "work", out, encoder=TINY, train=other, progress=False)
 
 
+def test_a_new_stage_goes_on_with_other_augmentation_and_the_record_lists_the_earlier_one(tracks, tmp_path):
+    from dataclasses import replace
+
+    from audiocopy.errors import ConfigError
+
+    out, work = tmp_path / "enc.json", tmp_path / "work"
+    with pytest.raises(ConfigError, match="holds none"):  # a stage goes on from something
+        fe.train_encoder(tracks, work, out, encoder=TINY, train=TRAIN, next_stage=True, progress=False)
+    fe.train_encoder(tracks, work, out, encoder=TINY, train=TRAIN, progress=False)
+    harder = replace(ENCODER_AUGMENT, p_speech=0.5, speech_snr_db_range=(-9.0, 3.0))
+    longer = EncoderTrainParams(**{**TRAIN.__dict__, "epochs": 2})
+    # Without asking for a stage, other augmentation is refused, and the error says how to ask.
+    with pytest.raises(DatasetError, match="--next-stage"):
+        fe.train_encoder(tracks, work, out, encoder=TINY, aug=harder, train=longer, progress=False)
+    state = fe.train_encoder(tracks, work, out, encoder=TINY, aug=harder, train=longer, next_stage=True,
+                             progress=False)
+    assert state.epoch == 2 and len(state.stages) == 1
+    stage = state.stages[0]
+    assert stage["until_epoch"] == 1 and stage["augment"]["p_speech"] == ENCODER_AUGMENT.p_speech
+    record = json.loads(out.read_text())["training"]
+    assert record["augment"]["p_speech"] == 0.5 and record["stages"] == state.stages
+    assert record["epochs"] == 2  # the new stage's first epoch is its best so far: exported
+    # Rerunning the stage's command resumes it; no second stage is added.
+    again = fe.train_encoder(tracks, work, out, encoder=TINY, aug=harder, train=longer, next_stage=True,
+                             progress=False)
+    assert again.epoch == 2 and len(again.stages) == 1
+    # Other settings than augmentation stay refused, stage or not.
+    other = EncoderTrainParams(**{**TRAIN.__dict__, "batch_pairs": 4, "epochs": 3})
+    with pytest.raises(DatasetError, match="other settings"):
+        fe.train_encoder(tracks, work, out, encoder=TINY, aug=ENCODER_AUGMENT, train=other, next_stage=True,
+                         progress=False)
+
+
 def test_time_budget_stops_before_the_first_epoch(tracks, tmp_path):
     state = fe.train_encoder(tracks, tmp_path / "w", tmp_path / "e.json", encoder=TINY, train=TRAIN,
                              max_minutes=0.0, progress=False)

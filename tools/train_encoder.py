@@ -9,6 +9,14 @@ after every epoch under ``--work`` and exports the best encoder so far to
 (Ctrl-C, a time budget, a reboot) and run the same command again: it resumes
 from the last checkpoint, and the cache of features is reused.
 
+Stages. ``--next-stage`` goes on from the checkpoint with other
+``--augment`` settings (every other setting must be the same): the same
+weights, optimizer state and schedule (a longer ``--epochs`` stretches it),
+the best epoch chosen afresh on validation views drawn with the new
+augmentation, and the record's ``training.stages`` listing each earlier
+stage's augmentation and last epoch, so that the record says how every
+epoch was trained.
+
 Which tracks. Benchmarks must measure music the encoder never heard, so
 ``--split WORK/split.json`` (written by ``tools/evaluate.py``, e.g. with
 ``--stop-after split``) excludes what that split measures: its catalogue and
@@ -92,6 +100,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--augment", action="append", default=[], metavar="FIELD=VALUE",
                    help="override one field of the training augmentation (config.ENCODER_AUGMENT), e.g. p_chain=0; "
                         "repeatable; the encoder's record keeps the settings used")
+    p.add_argument("--next-stage", action="store_true",
+                   help="go on from the checkpoint in --work with other --augment settings, as a new stage: the "
+                        "record lists each earlier stage's augmentation, and the best epoch is chosen afresh "
+                        "(rerun the same command to resume an interrupted stage)")
     p.add_argument("--threads", type=int, default=None, help="TensorFlow intra-op threads (default: all cores)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
@@ -258,7 +270,8 @@ def main(argv=None) -> int:
                       "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}"}
         state = train_encoder(tracks, args.work, args.out, aug=augment_params(args.augment), train=train,
                               track_weights=weights,
-                              max_minutes=args.max_minutes, provenance=provenance, progress=not args.quiet)
+                              max_minutes=args.max_minutes, provenance=provenance, next_stage=args.next_stage,
+                              progress=not args.quiet)
     except (AudiocopyError, BenchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

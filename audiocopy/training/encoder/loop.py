@@ -72,7 +72,7 @@ def train_encoder(tracks: list[Path], work: Path, out: Path, *, audio: AudioPara
                   aug: AugmentParams = ENCODER_AUGMENT, train: EncoderTrainParams = EncoderTrainParams(),
                   validation: list[Path] | None = None, track_weights: dict[str, float] | None = None,
                   max_minutes: float | None = None, provenance: dict | None = None,
-                  progress: bool = True) -> TrainState:
+                  next_stage: bool = False, progress: bool = True) -> TrainState:
     """Train (or resume training) the encoder and export the best weights to ``out``.
 
     tracks: training audio files. validation: held-out files whose retrieval
@@ -85,6 +85,9 @@ def train_encoder(tracks: list[Path], work: Path, out: Path, *, audio: AudioPara
         been spent in this call; None runs all ``train.epochs``.
     provenance: extra JSON recorded in the exported artifact (corpus, command,
         the ids of the tracks trained on).
+    next_stage: go on from the checkpoint in ``work`` with other augmentation
+        (``aug``), as a new stage (``checkpoint.load_checkpoint``); the
+        record lists every earlier stage's augmentation (``stages``).
     Returns the final training state (history: loss and validation per epoch).
     """
     # Long: the orchestration of a run (data, model, resume, epochs, export);
@@ -120,12 +123,15 @@ def train_encoder(tracks: list[Path], work: Path, out: Path, *, audio: AudioPara
             "augment": as_dict(aug), "train": {k: v for k, v in as_dict(train).items() if k != "epochs"},
             "tracks": sorted(p.stem for p in train_paths), "val_tracks": sorted(p.stem for p in val_paths),
             "track_weights": None if weights is None else {k: weights[k] for k in sorted(weights)}}
-    state = load_checkpoint(work, model, optimizer, meta)
+    state = load_checkpoint(work, model, optimizer, meta, next_stage=next_stage)
     if state is None:
         state = TrainState()
         optimizer.build(model.trainable_variables)
     else:
         log.info("resuming at epoch %d (step %d, %.1f min trained)", state.epoch, state.step, state.seconds / 60)
+        if next_stage and state.stages and state.stages[-1]["until_epoch"] == state.epoch:
+            log.info("stage %d from epoch %d with other augmentation (the best validation starts afresh)",
+                     len(state.stages) + 1, state.epoch)
     step, embed = _compiled(model, optimizer, train, encoder)
     deadline = None if max_minutes is None else t_start + 60 * max_minutes
     while state.epoch < train.epochs:
@@ -145,7 +151,8 @@ def train_encoder(tracks: list[Path], work: Path, out: Path, *, audio: AudioPara
                 **(provenance or {}), "epochs": state.epoch, "steps": state.step,
                 "train_minutes": round(state.seconds / 60, 1), "train_tracks": len(train_cache),
                 "train_hours": round(hours, 2), "val_tracks": len(val_cache), "best": entry,
-                "history": state.history, "augment": as_dict(aug), "train": as_dict(train)})
+                "history": state.history, "augment": as_dict(aug), "train": as_dict(train),
+                **({"stages": state.stages} if state.stages else {})})
             log.info("exported the best encoder so far to %s", out)
     _record_run(Path(out), state)
     return state
