@@ -21,7 +21,7 @@ from audiocopy.config import AudioParams, FeatureParams
 from audiocopy.training.sources import is_calibration_track
 
 #: Package -> track count of the synthetic wrong folder.
-SIZES = {"alpha": 5, "bravo": 4, "charlie": 4, "delta": 3}
+SIZES = {"alpha": 6, "bravo": 5, "charlie": 5, "delta": 4, "echo": 5, "foxtrot": 4}
 
 
 def _wrong_folder(root: Path, sizes=SIZES, seconds: float = 8.0) -> tuple[Path, dict]:
@@ -41,7 +41,7 @@ def _wrong_folder(root: Path, sizes=SIZES, seconds: float = 8.0) -> tuple[Path, 
 
 def test_the_tuning_split_keeps_packages_apart_and_the_hold_out_out(tmp_path):
     folder, record = _wrong_folder(tmp_path)
-    split = tuning_split(folder, record, seed=0)
+    split = tuning_split(folder, record, seed=0, rule="track")
     pk = record["track_packages"]
     catalog_pk = {pk[f.stem] for f in split.catalog}
     negative_pk = {pk[f.stem] for f in split.negatives}
@@ -53,17 +53,41 @@ def test_the_tuning_split_keeps_packages_apart_and_the_hold_out_out(tmp_path):
     assert len(used) + split.held_out == len(pk)
 
 
+def test_the_tuning_split_leaves_out_the_hold_out_its_calibration_reads_whole_packages_by_the_group_rule(tmp_path):
+    """The tuning database calibrates on ``calibration_tracks`` by its encoder's rule; the split must leave out
+    exactly those. Before, it left out the per-track hold-out whatever the rule: with the group rule a held-out
+    package could land in the tuning catalogue (its tracks among the calibration negatives: nothing was found)
+    or among the tuning negatives (false positives measured on the calibration windows themselves)."""
+    from audiocopy.config import CalibrationParams
+    from audiocopy.training.calibration_windows import calibration_tracks
+    from audiocopy.training.sources import list_audio
+
+    folder, record = _wrong_folder(tmp_path, seconds=1.0)
+    held = {f.stem for f in calibration_tracks(list_audio(folder), CalibrationParams(), "group")}
+    assert held and held != {t for t in record["track_packages"] if is_calibration_track(t)}
+    split = tuning_split(folder, record, seed=0, rule="group")
+    used = {f.stem for f in split.catalog + split.negatives}
+    assert not used & held and len(used) + split.held_out == len(record["track_packages"])
+    pk = record["track_packages"]
+    assert not {pk[t] for t in held} & {pk[t] for t in used}  # whole packages held out
+
+
 def test_the_tuning_split_refuses_one_package_or_unknown_tracks(tmp_path):
-    folder, record = _wrong_folder(tmp_path, sizes={"alpha": 6})
+    folder, record = _wrong_folder(tmp_path, sizes={"alpha": 29}, seconds=1.0)
     with pytest.raises(BenchError, match="at least two"):
-        tuning_split(folder, record, seed=0)
+        tuning_split(folder, record, seed=0, rule="track")
     with pytest.raises(BenchError, match="not in the split"):
-        tuning_split(folder, {"track_packages": {}}, seed=0)
+        tuning_split(folder, {"track_packages": {}}, seed=0, rule="track")
+    # Too few negatives for a hold-out: the calibration reads them all, and nothing is left to tune on.
+    (tmp_path / "few").mkdir()
+    few, few_record = _wrong_folder(tmp_path / "few", sizes={"alpha": 3, "bravo": 3}, seconds=1.0)
+    with pytest.raises(BenchError, match="every wrong track"):
+        tuning_split(few, few_record, seed=0, rule="track")
 
 
 def test_every_tuning_window_is_labelled_with_its_condition_and_track(tmp_path):
     folder, record = _wrong_folder(tmp_path)
-    split = tuning_split(folder, record, seed=0)
+    split = tuning_split(folder, record, seed=0, rule="track")
     qs = query_levels(split, fragments=2, seed=0, audio=AudioParams(), features=FeatureParams(),
                       voice_dir=tmp_path / "voices", progress=False)
     n_tracks = len(split.catalog) + len(split.negatives)
@@ -97,3 +121,29 @@ def test_a_bad_weight_list_is_refused(text):
     with pytest.raises(argparse.ArgumentTypeError):
         weights(text)
     assert weights("0.5,0,0.5") == [0.0, 0.5]
+
+
+def test_the_report_says_how_much_of_the_tuning_set_the_encoder_heard(tmp_path):
+    import json
+
+    from bench.tuning_set import TuningSplit
+    from tune_density import heard_counts, heard_sentence
+
+    from audiocopy.encoder.artifact import ARTIFACT_FORMAT, ARTIFACT_VERSION
+    from audiocopy.engines.fingerprint import db as fpdb
+
+    def db_hearing(name, training):
+        db = tmp_path / name
+        db.mkdir()
+        (db / fpdb.ENCODER_FILE).write_text(json.dumps({"format": ARTIFACT_FORMAT,
+                                                        "format_version": ARTIFACT_VERSION, "training": training}))
+        return db
+
+    split = TuningSplit(catalog=(Path("a__1.wav"), Path("a__2.wav")), negatives=(Path("b__1.wav"),),
+                        catalog_packages=("a",), negative_packages=("b",), held_out=0)
+    heard = heard_counts(db_hearing("some", {"trained_track_ids": ["a__2", "b__1", "c__9"]}), split)
+    assert heard == {"catalog": 1, "negatives": 1}
+    text = heard_sentence(heard, {"catalog": 2, "negatives": 1})
+    assert "1 of the 2 tuning catalogue tracks" in text and "1 of the 1 negatives" in text
+    unknown = heard_counts(db_hearing("old", {}), split)
+    assert "does not list" in heard_sentence(unknown, {"catalog": 2, "negatives": 1})

@@ -122,6 +122,32 @@ def measure(db: Path, qs: QuerySet, weight: float) -> dict:
     return row
 
 
+def shipped_holdout_rule() -> str:
+    """The calibration hold-out rule of the shipped encoder, which the tuning database enrols with."""
+    from audiocopy.encoder.artifact import SHIPPED_ENCODER, read_encoder_record
+    from audiocopy.training.calibration_windows import encoder_holdout_rule
+
+    return encoder_holdout_rule(read_encoder_record(SHIPPED_ENCODER))
+
+
+def heard_counts(db: Path, split: TuningSplit) -> dict:
+    """How many tuning catalogue and negative tracks the database's encoder trained on (its record's list).
+
+    The tuning set is the benchmark's wrong tracks, most of which the encoder of the benchmark heard: a
+    catalogue it learnt to tell apart is easier than the test's, so the absolute figures flatter it, while the
+    weights are compared on equal terms. None where the record has no list.
+    """
+    from audiocopy.encoder.artifact import read_encoder_record
+    from audiocopy.engines.fingerprint import db as fpdb
+
+    ids = (read_encoder_record(db / fpdb.ENCODER_FILE).get("training") or {}).get("trained_track_ids")
+    if ids is None:
+        return {"catalog": None, "negatives": None}
+    ids = set(ids)
+    return {"catalog": sum(p.stem in ids for p in split.catalog),
+            "negatives": sum(p.stem in ids for p in split.negatives)}
+
+
 def choose(rows: list[dict], max_fp: float) -> dict | None:
     """The choice rule of the module docstring; None when no weight keeps the false positives in bounds."""
     fit = [r for r in rows if r["conditions"]["all"]["fp"] <= max_fp]
@@ -151,7 +177,7 @@ def render(res: dict) -> str:
          f"or unseen tracks. Calibration hold-out: {s['held_out']} tracks (every threshold below is set on their "
          f"windows, as `audiocopy enroll` does). Tuning catalogue: {s['catalog']} tracks of "
          f"{', '.join(s['catalog_packages'])}. Tuning negatives: {s['negatives']} tracks of "
-         f"{', '.join(s['negative_packages'])}."),
+         f"{', '.join(s['negative_packages'])}. {heard_sentence(res.get('heard'), s)}"),
         (f"- **Queries:** {res['fragments']} fragments of 2.5 s per track (seed {res['seed']}), each clean, through "
          "the product's room and phone chains (`audiocopy.training.augment.chain`), under other music at 5 dB and "
          f"under white noise at 0 dB: {counts['positives']} catalogue windows and {counts['negatives']} negative "
@@ -165,6 +191,15 @@ def render(res: dict) -> str:
     ])
 
 
+def heard_sentence(heard: dict | None, split: dict) -> str:
+    """The report's sentence on how much of the tuning set the encoder trained on."""
+    if not heard or heard.get("catalog") is None:
+        return "The encoder's record does not list what it trained on."
+    return (f"The encoder trained on {heard['catalog']} of the {split['catalog']} tuning catalogue tracks and "
+            f"{heard['negatives']} of the {split['negatives']} negatives: figures for music it heard are "
+            "optimistic, the weights are compared on equal terms.")
+
+
 def run(args, argv) -> dict:
     from audiocopy.config import MatchParams
 
@@ -172,10 +207,11 @@ def run(args, argv) -> dict:
     split_record = read_json(args.work / "split.json")
     if split_record is None:
         raise BenchError(f"{args.work}/split.json is missing: run tools/evaluate.py with --work {args.work} first")
-    split = tuning_split(args.work / "wrong", split_record, seed=args.seed)
+    split = tuning_split(args.work / "wrong", split_record, seed=args.seed, rule=shipped_holdout_rule())
     out = args.out or args.work / "tune-density"
     out.mkdir(parents=True, exist_ok=True)
     db = database(out, split, args.work / "wrong")
+    heard = heard_counts(db, split)
     qs = queries(out, split, fragments=args.fragments, seed=args.seed)
     load = load_note()
     rows = [measure(db, qs, w) for w in args.weights]
@@ -190,6 +226,7 @@ def run(args, argv) -> dict:
            "tuning_split": {"held_out": split.held_out, "catalog": len(split.catalog),
                             "negatives": len(split.negatives), "catalog_packages": list(split.catalog_packages),
                             "negative_packages": list(split.negative_packages)},
+           "heard": heard,
            "results_file": str(out / "results.json"), "wall_min": round((time.perf_counter() - t0) / 60, 1)}
     write_json(out / "results.json", res)
     update_section(args.doc, SECTION, render(res))

@@ -8,8 +8,9 @@ built so that the choice never sees them:
 
 * **Which tracks.** The ``wrong`` role of a benchmark split (``split.json``)
   holds music from packages that give neither catalogue nor unseen tracks.
-  Its calibration hold-out (``is_calibration_track``) stays what it is in
-  the product: the windows every threshold is set on. The rest is split
+  Its calibration hold-out (by the encoder's rule, whole packages for the
+  encoders trained since the rule existed) stays what it is in the
+  product: the windows every threshold is set on. The rest is split
   *by package* into a tuning catalogue (about half of the tracks) and tuning
   negatives, so that no tuning negative shares a composer with a tuning
   catalogue track, as in the benchmark.
@@ -35,12 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-from audiocopy.config import AudioParams, DecisionParams, FeatureParams
+from audiocopy.config import AudioParams, CalibrationParams, DecisionParams, FeatureParams
 from audiocopy.decision.recognizer import silent_windows
 from audiocopy.signal.audio import load_audio
 from audiocopy.signal.features import band_db, power_spectrogram
 from audiocopy.training.augment import ambience, chain, mixing, transcode
-from audiocopy.training.sources import is_calibration_track, list_audio
+from audiocopy.training.calibration_windows import calibration_tracks
+from audiocopy.training.sources import list_audio
 
 from .common import BenchError, rng_for
 from .split import choose_packages
@@ -66,16 +68,27 @@ class TuningSplit:
     held_out: int
 
 
-def tuning_split(wrong_dir: Path, split: dict, *, seed: int) -> TuningSplit:
+def tuning_split(wrong_dir: Path, split: dict, *, seed: int, rule: str) -> TuningSplit:
     """Split the wrong tracks outside the calibration hold-out by package (module docstring).
 
     wrong_dir: the benchmark's ``WORK/wrong`` (one file per wrong track);
     split: its ``split.json`` record (``track_packages`` names each track's
-    package). Raises ``BenchError`` when the tracks span fewer than two packages.
+    package); rule: the hold-out rule of the encoder the tuning database
+    uses (``calibration_windows.encoder_holdout_rule``). The hold-out left
+    out is the one its calibration reads (``calibration_windows.
+    calibration_tracks`` by that rule): a tuning catalogue track among the
+    calibration negatives would set the threshold above its own copies, and
+    a tuning negative among them would measure false positives on the
+    windows the threshold was set on. Raises ``BenchError`` when the tracks
+    span fewer than two packages.
     """
     files = list_audio(Path(wrong_dir))
     known = split.get("track_packages", {})
-    rest = [f for f in files if not is_calibration_track(f.stem)]
+    held = {f.stem for f in calibration_tracks(files, CalibrationParams(), rule)}
+    rest = [f for f in files if f.stem not in held]
+    if files and not rest:
+        raise BenchError(f"the calibration reads every wrong track of {wrong_dir} (its {rule!r} hold-out is too "
+                         "small to stand alone): nothing is left to tune on")
     missing = [f.stem for f in rest if f.stem not in known]
     if missing:
         raise BenchError(f"{len(missing)} tracks of {wrong_dir} are not in the split's track_packages "
