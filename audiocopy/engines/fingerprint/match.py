@@ -38,7 +38,10 @@ nearest-neighbour search). The evidence then measures how far the agreeing
 hits stand above their sub-windows' background. The density comes from the
 hits the search returns anyway, so it costs nothing but a sort of k values.
 The weight was chosen on a tuning set of music outside the benchmark's
-catalogue and unseen packages (``tools/tune_density.py``).
+catalogue and unseen packages (``tools/tune_density.py``, 2026-12-06). That
+set, rebuilt to leave out the calibration hold-out as whole packages, now
+holds only music the shipped encoder trained on and prefers 0.9; the
+default stays until unheard music can decide (``docs/benchmarks.md``).
 
 The score of a track is that evidence divided by the number of
 sub-windows: the mean best agreeing (density-reduced) similarity, 0 when
