@@ -134,8 +134,9 @@ def heard_counts(db: Path, split: TuningSplit) -> dict:
     """How many tuning catalogue and negative tracks the database's encoder trained on (its record's list).
 
     The tuning set is the benchmark's wrong tracks, most of which the encoder of the benchmark heard: a
-    catalogue it learnt to tell apart is easier than the test's, so the absolute figures flatter it, while the
-    weights are compared on equal terms. None where the record has no list.
+    catalogue it learnt to tell apart is easier than the test's, and negatives it learnt to tell apart pass a
+    low threshold less often than unheard music would, so the figures flatter the larger weights (whose
+    thresholds are lower) most. None where the record has no list.
     """
     from audiocopy.encoder.artifact import read_encoder_record
     from audiocopy.engines.fingerprint import db as fpdb
@@ -197,7 +198,7 @@ def heard_sentence(heard: dict | None, split: dict) -> str:
         return "The encoder's record does not list what it trained on."
     return (f"The encoder trained on {heard['catalog']} of the {split['catalog']} tuning catalogue tracks and "
             f"{heard['negatives']} of the {split['negatives']} negatives: figures for music it heard are "
-            "optimistic, the weights are compared on equal terms.")
+            "optimistic, false positives at the larger weights' lower thresholds most.")
 
 
 def run(args, argv) -> dict:
