@@ -138,13 +138,12 @@ def heard_counts(db: Path, split: TuningSplit) -> dict:
     low threshold less often than unheard music would, so the figures flatter the larger weights (whose
     thresholds are lower) most. None where the record has no list.
     """
-    from audiocopy.encoder.artifact import read_encoder_record
+    from audiocopy.encoder.artifact import read_encoder_record, trained_track_ids
     from audiocopy.engines.fingerprint import db as fpdb
 
-    ids = (read_encoder_record(db / fpdb.ENCODER_FILE).get("training") or {}).get("trained_track_ids")
+    ids = trained_track_ids(read_encoder_record(db / fpdb.ENCODER_FILE))
     if ids is None:
         return {"catalog": None, "negatives": None}
-    ids = set(ids)
     return {"catalog": sum(p.stem in ids for p in split.catalog),
             "negatives": sum(p.stem in ids for p in split.negatives)}
 

@@ -60,6 +60,12 @@ def silent_windows(windows: np.ndarray, *, silence_dbfs: float) -> np.ndarray:
     return rms < 10 ** (silence_dbfs / 20)
 
 
+def stored_margin_unit(calibration: dict) -> float:
+    """The margin unit a database's play threshold was calibrated in: ``play_margin_unit``, or 1 for a
+    threshold calibrated before units were recorded (they were all in the fingerprint engine's)."""
+    return float(calibration.get("play_margin_unit", 1.0))
+
+
 def calibrated_margin_unit(calibration: dict, engine_unit: float) -> float | None:
     """The margin unit a database's play threshold holds for; None when it has no play threshold.
 
@@ -71,7 +77,7 @@ def calibrated_margin_unit(calibration: dict, engine_unit: float) -> float | Non
     """
     if calibration.get("play_threshold") is None:
         return None
-    unit = float(calibration.get("play_margin_unit", 1.0))
+    unit = stored_margin_unit(calibration)
     if unit != engine_unit:
         log.warning("the play threshold was calibrated with the stream decision's margins in units of %g, this "
                     "version uses %g for this engine; keeping %g until the threshold is recalibrated "
@@ -99,8 +105,8 @@ def play_negatives_warning(calibration: dict, engine: str) -> str | None:
                 "included, so its false plays per hour may be more than stated; enrol again with --negatives DIR "
                 "to recalibrate it")
     if kind == "heard":
-        return ("its play threshold was set on negatives its encoder trained on, so its false plays per hour may "
-                "be more than stated; enrol again with --negatives DIR of music the encoder never heard")
+        return (f"its play threshold was set on {PLAY_NEGATIVE_KINDS[kind]}; enrol again with --negatives DIR of "
+                "music the encoder never heard")
     if kind not in PLAY_NEGATIVE_KINDS:
         return f"its play threshold was set on negatives of an unknown kind {kind!r} (a newer version's database?)"
     return None

@@ -87,6 +87,16 @@ def save_encoder(json_path: Path, weights: list[np.ndarray], names: list[str], *
     return record
 
 
+def trained_track_ids(record: dict) -> set[str] | None:
+    """The corpus track ids an encoder record says it trained on, or None for a record without the list.
+
+    record: an encoder's JSON record (``read_encoder_record``); the list is
+    ``training.trained_track_ids`` (``tools/train_encoder.py`` writes it).
+    """
+    ids = (record.get("training") or {}).get("trained_track_ids")
+    return None if ids is None else set(ids)
+
+
 def read_encoder_record(json_path: Path) -> dict:
     """The JSON record of an encoder artifact (``ModelError`` if absent/corrupt)."""
     record = read_json(Path(json_path), "encoder record")

@@ -125,14 +125,13 @@ def play_negatives(db: Path, files: list[Path]) -> PlayNegatives:
     is optimistic. Returns the files with their kind ("unheard", "holdout"
     or "heard").
     """
-    from ..encoder.artifact import read_encoder_record
+    from ..encoder.artifact import read_encoder_record, trained_track_ids
 
     record = read_encoder_record(Path(db) / fpdb.ENCODER_FILE)
-    heard = (record.get("training") or {}).get("trained_track_ids")
+    heard = trained_track_ids(record)
     if heard is None:
         return PlayNegatives(calibration_tracks(list(files), CalibrationParams(), encoder_holdout_rule(record)),
                              "holdout")
-    heard = set(heard)
     unheard = [p for p in files if p.stem not in heard]
     if not unheard:
         log.warning("the encoder trained on every one of the %d negatives: the play threshold's false-play rate "

@@ -23,6 +23,7 @@ import numpy as np
 from ..atomic_files import atomic_open
 from ..config import AudioParams, AugmentParams, CnnParams, DatasetParams, DecisionParams, FeatureParams, TrainParams
 from ..decision.calibration import bounded_threshold
+from ..decision.recognizer import stored_margin_unit
 from ..engines import catalog, metadata
 from ..engines.cnnbin import engine as cnnbin
 from ..errors import DatasetError
@@ -93,7 +94,7 @@ def train_catalog(dataset_dir: Path, db: Path, *, cnn: CnnParams = CnnParams(), 
     # none, or it was set for another margin unit than this version's.
     held_out = [Path(s.path) for s in dataset.calibration_sources()]
     cal = catalog.open_db(db).calibration
-    stale = cal.get("play_margin_unit", 1.0) != DecisionParams().margin_unit(cnnbin.NAME)
+    stale = stored_margin_unit(cal) != DecisionParams().margin_unit(cnnbin.NAME)
     if held_out and (trained or "play_threshold" not in cal or stale):
         calibrate_play_threshold(Path(db), [p for p in held_out if p.exists()], kind="holdout")
     return TrainReport(trained, [t for t in wanted if t in done],

@@ -21,6 +21,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from audiocopy.encoder.artifact import trained_track_ids
+
 from .common import BenchError, read_json
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,7 @@ def check_encoder(split: dict, record: dict, *, allow_unchecked: bool, name: str
     the encoder (its path).
     """
     training = record.get("training") or {}
-    trained = training.get("trained_track_ids")
+    trained = trained_track_ids(record)
     generated = training.get("generated")
     if trained is None:
         if not allow_unchecked:
@@ -66,7 +68,6 @@ def check_encoder(split: dict, record: dict, *, allow_unchecked: bool, name: str
                     "`--allow-unchecked-encoder`." + record_says(training))
         log.warning("encoder provenance not checked: %s has no trained_track_ids", name)
         return ProvenanceCheck(False, 0, sentence, name, generated)
-    trained = set(trained)
     measured = set(split["catalog"]) | set(split["unseen"])
     overlap = sorted(trained & measured)
     if overlap:

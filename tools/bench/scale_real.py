@@ -81,12 +81,14 @@ def never_trained(corpus_ids: list[str], record: dict, split_path: Path | None) 
     the record's. Otherwise ``BenchError``: no query may come from music the
     encoder heard.
     """
+    from audiocopy.encoder.artifact import trained_track_ids
+
     from .common import read_json
     from .provenance import reconstruct_trained
 
     training = record.get("training") or {}
-    if training.get("trained_track_ids") is not None:
-        trained = set(training["trained_track_ids"])
+    trained = trained_track_ids(record)
+    if trained is not None:
         how = f"its record lists the {len(trained)} tracks it trained on"
     else:
         split = read_json(Path(split_path), None) if split_path else None
