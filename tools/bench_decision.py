@@ -52,7 +52,8 @@ for _p in (REPO, REPO / "tools"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from bench.common import BenchError, write_json
+import bench_broadcast  # noqa: E402
+from bench.common import BenchError, write_json  # noqa: E402
 
 log = logging.getLogger("bench_decision")
 
@@ -102,7 +103,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="bench_broadcast's work folder: its database, split, negatives and seed-0 audio")
     p.add_argument("--work", type=Path, default=Path("/work/bench_decision"),
                    help="cached detections, other seeds' audio and results (default %(default)s)")
-    p.add_argument("--engine", choices=("fingerprint", "cnnbin"), default="fingerprint",
+    p.add_argument("--engine", choices=sorted(bench_broadcast.ENGINE_OUTPUTS), default="fingerprint",
                    help="whose database in --broadcast-work to replay (bench_broadcast --engine; default "
                         "fingerprint); give each engine its own --work, the caches are keyed by database")
     p.add_argument("--seed", type=int, default=1, help="programme seed (default 1: tune on it, not on 0)")
@@ -128,8 +129,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def broadcast_output(args, what: str) -> Path:
     """``bench_broadcast``'s database (``"db"``) or recorded streams (``"streams"``) of ``args.engine``."""
-    import bench_broadcast
-
     return args.broadcast_work / bench_broadcast.ENGINE_OUTPUTS[args.engine][what]
 
 

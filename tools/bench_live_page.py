@@ -43,6 +43,7 @@ for _p in (REPO, REPO / "tools"):
     if str(_p) not in sys.path:  # run as a script from anywhere: the package lives beside tools/
         sys.path.insert(0, str(_p))
 
+import bench_broadcast  # noqa: E402
 from bench.common import BenchError, fmt, per_engine, run_logged, write_run_results  # noqa: E402
 
 log = logging.getLogger("bench_live_page")
@@ -68,7 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--follow-s", type=float, default=20.0,
                    help="seconds after the first naming over which 'shown' is measured (default 20)")
     p.add_argument("--seed", type=int, default=0, help="which songs are drawn (default 0)")
-    p.add_argument("--engine", choices=("fingerprint", "cnnbin"), default="fingerprint",
+    p.add_argument("--engine", choices=sorted(bench_broadcast.ENGINE_OUTPUTS), default="fingerprint",
                    help="which of the stream benchmark's databases to serve (default fingerprint)")
     p.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium binary (default /usr/bin/chromium)")
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
@@ -116,7 +117,6 @@ def make_clips(songs, chains: list[str], programmes: Path, out: Path, clip_s: fl
 
 
 def run(args) -> dict:
-    import bench_broadcast
     from bench.broadcast_stream import Server
     from bench.live_page import choose_songs, listen, programme_songs, score_samples, summarise
     from bench.machine import code_revision, load_note, machine_info
