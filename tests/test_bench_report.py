@@ -77,3 +77,21 @@ def test_the_report_says_which_hold_out_set_the_threshold():
     text = calibration_source(split, {"calibration_windows": 4505})
     assert text == "4505 windows of the 3 wrong tracks of 2 package(s) its encoder never trained on (pkg-a, pkg-b)"
     assert calibration_source({}, {}) == "the hold-out of the wrong tracks its encoder never trained on"
+
+
+def test_the_report_names_the_hold_out_of_the_databases_own_rule():
+    """A database calibrated on a larger hold-out (its encoder trained with ``--calibration-share``) is described
+    by that hold-out, not by the default one the split recorded."""
+    from bench.common import calibration_source
+
+    from audiocopy.training.sources import holdout_tracks
+
+    wrong = [f"pkg-{g}__t{t}" for g in "abcdefgh" for t in range(3 + "abcdefgh".index(g) % 3)]
+    split = {"wrong": wrong, "calibration": sorted(holdout_tracks(wrong, "group")),
+             "track_packages": {t: t.split("__")[0] for t in wrong}}
+    larger = sorted(holdout_tracks(wrong, "group@0.5"))
+    assert len(larger) > len(split["calibration"])
+    text = calibration_source(split, {"calibration_windows": 10, "holdout": "group@0.5"})
+    assert text.startswith(f"10 windows of the {len(larger)} wrong tracks of ")
+    assert calibration_source(split, {"calibration_windows": 10}).startswith(
+        f"10 windows of the {len(split['calibration'])} wrong tracks of ")

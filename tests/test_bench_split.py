@@ -163,3 +163,41 @@ def test_the_encoder_record_names_no_folder_of_this_machine():
     assert "/w" not in command and "/data" not in command
     assert ("--corpus CORPUS_DIR --split WORK/split.json --split=WORK/split.json --generated GEN_DIR "
             "--work ENC_WORK --out=ENCODER_JSON --augment p_chain=0 --epochs 100") in command
+
+
+def test_a_larger_calibration_share_leaves_out_more_whole_packages(tmp_path):
+    """``train_encoder.py --calibration-share``: the encoder leaves out the larger hold-out, whole packages, and
+    everything the default share left out; enrolment reads the share back from its record."""
+    import train_encoder
+
+    from audiocopy.training.calibration_windows import encoder_holdout_rule
+    from audiocopy.training.sources import holdout_tracks
+
+    s = split()
+    default, larger = encoder_excluded_ids(s), encoder_excluded_ids(s, 0.5)
+    assert default < larger
+    held = calibration_holdout(sorted(s["wrong"]), 0.5)
+    assert larger - default <= {i for i in set(s["wrong"]) | set(s["spare"]) if track_group(i) in
+                                {track_group(h) for h in held}}
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for t in tracks():
+        (corpus / t.file).write_bytes(b"")
+    write_split(tmp_path / "split.json", s)
+    chosen, _ = train_encoder.select_tracks(corpus, [tmp_path / "split.json"], keep_calibration=False, share=0.5)
+    assert {p.stem for p in chosen} == {t.id for t in tracks()} - larger
+    rule = encoder_holdout_rule({"training": {"calibration_holdout": "group", "calibration_share": 0.5}})
+    assert rule == "group@0.5" and holdout_tracks(sorted(s["wrong"]), rule) == held
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--calibration-share", "1.5"], "between 0 and 1"),
+    (["--calibration-share", "0"], "between 0 and 1"),
+    (["--calibration-share", "0.4", "--keep-calibration"], "would hold out nothing"),
+])
+def test_a_calibration_share_that_holds_out_nothing_usable_is_refused(tmp_path, capsys, argv, message):
+    import train_encoder
+
+    with pytest.raises(SystemExit):
+        train_encoder.parse_args(["--corpus", str(tmp_path), *argv])
+    assert message in capsys.readouterr().err

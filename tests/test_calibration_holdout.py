@@ -180,3 +180,54 @@ def test_the_play_threshold_is_set_on_every_negative_the_encoder_never_heard(tmp
         chosen = play_negatives(_db_with_encoder_record(every, {"trained_track_ids": list(ids)}), files)
     assert chosen.files == files and chosen.kind == "heard"
     assert "optimistic" in caplog.text
+
+
+def test_a_hold_out_rule_names_its_share_only_when_it_is_not_the_default():
+    """"group@0.3" holds out three tenths of the negatives, whole groups; the plain names keep their old meaning, so
+    records and calibration signatures written before shares could differ read the same."""
+    from audiocopy.training.sources import holdout_rule_name, holdout_tracks, parse_holdout_rule
+
+    ids = grouped_ids(20, seed=5)
+    assert holdout_rule_name("group") == "group" and holdout_rule_name("group", 0.3) == "group@0.3"
+    assert parse_holdout_rule("group@0.3") == ("group", 0.3) and parse_holdout_rule("track") == ("track", 0.2)
+    assert holdout_tracks(ids, "group@0.3") == calibration_holdout(ids, 0.3) != calibration_holdout(ids)
+    assert holdout_tracks(ids, "group") == calibration_holdout(ids)
+    for bad, message in [("group@0.2", "canonical form 'group'"), ("group@x", "unreadable"),
+                         ("group@1.5", "between 0 and 1"), ("track@0.3", "fixed share"), ("album", "unknown")]:
+        with pytest.raises(ValueError, match=message):
+            holdout_tracks(ids, bad)
+
+
+def test_enrolment_follows_the_share_its_encoder_was_trained_without(tmp_path):
+    """An encoder trained with a larger hold-out is calibrated on all of it, and databases calibrated with the
+    default rule see their windows as out of date (their signature names the rule)."""
+    from audiocopy.config import CalibrationParams
+    from audiocopy.errors import ModelError
+    from audiocopy.training.calibration_windows import (
+        calibration_tracks,
+        encoder_holdout_rule,
+        holdout_rule,
+        negatives_signature,
+    )
+
+    db = _db_with_encoder_record(tmp_path, {"calibration_holdout": "group", "calibration_share": 0.4})
+    assert holdout_rule(db) == "group@0.4"
+    ids = grouped_ids(20, seed=6)
+    files = [Path(f"/negatives/{i}.wav") for i in ids]
+    assert {p.stem for p in calibration_tracks(files, CalibrationParams(), holdout_rule(db))} == \
+        calibration_holdout(ids, 0.4)
+    assert encoder_holdout_rule({"training": {"calibration_holdout": "group", "calibration_share": 0.2}}) == "group"
+    for share in (0, 1.2, "a lot"):
+        with pytest.raises(ModelError, match="calibration hold-out is unusable"):
+            encoder_holdout_rule({"training": {"calibration_holdout": "group", "calibration_share": share}})
+    negatives = tmp_path / "negatives"
+    _write(negatives, ids[:3], 7)
+    assert negatives_signature(negatives, CalibrationParams(), "group@0.4") != \
+        negatives_signature(negatives, CalibrationParams(), "group")
+
+
+def test_the_dataset_holds_out_what_its_rule_says(tmp_path):
+    """cnnbin's dataset takes the hold-out rule it is given (the shipped encoder's, at enrolment), whole groups."""
+    ids = grouped_ids(12, 4)
+    sources = plan_sources([], [tmp_path / f"{t}.wav" for t in ids], "group@0.4")
+    assert {s.track_id for s in sources if s.split == "calibration"} == calibration_holdout(ids, 0.4)

@@ -25,9 +25,12 @@ calibration hold-out of its wrong tracks, whole packages at a time
 (``audiocopy.training.sources.calibration_holdout``: thresholds are set on
 them, so the false-positive rate is measured on packages the encoder has
 not heard either, as the unseen ones). Without ``--split`` only the
-calibration hold-out of the corpus is excluded. ``--generated DIR`` adds generated music (``tools/generate_music.py``,
-with its ``manifest.json``); ``--generated-share F`` makes it that share of the training draws (each track is
-otherwise drawn equally often, so 300 generated tracks beside 84 real ones would make 78 % of every batch).
+calibration hold-out of the corpus is excluded. ``--calibration-share F`` holds out that share of the wrong
+tracks instead of the default fifth (more unheard packages to set thresholds on, fewer to train on); the record
+keeps it (``calibration_share``) and enrolment follows it.
+``--generated DIR`` adds generated music (``tools/generate_music.py``, with its ``manifest.json``);
+``--generated-share F`` makes it that share of the training draws (each track is otherwise drawn equally
+often, so 300 generated tracks beside 84 real ones would make 78 % of every batch).
 
 Provenance. The encoder's record (field ``training``) lists
 ``trained_track_ids``: every corpus track id it was given (training and
@@ -62,6 +65,8 @@ for _p in (REPO, REPO / "tools"):
 
 from bench.common import BenchError, generic_paths, ids_sha256, read_json  # noqa: E402
 
+from audiocopy.training.sources import CALIBRATION_SHARE, holdout_rule_name  # noqa: E402
+
 log = logging.getLogger("train_encoder")
 
 
@@ -85,6 +90,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(default: every track drawn equally often, so the share is the generated tracks' share)")
     p.add_argument("--keep-calibration", action="store_true",
                    help="without --split: also train on the tracks enrolment holds out for calibration")
+    p.add_argument("--calibration-share", type=float, default=CALIBRATION_SHARE, metavar="F",
+                   help="share of the wrong tracks held out, whole packages at a time, for enrolment to set its "
+                        f"thresholds on (default {CALIBRATION_SHARE}); recorded, and enrolment follows it")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this much wall time (resumable)")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (schedule length, default {d.epochs})")
     p.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch)
@@ -113,6 +121,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--seed must be >= 0, got {args.seed}")
     if args.split and args.keep_calibration:
         p.error("--keep-calibration would train on the split's calibration hold-out; drop one of them")
+    if args.keep_calibration and args.calibration_share != CALIBRATION_SHARE:
+        p.error("--keep-calibration trains on every negative: a --calibration-share would hold out nothing")
+    try:
+        holdout_rule_name("group", args.calibration_share)
+    except ValueError as exc:
+        p.error(f"--calibration-share: {exc}")
     return args
 
 
@@ -146,30 +160,37 @@ def augment_params(overrides: list[str]):
         raise BenchError(f"--augment: {exc}") from None
 
 
-def excluded_ids(corpus_ids: set[str], splits: list[Path], keep_calibration: bool) -> set[str]:
-    """Corpus track ids not to train on: each split's ``encoder_excluded_ids``, or the calibration hold-out."""
+def excluded_ids(corpus_ids: set[str], splits: list[Path], keep_calibration: bool,
+                 share: float = CALIBRATION_SHARE) -> set[str]:
+    """Corpus track ids not to train on: each split's ``encoder_excluded_ids``, or the calibration hold-out.
+
+    share: the calibration hold-out's share of the wrong tracks (``sources.calibration_holdout``).
+    """
     from audiocopy.training.sources import calibration_holdout, with_their_groups
     from bench.split import encoder_excluded_ids, read_split
 
     if not splits:
-        return set() if keep_calibration else with_their_groups(calibration_holdout(sorted(corpus_ids)), corpus_ids)
+        if keep_calibration:
+            return set()
+        return with_their_groups(calibration_holdout(sorted(corpus_ids), share), corpus_ids)
     out: set[str] = set()
     for path in splits:
         split = read_split(path)
         named = set(split["catalog"]) | set(split["unseen"]) | set(split["wrong"])
         if not named & corpus_ids:
             raise BenchError(f"{path} names none of the tracks in the corpus: is it a split of another corpus?")
-        out |= encoder_excluded_ids(split)
+        out |= encoder_excluded_ids(split, share)
     return out
 
 
-def select_tracks(corpus: Path, splits: list[Path], keep_calibration: bool) -> tuple[list[Path], dict]:
+def select_tracks(corpus: Path, splits: list[Path], keep_calibration: bool,
+                  share: float = CALIBRATION_SHARE) -> tuple[list[Path], dict]:
     """The corpus files to train on, and the provenance summary (counts and ``trained_track_ids``)."""
     from audiocopy.training.sources import list_audio
 
     files = list_audio(corpus)
     ids = {p.stem for p in files}
-    excluded = excluded_ids(ids, splits, keep_calibration)
+    excluded = excluded_ids(ids, splits, keep_calibration, share)
     chosen = [p for p in files if p.stem not in excluded]
     trained = sorted(p.stem for p in chosen)
     return chosen, {"corpus_tracks": len(files), "excluded_tracks": len(excluded & ids),
@@ -248,7 +269,7 @@ def main(argv=None) -> int:
     try:
         if args.generated_share is not None and not args.generated:
             raise BenchError("--generated-share needs --generated")
-        tracks, summary = select_tracks(args.corpus, args.split, args.keep_calibration)
+        tracks, summary = select_tracks(args.corpus, args.split, args.keep_calibration, args.calibration_share)
         if args.generated:
             from audiocopy.training.sources import list_audio
 
@@ -267,6 +288,7 @@ def main(argv=None) -> int:
         # Enrolment calibrates on the hold-out this encoder never heard (``enroll_fingerprint.holdout_rule``).
         holdout = "none" if args.keep_calibration else "group"
         provenance = {"command": command, "corpus": "CORPUS_DIR", **summary, "calibration_holdout": holdout,
+                      "calibration_share": args.calibration_share,
                       "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}"}
         state = train_encoder(tracks, args.work, args.out, aug=augment_params(args.augment), train=train,
                               track_weights=weights,

@@ -122,14 +122,6 @@ def measure(db: Path, qs: QuerySet, weight: float) -> dict:
     return row
 
 
-def shipped_holdout_rule() -> str:
-    """The calibration hold-out rule of the shipped encoder, which the tuning database enrols with."""
-    from audiocopy.encoder.artifact import SHIPPED_ENCODER, read_encoder_record
-    from audiocopy.training.calibration_windows import encoder_holdout_rule
-
-    return encoder_holdout_rule(read_encoder_record(SHIPPED_ENCODER))
-
-
 def heard_counts(db: Path, split: TuningSplit) -> dict:
     """How many tuning catalogue and negative tracks the database's encoder trained on (its record's list).
 
@@ -202,12 +194,13 @@ def heard_sentence(heard: dict | None, split: dict) -> str:
 
 def run(args, argv) -> dict:
     from audiocopy.config import MatchParams
+    from audiocopy.training.calibration_windows import encoder_file_holdout_rule
 
     t0 = time.perf_counter()
     split_record = read_json(args.work / "split.json")
     if split_record is None:
         raise BenchError(f"{args.work}/split.json is missing: run tools/evaluate.py with --work {args.work} first")
-    split = tuning_split(args.work / "wrong", split_record, seed=args.seed, rule=shipped_holdout_rule())
+    split = tuning_split(args.work / "wrong", split_record, seed=args.seed, rule=encoder_file_holdout_rule())
     out = args.out or args.work / "tune-density"
     out.mkdir(parents=True, exist_ok=True)
     db = database(out, split, args.work / "wrong")

@@ -52,7 +52,7 @@ from ..engines.fingerprint import db as fpdb
 from ..errors import AudiocopyError, DatasetError, ModelError
 from ..signal.audio import load_audio
 from .dataset import EXCERPT_FACTOR
-from .sources import HOLDOUT_RULES, holdout_tracks, list_audio, stable_seed
+from .sources import CALIBRATION_SHARE, HOLDOUT_RULES, holdout_rule_name, holdout_tracks, list_audio, stable_seed
 
 log = logging.getLogger(__name__)
 
@@ -67,25 +67,40 @@ def encoder_holdout_rule(record: dict) -> str:
     Records written before the field (``training.calibration_holdout``) name
     none: those encoders were trained without the per-track hold-out, "track".
     "none" (trained with ``--keep-calibration``, on every negative) is
-    calibrated like "group", with a warning: no hold-out is unheard.
-    Raises ``ModelError`` for an unknown rule.
+    calibrated like "group", with a warning: no hold-out is unheard. A
+    group hold-out at another share than the default
+    (``training.calibration_share``) comes back as "group@SHARE"
+    (``sources.holdout_rule_name``), so enrolment holds out exactly the
+    packages the encoder did not train on. Raises ``ModelError`` for an
+    unknown rule or share.
     """
-    rule = (record.get("training") or {}).get("calibration_holdout", "track")
+    training = record.get("training") or {}
+    rule = training.get("calibration_holdout", "track")
     if rule == "none":
         log.warning("the encoder was trained on the calibration negatives too: the false-positive rate "
                     "its threshold states is optimistic")
         return "group"
-    if rule not in HOLDOUT_RULES:
-        raise ModelError(f"the encoder record names an unknown calibration hold-out {rule!r} "
-                         f"(expected one of {HOLDOUT_RULES})")
-    return rule
+    try:
+        return holdout_rule_name(rule, float(training.get("calibration_share", CALIBRATION_SHARE)))
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"the encoder record's calibration hold-out is unusable: {e} "
+                         f"(expected one of {HOLDOUT_RULES}, with a share between 0 and 1)") from None
+
+
+def encoder_file_holdout_rule(json_path: Path | None = None) -> str:
+    """The calibration hold-out rule (``encoder_holdout_rule``) of the encoder record at ``json_path``.
+
+    json_path: an encoder's JSON record; default the shipped encoder, whose
+    hold-out cnnbin's datasets follow (its embedding heads read that encoder).
+    """
+    from ..encoder.artifact import SHIPPED_ENCODER, read_encoder_record
+
+    return encoder_holdout_rule(read_encoder_record(Path(json_path) if json_path else SHIPPED_ENCODER))
 
 
 def holdout_rule(db: Path) -> str:
     """The calibration hold-out rule of a fingerprint database's own encoder copy (``encoder_holdout_rule``)."""
-    from ..encoder.artifact import read_encoder_record
-
-    return encoder_holdout_rule(read_encoder_record(Path(db) / fpdb.ENCODER_FILE))
+    return encoder_file_holdout_rule(Path(db) / fpdb.ENCODER_FILE)
 
 
 def calibration_tracks(files: list[Path], params: CalibrationParams, rule: str = "group") -> list[Path]:

@@ -29,6 +29,9 @@ Roles and splits:
   model has never seen. Where the ids name groups (``GROUP__TRACK``), whole
   groups are held out (``sources.calibration_holdout``): music of a group
   the models trained against is easier to reject than music they never met.
+  The share is the hold-out rule's (``sources.holdout_tracks``); enrolment
+  gives the shipped encoder's, so the embedding heads, which read that
+  encoder, are calibrated on music neither the heads nor it heard.
   A dataset whose roles would change (say, groups added to the folder) is
   refused, not resumed: its shards and its music bank follow the roles.
 """
@@ -47,7 +50,7 @@ from ..config import AudioParams, AugmentParams, DatasetParams, FeatureParams, a
 from ..engines import catalog
 from ..errors import AudiocopyError, DatasetError
 from ..signal.audio import load_audio
-from .sources import calibration_holdout, list_audio, stable_seed
+from .sources import holdout_tracks, list_audio, stable_seed
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +94,14 @@ class BuildPlan:
 
 
 
-def plan_sources(licensed: list[Path], wrong: list[Path]) -> list[Source]:
-    """Assign roles, splits and shard names to the source files."""
-    held_out = calibration_holdout([p.stem for p in wrong])
+def plan_sources(licensed: list[Path], wrong: list[Path], holdout: str = "group") -> list[Source]:
+    """Assign roles, splits and shard names to the source files.
+
+    holdout: the calibration hold-out rule (``sources.holdout_tracks``; the
+    encoder's, ``calibration_windows.encoder_file_holdout_rule``, so the
+    embedding heads' thresholds are set on music their encoder never heard).
+    """
+    held_out = holdout_tracks([p.stem for p in wrong], holdout)
     sources = []
     for p in licensed:
         sources.append(Source(p.stem, str(p), "licensed", "train",
@@ -184,7 +192,7 @@ def _music_bank(sources: list[Source], plan: BuildPlan, seed: int) -> list[np.nd
 
 def build_dataset(licensed_dir: Path, wrong_dir: Path | None, out_dir: Path, plan: BuildPlan, *,
                   jobs: int | None = None, progress: bool = True,
-                  roles: tuple[str, ...] = ("licensed", "wrong")) -> dict:
+                  roles: tuple[str, ...] = ("licensed", "wrong"), holdout: str = "group") -> dict:
     """Build (or resume) the dataset; returns the manifest dict.
 
     licensed_dir: folder of catalogue tracks; wrong_dir: folder of negative
@@ -194,6 +202,8 @@ def build_dataset(licensed_dir: Path, wrong_dir: Path | None, out_dir: Path, pla
     jobs: worker processes (default: all cores).
     roles: build only the shards of these roles ("licensed", "wrong"); the
     seed's menu builds the licensed and the wrong part as separate steps.
+    holdout: which wrong tracks no model trains on (``plan_sources``); a
+    dataset whose hold-out it would change is refused like other changes.
     The manifest is marked complete once every source's shard exists.
     Sources that fail to decode are reported in the manifest's ``failed``
     list and skipped; the build goes on.
@@ -207,7 +217,7 @@ def build_dataset(licensed_dir: Path, wrong_dir: Path | None, out_dir: Path, pla
         log.warning("only %d wrong tracks in %s: at least %d are needed for reliable negatives "
                     "(1000 recommended); false-positive calibration will be coarse",
                     len(wrong), wrong_dir, MIN_WRONG_TRACKS)
-    sources = plan_sources(licensed, wrong)
+    sources = plan_sources(licensed, wrong, holdout)
     manifest_path = out_dir / MANIFEST
     if manifest_path.exists():
         old = read_manifest(out_dir)

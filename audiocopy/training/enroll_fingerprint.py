@@ -42,7 +42,7 @@ from ..engines.fingerprint import engine as fp
 from ..errors import AudiocopyError, ConfigError, DatasetError
 from ..signal.audio import load_audio
 from ..signal.features import track_band_db
-from .calibration_windows import play_negatives, store_calibration_windows
+from .calibration_windows import holdout_rule, play_negatives, store_calibration_windows
 from .play_calibration import PLAY_KEYS, calibrate_play_threshold
 from .sources import list_audio
 
@@ -197,9 +197,10 @@ def calibrate(db: Path, *, negatives_dir: Path | None = None, params: Calibratio
     db = Path(db)
     info = catalog.open_db(db)
     path = db / fpdb.CALIBRATION_FILE
-    signature = info.calibration.get("negatives_signature")
+    signature, holdout = info.calibration.get("negatives_signature"), info.calibration.get("holdout")
     if negatives_dir is not None:
         signature = store_calibration_windows(db, Path(negatives_dir), params=params, progress=progress)
+        holdout = holdout_rule(db)  # which negatives the windows came from, for reports
     if not path.exists():
         catalog.set_calibration(db, {})
         log.warning("%s has no calibration windows (enrol with --negatives): the threshold stays at the "
@@ -222,6 +223,7 @@ def calibrate(db: Path, *, negatives_dir: Path | None = None, params: Calibratio
                                  "target_fpr": match.target_fpr, "fpr_confidence": match.fpr_confidence,
                                  "fpr_upper_bound": round(bound, 6), "calibration_windows": int(len(windows)),
                                  "tracks": len(engine.track_ids), "negatives_signature": signature,
+                                 **({"holdout": holdout} if holdout else {}),
                                  "fpr_at_threshold": round(float((best > threshold).mean()), 6), **kept})
     log.info("threshold %.3f (%.3g of %d negative windows above it) for %d tracks", threshold,
              float((best > threshold).mean()), len(windows), len(engine.track_ids))

@@ -103,20 +103,52 @@ def with_their_groups(held: frozenset[str] | set[str], track_ids) -> set[str]:
 
 #: How a model was trained without the calibration negatives: "group" (``calibration_holdout``) or
 #: "track" (``is_calibration_track`` alone, the rule of encoders trained before groups were held out).
+#: A group rule at another share than ``CALIBRATION_SHARE`` is written "group@SHARE" (``holdout_rule_name``).
 HOLDOUT_RULES = ("group", "track")
 
 
+def holdout_rule_name(kind: str, share: float = CALIBRATION_SHARE) -> str:
+    """One string for a hold-out rule: ``kind`` (one of ``HOLDOUT_RULES``) and, for "group", its share.
+
+    The default share keeps the plain name, so rules, records and
+    calibration signatures written before shares could differ read the
+    same. ``ValueError`` for an unknown kind, a share outside (0, 1), or a
+    share given to the per-track rule (whose share is fixed by the hash).
+    """
+    if kind not in HOLDOUT_RULES:
+        raise ValueError(f"unknown calibration hold-out rule {kind!r} (expected one of {HOLDOUT_RULES})")
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"the calibration hold-out share must be between 0 and 1, got {share}")
+    if share == CALIBRATION_SHARE:
+        return kind
+    if kind != "group":
+        raise ValueError(f"the {kind!r} hold-out has a fixed share ({CALIBRATION_SHARE}); only 'group' takes another")
+    return f"{kind}@{share:g}"
+
+
+def parse_holdout_rule(rule: str) -> tuple[str, float]:
+    """``(kind, share)`` of a rule written by ``holdout_rule_name``; ``ValueError`` if it is not one."""
+    kind, sep, share = str(rule).partition("@")
+    try:
+        value = float(share) if sep else CALIBRATION_SHARE
+    except ValueError:
+        raise ValueError(f"unreadable calibration hold-out rule {rule!r} (e.g. 'group' or 'group@0.3')") from None
+    if holdout_rule_name(kind, value) != rule:
+        raise ValueError(f"calibration hold-out rule {rule!r} is not in its canonical form "
+                         f"{holdout_rule_name(kind, value)!r}")
+    return kind, value
+
+
 def holdout_tracks(track_ids: list[str], rule: str) -> frozenset[str]:
-    """The calibration hold-out of ``track_ids`` by ``rule`` (one of ``HOLDOUT_RULES``); ``ValueError`` otherwise.
+    """The calibration hold-out of ``track_ids`` by ``rule`` (``parse_holdout_rule``); ``ValueError`` otherwise.
 
     Thresholds must be set on music the model never heard, so enrolment
-    follows the rule its model was trained with.
+    follows the rule its model was trained with, share included.
     """
-    if rule == "group":
-        return calibration_holdout(track_ids)
-    if rule == "track":
-        return frozenset(t for t in track_ids if is_calibration_track(t))
-    raise ValueError(f"unknown calibration hold-out rule {rule!r} (expected one of {HOLDOUT_RULES})")
+    kind, share = parse_holdout_rule(rule)
+    if kind == "group":
+        return calibration_holdout(track_ids, share)
+    return frozenset(t for t in track_ids if is_calibration_track(t))
 
 
 def list_audio(folder: Path) -> list[Path]:

@@ -114,12 +114,17 @@ def calibration_source(split: dict, calibration: dict) -> str:
     """Where a database's window threshold was set, in words: how many windows of which held-out negatives.
 
     split: the work folder's ``split.json`` (its ``calibration`` ids are the
-    wrong tracks whose packages the encoder never trained on); calibration:
-    the database's calibration record (``calibration_windows``).
+    wrong tracks whose packages the encoder never trained on, at the default
+    share); calibration: the database's calibration record
+    (``calibration_windows``, and the ``holdout`` rule it was set with, which
+    names the tracks when its encoder held out another share).
     """
-    from audiocopy.training.sources import track_group
+    from audiocopy.training.sources import holdout_tracks, track_group
 
+    rule = calibration.get("holdout")
     ids = split.get("calibration") or []
+    if rule and split.get("wrong"):
+        ids = sorted(holdout_tracks(split["wrong"], rule))
     windows = calibration.get("calibration_windows")
     counted = f"{windows} windows of " if windows else ""
     if not ids:

@@ -152,7 +152,7 @@ def split_record(kind: str, seed: int, roles: dict[str, list[str]], tracks: Sequ
     return out
 
 
-def encoder_excluded_ids(split: dict) -> set[str]:
+def encoder_excluded_ids(split: dict, share: float | None = None) -> set[str]:
     """Track ids the encoder must not train on for this split to measure it fairly.
 
     The catalogue and unseen tracks, every other track of their packages
@@ -163,9 +163,12 @@ def encoder_excluded_ids(split: dict) -> set[str]:
     promise is then set on music from packages the encoder never heard, as
     the unseen test packages are: negatives whose siblings it trained on
     score lower against a catalogue than music from a package it never met,
-    so a threshold set on them lets more unseen music through.
+    so a threshold set on them lets more unseen music through. share: the
+    hold-out's share of the wrong tracks (default ``sources.CALIBRATION_SHARE``,
+    the share ``calibration`` was recorded with); an encoder trained with
+    another (``train_encoder.py --calibration-share``) leaves out more.
     """
-    from audiocopy.training.sources import calibration_holdout, with_their_groups
+    from audiocopy.training.sources import CALIBRATION_SHARE, calibration_holdout, with_their_groups
 
     measured = set(split["catalog"]) | set(split["unseen"]) | set(split.get("reserved", []))
     package_of = split.get("track_packages", {})
@@ -173,7 +176,8 @@ def encoder_excluded_ids(split: dict) -> set[str]:
         packages = set(split["packages"]["catalog"]) | set(split["packages"]["unseen"])
         measured |= {i for i, p in package_of.items() if p in packages}
     others = (set(package_of) or set(split.get("wrong", [])) | set(split.get("spare", []))) - measured
-    return measured | with_their_groups(calibration_holdout(sorted(split.get("wrong", []))), others)
+    held = calibration_holdout(sorted(split.get("wrong", [])), CALIBRATION_SHARE if share is None else share)
+    return measured | with_their_groups(held, others)
 
 
 def write_split(path: Path, split: dict) -> None:
