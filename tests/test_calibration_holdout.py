@@ -23,6 +23,7 @@ from audiocopy.training.sources import (
     CALIBRATION_SHARE,
     MIN_HOLDOUT_GROUPS,
     calibration_holdout,
+    holdout_tracks,
     is_calibration_track,
     track_group,
 )
@@ -109,8 +110,12 @@ def test_a_dataset_whose_roles_would_change_is_refused(tmp_path):
     _write(tmp_path / "wrong", first, 10)
     out = tmp_path / "ds"
     build_dataset(tmp_path / "lic", tmp_path / "wrong", out, TINY, jobs=1, progress=False)
+    # Another share (an encoder trained with --calibration-share): refused, and the message names the rule.
+    assert holdout_tracks(first, "group@0.5") != calibration_holdout(first)
+    with pytest.raises(DatasetError, match=r"calibration hold-out \(rule 'group@0.5'\) changed"):
+        build_dataset(tmp_path / "lic", tmp_path / "wrong", out, TINY, jobs=1, progress=False, holdout="group@0.5")
     _write(tmp_path / "wrong", more, 40)
-    with pytest.raises(DatasetError, match="calibration hold-out changed"):
+    with pytest.raises(DatasetError, match=r"calibration hold-out \(rule 'group'\) changed"):
         build_dataset(tmp_path / "lic", tmp_path / "wrong", out, TINY, jobs=1, progress=False)
 
 

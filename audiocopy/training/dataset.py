@@ -221,7 +221,7 @@ def build_dataset(licensed_dir: Path, wrong_dir: Path | None, out_dir: Path, pla
     manifest_path = out_dir / MANIFEST
     if manifest_path.exists():
         old = read_manifest(out_dir)
-        diffs = _plan_diffs(old, plan) + _role_diffs(old, sources)
+        diffs = _plan_diffs(old, plan) + _role_diffs(old, sources, holdout)
         if diffs:
             raise DatasetError(f"{out_dir} holds a dataset built with other parameters ({'; '.join(diffs)}); "
                                "remove it or choose another --out")
@@ -284,13 +284,19 @@ def _plan_diffs(manifest: dict, plan: BuildPlan) -> list[str]:
     return diffs
 
 
-def _role_diffs(manifest: dict, sources: list[Source]) -> list[str]:
-    """Tracks of an existing manifest whose split the current plan changes (at most a few named)."""
+def _role_diffs(manifest: dict, sources: list[Source], holdout: str = "group") -> list[str]:
+    """Tracks of an existing manifest whose split the current plan changes (at most a few named).
+
+    holdout: the rule the current plan holds out by, named in the message:
+    it moves tracks when groups join the folder or when the shipped encoder
+    was trained with another hold-out share.
+    """
     old = {(s.get("track_id"), s.get("role")): s.get("split") for s in manifest.get("sources", [])}
     moved = sorted(s.track_id for s in sources if old.get((s.track_id, s.role), s.split) != s.split)
     if not moved:
         return []
-    return [f"the calibration hold-out changed for {len(moved)} track(s), e.g. {', '.join(moved[:3])}"]
+    return [f"the calibration hold-out (rule {holdout!r}) changed for {len(moved)} track(s), "
+            f"e.g. {', '.join(moved[:3])}"]
 
 
 def read_manifest(out_dir: Path) -> dict:
