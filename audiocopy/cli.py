@@ -51,12 +51,10 @@ def _plan(args):
 
 
 def cmd_dataset(args) -> int:
-    from .training.calibration_windows import encoder_file_holdout_rule
     from .training.dataset import build_dataset
 
     manifest = build_dataset(Path(args.licensed), Path(args.wrong) if args.wrong else None, Path(args.out),
-                             _plan(args), jobs=args.jobs, progress=not args.quiet,
-                             holdout=encoder_file_holdout_rule())
+                             _plan(args), jobs=args.jobs, progress=not args.quiet)
     roles = [s["role"] for s in manifest["sources"]]
     print(f"dataset {args.out}: {roles.count('licensed')} licensed, {roles.count('wrong')} wrong tracks, "
           f"{len(manifest['failed'])} failed")

@@ -236,3 +236,17 @@ def test_the_dataset_holds_out_what_its_rule_says(tmp_path):
     ids = grouped_ids(12, 4)
     sources = plan_sources([], [tmp_path / f"{t}.wav" for t in ids], "group@0.4")
     assert {s.track_id for s in sources if s.split == "calibration"} == calibration_holdout(ids, 0.4)
+
+
+def test_a_dataset_holds_out_by_the_shipped_encoders_rule_unless_told(tmp_path, monkeypatch):
+    """``audiocopy dataset`` and cnnbin enrolment give no rule: the dataset takes the shipped encoder's, so a
+    shipped encoder trained with another share moves its heads' hold-out with it."""
+    from audiocopy.training import calibration_windows
+
+    first = [f"g{g:02d}__t{t}" for g in range(5) for t in range(2)]
+    _write(tmp_path / "lic", ["song"], 1)
+    _write(tmp_path / "wrong", first, 10)
+    monkeypatch.setattr(calibration_windows, "encoder_file_holdout_rule", lambda json_path=None: "group@0.5")
+    manifest = build_dataset(tmp_path / "lic", tmp_path / "wrong", tmp_path / "ds", TINY, jobs=1, progress=False)
+    held = {s["track_id"] for s in manifest["sources"] if s["split"] == "calibration"}
+    assert held == calibration_holdout(first, 0.5) != calibration_holdout(first)

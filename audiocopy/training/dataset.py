@@ -29,9 +29,9 @@ Roles and splits:
   model has never seen. Where the ids name groups (``GROUP__TRACK``), whole
   groups are held out (``sources.calibration_holdout``): music of a group
   the models trained against is easier to reject than music they never met.
-  The share is the hold-out rule's (``sources.holdout_tracks``); enrolment
-  gives the shipped encoder's, so the embedding heads, which read that
-  encoder, are calibrated on music neither the heads nor it heard.
+  The share is the hold-out rule's (``sources.holdout_tracks``), by default
+  the shipped encoder's, so the embedding heads, which read that encoder,
+  are calibrated on music neither the heads nor it heard.
   A dataset whose roles would change (say, groups added to the folder) is
   refused, not resumed: its shards and its music bank follow the roles.
 """
@@ -192,7 +192,7 @@ def _music_bank(sources: list[Source], plan: BuildPlan, seed: int) -> list[np.nd
 
 def build_dataset(licensed_dir: Path, wrong_dir: Path | None, out_dir: Path, plan: BuildPlan, *,
                   jobs: int | None = None, progress: bool = True,
-                  roles: tuple[str, ...] = ("licensed", "wrong"), holdout: str = "group") -> dict:
+                  roles: tuple[str, ...] = ("licensed", "wrong"), holdout: str | None = None) -> dict:
     """Build (or resume) the dataset; returns the manifest dict.
 
     licensed_dir: folder of catalogue tracks; wrong_dir: folder of negative
@@ -202,8 +202,10 @@ def build_dataset(licensed_dir: Path, wrong_dir: Path | None, out_dir: Path, pla
     jobs: worker processes (default: all cores).
     roles: build only the shards of these roles ("licensed", "wrong"); the
     seed's menu builds the licensed and the wrong part as separate steps.
-    holdout: which wrong tracks no model trains on (``plan_sources``); a
-    dataset whose hold-out it would change is refused like other changes.
+    holdout: which wrong tracks no model trains on (``plan_sources``);
+    default the shipped encoder's rule, so the embedding heads, which read
+    that encoder, are calibrated on music it never heard. A dataset whose
+    hold-out it would change is refused like other changes.
     The manifest is marked complete once every source's shard exists.
     Sources that fail to decode are reported in the manifest's ``failed``
     list and skipped; the build goes on.
@@ -217,6 +219,11 @@ def build_dataset(licensed_dir: Path, wrong_dir: Path | None, out_dir: Path, pla
         log.warning("only %d wrong tracks in %s: at least %d are needed for reliable negatives "
                     "(1000 recommended); false-positive calibration will be coarse",
                     len(wrong), wrong_dir, MIN_WRONG_TRACKS)
+    if holdout is None:
+        # Imported here: calibration_windows builds on this module.
+        from .calibration_windows import encoder_file_holdout_rule
+
+        holdout = encoder_file_holdout_rule()
     sources = plan_sources(licensed, wrong, holdout)
     manifest_path = out_dir / MANIFEST
     if manifest_path.exists():

@@ -27,7 +27,6 @@ from ..decision.recognizer import stored_margin_unit
 from ..engines import catalog, metadata
 from ..engines.cnnbin import engine as cnnbin
 from ..errors import DatasetError
-from .calibration_windows import encoder_file_holdout_rule
 from .dataset import BuildPlan, Dataset, build_dataset
 from .fit_cnnbin import calibration_windows, fit_track
 from .play_calibration import PLAY_KEYS, calibrate_play_threshold
@@ -194,9 +193,8 @@ def enroll(catalog_dir: Path, db: Path, *, negatives_dir: Path | None, work_dir:
     threshold on the dataset's held-out negatives).
     """
     work_dir = Path(work_dir) if work_dir is not None else Path(db) / "dataset"
-    # The shipped encoder's hold-out: the heads' thresholds are then set on music it never heard.
     build_dataset(Path(catalog_dir), negatives_dir, work_dir, BuildPlan(audio, features, augment, dataset),
-                  jobs=jobs, progress=progress, holdout=encoder_file_holdout_rule())
+                  jobs=jobs, progress=progress)
     report = train_catalog(work_dir, Path(db), cnn=cnn, train=train, progress=progress)
     # Titles and artists from the files' tags, for tracks that have no metadata yet.
     metadata.fill_from_files(Path(db), list_audio(Path(catalog_dir)), cnnbin.enrolled_track_ids(Path(db)))
